@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it. Installs what it needs on a fresh
+# Debian-like machine (as root), then: rustfmt, clippy, every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages the build and the tests need. Installed only when missing.
+need=()
+command -v cc >/dev/null || need+=(gcc)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing: ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "missing packages: ${need[*]} (install them, or run as root on Debian)" >&2
+    exit 1
+  fi
+fi
+
+rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
+
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+if command -v cargo-nextest >/dev/null; then
+  cargo nextest run --no-fail-fast
+else
+  cargo test --lib --bins --tests --no-fail-fast
+fi

@@ -1,0 +1,7 @@
+//! rkstack: a declarative container supervisor for appliances.
+//!
+//! Data flows one way: stack file → [`config`] → [`plan`] → supervisor →
+//! sandbox / network / image. See `architecture.md` in the design folder.
+
+pub mod config;
+pub mod plan;

@@ -1,0 +1,154 @@
+//! `rkstack check` and `rkstack plan` as a user runs them: exit codes, stdout, stderr.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn rkstack(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rkstack"))
+        .args(args)
+        .output()
+        .expect("run rkstack")
+}
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/stacks")
+        .join(name)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn check_accepts_the_demo_with_a_summary() {
+    let out = rkstack(&["check", example("demo.toml").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "ok: 3 containers, 1 network, 1 volume\n");
+}
+
+#[test]
+fn check_json_prints_the_effective_configuration() {
+    let out = rkstack(&["check", "--json", example("demo.toml").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    // [defaults] applied: restart comes from there for db; web sets its own.
+    assert_eq!(v["containers"]["db"]["restart"], "on-failure");
+    assert_eq!(v["containers"]["web"]["restart"], "always");
+    assert_eq!(v["containers"]["worker"]["stop_timeout"], "5s");
+    assert_eq!(v["networks"]["backend"]["gateway"], "10.89.0.1");
+}
+
+#[test]
+fn check_reports_every_problem_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.toml");
+    std::fs::write(
+        &file,
+        r#"name = "broken"
+[networks.a]
+subnet = "10.1.0.0/16"
+[networks.b]
+subnet = "10.1.2.0/24"
+[containers.web]
+image = "host"
+command = ["/bin/true"]
+restart = "alwyas"
+stop_timeout = "10 seconds"
+depends_on = ["db"]
+networks = { a = { ip = "10.2.0.5" }, c = {} }
+ports = ["8080:80"]
+resources = { memory = "12Q" }
+security = { capabilities = { add = ["NET_ADMN"] } }
+colour = "blue"
+[containers.db]
+image = "host"
+command = ["/bin/true"]
+depends_on = ["web"]
+networks = ["a"]
+ports = ["8080:81"]
+"#,
+    )
+    .unwrap();
+    let f = file.display().to_string();
+    let out = rkstack(&["check", &f]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = text(&out.stderr);
+    for want in [
+        format!("{f}:5:10: networks.b.subnet: 10.1.2.0/24 overlaps 10.1.0.0/16"),
+        format!(
+            "{f}:9:11: containers.web.restart: expected one of no, on-failure, always, unless-stopped, found \"alwyas\"; did you mean \"always\"?"
+        ),
+        format!("{f}:10:16: containers.web.stop_timeout: invalid duration"),
+        format!("{f}:11:15: containers.web.depends_on: dependency cycle: db → web → db"),
+        format!("{f}:12:25: containers.web.networks: 10.2.0.5 is outside the subnet 10.1.0.0/16"),
+        format!("{f}:12:39: containers.web.networks: no network named \"c\""),
+        format!(
+            "{f}:13:10: containers.web.ports: host port 8080 is already published by container \"db\""
+        ),
+        format!("{f}:14:24: containers.web.resources.memory: invalid size \"12Q\""),
+        format!(
+            "{f}:15:38: containers.web.security.capabilities.add: unknown capability \"NET_ADMN\""
+        ),
+        format!("{f}:16:1: unknown key \"containers.web.colour\""),
+        format!("{f}: 10 problems found"),
+    ] {
+        assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn check_names_file_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.toml");
+    let out = rkstack(&["check", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("missing.toml: no such file"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = rkstack(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("is a directory, not a stack file"));
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let out = rkstack(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = rkstack(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn global_options_go_before_or_after_the_command() {
+    let f = example("demo.toml");
+    let a = rkstack(&["--stack", "demo", "check", f.to_str().unwrap()]);
+    let b = rkstack(&["check", f.to_str().unwrap(), "--stack", "demo"]);
+    assert_eq!(a.status.code(), Some(0));
+    assert_eq!(a.stdout, b.stdout);
+}
+
+#[test]
+fn plan_of_the_demo_against_nothing() {
+    let out = rkstack(&["plan", example("demo.toml").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "\
+stack demo: create 1 network, start 3 containers
+  create  network    backend  new in file
+  start   container  db       new in file
+  start   container  web      new in file
+  start   container  worker   new in file
+"
+    );
+    let out = rkstack(&["plan", "--json", example("demo.toml").to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["stack"], "demo");
+    assert_eq!(v["ops"].as_array().unwrap().len(), 4);
+}

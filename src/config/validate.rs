@@ -371,11 +371,13 @@ impl Cx<'_> {
         self.parsed(node, key, |s| types::host_path(s, &base))
     }
 
-    fn name(&mut self, s: &str, span: &Span, what: &str) -> Option<Name> {
+    /// A name given as the value (or key) `key` of the current container;
+    /// the dotted path is only built when there is a problem to report.
+    fn name(&mut self, s: &str, span: &Span, key: &str) -> Option<Name> {
         match Name::parse(s, Name::MAX) {
             Ok(n) => Some(n),
             Err(m) => {
-                self.err(span, format!("{what}: {m}"));
+                self.err_key(span, key, m);
                 None
             }
         }
@@ -498,7 +500,9 @@ impl Cx<'_> {
 
     fn check_names_only(&mut self, t: &Table) {
         for e in &t.entries {
-            let _ = self.name(&e.key, &e.key_span, "invalid key");
+            if let Err(m) = Name::parse(&e.key, Name::MAX) {
+                self.err(&e.key_span, format!("invalid key: {m}"));
+            }
         }
     }
 
@@ -947,7 +951,7 @@ impl Cx<'_> {
         match &v.kind {
             Kind::Array(_) => {
                 for (s, span) in self.strings(v, key)? {
-                    match self.name(&s, &span, &self.path(&span, key)) {
+                    match self.name(&s, &span, key) {
                         Some(n) => {
                             sp.depends_on.insert(n.clone(), span);
                             out.insert(n, Condition::Started);
@@ -959,8 +963,7 @@ impl Cx<'_> {
             Kind::Table(t) => {
                 for e in &t.entries {
                     let k = format!("{key}.{}", e.key);
-                    let Some(n) = self.name(&e.key, &e.key_span, &self.path(&e.key_span, key))
-                    else {
+                    let Some(n) = self.name(&e.key, &e.key_span, key) else {
                         ok = false;
                         continue;
                     };
@@ -1036,7 +1039,7 @@ impl Cx<'_> {
                         ok = false;
                         continue;
                     }
-                    match self.name(&s, &span, &self.path(&span, key)) {
+                    match self.name(&s, &span, key) {
                         Some(n) => {
                             sp.networks.push((span, None));
                             sp.aliases.push(Vec::new());
@@ -1061,8 +1064,7 @@ impl Cx<'_> {
                         ok = false;
                         continue;
                     }
-                    let Some(n) = self.name(&e.key, &e.key_span, &self.path(&e.key_span, key))
-                    else {
+                    let Some(n) = self.name(&e.key, &e.key_span, key) else {
                         ok = false;
                         continue;
                     };
@@ -1196,7 +1198,7 @@ impl Cx<'_> {
                     read_only: ro,
                 });
             }
-            let source = self.name(src, &item.span, &self.path(&item.span, k))?;
+            let source = self.name(src, &item.span, k)?;
             sp.mount_sources.push(item.span.clone());
             return Some(Mount::Volume {
                 source,
@@ -1274,11 +1276,7 @@ impl Cx<'_> {
                     })
                 } else {
                     let s = self.str(&src.value, &format!("{k}.source"))?;
-                    let source = self.name(
-                        s,
-                        &src.value.span,
-                        &self.path(&src.value.span, &format!("{k}.source")),
-                    )?;
+                    let source = self.name(s, &src.value.span, &format!("{k}.source"))?;
                     sp.mount_sources.push(src.value.span.clone());
                     Some(Mount::Volume {
                         source,

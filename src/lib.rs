@@ -5,3 +5,5 @@
 
 pub mod config;
 pub mod plan;
+pub mod sandbox;
+pub mod supervisor;

@@ -10,6 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use rkstack::config::{self, ConfigError};
 use rkstack::plan;
 
+mod cli_run;
+
 /// Exit status: the request failed.
 const EXIT_FAILED: u8 = 1;
 /// Exit status: bad usage or an invalid stack file.
@@ -67,6 +69,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run one container in the foreground, without a stack file.
+    Run(Box<RunArgs>),
     /// Show what `up` or a reload would create, recreate, update, stop and keep, and why.
     Plan {
         /// The stack file.
@@ -77,7 +81,61 @@ enum Command {
     },
 }
 
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Container name (default: run-PID).
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    hostname: Option<String>,
+    /// uid[:gid] or a user name of the rootfs.
+    #[arg(long)]
+    user: Option<String>,
+    #[arg(long, short = 'w')]
+    workdir: Option<String>,
+    /// KEY=VALUE (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// SOURCE:TARGET[:ro] bind mount (repeatable).
+    #[arg(long = "volume", short = 'v', value_name = "SRC:DST[:ro]")]
+    volumes: Vec<String>,
+    /// A tmpfs at this path (repeatable).
+    #[arg(long, value_name = "DST")]
+    tmpfs: Vec<String>,
+    #[arg(long)]
+    read_only: bool,
+    /// Memory limit, like 64M.
+    #[arg(long)]
+    memory: Option<String>,
+    #[arg(long)]
+    cpus: Option<f64>,
+    #[arg(long)]
+    pids: Option<u64>,
+    #[arg(long = "cap-add", value_name = "CAP")]
+    cap_add: Vec<String>,
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    cap_drop: Vec<String>,
+    /// default, unconfined or a profile file.
+    #[arg(long)]
+    seccomp: Option<String>,
+    /// off, auto or UID_MAP (like 0:100000:65536, used for gids too).
+    #[arg(long)]
+    userns: Option<String>,
+    /// none (loopback only, the default) or host.
+    #[arg(long)]
+    network: Option<String>,
+    /// A directory, or an image reference of the stack format (host, dir:PATH, ...).
+    rootfs: String,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
 fn main() -> ExitCode {
+    // The sandbox's init stage: before anything else, still single-threaded.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "__init") {
+        rkstack::sandbox::init::main();
+    }
     let cli = Cli::parse();
     let _ = (
         &cli.global.stack,
@@ -117,6 +175,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 writeln!(out, "ok: {}", stack.summary())?;
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => {
+            let name = args
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("run-{}", std::process::id()));
+            let container = match cli_run::container(args.as_ref(), &name) {
+                Ok(c) => c,
+                Err(msg) => {
+                    eprintln!("rkstack: {msg}");
+                    return Ok(ExitCode::from(EXIT_INVALID));
+                }
+            };
+            let opts = rkstack::supervisor::run::RunOptions {
+                state_dir: cli.global.state_dir.clone(),
+                data_dir: cli.global.data_dir.clone(),
+                stack: "run".into(),
+            };
+            match rkstack::supervisor::run::run(&container, &opts) {
+                Ok(exit) => {
+                    if exit == rkstack::supervisor::run::Exit::Oom {
+                        eprintln!(
+                            "rkstack: {name}: killed by the out-of-memory killer (memory limit reached)"
+                        );
+                    }
+                    Ok(ExitCode::from(
+                        u8::try_from(exit.status()).unwrap_or(EXIT_FAILED),
+                    ))
+                }
+                Err(e) => {
+                    eprintln!("rkstack: {e}");
+                    Ok(ExitCode::from(EXIT_FAILED))
+                }
+            }
         }
         Command::Plan { file, json } => {
             let stack = match load(&file) {

@@ -1,0 +1,179 @@
+//! `rkstack run` options → a container of the stack format, validated with
+//! the same types the stack file uses (one vocabulary).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rkstack::config::types::{self, CapName};
+use rkstack::config::{
+    ByteSize, Container, IdMap, ImageRef, Mount, Name, NetworkMode, PullPolicy, Resources,
+    RestartPolicy, Seccomp, Security, User, UserNamespace, defaults, effective_capabilities,
+};
+
+use crate::RunArgs;
+
+pub fn container(a: &RunArgs, name: &str) -> Result<Container, String> {
+    let cwd = std::env::current_dir().map_err(|e| format!("current directory: {e}"))?;
+    let name = Name::parse(name, Name::MAX).map_err(|m| format!("--name: {m}"))?;
+    let image = match a.rootfs.as_str() {
+        "host" => ImageRef::Host,
+        s if s.starts_with("dir:") => ImageRef::Dir {
+            path: types::host_path(&s[4..], &cwd)?,
+        },
+        s if s.contains("://") || s.starts_with("oci:") || s.starts_with("tar:") => {
+            return Err(format!(
+                "image {s}: only a directory, dir:PATH or host can be run for now"
+            ));
+        }
+        s => ImageRef::Dir {
+            path: types::host_path(s, &cwd)?,
+        },
+    };
+    let mut env = BTreeMap::new();
+    for e in &a.env {
+        let (k, v) = e
+            .split_once('=')
+            .ok_or_else(|| format!("-e {e}: expected KEY=VALUE"))?;
+        if k.is_empty() {
+            return Err(format!("-e {e}: empty name"));
+        }
+        env.insert(k.to_string(), v.to_string());
+    }
+    let mut mounts = Vec::new();
+    for v in &a.volumes {
+        let parts: Vec<&str> = v.split(':').collect();
+        let (src, dst, ro) = match parts.as_slice() {
+            [s, d] => (*s, *d, false),
+            [s, d, "ro"] => (*s, *d, true),
+            [s, d, "rw"] => (*s, *d, false),
+            _ => return Err(format!("-v {v}: expected SOURCE:TARGET[:ro]")),
+        };
+        mounts.push(Mount::Bind {
+            source: types::host_path(src, &cwd)?,
+            target: types::container_path(dst).map_err(|m| format!("-v {v}: {m}"))?,
+            read_only: ro,
+        });
+    }
+    for t in &a.tmpfs {
+        mounts.push(Mount::Tmpfs {
+            target: types::container_path(t).map_err(|m| format!("--tmpfs {t}: {m}"))?,
+            size: None,
+            mode: None,
+        });
+    }
+    let caps = |list: &[String], flag: &str| -> Result<Vec<CapName>, String> {
+        list.iter()
+            .map(|c| CapName::parse(c).map_err(|m| format!("{flag}: {m}")))
+            .collect()
+    };
+    let capabilities = effective_capabilities(
+        &caps(&a.cap_drop, "--cap-drop")?,
+        &caps(&a.cap_add, "--cap-add")?,
+    );
+    let seccomp = match a.seccomp.as_deref() {
+        None | Some("default") => Seccomp::Default,
+        Some("unconfined") => Seccomp::Unconfined,
+        Some(p) => Seccomp::Profile(types::host_path(p, &cwd)?),
+    };
+    let user_namespace = match a.userns.as_deref() {
+        None | Some("off") => UserNamespace::Off,
+        Some("auto") => UserNamespace::Auto,
+        Some(m) => {
+            let parts: Vec<u32> = m
+                .split(':')
+                .map(|x| {
+                    x.parse()
+                        .map_err(|_| format!("--userns {m}: expected off, auto or IN:OUT:COUNT"))
+                })
+                .collect::<Result<_, _>>()?;
+            let [inside, outside, count] = parts[..] else {
+                return Err(format!("--userns {m}: expected off, auto or IN:OUT:COUNT"));
+            };
+            let map = IdMap {
+                inside,
+                outside,
+                count,
+            };
+            UserNamespace::Maps {
+                uid: vec![map],
+                gid: vec![map],
+            }
+        }
+    };
+    let network = match a.network.as_deref() {
+        None | Some("none") => NetworkMode::Loopback,
+        Some("host") => NetworkMode::Host,
+        Some(n) => {
+            return Err(format!(
+                "--network {n}: only none and host can be used with run"
+            ));
+        }
+    };
+    let user = a.user.as_ref().map(|u| match u.split_once(':') {
+        Some((x, g)) => match (x.parse(), g.parse()) {
+            (Ok(uid), Ok(gid)) => User::Id {
+                uid,
+                gid: Some(gid),
+            },
+            _ => User::Name {
+                name: x.into(),
+                group: Some(g.into()),
+            },
+        },
+        None => match u.parse() {
+            Ok(uid) => User::Id { uid, gid: None },
+            Err(_) => User::Name {
+                name: u.clone(),
+                group: None,
+            },
+        },
+    });
+    let resources = Resources {
+        memory: a
+            .memory
+            .as_deref()
+            .map(ByteSize::parse)
+            .transpose()
+            .map_err(|m| format!("--memory: {m}"))?,
+        cpus: a.cpus,
+        pids: a.pids,
+        ..Resources::default()
+    };
+    Ok(Container {
+        hostname: a.hostname.clone().unwrap_or_else(|| name.to_string()),
+        name,
+        image,
+        pull_policy: PullPolicy::Never,
+        command: Some(a.command.clone()),
+        env,
+        workdir: a
+            .workdir
+            .as_deref()
+            .map(types::container_path)
+            .transpose()?
+            .unwrap_or_else(|| PathBuf::from("/")),
+        user,
+        restart: RestartPolicy::No,
+        restart_backoff: defaults::backoff(),
+        start_limit: None,
+        depends_on: BTreeMap::new(),
+        stop_signal: defaults::STOP_SIGNAL,
+        stop_timeout: rkstack::config::Duration::from_secs(defaults::STOP_TIMEOUT_SECS),
+        read_only: a.read_only,
+        network,
+        ports: Vec::new(),
+        mounts,
+        resources,
+        security: Security {
+            capabilities,
+            seccomp,
+            no_new_privileges: true,
+            user_namespace,
+            masked_paths: Vec::new(),
+            apparmor: None,
+            selinux_label: None,
+        },
+        health: None,
+        logging: defaults::logging(),
+    })
+}

@@ -1,0 +1,51 @@
+//! Capabilities: the bounding set is cut to exactly the configured set; root
+//! gets it as permitted and effective, other users get none (as Docker does);
+//! inheritable and ambient stay empty.
+
+use std::collections::HashSet;
+
+use caps::{CapSet, Capability};
+
+use super::channel::StepError;
+use super::rootfs::errno_err;
+
+fn parse(names: &[String]) -> Result<HashSet<Capability>, StepError> {
+    names
+        .iter()
+        .map(|n| {
+            n.parse::<Capability>()
+                .map_err(|_| errno_err("capabilities", libc::EINVAL, n.clone()))
+        })
+        .collect()
+}
+
+pub fn apply(names: &[String], root: bool) -> Result<(), StepError> {
+    let want = parse(names)?;
+    let err = |what: &str, e: caps::errors::CapsError| {
+        errno_err("capabilities", 0, format!("{what}: {e}"))
+    };
+    for c in caps::all() {
+        if !want.contains(&c) {
+            // Capabilities the kernel does not know cannot be dropped; skip them.
+            if let Err(e) = caps::drop(None, CapSet::Bounding, c) {
+                if caps::has_cap(None, CapSet::Bounding, c).unwrap_or(false) {
+                    return Err(err("bounding", e));
+                }
+            }
+        }
+    }
+    let empty = HashSet::new();
+    caps::set(None, CapSet::Ambient, &empty).or_else(|e| {
+        // Kernels without ambient capabilities have nothing to clear.
+        if caps::read(None, CapSet::Ambient).is_ok() {
+            Err(err("ambient", e))
+        } else {
+            Ok(())
+        }
+    })?;
+    caps::set(None, CapSet::Inheritable, &empty).map_err(|e| err("inheritable", e))?;
+    let keep = if root { &want } else { &empty };
+    caps::set(None, CapSet::Effective, keep).map_err(|e| err("effective", e))?;
+    caps::set(None, CapSet::Permitted, keep).map_err(|e| err("permitted", e))?;
+    Ok(())
+}

@@ -1,0 +1,679 @@
+//! Control groups, v1, hybrid (v1 controllers beside a cgroup2 mount that
+//! holds few or none) and pure v2. The filesystem root is a parameter, so
+//! the v2 path is tested against scratch trees as well as the kernel.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Which hierarchies exist and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    /// One unified hierarchy mounted at `root`.
+    V2 { root: PathBuf },
+    /// Per-controller hierarchies (`memory` → `/sys/fs/cgroup/memory`).
+    V1 {
+        controllers: BTreeMap<String, PathBuf>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("no cgroup filesystem is mounted (looked in {0})")]
+    NotMounted(String),
+    #[error("cgroup {path}: {action}")]
+    Io {
+        path: String,
+        action: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cgroup: the {controller} controller is not available here (needed for {what})")]
+    Missing { controller: String, what: String },
+}
+
+fn io_err(path: &Path, action: impl Into<String>) -> impl FnOnce(io::Error) -> CgroupError {
+    let path = path.display().to_string();
+    let action = action.into();
+    move |source| CgroupError::Io {
+        path,
+        action,
+        source,
+    }
+}
+
+/// v1 controllers rkstack uses (each present one gets a directory).
+const V1_CONTROLLERS: &[&str] = &[
+    "memory", "pids", "cpu", "cpuacct", "cpuset", "blkio", "devices", "freezer",
+];
+
+impl Layout {
+    /// Reads the mount table (`/proc/self/mountinfo` text). A cgroup2 mount
+    /// with controllers at `expected_v2` makes a pure v2 layout; otherwise
+    /// the v1 controller mounts are used (hybrid hosts included).
+    pub fn from_mountinfo(text: &str) -> Result<Layout, CgroupError> {
+        let mut controllers = BTreeMap::new();
+        let mut v2: Option<PathBuf> = None;
+        for line in text.lines() {
+            let Some((pre, post)) = line.split_once(" - ") else {
+                continue;
+            };
+            let fields: Vec<&str> = pre.split(' ').collect();
+            let post: Vec<&str> = post.split(' ').collect();
+            let (Some(mnt), Some(fstype)) = (fields.get(4), post.first()) else {
+                continue;
+            };
+            let mnt = unescape(mnt);
+            match *fstype {
+                "cgroup2"
+                    if mnt == Path::new("/sys/fs/cgroup")
+                        || v2.is_none() && !mnt.starts_with("/sys/fs/cgroup/") =>
+                {
+                    v2 = Some(mnt);
+                }
+                "cgroup" => {
+                    let opts = post.get(2).copied().unwrap_or("");
+                    for o in opts.split(',') {
+                        if V1_CONTROLLERS.contains(&o) {
+                            controllers
+                                .entry(o.to_string())
+                                .or_insert_with(|| mnt.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !controllers.is_empty() {
+            return Ok(Layout::V1 { controllers });
+        }
+        match v2 {
+            Some(root) => Ok(Layout::V2 { root }),
+            None => Err(CgroupError::NotMounted("/proc/self/mountinfo".into())),
+        }
+    }
+
+    pub fn detect() -> Result<Layout, CgroupError> {
+        let text = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(io_err(Path::new("/proc/self/mountinfo"), "read"))?;
+        Layout::from_mountinfo(&text)
+    }
+}
+
+fn unescape(s: &str) -> PathBuf {
+    // mountinfo escapes space, tab, newline and backslash as \ooo.
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && let Some(Ok(v)) = s.get(i + 1..i + 4).map(|o| u8::from_str_radix(o, 8))
+        {
+            out.push(v);
+            i += 4;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    use std::os::unix::ffi::OsStringExt;
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
+/// Limits in cgroup terms (the caller converts from the stack file).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Limits {
+    pub memory: Option<u64>,
+    pub memory_low: Option<u64>,
+    pub cpus: Option<f64>,
+    pub cpu_weight: Option<u32>,
+    pub cpuset: Option<String>,
+    pub pids: Option<u64>,
+    pub io_weight: Option<u32>,
+    pub io: Vec<IoLimit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoLimit {
+    pub major: u32,
+    pub minor: u32,
+    pub read_bps: Option<u64>,
+    pub write_bps: Option<u64>,
+    pub read_iops: Option<u64>,
+    pub write_iops: Option<u64>,
+}
+
+/// What the cgroup saw of the process's end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Events {
+    pub oom_kills: u64,
+}
+
+/// One container's cgroup (a directory per v1 controller, or one v2 directory).
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    layout: Layout,
+    /// Relative path under each hierarchy's root: `rkstack/STACK/NAME`.
+    rel: PathBuf,
+}
+
+const CPU_PERIOD: u64 = 100_000;
+
+impl Cgroup {
+    pub fn new(layout: Layout, rel: impl Into<PathBuf>) -> Cgroup {
+        Cgroup {
+            layout,
+            rel: rel.into(),
+        }
+    }
+
+    /// Every directory of this cgroup, by controller (`""` for v2).
+    pub fn dirs(&self) -> Vec<(String, PathBuf)> {
+        match &self.layout {
+            Layout::V2 { root } => vec![(String::new(), root.join(&self.rel))],
+            Layout::V1 { controllers } => {
+                // Controllers co-mounted (cpu,cpuacct) share a directory: list it once.
+                let mut seen = Vec::new();
+                let mut out = Vec::new();
+                for (c, root) in controllers {
+                    if !seen.contains(root) {
+                        seen.push(root.clone());
+                        out.push((c.clone(), root.join(&self.rel)));
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// The `cgroup.procs` files a process writes itself to.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs()
+            .into_iter()
+            .map(|(_, d)| d.join("cgroup.procs"))
+            .collect()
+    }
+
+    fn dir_of(&self, controller: &str) -> Option<PathBuf> {
+        match &self.layout {
+            Layout::V2 { root } => Some(root.join(&self.rel)),
+            Layout::V1 { controllers } => controllers.get(controller).map(|r| r.join(&self.rel)),
+        }
+    }
+
+    /// Creates the directories (and, on v2, enables the controllers along the
+    /// way). Another container's clean-up may remove a shared parent at the
+    /// same moment; the walk is then simply done again.
+    pub fn create(&self) -> Result<(), CgroupError> {
+        let mut tries = 0;
+        loop {
+            match self.create_once() {
+                Err(CgroupError::Io { source, .. })
+                    if source.kind() == io::ErrorKind::NotFound && tries < 5 =>
+                {
+                    tries += 1
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn create_once(&self) -> Result<(), CgroupError> {
+        match &self.layout {
+            Layout::V2 { root } => {
+                let mut cur = root.clone();
+                for comp in self.rel.components() {
+                    let available =
+                        std::fs::read_to_string(cur.join("cgroup.controllers")).unwrap_or_default();
+                    let want: Vec<String> = ["cpu", "cpuset", "io", "memory", "pids"]
+                        .iter()
+                        .filter(|c| available.split_whitespace().any(|a| a == **c))
+                        .map(|c| format!("+{c}"))
+                        .collect();
+                    if !want.is_empty() {
+                        let f = cur.join("cgroup.subtree_control");
+                        // Enabling is idempotent; refuse only if nothing could be enabled.
+                        let _ = std::fs::write(&f, want.join(" "));
+                    }
+                    cur.push(comp);
+                    match std::fs::create_dir(&cur) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                        Err(e) => return Err(io_err(&cur, "create")(e)),
+                    }
+                }
+                Ok(())
+            }
+            Layout::V1 { controllers } => {
+                for (c, root) in controllers {
+                    let mut cur = root.clone();
+                    for comp in self.rel.components() {
+                        let parent = cur.clone();
+                        cur.push(comp);
+                        match std::fs::create_dir(&cur) {
+                            Ok(()) => {
+                                if c == "cpuset" {
+                                    // A v1 cpuset starts empty and admits no task until filled from its parent.
+                                    for f in ["cpuset.cpus", "cpuset.mems"] {
+                                        let v = std::fs::read_to_string(parent.join(f))
+                                            .unwrap_or_default();
+                                        std::fs::write(cur.join(f), v.trim())
+                                            .map_err(io_err(&cur.join(f), "write"))?;
+                                    }
+                                }
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                            Err(e) => return Err(io_err(&cur, "create")(e)),
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn write(
+        &self,
+        controller: &str,
+        file: &str,
+        value: &str,
+        what: &str,
+    ) -> Result<(), CgroupError> {
+        let dir = self
+            .dir_of(controller)
+            .ok_or_else(|| CgroupError::Missing {
+                controller: controller.into(),
+                what: what.into(),
+            })?;
+        let path = dir.join(file);
+        if matches!(self.layout, Layout::V2 { .. }) && !path.exists() {
+            return Err(CgroupError::Missing {
+                controller: controller.into(),
+                what: what.into(),
+            });
+        }
+        std::fs::write(&path, value).map_err(io_err(&path, format!("write {value:?}")))
+    }
+
+    /// Writes every limit (unset ones back to their defaults), now or on a running container.
+    pub fn apply(&self, l: &Limits) -> Result<(), CgroupError> {
+        let v2 = matches!(self.layout, Layout::V2 { .. });
+        let num = |v: Option<u64>, max: &str| v.map_or(max.to_string(), |n| n.to_string());
+        if v2 {
+            if l.memory.is_some() || self.dir_has("memory.max") {
+                self.write("memory", "memory.max", &num(l.memory, "max"), "memory")?;
+            }
+            if l.memory_low.is_some() || self.dir_has("memory.low") {
+                self.write(
+                    "memory",
+                    "memory.low",
+                    &num(l.memory_low, "0"),
+                    "memory_reservation",
+                )?;
+            }
+            if l.pids.is_some() || self.dir_has("pids.max") {
+                self.write("pids", "pids.max", &num(l.pids, "max"), "pids")?;
+            }
+            if l.cpus.is_some() || self.dir_has("cpu.max") {
+                let quota = l.cpus.map_or("max".to_string(), |c| {
+                    ((c * CPU_PERIOD as f64).round() as u64)
+                        .max(1000)
+                        .to_string()
+                });
+                self.write("cpu", "cpu.max", &format!("{quota} {CPU_PERIOD}"), "cpus")?;
+            }
+            if l.cpu_weight.is_some() || self.dir_has("cpu.weight") {
+                self.write(
+                    "cpu",
+                    "cpu.weight",
+                    &l.cpu_weight.unwrap_or(100).to_string(),
+                    "cpu_weight",
+                )?;
+            }
+            if let Some(c) = &l.cpuset {
+                self.write("cpuset", "cpuset.cpus", c, "cpuset")?;
+            }
+            if l.io_weight.is_some() || self.dir_has("io.weight") {
+                self.write(
+                    "io",
+                    "io.weight",
+                    &format!("default {}", l.io_weight.unwrap_or(100)),
+                    "io_weight",
+                )?;
+            }
+            for d in &l.io {
+                let f = |k: &str, v: Option<u64>| format!("{k}={}", num(v, "max"));
+                let line = format!(
+                    "{}:{} {} {} {} {}",
+                    d.major,
+                    d.minor,
+                    f("rbps", d.read_bps),
+                    f("wbps", d.write_bps),
+                    f("riops", d.read_iops),
+                    f("wiops", d.write_iops)
+                );
+                self.write("io", "io.max", &line, "io_limits")?;
+            }
+        } else {
+            if l.memory.is_some() || self.dir_of("memory").is_some() {
+                self.write(
+                    "memory",
+                    "memory.limit_in_bytes",
+                    &l.memory.map_or("-1".into(), |n| n.to_string()),
+                    "memory",
+                )?;
+            }
+            if l.memory_low.is_some() {
+                self.write(
+                    "memory",
+                    "memory.soft_limit_in_bytes",
+                    &num(l.memory_low, "-1"),
+                    "memory_reservation",
+                )?;
+            }
+            if l.pids.is_some() || self.dir_of("pids").is_some() {
+                self.write("pids", "pids.max", &num(l.pids, "max"), "pids")?;
+            }
+            if l.cpus.is_some() || self.dir_of("cpu").is_some() {
+                self.write("cpu", "cpu.cfs_period_us", &CPU_PERIOD.to_string(), "cpus")?;
+                let quota = l.cpus.map_or("-1".to_string(), |c| {
+                    ((c * CPU_PERIOD as f64).round() as u64)
+                        .max(1000)
+                        .to_string()
+                });
+                self.write("cpu", "cpu.cfs_quota_us", &quota, "cpus")?;
+            }
+            if l.cpu_weight.is_some() || self.dir_of("cpu").is_some() {
+                // The inverse of the OCI shares → weight conversion.
+                let shares = l.cpu_weight.map_or(1024, |w| {
+                    2 + (u64::from(w.saturating_sub(1)) * 262_142) / 9_999
+                });
+                self.write("cpu", "cpu.shares", &shares.to_string(), "cpu_weight")?;
+            }
+            if let Some(c) = &l.cpuset {
+                self.write("cpuset", "cpuset.cpus", c, "cpuset")?;
+            }
+            if let Some(w) = l.io_weight {
+                self.write(
+                    "blkio",
+                    "blkio.weight",
+                    &(w / 10).clamp(10, 1000).to_string(),
+                    "io_weight",
+                )?;
+            }
+            for d in &l.io {
+                for (file, v) in [
+                    ("blkio.throttle.read_bps_device", d.read_bps),
+                    ("blkio.throttle.write_bps_device", d.write_bps),
+                    ("blkio.throttle.read_iops_device", d.read_iops),
+                    ("blkio.throttle.write_iops_device", d.write_iops),
+                ] {
+                    self.write(
+                        "blkio",
+                        file,
+                        &format!("{}:{} {}", d.major, d.minor, v.unwrap_or(0)),
+                        "io_limits",
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn dir_has(&self, file: &str) -> bool {
+        self.dir_of("").is_some_and(|d| d.join(file).exists())
+    }
+
+    /// v1 only: the device allow-list (`devices` controller): everything
+    /// denied but the default devices, `/dev/pts/*`, and `extra` (`c 4:64 rw`).
+    pub fn restrict_devices(&self, extra: &[String]) -> Result<(), CgroupError> {
+        if !matches!(self.layout, Layout::V1 { .. }) || self.dir_of("devices").is_none() {
+            return Ok(());
+        }
+        self.write("devices", "devices.deny", "a", "devices")?;
+        let defaults = [
+            "c 1:3 rwm",    // null
+            "c 1:5 rwm",    // zero
+            "c 1:7 rwm",    // full
+            "c 1:8 rwm",    // random
+            "c 1:9 rwm",    // urandom
+            "c 5:0 rwm",    // tty
+            "c 5:1 rwm",    // console
+            "c 5:2 rwm",    // ptmx
+            "c 136:* rwm",  // pts
+            "c 10:200 rwm", // tun
+        ];
+        for rule in defaults
+            .iter()
+            .map(|s| s.to_string())
+            .chain(extra.iter().cloned())
+        {
+            self.write("devices", "devices.allow", &rule, "devices")?;
+        }
+        Ok(())
+    }
+
+    /// OOM kills seen by the cgroup so far.
+    pub fn events(&self) -> Events {
+        let file = match self.layout {
+            Layout::V2 { .. } => "memory.events",
+            Layout::V1 { .. } => "memory.oom_control",
+        };
+        let text = self
+            .dir_of("memory")
+            .and_then(|d| std::fs::read_to_string(d.join(file)).ok())
+            .unwrap_or_default();
+        let oom_kills = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|n| n.trim().parse().ok())
+            })
+            .unwrap_or(0);
+        Events { oom_kills }
+    }
+
+    /// Pids still in the cgroup.
+    pub fn pids(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        for (_, d) in self.dirs() {
+            let text = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+            for p in text.lines().filter_map(|l| l.trim().parse().ok()) {
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    /// Kills whatever is left and removes the directories (leaf first, then
+    /// empty parents up to the hierarchy root, which is kept).
+    pub fn destroy(&self) -> Result<(), CgroupError> {
+        for _ in 0..50 {
+            let pids = self.pids();
+            if pids.is_empty() {
+                break;
+            }
+            for p in pids {
+                // SAFETY: signalling processes inside our own container's cgroup.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let mut first_err = None;
+        for (_, dir) in self.dirs() {
+            let mut d = dir.clone();
+            let depth = self.rel.components().count();
+            for i in 0..depth {
+                match std::fs::remove_dir(&d) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        // A parent still in use by another container is fine.
+                        if i == 0 && first_err.is_none() {
+                            first_err = Some(io_err(&d, "remove")(e));
+                        }
+                        break;
+                    }
+                }
+                if !d.pop() {
+                    break;
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+24 1 253:0 / / rw,relatime - ext4 /dev/vda rw
+30 24 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw,nsdelegate
+33 30 0:29 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
+34 30 0:30 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct
+35 30 0:31 / /sys/fs/cgroup/pids rw,nosuid - cgroup cgroup rw,pids
+";
+
+    #[test]
+    fn hybrid_uses_v1_controllers() {
+        let l = Layout::from_mountinfo(HYBRID).unwrap();
+        let Layout::V1 { controllers } = &l else {
+            panic!("{l:?}")
+        };
+        assert_eq!(
+            controllers["memory"],
+            PathBuf::from("/sys/fs/cgroup/memory")
+        );
+        assert_eq!(
+            controllers["cpu"],
+            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")
+        );
+        assert_eq!(controllers["cpuacct"], controllers["cpu"]);
+        let cg = Cgroup::new(l, "rkstack/s/c");
+        // cpu and cpuacct share one directory: listed once.
+        assert_eq!(cg.dirs().len(), 3);
+    }
+
+    #[test]
+    fn pure_v2() {
+        let text = "24 1 253:0 / / rw - ext4 /dev/vda rw\n30 24 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            Layout::from_mountinfo(text).unwrap(),
+            Layout::V2 {
+                root: "/sys/fs/cgroup".into()
+            }
+        );
+        assert!(Layout::from_mountinfo("24 1 253:0 / / rw - ext4 /dev/vda rw\n").is_err());
+    }
+
+    /// A scratch v2 tree where only some controllers are available.
+    fn scratch(controllers: &str) -> (tempfile::TempDir, Cgroup) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cgroup.controllers"), controllers).unwrap();
+        std::fs::write(dir.path().join("cgroup.subtree_control"), "").unwrap();
+        let cg = Cgroup::new(
+            Layout::V2 {
+                root: dir.path().to_path_buf(),
+            },
+            "rkstack/s/c",
+        );
+        (dir, cg)
+    }
+
+    fn fake_files(cg: &Cgroup, files: &[&str]) {
+        let d = &cg.dirs()[0].1;
+        for f in files {
+            std::fs::write(d.join(f), "").unwrap();
+        }
+    }
+
+    #[test]
+    fn v2_writes_limits_and_enables_controllers() {
+        let (dir, cg) = scratch("cpu memory pids");
+        cg.create().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("cgroup.subtree_control")).unwrap(),
+            "+cpu +memory +pids"
+        );
+        fake_files(
+            &cg,
+            &[
+                "memory.max",
+                "memory.low",
+                "pids.max",
+                "cpu.max",
+                "cpu.weight",
+            ],
+        );
+        cg.apply(&Limits {
+            memory: Some(32 << 20),
+            cpus: Some(0.2),
+            pids: Some(10),
+            ..Limits::default()
+        })
+        .unwrap();
+        let d = &cg.dirs()[0].1;
+        let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+        assert_eq!(read("memory.max"), "33554432");
+        assert_eq!(read("cpu.max"), "20000 100000");
+        assert_eq!(read("pids.max"), "10");
+        assert_eq!(read("cpu.weight"), "100");
+        assert_eq!(read("memory.low"), "0");
+        // Taking a limit away writes the default back.
+        cg.apply(&Limits::default()).unwrap();
+        assert_eq!(read("memory.max"), "max");
+        assert_eq!(read("cpu.max"), "max 100000");
+    }
+
+    #[test]
+    fn v2_missing_controller_is_a_clear_error_only_when_used() {
+        let (_dir, cg) = scratch("memory pids");
+        cg.create().unwrap();
+        fake_files(&cg, &["memory.max", "pids.max"]);
+        cg.apply(&Limits {
+            memory: Some(1 << 20),
+            ..Limits::default()
+        })
+        .unwrap();
+        let e = cg
+            .apply(&Limits {
+                cpus: Some(0.5),
+                ..Limits::default()
+            })
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cgroup: the cpu controller is not available here (needed for cpus)"
+        );
+    }
+
+    #[test]
+    fn v2_oom_events() {
+        let (_dir, cg) = scratch("memory");
+        cg.create().unwrap();
+        std::fs::write(
+            cg.dirs()[0].1.join("memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        )
+        .unwrap();
+        assert_eq!(cg.events().oom_kills, 1);
+    }
+
+    #[test]
+    fn weight_to_shares() {
+        let (_d, cg) = scratch("");
+        let _ = cg;
+        // 1 → 2, 100 → 2597 (about Docker's 2.5×1024), 10000 → 262144.
+        let shares = |w: u32| 2 + (u64::from(w - 1) * 262_142) / 9_999;
+        assert_eq!(shares(1), 2);
+        assert_eq!(shares(10_000), 262_144);
+    }
+}

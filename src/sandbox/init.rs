@@ -1,0 +1,567 @@
+//! The `rkstack __init` stage and the container's first process.
+//!
+//! `__init` is exec'd fresh (from a sealed copy of the binary) by the runtime,
+//! so it is single-threaded and may fork safely whatever the runtime is. It
+//! reads the spec, joins the cgroups, and clones the container's first
+//! process into new namespaces with `CLONE_PARENT`, so that process is a
+//! direct child of the runtime. It writes the user namespace maps, lets the
+//! child go, and reports `Started` once the child has exec'd (its end of the
+//! channel closes on exec) or the child's `Failed`.
+//!
+//! The child runs the setup steps in order: user → hostname → rootfs and
+//! mounts → /proc, /dev, /sys → pivot_root → masked paths → loopback →
+//! rlimits → user and groups → workdir → capabilities → no_new_privs →
+//! seccomp → exec. A failed step is sent back as data, never as text on stderr.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use super::channel::{self, Message, StepError};
+use super::rootfs::{self, StepResult, errno_err, os_err};
+use super::spec::{NetNs, Root, SandboxSpec, UserSpec};
+use super::{caps, seccomp, users};
+
+/// The fd on which `__init` finds its channel to the runtime.
+pub const INIT_FD: i32 = 3;
+
+/// Entry point of `rkstack __init`. Never returns.
+pub fn main() -> ! {
+    // SAFETY: fd 3 was placed there by the runtime for us alone.
+    let chan = unsafe { OwnedFd::from_raw_fd(INIT_FD) };
+    let code = match run(&chan) {
+        Ok(pid) => match channel::send(chan.as_fd(), &Message::Started { pid }) {
+            Ok(()) => 0,
+            Err(_) => 1,
+        },
+        Err(e) => {
+            let _ = channel::send(chan.as_fd(), &Message::Failed(e));
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+fn run(chan: &OwnedFd) -> StepResult<i32> {
+    let spec = match channel::recv(chan.as_fd()) {
+        Ok(Some(Message::Start(spec))) => spec,
+        Ok(other) => {
+            return Err(errno_err(
+                "init",
+                0,
+                format!("expected Start, got {other:?}"),
+            ));
+        }
+        Err(e) => {
+            return Err(errno_err(
+                "init",
+                e.raw_os_error().unwrap_or(0),
+                "reading the spec",
+            ));
+        }
+    };
+    // SAFETY: getpid cannot fail.
+    let me = unsafe { libc::getpid() };
+    for procs in &spec.cgroup_procs {
+        std::fs::write(procs, me.to_string()).map_err(|e| {
+            errno_err(
+                "cgroup",
+                e.raw_os_error().unwrap_or(0),
+                procs.display().to_string(),
+            )
+        })?;
+    }
+    if spec.user_ns.is_some() {
+        precreate_mountpoints(&spec)?;
+    }
+    let (parent_end, child_end) = channel::pair()
+        .map_err(|e| errno_err("init", e.raw_os_error().unwrap_or(0), "socketpair"))?;
+
+    let mut flags = libc::CLONE_PARENT
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWCGROUP;
+    if spec.net == NetNs::New {
+        flags |= libc::CLONE_NEWNET;
+    }
+    if spec.user_ns.is_some() {
+        flags |= libc::CLONE_NEWUSER;
+    }
+    // SAFETY: a fork-like clone (no new stack): this process is
+    // single-threaded, so the child may run arbitrary code until exec.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0,
+            0,
+            0,
+            0,
+        )
+    };
+    if pid < 0 {
+        return Err(os_err("clone", "new namespaces"));
+    }
+    if pid == 0 {
+        drop(parent_end);
+        let err = child(&spec, &child_end);
+        let _ = channel::send(child_end.as_fd(), &Message::Failed(err));
+        // SAFETY: leave at once, without running the parent's exit handlers.
+        unsafe { libc::_exit(127) };
+    }
+    let pid = pid as i32;
+    drop(child_end);
+    if let Some(maps) = &spec.user_ns {
+        let write = |file: &str, m: &[(u32, u32, u32)]| {
+            let text: String = m.iter().map(|(a, b, c)| format!("{a} {b} {c}\n")).collect();
+            std::fs::write(format!("/proc/{pid}/{file}"), text).map_err(|e| {
+                errno_err(
+                    "user namespace",
+                    e.raw_os_error().unwrap_or(0),
+                    file.to_string(),
+                )
+            })
+        };
+        if let Err(e) = write("uid_map", &maps.uid).and_then(|_| write("gid_map", &maps.gid)) {
+            // SAFETY: killing the child we just made.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            return Err(e);
+        }
+    }
+    channel::poke(&parent_end)
+        .map_err(|e| errno_err("init", e.raw_os_error().unwrap_or(0), "start the child"))?;
+    match channel::recv(parent_end.as_fd()) {
+        Ok(None) => Ok(pid),
+        Ok(Some(Message::Failed(e))) => Err(e),
+        Ok(Some(other)) => Err(errno_err("init", 0, format!("unexpected {other:?}"))),
+        Err(e) => Err(errno_err(
+            "init",
+            e.raw_os_error().unwrap_or(0),
+            "waiting for exec",
+        )),
+    }
+}
+
+/// Root of a user namespace owns nothing in a directory rootfs, so the mount
+/// points it will need are made now, while we are the host's root (resolved
+/// inside the rootfs just as the child will).
+fn precreate_mountpoints(spec: &SandboxSpec) -> StepResult<()> {
+    let Root::Dir(dir) = &spec.root else {
+        return Ok(());
+    };
+    let Ok(root) = rootfs::open_root(dir) else {
+        return Ok(());
+    };
+    let mut targets: Vec<(PathBuf, bool)> = ["/proc", "/dev", "/sys"]
+        .iter()
+        .map(|p| (PathBuf::from(p), false))
+        .collect();
+    for m in &spec.mounts {
+        match m {
+            super::spec::MountSpec::Bind { source, target, .. } => {
+                targets.push((
+                    target.clone(),
+                    std::fs::metadata(source).is_ok_and(|m| !m.is_dir()),
+                ));
+            }
+            super::spec::MountSpec::Tmpfs { target, .. } => targets.push((target.clone(), false)),
+        }
+    }
+    for (t, file) in targets {
+        rootfs::mountpoint(&root, &t, file).map_err(|e| {
+            errno_err(
+                format!("mount {}", t.display()),
+                e.raw_os_error().unwrap_or(0),
+                format!("mount point {}", t.display()),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The container's first process: PID 1 of its namespace. Returns only on failure.
+fn child(spec: &SandboxSpec, chan: &OwnedFd) -> StepError {
+    match setup(spec, chan) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+enum Never {}
+
+fn setup(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Never> {
+    match channel::wait_poke(chan) {
+        Ok(true) => {}
+        _ => return Err(errno_err("init", 0, "runtime went away")),
+    }
+    // SAFETY: plain syscalls without pointers.
+    unsafe {
+        // A session of its own: the terminal's signals go to the runtime, which forwards them.
+        libc::setsid();
+        if spec.user_ns.is_some()
+            && (libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0)
+        {
+            return Err(os_err("user namespace", "become root in the namespace"));
+        }
+    }
+    nix::unistd::sethostname(&spec.hostname)
+        .map_err(|e| errno_err("hostname", e as i32, spec.hostname.clone()))?;
+
+    rootfs::mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )
+    .map_err(|e| errno_err("mount propagation", e.raw_os_error().unwrap_or(0), "/"))?;
+    let new_root = assemble_root(spec)?;
+    let root = rootfs::open_root(&new_root)?;
+    for m in &spec.mounts {
+        match m {
+            super::spec::MountSpec::Bind {
+                source,
+                target,
+                read_only,
+            } => rootfs::bind(
+                &root,
+                source,
+                target,
+                *read_only,
+                &format!("mount {}", target.display()),
+            )?,
+            super::spec::MountSpec::Tmpfs { target, size, mode } => rootfs::tmpfs(
+                &root,
+                target,
+                *size,
+                *mode,
+                &format!("mount {}", target.display()),
+            )?,
+        }
+    }
+    rootfs::system_mounts(&root, &spec.devices, spec.net == NetNs::New)?;
+    if spec.read_only || spec.root == Root::Host {
+        remount_root_ro(&new_root)?;
+    }
+    drop(root);
+    rootfs::pivot(&new_root)?;
+    rootfs::mask_paths(&spec.masked_paths)?;
+    if spec.net == NetNs::New {
+        loopback_up()?;
+    }
+    set_rlimits(spec)?;
+    let (uid, gid, groups) = users::resolve(&spec.user)?;
+    // SAFETY: keep capabilities across setuid; they are set exactly below.
+    if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
+        return Err(os_err("user", "keep capabilities"));
+    }
+    nix::unistd::setgroups(
+        &groups
+            .iter()
+            .map(|g| nix::unistd::Gid::from_raw(*g))
+            .collect::<Vec<_>>(),
+    )
+    .map_err(|e| errno_err("user", e as i32, "supplementary groups"))?;
+    // SAFETY: plain syscalls.
+    unsafe {
+        if libc::setresgid(gid, gid, gid) != 0 {
+            return Err(os_err("user", format!("gid {gid}")));
+        }
+        if libc::setresuid(uid, uid, uid) != 0 {
+            return Err(os_err("user", format!("uid {uid}")));
+        }
+    }
+    let wd = rootfs::cstr(&spec.workdir);
+    // SAFETY: wd is NUL-terminated.
+    if unsafe { libc::chdir(wd.as_ptr()) } != 0 {
+        return Err(os_err("workdir", spec.workdir.display().to_string()));
+    }
+    let (path, argv, envp) = exec_args(spec)?;
+    prepare_exec()?;
+    // Loading a filter needs no_new_privs or CAP_SYS_ADMIN: without
+    // no_new_privs it is loaded while the capabilities are still there
+    // (the profile allows what the remaining steps call).
+    if !spec.no_new_privileges {
+        seccomp::apply(&spec.seccomp)?;
+    }
+    caps::apply(&spec.capabilities, uid == 0)?;
+    if spec.no_new_privileges {
+        // SAFETY: plain prctl.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(os_err("no_new_privileges", ""));
+        }
+        seccomp::apply(&spec.seccomp)?;
+    }
+    let argv_p: Vec<*const libc::c_char> = argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp_p: Vec<*const libc::c_char> = envp
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let _ = chan.as_raw_fd();
+    // SAFETY: NULL-terminated arrays of NUL-terminated strings that live until exec.
+    unsafe { libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
+    Err(os_err(
+        "exec",
+        spec.command.first().cloned().unwrap_or_default(),
+    ))
+}
+
+/// Builds the new root on the staging directory and returns its path.
+fn assemble_root(spec: &SandboxSpec) -> StepResult<PathBuf> {
+    match &spec.root {
+        Root::Dir(dir) => {
+            let meta = std::fs::metadata(dir).map_err(|e| {
+                errno_err(
+                    "rootfs",
+                    e.raw_os_error().unwrap_or(0),
+                    dir.display().to_string(),
+                )
+            })?;
+            if !meta.is_dir() {
+                return Err(errno_err(
+                    "rootfs",
+                    libc::ENOTDIR,
+                    dir.display().to_string(),
+                ));
+            }
+            rootfs::mount(
+                Some(&dir.to_string_lossy()),
+                &spec.staging,
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )
+            .map_err(|e| {
+                errno_err(
+                    "rootfs",
+                    e.raw_os_error().unwrap_or(0),
+                    dir.display().to_string(),
+                )
+            })?;
+            Ok(spec.staging.clone())
+        }
+        Root::Host => {
+            // The host's root read-only under a small private tmpfs layer, so
+            // that mount points can be made without touching the host.
+            let s = &spec.staging;
+            rootfs::mount(
+                Some("tmpfs"),
+                s,
+                Some("tmpfs"),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                Some("mode=755,size=1m"),
+            )
+            .map_err(|e| errno_err("rootfs", e.raw_os_error().unwrap_or(0), "host layer"))?;
+            for d in ["upper", "work", "root"] {
+                std::fs::create_dir(s.join(d)).map_err(|e| {
+                    errno_err("rootfs", e.raw_os_error().unwrap_or(0), "host layer")
+                })?;
+            }
+            let data = format!(
+                "lowerdir=/,upperdir={},workdir={}",
+                s.join("upper").display(),
+                s.join("work").display()
+            );
+            rootfs::mount(
+                Some("overlay"),
+                &s.join("root"),
+                Some("overlay"),
+                0,
+                Some(&data),
+            )
+            .map_err(|e| {
+                errno_err(
+                    "rootfs",
+                    e.raw_os_error().unwrap_or(0),
+                    "overlay of the host's /",
+                )
+            })?;
+            Ok(s.join("root"))
+        }
+    }
+}
+
+fn remount_root_ro(root: &Path) -> StepResult<()> {
+    // A bind of itself makes the root a mount whose flags are ours to set.
+    rootfs::mount(
+        Some(&root.to_string_lossy()),
+        root,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .and_then(|_| {
+        rootfs::mount(
+            None,
+            root,
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+            None,
+        )
+    })
+    .map_err(|e| errno_err("read-only rootfs", e.raw_os_error().unwrap_or(0), ""))
+}
+
+fn loopback_up() -> StepResult<()> {
+    // SAFETY: a plain socket used only for the ioctls below, closed at the end.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return Err(os_err("loopback", "socket"));
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        let r = if libc::ioctl(s, libc::SIOCGIFFLAGS, &mut req) == 0 {
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            libc::ioctl(s, libc::SIOCSIFFLAGS, &req)
+        } else {
+            -1
+        };
+        let err = if r != 0 {
+            Some(os_err("loopback", "up"))
+        } else {
+            None
+        };
+        libc::close(s);
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+fn set_rlimits(spec: &SandboxSpec) -> StepResult<()> {
+    for r in &spec.rlimits {
+        let res = match rlimit_resource(&r.name) {
+            Some(x) => x,
+            None => return Err(errno_err("rlimit", libc::EINVAL, r.name.clone())),
+        };
+        let lim = libc::rlimit {
+            rlim_cur: r.soft.unwrap_or(libc::RLIM_INFINITY),
+            rlim_max: r.hard.unwrap_or(libc::RLIM_INFINITY),
+        };
+        // SAFETY: lim is a valid struct.
+        if unsafe { libc::setrlimit(res, &lim) } != 0 {
+            let mut msg = r.name.clone();
+            let mut cur = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: cur is valid for writes.
+            if unsafe { libc::getrlimit(res, &mut cur) } == 0 && lim.rlim_max > cur.rlim_max {
+                msg = format!(
+                    "{}: raising the hard limit above {} needs CAP_SYS_RESOURCE, which rkstack does not have here",
+                    r.name, cur.rlim_max
+                );
+            }
+            return Err(os_err("rlimit", msg));
+        }
+    }
+    Ok(())
+}
+
+pub fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+    Some(match name {
+        "as" => libc::RLIMIT_AS,
+        "core" => libc::RLIMIT_CORE,
+        "cpu" => libc::RLIMIT_CPU,
+        "data" => libc::RLIMIT_DATA,
+        "fsize" => libc::RLIMIT_FSIZE,
+        "locks" => libc::RLIMIT_LOCKS,
+        "memlock" => libc::RLIMIT_MEMLOCK,
+        "msgqueue" => libc::RLIMIT_MSGQUEUE,
+        "nice" => libc::RLIMIT_NICE,
+        "nofile" => libc::RLIMIT_NOFILE,
+        "nproc" => libc::RLIMIT_NPROC,
+        "rss" => libc::RLIMIT_RSS,
+        "rtprio" => libc::RLIMIT_RTPRIO,
+        "rttime" => libc::RLIMIT_RTTIME,
+        "sigpending" => libc::RLIMIT_SIGPENDING,
+        "stack" => libc::RLIMIT_STACK,
+        _ => return None,
+    })
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Resolves the command inside the container (PATH from the container's
+/// environment) and builds argv and envp.
+fn exec_args(spec: &SandboxSpec) -> StepResult<(CString, Vec<CString>, Vec<CString>)> {
+    let cmd = spec
+        .command
+        .first()
+        .ok_or_else(|| errno_err("exec", libc::EINVAL, "no command"))?;
+    let path = if cmd.contains('/') {
+        PathBuf::from(cmd)
+    } else {
+        let search = spec
+            .env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH);
+        search
+            .split(':')
+            .map(|d| Path::new(d).join(cmd))
+            .find(|p| {
+                let c = rootfs::cstr(p);
+                // SAFETY: c is NUL-terminated.
+                unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+            })
+            .ok_or_else(|| {
+                errno_err(
+                    "exec",
+                    libc::ENOENT,
+                    format!("{cmd} not found in PATH {search}"),
+                )
+            })?
+    };
+    let argv = spec.command.iter().map(rootfs::cstr).collect();
+    let mut env: Vec<CString> = spec.env.iter().map(rootfs::cstr).collect();
+    if !spec.env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push(rootfs::cstr(format!("PATH={DEFAULT_PATH}")));
+    }
+    Ok((rootfs::cstr(&path), argv, env))
+}
+
+/// Clean process state for exec: no blocked or ignored signals, and every fd
+/// above 2 closed at exec (the channel too, which tells `__init` we made it).
+fn prepare_exec() -> StepResult<()> {
+    // SAFETY: resetting our own signal state; plain syscalls.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for sig in 1..32 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        if libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) != 0
+        {
+            return Err(os_err("close fds", "close_range"));
+        }
+    }
+    Ok(())
+}
+
+/// A user spec for root, used where none is given.
+pub fn root_user() -> UserSpec {
+    UserSpec::Id {
+        uid: 0,
+        gid: Some(0),
+    }
+}

@@ -1,0 +1,197 @@
+//! Turning a [`SandboxSpec`] into a running, isolated process.
+//!
+//! The runtime never forks itself: it executes a sealed in-memory copy of its
+//! own binary as `rkstack __init` (see [`init`]), hands it the spec over a
+//! typed channel, and gets back the pid of the container's first process
+//! (a direct child of the runtime) or the step that failed.
+
+mod caps;
+pub mod cgroup;
+mod channel;
+pub mod init;
+mod rootfs;
+pub mod seccomp;
+pub mod spec;
+mod users;
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+pub use channel::StepError;
+pub use spec::*;
+
+/// Why a container could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// A setup step in the child failed: `web: mount /data: no such file or directory (source /srv/data)`.
+    #[error("{name}: {error}")]
+    Step { name: String, error: StepError },
+    #[error("{name}: cannot start the runtime's init stage")]
+    Spawn {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{name}: the init stage broke off: {detail}")]
+    Protocol { name: String, detail: String },
+    #[error("cannot make a sealed copy of the rkstack binary")]
+    Memfd(#[source] io::Error),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
+}
+
+/// A sealed, in-memory copy of the running binary: what `__init` runs from,
+/// so that nothing inside a container can ever write to the host's binary
+/// through `/proc/PID/exe` (runc CVE-2019-5736).
+fn sealed_exe() -> Result<RawFd, SandboxError> {
+    static EXE: OnceLock<Result<OwnedFd, i32>> = OnceLock::new();
+    let r =
+        EXE.get_or_init(|| make_sealed_exe().map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)));
+    match r {
+        Ok(fd) => Ok(fd.as_raw_fd()),
+        Err(errno) => Err(SandboxError::Memfd(io::Error::from_raw_os_error(*errno))),
+    }
+}
+
+/// memfd_create(2): executable (kernels with `vm.memfd_noexec` need it said; older ones ignore it).
+const MFD_EXEC: libc::c_uint = 0x10;
+
+fn make_sealed_exe() -> io::Result<OwnedFd> {
+    let name = CString::new("rkstack").unwrap_or_default();
+    // SAFETY: name is NUL-terminated.
+    let mut fd = unsafe {
+        libc::memfd_create(
+            name.as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING | MFD_EXEC,
+        )
+    };
+    if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        // Before Linux 6.3 the flag is unknown.
+        // SAFETY: as above.
+        fd = unsafe {
+            libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
+        };
+    }
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new fd we own.
+    let low = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Keep it well above the fds `__init` is handed (its channel goes to 3).
+    // SAFETY: fcntl on our own fd.
+    let high = unsafe { libc::fcntl(low.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 100) };
+    if high < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    drop(low);
+    // SAFETY: the duplicate is ours.
+    let memfd = unsafe { OwnedFd::from_raw_fd(high) };
+    let exe = std::fs::File::open("/proc/self/exe")?;
+    let len = exe.metadata()?.len();
+    let mut left = len;
+    while left > 0 {
+        let chunk = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
+        // SAFETY: both fds are valid; the kernel copies between them.
+        let n = unsafe {
+            libc::sendfile(
+                memfd.as_raw_fd(),
+                exe.as_raw_fd(),
+                std::ptr::null_mut(),
+                chunk,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n == 0 {
+            break;
+        }
+        left -= n as u64;
+    }
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl on our memfd.
+    if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(memfd)
+}
+
+/// Where the container's stdio goes.
+#[derive(Debug, Default)]
+pub enum Stdio3 {
+    /// The runtime's own stdin, stdout and stderr.
+    #[default]
+    Inherit,
+    /// These three fds.
+    Fds(OwnedFd, OwnedFd, OwnedFd),
+}
+
+/// Starts the container. Returns the host pid of its first process, a direct
+/// child of the calling process, once it has exec'd its command.
+pub fn spawn(spec: &SandboxSpec, stdio: Stdio3) -> Result<i32, SandboxError> {
+    let name = spec.name.clone();
+    let exe = sealed_exe()?;
+    let (ours, theirs) = channel::pair().map_err(|source| SandboxError::Spawn {
+        name: name.clone(),
+        source,
+    })?;
+    let mut cmd = Command::new(format!("/proc/self/fd/{exe}"));
+    cmd.arg0("rkstack").arg("__init");
+    if let Stdio3::Fds(i, o, e) = stdio {
+        cmd.stdin(Stdio::from(i))
+            .stdout(Stdio::from(o))
+            .stderr(Stdio::from(e));
+    }
+    let their_fd = theirs.as_raw_fd();
+    // SAFETY: only dup2 runs between fork and exec, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            // dup2 onto itself would keep close-on-exec: clear it instead.
+            let r = if their_fd == init::INIT_FD {
+                libc::fcntl(their_fd, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(their_fd, init::INIT_FD)
+            };
+            if r < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut init = cmd.spawn().map_err(|source| SandboxError::Spawn {
+        name: name.clone(),
+        source,
+    })?;
+    drop(theirs);
+    let result = talk(&ours, spec);
+    // `__init` exits as soon as it has answered; reap it.
+    let _ = init.wait();
+    result
+}
+
+fn talk(chan: &OwnedFd, spec: &SandboxSpec) -> Result<i32, SandboxError> {
+    let name = spec.name.clone();
+    let broke = |detail: String| SandboxError::Protocol {
+        name: name.clone(),
+        detail,
+    };
+    channel::send(
+        chan.as_fd(),
+        &channel::Message::Start(Box::new(spec.clone())),
+    )
+    .map_err(|e| broke(e.to_string()))?;
+    match channel::recv(chan.as_fd()) {
+        Ok(Some(channel::Message::Started { pid })) => Ok(pid),
+        Ok(Some(channel::Message::Failed(error))) => Err(SandboxError::Step {
+            name: name.clone(),
+            error,
+        }),
+        Ok(Some(other)) => Err(broke(format!("unexpected message {other:?}"))),
+        Ok(None) => Err(broke("it exited without an answer".into())),
+        Err(e) => Err(broke(e.to_string())),
+    }
+}

@@ -1,0 +1,794 @@
+//! Seccomp: a built-in profile equivalent to Docker's default (deny with
+//! EPERM unless allowed; `clone3` answers ENOSYS so libcs fall back to
+//! `clone`, whose namespace flags stay refused), and profiles in Docker/OCI
+//! JSON. Profiles are compiled to BPF in the runtime, so a bad one fails
+//! before anything starts; the child only loads the program.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
+use serde::Deserialize;
+
+use super::channel::StepError;
+use super::rootfs::{errno_err, os_err};
+use super::spec::SeccompSpec;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("seccomp profile {path}: cannot read it")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("seccomp profile {path}: not a Docker/OCI seccomp profile: {message}")]
+    Parse { path: String, message: String },
+    #[error("seccomp profile {path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("seccomp: {0}")]
+    Lib(String),
+}
+
+/// Allowed to every container (Docker's default list, by name; names a
+/// given architecture does not have are skipped for it).
+const ALLOWED: &[&str] = &[
+    "accept",
+    "accept4",
+    "access",
+    "adjtimex",
+    "alarm",
+    "bind",
+    "brk",
+    "cachestat",
+    "capget",
+    "capset",
+    "chdir",
+    "chmod",
+    "chown",
+    "chown32",
+    "chroot",
+    "clock_adjtime",
+    "clock_adjtime64",
+    "clock_getres",
+    "clock_getres_time64",
+    "clock_gettime",
+    "clock_gettime64",
+    "clock_nanosleep",
+    "clock_nanosleep_time64",
+    "close",
+    "close_range",
+    "connect",
+    "copy_file_range",
+    "creat",
+    "dup",
+    "dup2",
+    "dup3",
+    "epoll_create",
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_ctl_old",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "epoll_wait",
+    "epoll_wait_old",
+    "eventfd",
+    "eventfd2",
+    "execve",
+    "execveat",
+    "exit",
+    "exit_group",
+    "faccessat",
+    "faccessat2",
+    "fadvise64",
+    "fadvise64_64",
+    "fallocate",
+    "fanotify_mark",
+    "fchdir",
+    "fchmod",
+    "fchmodat",
+    "fchmodat2",
+    "fchown",
+    "fchown32",
+    "fchownat",
+    "fcntl",
+    "fcntl64",
+    "fdatasync",
+    "fgetxattr",
+    "flistxattr",
+    "flock",
+    "fork",
+    "fremovexattr",
+    "fsetxattr",
+    "fstat",
+    "fstat64",
+    "fstatat64",
+    "fstatfs",
+    "fstatfs64",
+    "fsync",
+    "ftruncate",
+    "ftruncate64",
+    "futex",
+    "futex_requeue",
+    "futex_time64",
+    "futex_wait",
+    "futex_waitv",
+    "futex_wake",
+    "futimesat",
+    "getcpu",
+    "getcwd",
+    "getdents",
+    "getdents64",
+    "getegid",
+    "getegid32",
+    "geteuid",
+    "geteuid32",
+    "getgid",
+    "getgid32",
+    "getgroups",
+    "getgroups32",
+    "getitimer",
+    "getpeername",
+    "getpgid",
+    "getpgrp",
+    "getpid",
+    "getppid",
+    "getpriority",
+    "getrandom",
+    "getresgid",
+    "getresgid32",
+    "getresuid",
+    "getresuid32",
+    "getrlimit",
+    "get_robust_list",
+    "getrusage",
+    "getsid",
+    "getsockname",
+    "getsockopt",
+    "get_thread_area",
+    "gettid",
+    "gettimeofday",
+    "getuid",
+    "getuid32",
+    "getxattr",
+    "inotify_add_watch",
+    "inotify_init",
+    "inotify_init1",
+    "inotify_rm_watch",
+    "io_cancel",
+    "ioctl",
+    "io_destroy",
+    "io_getevents",
+    "io_pgetevents",
+    "io_pgetevents_time64",
+    "ioprio_get",
+    "ioprio_set",
+    "io_setup",
+    "io_submit",
+    "ipc",
+    "kill",
+    "landlock_add_rule",
+    "landlock_create_ruleset",
+    "landlock_restrict_self",
+    "lchown",
+    "lchown32",
+    "lgetxattr",
+    "link",
+    "linkat",
+    "listen",
+    "listxattr",
+    "llistxattr",
+    "_llseek",
+    "lremovexattr",
+    "lseek",
+    "lsetxattr",
+    "lstat",
+    "lstat64",
+    "madvise",
+    "map_shadow_stack",
+    "membarrier",
+    "memfd_create",
+    "memfd_secret",
+    "mincore",
+    "mkdir",
+    "mkdirat",
+    "mknod",
+    "mknodat",
+    "mlock",
+    "mlock2",
+    "mlockall",
+    "mmap",
+    "mmap2",
+    "mprotect",
+    "mq_getsetattr",
+    "mq_notify",
+    "mq_open",
+    "mq_timedreceive",
+    "mq_timedreceive_time64",
+    "mq_timedsend",
+    "mq_timedsend_time64",
+    "mq_unlink",
+    "mremap",
+    "msgctl",
+    "msgget",
+    "msgrcv",
+    "msgsnd",
+    "msync",
+    "munlock",
+    "munlockall",
+    "munmap",
+    "name_to_handle_at",
+    "nanosleep",
+    "newfstatat",
+    "_newselect",
+    "open",
+    "openat",
+    "openat2",
+    "pause",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "pipe",
+    "pipe2",
+    "pkey_alloc",
+    "pkey_free",
+    "pkey_mprotect",
+    "poll",
+    "ppoll",
+    "ppoll_time64",
+    "prctl",
+    "pread64",
+    "preadv",
+    "preadv2",
+    "prlimit64",
+    "process_mrelease",
+    "pselect6",
+    "pselect6_time64",
+    "pwrite64",
+    "pwritev",
+    "pwritev2",
+    "read",
+    "readahead",
+    "readlink",
+    "readlinkat",
+    "readv",
+    "recv",
+    "recvfrom",
+    "recvmmsg",
+    "recvmmsg_time64",
+    "recvmsg",
+    "remap_file_pages",
+    "removexattr",
+    "rename",
+    "renameat",
+    "renameat2",
+    "restart_syscall",
+    "rmdir",
+    "rseq",
+    "rt_sigaction",
+    "rt_sigpending",
+    "rt_sigprocmask",
+    "rt_sigqueueinfo",
+    "rt_sigreturn",
+    "rt_sigsuspend",
+    "rt_sigtimedwait",
+    "rt_sigtimedwait_time64",
+    "rt_tgsigqueueinfo",
+    "sched_getaffinity",
+    "sched_getattr",
+    "sched_getparam",
+    "sched_get_priority_max",
+    "sched_get_priority_min",
+    "sched_getscheduler",
+    "sched_rr_get_interval",
+    "sched_rr_get_interval_time64",
+    "sched_setaffinity",
+    "sched_setattr",
+    "sched_setparam",
+    "sched_setscheduler",
+    "sched_yield",
+    "seccomp",
+    "select",
+    "semctl",
+    "semget",
+    "semop",
+    "semtimedop",
+    "semtimedop_time64",
+    "send",
+    "sendfile",
+    "sendfile64",
+    "sendmmsg",
+    "sendmsg",
+    "sendto",
+    "setfsgid",
+    "setfsgid32",
+    "setfsuid",
+    "setfsuid32",
+    "setgid",
+    "setgid32",
+    "setgroups",
+    "setgroups32",
+    "setitimer",
+    "setpgid",
+    "setpriority",
+    "setregid",
+    "setregid32",
+    "setresgid",
+    "setresgid32",
+    "setresuid",
+    "setresuid32",
+    "setreuid",
+    "setreuid32",
+    "setrlimit",
+    "set_robust_list",
+    "setsid",
+    "setsockopt",
+    "set_thread_area",
+    "set_tid_address",
+    "setuid",
+    "setuid32",
+    "setxattr",
+    "shmat",
+    "shmctl",
+    "shmdt",
+    "shmget",
+    "shutdown",
+    "sigaltstack",
+    "signalfd",
+    "signalfd4",
+    "sigprocmask",
+    "sigreturn",
+    "socket",
+    "socketcall",
+    "socketpair",
+    "splice",
+    "stat",
+    "stat64",
+    "statfs",
+    "statfs64",
+    "statx",
+    "symlink",
+    "symlinkat",
+    "sync",
+    "sync_file_range",
+    "syncfs",
+    "sysinfo",
+    "tee",
+    "tgkill",
+    "time",
+    "timer_create",
+    "timer_delete",
+    "timer_getoverrun",
+    "timer_gettime",
+    "timer_gettime64",
+    "timer_settime",
+    "timer_settime64",
+    "timerfd_create",
+    "timerfd_gettime",
+    "timerfd_gettime64",
+    "timerfd_settime",
+    "timerfd_settime64",
+    "times",
+    "tkill",
+    "truncate",
+    "truncate64",
+    "ugetrlimit",
+    "umask",
+    "uname",
+    "unlink",
+    "unlinkat",
+    "utime",
+    "utimensat",
+    "utimensat_time64",
+    "utimes",
+    "vfork",
+    "vmsplice",
+    "wait4",
+    "waitid",
+    "waitpid",
+    "write",
+    "writev",
+    "arch_prctl",
+    "modify_ldt",
+    "ptrace",
+];
+
+/// Allowed only to containers that hold the capability (as Docker does).
+const BY_CAPABILITY: &[(&str, &[&str])] = &[
+    (
+        "CAP_SYS_ADMIN",
+        &[
+            "bpf",
+            "clone",
+            "clone3",
+            "fanotify_init",
+            "fsconfig",
+            "fsmount",
+            "fsopen",
+            "fspick",
+            "lookup_dcookie",
+            "mount",
+            "mount_setattr",
+            "move_mount",
+            "open_tree",
+            "perf_event_open",
+            "quotactl",
+            "quotactl_fd",
+            "setdomainname",
+            "sethostname",
+            "setns",
+            "syslog",
+            "umount",
+            "umount2",
+            "unshare",
+        ],
+    ),
+    ("CAP_SYS_BOOT", &["reboot"]),
+    (
+        "CAP_SYS_MODULE",
+        &["delete_module", "init_module", "finit_module"],
+    ),
+    ("CAP_SYS_PACCT", &["acct"]),
+    (
+        "CAP_SYS_PTRACE",
+        &[
+            "kcmp",
+            "pidfd_getfd",
+            "process_madvise",
+            "process_vm_readv",
+            "process_vm_writev",
+        ],
+    ),
+    ("CAP_SYS_RAWIO", &["iopl", "ioperm"]),
+    (
+        "CAP_SYS_TIME",
+        &["settimeofday", "stime", "clock_settime", "clock_settime64"],
+    ),
+    ("CAP_SYS_TTY_CONFIG", &["vhangup"]),
+    (
+        "CAP_SYS_NICE",
+        &[
+            "get_mempolicy",
+            "mbind",
+            "set_mempolicy",
+            "set_mempolicy_home_node",
+        ],
+    ),
+    ("CAP_SYSLOG", &["syslog"]),
+    ("CAP_BPF", &["bpf"]),
+    ("CAP_PERFMON", &["perf_event_open"]),
+];
+
+/// clone(2) flags that create namespaces.
+const CLONE_NS_FLAGS: u64 = (libc::CLONE_NEWNS
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWCGROUP) as u64;
+
+/// The architectures a filter must cover on this host: a 64-bit x86 host
+/// also runs i386 and x32 code, an arm64 host 32-bit arm code.
+fn host_arches() -> Vec<ScmpArch> {
+    match ScmpArch::native() {
+        ScmpArch::X8664 => vec![ScmpArch::X8664, ScmpArch::X86, ScmpArch::X32],
+        ScmpArch::Aarch64 => vec![ScmpArch::Aarch64, ScmpArch::Arm],
+        other => vec![other],
+    }
+}
+
+fn lib(e: libseccomp::error::SeccompError) -> SeccompError {
+    SeccompError::Lib(e.to_string())
+}
+
+fn add_names(
+    ctx: &mut ScmpFilterContext,
+    names: &[&str],
+    action: ScmpAction,
+) -> Result<(), SeccompError> {
+    for name in names {
+        // Unknown to every architecture of this libseccomp: nothing to allow.
+        let Ok(sc) = ScmpSyscall::from_name(name) else {
+            continue;
+        };
+        ctx.add_rule(action, sc).map_err(lib)?;
+    }
+    Ok(())
+}
+
+/// The filter as a BPF program (an array of `struct sock_filter`).
+fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>, SeccompError> {
+    use std::io::{Read, Seek};
+    let name = std::ffi::CString::new("seccomp").unwrap_or_default();
+    // SAFETY: name is NUL-terminated.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(SeccompError::Lib(
+            std::io::Error::last_os_error().to_string(),
+        ));
+    }
+    // SAFETY: a new fd that we own.
+    let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    ctx.export_bpf(&f).map_err(lib)?;
+    let mut out = Vec::new();
+    f.rewind()
+        .and_then(|_| f.read_to_end(&mut out))
+        .map_err(|e| SeccompError::Lib(e.to_string()))?;
+    Ok(out)
+}
+
+/// Compiles the built-in profile for a container holding `capabilities`.
+pub fn default_profile(capabilities: &[String]) -> Result<Vec<u8>, SeccompError> {
+    let caps: HashSet<&str> = capabilities.iter().map(String::as_str).collect();
+    let mut ctx = ScmpFilterContext::new(ScmpAction::Errno(libc::EPERM)).map_err(lib)?;
+    for a in host_arches() {
+        if !ctx.is_arch_present(a).map_err(lib)? {
+            ctx.add_arch(a).map_err(lib)?;
+        }
+    }
+    add_names(&mut ctx, ALLOWED, ScmpAction::Allow)?;
+    for (cap, names) in BY_CAPABILITY {
+        if caps.contains(cap) {
+            add_names(&mut ctx, names, ScmpAction::Allow)?;
+        }
+    }
+    if !caps.contains("CAP_SYS_ADMIN") {
+        // clone without namespace flags; clone3 cannot be filtered by its
+        // flags (they are behind a pointer), so it answers ENOSYS.
+        let clone = ScmpSyscall::from_name("clone").map_err(lib)?;
+        ctx.add_rule_conditional(
+            ScmpAction::Allow,
+            clone,
+            &[ScmpArgCompare::new(
+                0,
+                ScmpCompareOp::MaskedEqual(CLONE_NS_FLAGS),
+                0,
+            )],
+        )
+        .map_err(lib)?;
+        if let Ok(c3) = ScmpSyscall::from_name("clone3") {
+            ctx.add_rule(ScmpAction::Errno(libc::ENOSYS), c3)
+                .map_err(lib)?;
+        }
+    }
+    // personality: only the harmless personas (Linux, 32-bit, unknown query).
+    let pers = ScmpSyscall::from_name("personality").map_err(lib)?;
+    for v in [0x0u64, 0x0008, 0x20000, 0x20008, 0xffff_ffff] {
+        ctx.add_rule_conditional(
+            ScmpAction::Allow,
+            pers,
+            &[ScmpArgCompare::new(0, ScmpCompareOp::Equal, v)],
+        )
+        .map_err(lib)?;
+    }
+    export(&ctx)
+}
+
+// ----------------------------------------------------------- profile files
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Profile {
+    default_action: String,
+    #[serde(default)]
+    default_errno_ret: Option<u32>,
+    #[serde(default)]
+    architectures: Vec<String>,
+    #[serde(default)]
+    arch_map: Vec<ArchMap>,
+    #[serde(default)]
+    syscalls: Vec<Rule>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ArchMap {
+    architecture: String,
+    #[serde(default)]
+    sub_architectures: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Rule {
+    #[serde(default)]
+    names: Vec<String>,
+    #[serde(default)]
+    name: Option<String>,
+    action: String,
+    #[serde(default)]
+    errno_ret: Option<u32>,
+    #[serde(default)]
+    args: Option<Vec<Arg>>,
+    #[serde(default)]
+    includes: Filter,
+    #[serde(default)]
+    excludes: Filter,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Filter {
+    #[serde(default)]
+    caps: Vec<String>,
+    #[serde(default)]
+    arches: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Arg {
+    index: u32,
+    value: u64,
+    #[serde(default)]
+    value_two: u64,
+    op: String,
+}
+
+fn arch(name: &str) -> Option<ScmpArch> {
+    let n = name.trim_start_matches("SCMP_ARCH_");
+    Some(match n {
+        "X86_64" | "amd64" => ScmpArch::X8664,
+        "X86" | "x86" => ScmpArch::X86,
+        "X32" | "x32" => ScmpArch::X32,
+        "AARCH64" | "arm64" => ScmpArch::Aarch64,
+        "ARM" | "arm" => ScmpArch::Arm,
+        "RISCV64" | "riscv64" => ScmpArch::Riscv64,
+        "PPC64LE" | "ppc64le" => ScmpArch::Ppc64Le,
+        "S390X" | "s390x" => ScmpArch::S390X,
+        _ => return None,
+    })
+}
+
+fn action(name: &str, errno: Option<u32>, default_errno: Option<u32>) -> Option<ScmpAction> {
+    let errno = i32::try_from(errno.or(default_errno).unwrap_or(libc::EPERM as u32)).ok()?;
+    Some(match name {
+        "SCMP_ACT_ALLOW" => ScmpAction::Allow,
+        "SCMP_ACT_ERRNO" => ScmpAction::Errno(errno),
+        "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD" => ScmpAction::KillThread,
+        "SCMP_ACT_KILL_PROCESS" => ScmpAction::KillProcess,
+        "SCMP_ACT_TRAP" => ScmpAction::Trap,
+        "SCMP_ACT_LOG" => ScmpAction::Log,
+        "SCMP_ACT_TRACE" => ScmpAction::Trace(u16::try_from(errno).ok()?),
+        _ => return None,
+    })
+}
+
+fn compare(a: &Arg) -> Option<ScmpArgCompare> {
+    let op = match a.op.as_str() {
+        "SCMP_CMP_NE" => ScmpCompareOp::NotEqual,
+        "SCMP_CMP_LT" => ScmpCompareOp::Less,
+        "SCMP_CMP_LE" => ScmpCompareOp::LessOrEqual,
+        "SCMP_CMP_EQ" => ScmpCompareOp::Equal,
+        "SCMP_CMP_GE" => ScmpCompareOp::GreaterEqual,
+        "SCMP_CMP_GT" => ScmpCompareOp::Greater,
+        "SCMP_CMP_MASKED_EQ" => {
+            return Some(ScmpArgCompare::new(
+                a.index,
+                ScmpCompareOp::MaskedEqual(a.value),
+                a.value_two,
+            ));
+        }
+        _ => return None,
+    };
+    Some(ScmpArgCompare::new(a.index, op, a.value))
+}
+
+/// Reads and compiles a Docker/OCI JSON profile for a container holding `capabilities`.
+pub fn profile_file(path: &Path, capabilities: &[String]) -> Result<Vec<u8>, SeccompError> {
+    let p = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| SeccompError::Read {
+        path: p.clone(),
+        source,
+    })?;
+    let prof: Profile = serde_json::from_str(&text).map_err(|e| SeccompError::Parse {
+        path: p.clone(),
+        message: e.to_string(),
+    })?;
+    let invalid = |message: String| SeccompError::Invalid {
+        path: p.clone(),
+        message,
+    };
+    let default = action(&prof.default_action, None, prof.default_errno_ret)
+        .ok_or_else(|| invalid(format!("unknown defaultAction {:?}", prof.default_action)))?;
+    let mut ctx = ScmpFilterContext::new(default).map_err(lib)?;
+    let native = ScmpArch::native();
+    let mut arches: Vec<ScmpArch> = Vec::new();
+    for m in &prof.arch_map {
+        if arch(&m.architecture) == Some(native) {
+            arches.push(native);
+            arches.extend(m.sub_architectures.iter().filter_map(|a| arch(a)));
+        }
+    }
+    if arches.is_empty() {
+        arches = prof.architectures.iter().filter_map(|a| arch(a)).collect();
+    }
+    if arches.is_empty() {
+        arches = host_arches();
+    }
+    for a in arches {
+        if !ctx.is_arch_present(a).map_err(lib)? {
+            ctx.add_arch(a).map_err(lib)?;
+        }
+    }
+    let caps: HashSet<&str> = capabilities.iter().map(String::as_str).collect();
+    let native_name = format!("{native:?}").to_lowercase();
+    for (i, r) in prof.syscalls.iter().enumerate() {
+        let applies = r.includes.caps.iter().all(|c| caps.contains(c.as_str()))
+            && (r.includes.arches.is_empty()
+                || r.includes.arches.iter().any(|a| arch(a) == Some(native)))
+            && !r.excludes.caps.iter().any(|c| caps.contains(c.as_str()))
+            && !r
+                .excludes
+                .arches
+                .iter()
+                .any(|a| arch(a) == Some(native) || a.to_lowercase() == native_name);
+        if !applies {
+            continue;
+        }
+        let act = action(&r.action, r.errno_ret, prof.default_errno_ret)
+            .ok_or_else(|| invalid(format!("syscalls[{i}]: unknown action {:?}", r.action)))?;
+        if act == default {
+            continue;
+        }
+        let cmps: Vec<ScmpArgCompare> = match &r.args {
+            Some(args) => args
+                .iter()
+                .map(|a| {
+                    compare(a)
+                        .ok_or_else(|| invalid(format!("syscalls[{i}]: unknown op {:?}", a.op)))
+                })
+                .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        };
+        for name in r.names.iter().chain(r.name.iter()) {
+            let Ok(sc) = ScmpSyscall::from_name(name) else {
+                continue;
+            };
+            let res = if cmps.is_empty() {
+                ctx.add_rule(act, sc)
+            } else {
+                ctx.add_rule_conditional(act, sc, &cmps)
+            };
+            res.map_err(|e| invalid(format!("syscalls[{i}] {name}: {e}")))?;
+        }
+    }
+    export(&ctx)
+}
+
+/// In the child: loads the compiled program. Needs no_new_privs or CAP_SYS_ADMIN.
+pub fn apply(spec: &SeccompSpec) -> Result<(), StepError> {
+    let prog = match spec {
+        SeccompSpec::Unconfined => return Ok(()),
+        SeccompSpec::Bpf(p) => p,
+        SeccompSpec::Default => {
+            return Err(errno_err("seccomp", libc::EINVAL, "profile not compiled"));
+        }
+    };
+    let len = prog.len() / std::mem::size_of::<libc::sock_filter>();
+    if len == 0 || len > usize::from(u16::MAX) {
+        return Err(errno_err(
+            "seccomp",
+            libc::EINVAL,
+            "empty or oversized program",
+        ));
+    }
+    let fprog = libc::sock_fprog {
+        len: len as u16,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: fprog points at `len` filters inside `prog`, which lives across the call.
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if r != 0 {
+        return Err(os_err("seccomp", "load filter"));
+    }
+    Ok(())
+}

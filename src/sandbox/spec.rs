@@ -1,0 +1,106 @@
+//! What the sandbox is asked to run: its own vocabulary, independent of the
+//! stack file. It crosses to the `__init` stage as JSON.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything needed to start one isolated process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    /// For messages: `web: mount /data: …`.
+    pub name: String,
+    pub root: Root,
+    /// An empty host directory the new root is assembled on (inside the
+    /// container's own mount namespace, so the host never sees the mounts).
+    pub staging: PathBuf,
+    pub read_only: bool,
+    pub command: Vec<String>,
+    /// `KEY=VALUE` pairs, exactly the environment the process gets.
+    pub env: Vec<String>,
+    pub workdir: PathBuf,
+    pub user: UserSpec,
+    pub hostname: String,
+    pub net: NetNs,
+    pub user_ns: Option<IdMaps>,
+    pub mounts: Vec<MountSpec>,
+    /// Extra paths masked besides the default ones.
+    pub masked_paths: Vec<PathBuf>,
+    pub devices: Vec<PathBuf>,
+    pub rlimits: Vec<RlimitSpec>,
+    /// Capability names (`CAP_…`): bounding = permitted = effective for root.
+    pub capabilities: Vec<String>,
+    pub no_new_privileges: bool,
+    pub seccomp: SeccompSpec,
+    /// `cgroup.procs` files the process is written to before it starts.
+    pub cgroup_procs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Root {
+    /// A directory used as the root filesystem.
+    Dir(PathBuf),
+    /// The host's own root filesystem, read-only, under a private writable
+    /// layer that only holds mount points.
+    Host,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetNs {
+    /// A new network namespace with loopback up.
+    New,
+    /// The host's network namespace.
+    Host,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMaps {
+    /// `(inside, outside, count)`.
+    pub uid: Vec<(u32, u32, u32)>,
+    pub gid: Vec<(u32, u32, u32)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserSpec {
+    Id {
+        uid: u32,
+        gid: Option<u32>,
+    },
+    /// Looked up in the container's `/etc/passwd` and `/etc/group`.
+    Name {
+        name: String,
+        group: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountSpec {
+    Bind {
+        source: PathBuf,
+        target: PathBuf,
+        read_only: bool,
+    },
+    Tmpfs {
+        target: PathBuf,
+        size: Option<u64>,
+        mode: Option<u32>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RlimitSpec {
+    pub name: String,
+    /// `None`: unlimited.
+    pub soft: Option<u64>,
+    pub hard: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeccompSpec {
+    /// The built-in profile (Docker's default, in effect).
+    Default,
+    Unconfined,
+    /// A profile already read and compiled to a BPF program by the parent,
+    /// so a bad profile fails before anything is started.
+    Bpf(Vec<u8>),
+}

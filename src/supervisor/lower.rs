@@ -1,0 +1,258 @@
+//! From a validated container of the stack file to the sandbox's own
+//! vocabulary: paths resolved, limits in cgroup terms, seccomp compiled.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::config::{Container, ImageRef, Mount, NetworkMode, Seccomp, User, UserNamespace};
+use crate::sandbox::cgroup::{IoLimit, Limits};
+use crate::sandbox::seccomp;
+use crate::sandbox::spec::{
+    IdMaps, MountSpec, NetNs, RlimitSpec, Root, SandboxSpec, SeccompSpec, UserSpec,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LowerError {
+    #[error("{name}: image {image} is not supported yet (use dir:PATH or host)")]
+    Image { name: String, image: String },
+    #[error("{name}: {what}")]
+    Invalid { name: String, what: String },
+    #[error("{name}: {source}")]
+    Seccomp {
+        name: String,
+        #[source]
+        source: seccomp::SeccompError,
+    },
+}
+
+/// Where per-run files live on the host.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// Data directory (volumes live under `DATA/volumes/STACK/NAME`).
+    pub data_dir: PathBuf,
+    pub stack: String,
+}
+
+/// The sandbox spec of a container. `staging` is an empty directory the
+/// caller made; `user_ns` is the range chosen for `user_namespace = "auto"`.
+pub fn sandbox_spec(
+    c: &Container,
+    paths: &Paths,
+    staging: &Path,
+    auto_userns: Option<(u32, u32)>,
+    cgroup_procs: Vec<PathBuf>,
+) -> Result<SandboxSpec, LowerError> {
+    let name = c.name.to_string();
+    let root = match &c.image {
+        ImageRef::Dir { path } => Root::Dir(path.clone()),
+        ImageRef::Host => Root::Host,
+        other => {
+            return Err(LowerError::Image {
+                name,
+                image: other.to_string(),
+            });
+        }
+    };
+    let command = c.command.clone().ok_or_else(|| LowerError::Invalid {
+        name: name.clone(),
+        what: "no command".into(),
+    })?;
+    let mounts = c
+        .mounts
+        .iter()
+        .map(|m| match m {
+            Mount::Bind {
+                source,
+                target,
+                read_only,
+            } => MountSpec::Bind {
+                source: source.clone(),
+                target: target.clone(),
+                read_only: *read_only,
+            },
+            Mount::Volume {
+                source,
+                target,
+                read_only,
+            } => MountSpec::Bind {
+                source: paths
+                    .data_dir
+                    .join("volumes")
+                    .join(&paths.stack)
+                    .join(source.as_str()),
+                target: target.clone(),
+                read_only: *read_only,
+            },
+            Mount::Tmpfs { target, size, mode } => MountSpec::Tmpfs {
+                target: target.clone(),
+                size: size.map(|s| s.0),
+                mode: *mode,
+            },
+        })
+        .collect();
+    let user_ns = match &c.security.user_namespace {
+        UserNamespace::Off => None,
+        UserNamespace::Auto => auto_userns.map(|(start, count)| IdMaps {
+            uid: vec![(0, start, count)],
+            gid: vec![(0, start, count)],
+        }),
+        UserNamespace::Maps { uid, gid } => Some(IdMaps {
+            uid: uid.iter().map(|m| (m.inside, m.outside, m.count)).collect(),
+            gid: gid.iter().map(|m| (m.inside, m.outside, m.count)).collect(),
+        }),
+    };
+    let capabilities: Vec<String> = c
+        .security
+        .capabilities
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let seccomp = match &c.security.seccomp {
+        Seccomp::Unconfined => SeccompSpec::Unconfined,
+        Seccomp::Default => {
+            SeccompSpec::Bpf(seccomp::default_profile(&capabilities).map_err(|source| {
+                LowerError::Seccomp {
+                    name: name.clone(),
+                    source,
+                }
+            })?)
+        }
+        Seccomp::Profile(p) => {
+            SeccompSpec::Bpf(seccomp::profile_file(p, &capabilities).map_err(|source| {
+                LowerError::Seccomp {
+                    name: name.clone(),
+                    source,
+                }
+            })?)
+        }
+    };
+    let user = match &c.user {
+        None => UserSpec::Id {
+            uid: 0,
+            gid: Some(0),
+        },
+        Some(User::Id { uid, gid }) => UserSpec::Id {
+            uid: *uid,
+            gid: *gid,
+        },
+        Some(User::Name { name, group }) => UserSpec::Name {
+            name: name.clone(),
+            group: group.clone(),
+        },
+    };
+    let mut env: Vec<String> = c.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if !c.env.contains_key("HOSTNAME") {
+        env.push(format!("HOSTNAME={}", c.hostname));
+    }
+    if !c.env.contains_key("HOME") {
+        env.push("HOME=/root".into());
+    }
+    Ok(SandboxSpec {
+        name,
+        root,
+        staging: staging.to_path_buf(),
+        read_only: c.read_only,
+        command,
+        env,
+        workdir: c.workdir.clone(),
+        user,
+        hostname: c.hostname.clone(),
+        net: if c.network == NetworkMode::Host {
+            NetNs::Host
+        } else {
+            NetNs::New
+        },
+        user_ns,
+        mounts,
+        masked_paths: c.security.masked_paths.clone(),
+        devices: c.resources.devices.iter().map(|d| d.path.clone()).collect(),
+        rlimits: c
+            .resources
+            .rlimits
+            .iter()
+            .map(|(k, v)| RlimitSpec {
+                name: k.clone(),
+                soft: v.soft,
+                hard: v.hard,
+            })
+            .collect(),
+        capabilities,
+        no_new_privileges: c.security.no_new_privileges,
+        seccomp,
+        cgroup_procs,
+    })
+}
+
+/// The container's limits in cgroup terms (device numbers looked up on the host).
+pub fn cgroup_limits(c: &Container) -> Result<Limits, LowerError> {
+    let r = &c.resources;
+    let mut io = Vec::new();
+    for l in &r.io_limits {
+        let (major, minor) = device_numbers(&l.device).map_err(|what| LowerError::Invalid {
+            name: c.name.to_string(),
+            what,
+        })?;
+        io.push(IoLimit {
+            major,
+            minor,
+            read_bps: l.read_bps.map(|b| b.0),
+            write_bps: l.write_bps.map(|b| b.0),
+            read_iops: l.read_iops,
+            write_iops: l.write_iops,
+        });
+    }
+    Ok(Limits {
+        memory: r.memory.map(|b| b.0),
+        memory_low: r.memory_reservation.map(|b| b.0),
+        cpus: r.cpus,
+        cpu_weight: r.cpu_weight,
+        cpuset: r
+            .cpuset
+            .as_ref()
+            .map(|c| c.iter().map(u32::to_string).collect::<Vec<_>>().join(",")),
+        pids: r.pids,
+        io_weight: r.io_weight,
+        io,
+    })
+}
+
+/// v1 device-cgroup rules for the configured devices (`c 188:0 rw`).
+pub fn device_rules(c: &Container) -> Result<Vec<String>, LowerError> {
+    c.resources
+        .devices
+        .iter()
+        .map(|d| {
+            let meta = std::fs::metadata(&d.path).map_err(|e| LowerError::Invalid {
+                name: c.name.to_string(),
+                what: format!("device {}: {e}", d.path.display()),
+            })?;
+            let kind = if meta.file_type().is_block_device() {
+                'b'
+            } else if meta.file_type().is_char_device() {
+                'c'
+            } else {
+                return Err(LowerError::Invalid {
+                    name: c.name.to_string(),
+                    what: format!("device {}: not a device node", d.path.display()),
+                });
+            };
+            let (ma, mi) = split_dev(meta.rdev());
+            Ok(format!("{kind} {ma}:{mi} {}", d.access))
+        })
+        .collect()
+}
+
+fn split_dev(rdev: u64) -> (u32, u32) {
+    (libc::major(rdev), libc::minor(rdev))
+}
+
+fn device_numbers(p: &Path) -> Result<(u32, u32), String> {
+    let meta = std::fs::metadata(p).map_err(|e| format!("io limit device {}: {e}", p.display()))?;
+    if !meta.file_type().is_block_device() {
+        return Err(format!(
+            "io limit device {} is not a block device",
+            p.display()
+        ));
+    }
+    Ok(split_dev(meta.rdev()))
+}

@@ -1,0 +1,192 @@
+//! `rkstack run`: one container in the foreground. Signals to rkstack are
+//! forwarded to the container; its exit status becomes rkstack's (128+N for
+//! signal N); its cgroup and staging directory are removed afterwards,
+//! whatever way it ended. Mounts live in the container's own mount
+//! namespace and go with it.
+
+use std::path::{Path, PathBuf};
+
+use super::lower::{self, LowerError, Paths};
+use super::userns;
+use crate::config::{Container, UserNamespace};
+use crate::sandbox::cgroup::{Cgroup, CgroupError, Layout};
+use crate::sandbox::{self, SandboxError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Lower(#[from] LowerError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error("{what}")]
+    Setup {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How a container ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+    /// Killed by the kernel's OOM killer inside its memory limit.
+    Oom,
+}
+
+impl Exit {
+    /// The shell convention: the code, or 128 + the signal (SIGKILL for OOM).
+    pub fn status(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+            Exit::Oom => 128 + libc::SIGKILL,
+        }
+    }
+}
+
+/// Options of a foreground run beyond the container itself.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub state_dir: PathBuf,
+    pub data_dir: PathBuf,
+    /// Stack name used in the cgroup path (`rkstack/STACK/NAME`).
+    pub stack: String,
+}
+
+const FORWARDED: &[i32] = &[
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+    libc::SIGCONT,
+];
+
+fn sigset(sigs: &[i32]) -> libc::sigset_t {
+    // SAFETY: building a signal set in a zeroed struct we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in sigs {
+            libc::sigaddset(&mut set, *s);
+        }
+        set
+    }
+}
+
+/// Runs `c` until it exits. Must be called from a single-threaded process
+/// (it uses the process's signal mask).
+pub fn run(c: &Container, opts: &RunOptions) -> Result<Exit, RunError> {
+    let mut all: Vec<i32> = FORWARDED.to_vec();
+    all.push(libc::SIGCHLD);
+    let set = sigset(&all);
+    // SAFETY: blocking signals for this (single-threaded) process so they are
+    // taken synchronously below; the container resets its mask before exec.
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+
+    let layout = Layout::detect()?;
+    let cg = Cgroup::new(
+        layout,
+        Path::new("rkstack").join(&opts.stack).join(c.name.as_str()),
+    );
+    let staging = opts
+        .state_dir
+        .join("rootfs")
+        .join(format!("{}-{}", c.name, std::process::id()));
+    let result = start_and_wait(c, opts, &cg, &staging, &set);
+    let _ = std::fs::remove_dir(&staging);
+    let cleanup = cg.destroy();
+    let exit = result?;
+    cleanup?;
+    Ok(exit)
+}
+
+fn start_and_wait(
+    c: &Container,
+    opts: &RunOptions,
+    cg: &Cgroup,
+    staging: &Path,
+    set: &libc::sigset_t,
+) -> Result<Exit, RunError> {
+    let limits = lower::cgroup_limits(c)?;
+    let devices = lower::device_rules(c)?;
+    let claim = match c.security.user_namespace {
+        UserNamespace::Auto => {
+            Some(
+                userns::claim(&opts.state_dir).map_err(|source| RunError::Setup {
+                    what: format!("{}: cannot claim a user namespace range", c.name),
+                    source,
+                })?,
+            )
+        }
+        _ => None,
+    };
+    std::fs::create_dir_all(staging).map_err(|source| RunError::Setup {
+        what: format!("create {}", staging.display()),
+        source,
+    })?;
+    if let Some(cl) = &claim {
+        // The mapped root must be able to enter the staging directory.
+        let _ = std::os::unix::fs::chown(staging, Some(cl.start), Some(cl.start));
+    }
+    let paths = Paths {
+        data_dir: opts.data_dir.clone(),
+        stack: opts.stack.clone(),
+    };
+    let spec = lower::sandbox_spec(
+        c,
+        &paths,
+        staging,
+        claim.as_ref().map(|cl| (cl.start, cl.count)),
+        cg.procs_files(),
+    )?;
+    cg.create()?;
+    cg.apply(&limits)?;
+    cg.restrict_devices(&devices)?;
+    let pid = sandbox::spawn(&spec, sandbox::Stdio3::Inherit)?;
+    let exit = wait(pid, set);
+    if let Exit::Signal(libc::SIGKILL) = exit
+        && cg.events().oom_kills > 0
+    {
+        return Ok(Exit::Oom);
+    }
+    Ok(exit)
+}
+
+/// Forwards signals to `pid` until it exits.
+fn wait(pid: i32, set: &libc::sigset_t) -> Exit {
+    loop {
+        // SAFETY: siginfo is written by the kernel; set is a valid signal set.
+        let sig = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::sigwaitinfo(set, &mut info)
+        };
+        if sig == libc::SIGCHLD || sig < 0 {
+            // Reap every child that ended; ours decides.
+            loop {
+                let mut status = 0;
+                // SAFETY: status is valid for writes.
+                let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+                if r <= 0 {
+                    break;
+                }
+                if r == pid {
+                    return if libc::WIFEXITED(status) {
+                        Exit::Code(libc::WEXITSTATUS(status))
+                    } else {
+                        Exit::Signal(libc::WTERMSIG(status))
+                    };
+                }
+            }
+        } else {
+            // SAFETY: forwarding a signal to the container we started.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+}

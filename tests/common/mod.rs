@@ -1,0 +1,178 @@
+//! Shared helpers of the root integration tests: skips, the probe, busybox
+//! root filesystems, unique names, and checks that nothing is left behind.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Returns early (printing why) when the tests do not run as root.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIP {}: needs root", module_path!());
+            return;
+        }
+    };
+}
+
+pub fn rkstack() -> &'static str {
+    env!("CARGO_BIN_EXE_rkstack")
+}
+
+/// A name no other test (or run of the suite) uses: `rkt-PID-N`.
+pub fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "rkt-{}-{}-{tag}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+fn tmp() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// The static probe binary, built once per test process.
+pub fn probe() -> &'static Path {
+    static PROBE: OnceLock<PathBuf> = OnceLock::new();
+    PROBE.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/probe/probe.c");
+        let out = tmp().join(format!("probe-{}", std::process::id()));
+        let st = Command::new("cc")
+            .args(["-static", "-O2", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .expect("run cc (install gcc and libc6-dev)");
+        assert!(st.success(), "building the probe failed");
+        out
+    })
+}
+
+pub fn busybox() -> PathBuf {
+    for p in ["/bin/busybox", "/usr/bin/busybox"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("busybox is not installed: scripts/test.sh installs busybox-static");
+}
+
+/// A busybox root filesystem with the probe at /probe, removed on drop.
+pub struct Rootfs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Rootfs {
+    pub fn new() -> Rootfs {
+        let dir = tempfile::Builder::new()
+            .prefix("rkt-rootfs-")
+            .tempdir_in(tmp())
+            .unwrap();
+        let r = dir.path();
+        for d in ["bin", "etc", "tmp", "data"] {
+            std::fs::create_dir_all(r.join(d)).unwrap();
+        }
+        std::fs::copy(busybox(), r.join("bin/busybox")).unwrap();
+        for applet in [
+            "sh", "sleep", "cat", "echo", "touch", "true", "ls", "id", "trap", "kill", "stat",
+        ] {
+            std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).unwrap();
+        }
+        std::fs::copy(probe(), r.join("probe")).unwrap();
+        std::fs::write(
+            r.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            r.join("etc/group"),
+            "root:x:0:\napp:x:1000:\nextra:x:2000:app\n",
+        )
+        .unwrap();
+        Rootfs { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Runs `rkstack run --name NAME ARGS... ROOTFS -- CMD...` and checks
+/// afterwards that the container left nothing behind.
+pub fn run(name: &str, opts: &[&str], rootfs: &Path, cmd: &[&str]) -> Output {
+    let out = Command::new(rkstack())
+        .args(["run", "--name", name])
+        .args(opts)
+        .arg(rootfs)
+        .arg("--")
+        .args(cmd)
+        .output()
+        .unwrap();
+    assert_clean(name);
+    out
+}
+
+/// No cgroup directory, staging directory or mount of the container remains.
+pub fn assert_clean(name: &str) {
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let d = h.path().join("rkstack/run").join(name);
+        assert!(!d.exists(), "left behind: {}", d.display());
+        let d = h.path().join("rkstack").join(name);
+        assert!(!d.exists(), "left behind: {}", d.display());
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(name), "mount left behind for {name}");
+    if let Ok(entries) = std::fs::read_dir("/run/rkstack/rootfs") {
+        for e in entries.flatten() {
+            assert!(
+                !e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{name}-")),
+                "staging directory left behind: {}",
+                e.path().display()
+            );
+        }
+    }
+}
+
+pub fn json(out: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "probe output is not JSON ({e}):\nstdout: {text}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A capability set line of /proc/PID/status, as a number.
+pub fn cap(status: &str, key: &str) -> u64 {
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .unwrap_or_else(|| panic!("{key} missing"));
+    u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+}
+
+pub fn status_field<'a>(status: &'a str, key: &str) -> &'a str {
+    status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("")
+}

@@ -1,0 +1,423 @@
+//! `rkstack run` against the real kernel, as root: namespaces, rootfs,
+//! capabilities, seccomp, cgroups, exit status and clean-up. Each test uses
+//! its own name and rootfs and checks that nothing is left behind.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use common::*;
+
+/// Docker's 14 default capabilities as a mask.
+const DOCKER_DEFAULT_CAPS: u64 = 0xa80425fb;
+
+#[test]
+fn first_process_is_pid_1_with_its_own_namespaces_and_hostname() {
+    require_root!();
+    let fs = Rootfs::new();
+    let name = unique("ns");
+    let out = run(&name, &["--hostname", "probe-host"], fs.path(), &["/probe"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["pid"], 1);
+    assert_eq!(v["hostname"], "probe-host");
+    for ns in ["pid", "mnt", "uts", "ipc", "net", "cgroup"] {
+        let host = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+        assert_ne!(
+            v["ns"][ns].as_str().unwrap(),
+            host.to_str().unwrap(),
+            "{ns} namespace shared with the host"
+        );
+    }
+    // The cgroup namespace makes the container's own cgroup its root.
+    assert!(
+        v["cgroup"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .all(|l| l.ends_with(":/")),
+        "{}",
+        v["cgroup"]
+    );
+}
+
+#[test]
+fn default_capabilities_seccomp_and_no_new_privs() {
+    require_root!();
+    let fs = Rootfs::new();
+    let out = run(&unique("caps"), &[], fs.path(), &["/probe"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = json(&out);
+    let st = v["status"].as_str().unwrap();
+    for set in ["CapPrm:", "CapEff:", "CapBnd:"] {
+        assert_eq!(cap(st, set), DOCKER_DEFAULT_CAPS, "{set}");
+    }
+    assert_eq!(cap(st, "CapInh:"), 0);
+    assert_eq!(cap(st, "CapAmb:"), 0);
+    assert_eq!(status_field(st, "NoNewPrivs:"), "1");
+    assert_eq!(status_field(st, "Seccomp:"), "2");
+    for call in [
+        "keyctl",
+        "add_key",
+        "userfaultfd",
+        "bpf",
+        "unshare_user",
+        "mount",
+    ] {
+        assert_eq!(v[call], libc::EPERM, "{call}");
+    }
+    assert_eq!(v["clone3"], libc::ENOSYS);
+    assert_ne!(v["mknod_block"], 0, "mknod of a block device succeeded");
+    assert_ne!(v["open_mem"], 0, "/dev/mem could be opened");
+    assert_eq!(v["dev_null"], 0, "/dev/null cannot be opened");
+}
+
+#[test]
+fn dropping_all_capabilities_leaves_none() {
+    require_root!();
+    let fs = Rootfs::new();
+    let out = run(
+        &unique("capsnone"),
+        &["--cap-drop", "ALL"],
+        fs.path(),
+        &["/probe"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let st = json(&out)["status"].as_str().unwrap().to_string();
+    for set in ["CapPrm:", "CapEff:", "CapBnd:", "CapInh:", "CapAmb:"] {
+        assert_eq!(cap(&st, set), 0, "{set}");
+    }
+}
+
+#[test]
+fn masked_and_read_only_paths_protect_the_host() {
+    require_root!();
+    let fs = Rootfs::new();
+    let before = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    let out = run(&unique("mask"), &[], fs.path(), &["/probe"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = json(&out);
+    // Masked: reads as empty (or does not exist on this kernel).
+    for p in ["keys", "kcore"] {
+        let s = v[p].as_str().unwrap();
+        assert!(s.is_empty() || s == "ERR 2", "{p}: {s:?}");
+    }
+    for w in ["core_pattern", "sysrq", "uevent_helper"] {
+        assert_ne!(v[w], 0, "writing {w} succeeded");
+    }
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(),
+        before
+    );
+    let mi = v["mountinfo"].as_str().unwrap();
+    let line = |target: &str| {
+        mi.lines()
+            .find(|l| l.split(' ').nth(4) == Some(target))
+            .map(str::to_string)
+    };
+    assert!(
+        line("/proc/sys")
+            .unwrap()
+            .split(' ')
+            .nth(5)
+            .unwrap()
+            .starts_with("ro"),
+        "/proc/sys not read-only"
+    );
+    assert!(
+        line("/sys")
+            .unwrap()
+            .split(' ')
+            .nth(5)
+            .unwrap()
+            .starts_with("ro"),
+        "/sys not read-only"
+    );
+    // Mount propagation is private: no shared peer groups.
+    assert!(!mi.contains("shared:"), "shared mounts inside:\n{mi}");
+}
+
+#[test]
+fn read_only_rootfs_refuses_writes_and_tmpfs_takes_them() {
+    require_root!();
+    let fs = Rootfs::new();
+    let out = run(
+        &unique("ro"),
+        &["--read-only", "--tmpfs", "/scratch"],
+        fs.path(),
+        &["/probe"],
+    );
+    assert_eq!(json(&out)["root_write"], libc::EROFS);
+    let out = run(
+        &unique("ro"),
+        &["--read-only", "--tmpfs", "/scratch"],
+        fs.path(),
+        &["/bin/sh", "-c", "touch /scratch/x && echo ok"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok",
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&unique("rw"), &[], fs.path(), &["/probe"]);
+    assert_eq!(json(&out)["root_write"], 0);
+}
+
+#[test]
+fn only_stdio_reaches_the_container_and_the_binary_stays_intact() {
+    require_root!();
+    let fs = Rootfs::new();
+    let bin = std::fs::read(rkstack()).unwrap();
+    // A leaked descriptor would show up here: open one without close-on-exec.
+    let f = std::fs::File::open("/etc/hostname").unwrap();
+    // SAFETY: clearing close-on-exec on our own fd.
+    unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&f), libc::F_SETFD, 0) };
+    let out = run(&unique("fds"), &[], fs.path(), &["/probe"]);
+    let v = json(&out);
+    assert_eq!(v["fds"], serde_json::json!([0, 1, 2]));
+    assert_ne!(v["open_exe_write"], 0);
+    // A hostile container tries to write to every /proc/*/exe it can see.
+    let out = run(
+        &unique("exe"),
+        &[],
+        fs.path(),
+        &[
+            "/bin/sh",
+            "-c",
+            "for e in /proc/[0-9]*/exe; do echo x > $e; done 2>/dev/null; true",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        std::fs::read(rkstack()).unwrap() == bin,
+        "the rkstack binary changed"
+    );
+    drop(f);
+}
+
+#[test]
+fn user_namespace_auto_maps_root_to_an_unprivileged_range() {
+    require_root!();
+    let fs = Rootfs::new();
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        shared.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let vol = format!("{}:/shared", shared.path().display());
+    // The mapped root must be able to reach the rootfs.
+    std::fs::set_permissions(
+        fs.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = run(
+        &unique("userns"),
+        &["--userns", "auto", "-v", &vol],
+        fs.path(),
+        &["/probe", "/shared/made-by-root"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = json(&out);
+    let map: Vec<u64> = v["uid_map"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert_eq!(map[0], 0);
+    assert_ne!(map[1], 0, "uid_map is the identity");
+    assert_eq!(map[2], 65536);
+    assert_eq!(v["uid"], 0);
+    assert_eq!(v["created"], 0);
+    let owner = std::os::unix::fs::MetadataExt::uid(
+        &std::fs::metadata(shared.path().join("made-by-root")).unwrap(),
+    );
+    assert_eq!(
+        u64::from(owner),
+        map[1],
+        "file made by container root is not owned by the mapped host uid"
+    );
+    let host_user_ns = std::fs::read_link("/proc/self/ns/user").unwrap();
+    assert_ne!(
+        v["ns"]["user"].as_str().unwrap(),
+        host_user_ns.to_str().unwrap()
+    );
+}
+
+#[test]
+fn memory_limit_oom_kills_and_is_reported_as_oom() {
+    require_root!();
+    let fs = Rootfs::new();
+    let out = run(
+        &unique("oom"),
+        &["--memory", "32M"],
+        fs.path(),
+        &["/probe", "hog"],
+    );
+    assert_eq!(out.status.code(), Some(137));
+    assert!(stderr(&out).contains("out-of-memory"), "{}", stderr(&out));
+}
+
+#[test]
+fn pids_limit_stops_a_fork_bomb() {
+    require_root!();
+    let fs = Rootfs::new();
+    let out = run(
+        &unique("pids"),
+        &["--pids", "16"],
+        fs.path(),
+        &["/probe", "forkbomb"],
+    );
+    let v = json(&out);
+    assert!(v["forks"].as_u64().unwrap() < 16, "{v}");
+    assert_eq!(v["errno"], libc::EAGAIN);
+}
+
+#[test]
+fn cpu_quota_holds_a_busy_loop_near_its_share() {
+    require_root!();
+    let fs = Rootfs::new();
+    let out = run(
+        &unique("cpu"),
+        &["--cpus", "0.2"],
+        fs.path(),
+        &["/probe", "spin", "1500"],
+    );
+    let cpu_ms = json(&out)["cpu_ms"].as_f64().unwrap();
+    // 20% of 1.5 s is 300 ms; generous bounds for a busy machine.
+    assert!(
+        (100.0..=500.0).contains(&cpu_ms),
+        "busy loop got {cpu_ms} ms of CPU in 1500 ms at cpus = 0.2"
+    );
+}
+
+#[test]
+fn exit_codes_and_signals_propagate() {
+    require_root!();
+    let fs = Rootfs::new();
+    let out = run(
+        &unique("exit"),
+        &[],
+        fs.path(),
+        &["/bin/sh", "-c", "exit 7"],
+    );
+    assert_eq!(out.status.code(), Some(7));
+    // A grandchild killed by a signal: its shell reports 128+9.
+    let out = run(
+        &unique("sig"),
+        &[],
+        fs.path(),
+        &["/bin/sh", "-c", "sleep 30 & kill -9 $!; wait $!"],
+    );
+    assert_eq!(out.status.code(), Some(137));
+}
+
+#[test]
+fn sigterm_to_rkstack_reaches_the_container() {
+    require_root!();
+    let fs = Rootfs::new();
+    let name = unique("term");
+    let child = std::process::Command::new(rkstack())
+        .args(["run", "--name", &name])
+        .arg(fs.path())
+        .args([
+            "--",
+            "/bin/sh",
+            "-c",
+            "trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = child;
+    let pid = child.id() as i32;
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    // SAFETY: signalling the rkstack process this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(42));
+    assert_clean(&name);
+}
+
+#[test]
+fn bad_input_is_one_clear_line_and_leaves_nothing() {
+    require_root!();
+    let fs = Rootfs::new();
+    let dir = tempfile::tempdir().unwrap();
+    let bad_profile = dir.path().join("bad.json");
+    std::fs::write(&bad_profile, "{\"defaultAction\": \"SCMP_ACT_EXPLODE\"}").unwrap();
+    let missing_profile = dir.path().join("missing.json");
+    let cases: Vec<(Vec<String>, String, Vec<&str>, &str)> = vec![
+        (
+            vec![],
+            "/nonexistent-rootfs".into(),
+            vec!["/bin/true"],
+            "rootfs: no such file or directory (/nonexistent-rootfs)",
+        ),
+        (
+            vec![],
+            fs.path().display().to_string(),
+            vec!["/bin/nothere"],
+            "exec: no such file or directory (/bin/nothere)",
+        ),
+        (
+            vec!["-v".into(), "/nonexistent-src:/data".into()],
+            fs.path().display().to_string(),
+            vec!["/bin/true"],
+            "mount /data: no such file or directory (source /nonexistent-src)",
+        ),
+        (
+            vec!["--seccomp".into(), missing_profile.display().to_string()],
+            fs.path().display().to_string(),
+            vec!["/bin/true"],
+            "cannot read it",
+        ),
+        (
+            vec!["--seccomp".into(), bad_profile.display().to_string()],
+            fs.path().display().to_string(),
+            vec!["/bin/true"],
+            "unknown defaultAction",
+        ),
+    ];
+    for (opts, rootfs, cmd, want) in cases {
+        let name = unique("bad");
+        let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+        let out = run(&name, &opts, std::path::Path::new(&rootfs), &cmd);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(want), "want {want:?} in {err:?}");
+    }
+}
+
+#[test]
+fn host_image_is_read_only_and_takes_mounts() {
+    require_root!();
+    let name = unique("host");
+    let out = run(
+        &name,
+        &["--tmpfs", "/rkstack-test-www"],
+        std::path::Path::new("host"),
+        &[
+            "/bin/sh",
+            "-c",
+            "touch /etc/rkstack-x 2>/dev/null && echo wrote; touch /rkstack-test-www/y && echo tmpfs-ok",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "tmpfs-ok",
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !std::path::Path::new("/rkstack-test-www").exists(),
+        "a mount point was made on the host"
+    );
+    assert!(!std::path::Path::new("/etc/rkstack-x").exists());
+}

@@ -421,3 +421,58 @@ fn host_image_is_read_only_and_takes_mounts() {
     );
     assert!(!std::path::Path::new("/etc/rkstack-x").exists());
 }
+
+#[test]
+fn sealed_reexec_path_isolates_the_same_way() {
+    require_root!();
+    // Multi-threaded callers (the supervisor) start containers through a
+    // sealed in-memory copy of rkstack; force that path here.
+    let fs = Rootfs::new();
+    let bin = std::fs::read(rkstack()).unwrap();
+    let env = [("RKSTACK_SPAWN", "reexec")];
+    let out = run_env(
+        &unique("reexec"),
+        &env,
+        &["--hostname", "sealed"],
+        fs.path(),
+        &["/probe"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["pid"], 1);
+    assert_eq!(v["hostname"], "sealed");
+    assert_eq!(v["fds"], serde_json::json!([0, 1, 2]));
+    let st = v["status"].as_str().unwrap();
+    assert_eq!(cap(st, "CapEff:"), DOCKER_DEFAULT_CAPS);
+    assert_eq!(status_field(st, "Seccomp:"), "2");
+    assert_eq!(v["clone3"], libc::ENOSYS);
+    let out = run_env(
+        &unique("reexec-exe"),
+        &env,
+        &[],
+        fs.path(),
+        &[
+            "/bin/sh",
+            "-c",
+            "for e in /proc/[0-9]*/exe; do echo x > $e; done 2>/dev/null; true",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        std::fs::read(rkstack()).unwrap() == bin,
+        "the rkstack binary changed"
+    );
+    let out = run_env(
+        &unique("reexec-bad"),
+        &env,
+        &["-v", "/nonexistent-src:/data"],
+        fs.path(),
+        &["/bin/true"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("mount /data: no such file or directory (source /nonexistent-src)"),
+        "{}",
+        stderr(&out)
+    );
+}

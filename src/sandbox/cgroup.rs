@@ -159,7 +159,20 @@ pub struct Cgroup {
 
 const CPU_PERIOD: u64 = 100_000;
 
+/// v1 controllers every container joins: limits, accounting, the device allow-list.
+pub const V1_ALWAYS: &[&str] = &["memory", "pids", "cpu", "cpuacct", "devices"];
+
 impl Cgroup {
+    /// On v1, keeps only the [`V1_ALWAYS`] controllers and those of `extra`
+    /// (each hierarchy joined costs a directory and a task migration).
+    pub fn only(mut self, extra: &[&str]) -> Cgroup {
+        if let Layout::V1 { controllers } = &mut self.layout {
+            controllers
+                .retain(|c, _| V1_ALWAYS.contains(&c.as_str()) || extra.contains(&c.as_str()));
+        }
+        self
+    }
+
     pub fn new(layout: Layout, rel: impl Into<PathBuf>) -> Cgroup {
         Cgroup {
             layout,

@@ -2,11 +2,12 @@
 //!
 //! `__init` is exec'd fresh (from a sealed copy of the binary) by the runtime,
 //! so it is single-threaded and may fork safely whatever the runtime is. It
-//! reads the spec, joins the cgroups, and clones the container's first
-//! process into new namespaces with `CLONE_PARENT`, so that process is a
-//! direct child of the runtime. It writes the user namespace maps, lets the
-//! child go, and reports `Started` once the child has exec'd (its end of the
-//! channel closes on exec) or the child's `Failed`.
+//! reads the spec and clones the container's first process into new
+//! namespaces with `CLONE_PARENT`, so that process is a direct child of the
+//! runtime. It writes the user namespace maps, lets the child go, moves it
+//! into its cgroups while the child builds its root, and reports `Started`
+//! once the child has exec'd (its end of the channel closes on exec) or the
+//! child's `Failed`.
 //!
 //! The child runs the setup steps in order: user → hostname → rootfs and
 //! mounts → /proc, /dev, /sys → pivot_root → masked paths → loopback →
@@ -60,19 +61,25 @@ fn run(chan: &OwnedFd) -> StepResult<i32> {
             ));
         }
     };
-    // SAFETY: getpid cannot fail.
-    let me = unsafe { libc::getpid() };
-    for procs in &spec.cgroup_procs {
-        std::fs::write(procs, me.to_string()).map_err(|e| {
-            errno_err(
-                "cgroup",
-                e.raw_os_error().unwrap_or(0),
-                procs.display().to_string(),
-            )
-        })?;
-    }
+    stage(&spec)
+}
+
+/// The init stage in a process forked by a single-threaded runtime: the
+/// same work as `__init`, with the spec already in memory. Never returns.
+pub(super) fn forked(chan: OwnedFd, spec: &SandboxSpec) -> ! {
+    let msg = match stage(spec) {
+        Ok(pid) => Message::Started { pid },
+        Err(e) => Message::Failed(e),
+    };
+    let code = i32::from(channel::send(chan.as_fd(), &msg).is_err());
+    // SAFETY: leave without running the runtime's exit handlers or destructors.
+    unsafe { libc::_exit(code) }
+}
+
+/// Clones the container's first process and sees it to its exec.
+fn stage(spec: &SandboxSpec) -> StepResult<i32> {
     if spec.user_ns.is_some() {
-        precreate_mountpoints(&spec)?;
+        precreate_mountpoints(spec)?;
     }
     let (parent_end, child_end) = channel::pair()
         .map_err(|e| errno_err("init", e.raw_os_error().unwrap_or(0), "socketpair"))?;
@@ -81,8 +88,7 @@ fn run(chan: &OwnedFd) -> StepResult<i32> {
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWCGROUP;
+        | libc::CLONE_NEWIPC;
     if spec.net == NetNs::New {
         flags |= libc::CLONE_NEWNET;
     }
@@ -106,7 +112,7 @@ fn run(chan: &OwnedFd) -> StepResult<i32> {
     }
     if pid == 0 {
         drop(parent_end);
-        let err = child(&spec, &child_end);
+        let err = child(spec, &child_end);
         let _ = channel::send(child_end.as_fd(), &Message::Failed(err));
         // SAFETY: leave at once, without running the parent's exit handlers.
         unsafe { libc::_exit(127) };
@@ -130,8 +136,29 @@ fn run(chan: &OwnedFd) -> StepResult<i32> {
             return Err(e);
         }
     }
-    channel::poke(&parent_end)
-        .map_err(|e| errno_err("init", e.raw_os_error().unwrap_or(0), "start the child"))?;
+    poke_child(&parent_end)?;
+    // The child builds its root meanwhile: moving a task into a v1 cgroup can
+    // wait for an RCU grace period (milliseconds), which is then not on the
+    // start path. The child waits for the second poke before it makes its
+    // cgroup namespace and runs anything of the container.
+    for procs in &spec.cgroup_procs {
+        if let Err(e) = std::fs::write(procs, pid.to_string()) {
+            if e.raw_os_error() == Some(libc::ESRCH)
+                && let Ok(Some(Message::Failed(err))) = channel::recv(parent_end.as_fd())
+            {
+                // The child failed before it could be moved: its report is the error.
+                return Err(err);
+            }
+            // SAFETY: killing the child we just made.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            return Err(errno_err(
+                "cgroup",
+                e.raw_os_error().unwrap_or(0),
+                procs.display().to_string(),
+            ));
+        }
+    }
+    poke_child(&parent_end)?;
     match channel::recv(parent_end.as_fd()) {
         Ok(None) => Ok(pid),
         Ok(Some(Message::Failed(e))) => Err(e),
@@ -141,6 +168,22 @@ fn run(chan: &OwnedFd) -> StepResult<i32> {
             e.raw_os_error().unwrap_or(0),
             "waiting for exec",
         )),
+    }
+}
+
+/// Lets the child go on. If it has already failed (and so closed its end),
+/// its own report is the error, not the broken pipe.
+fn poke_child(chan: &OwnedFd) -> StepResult<()> {
+    match channel::poke(chan) {
+        Ok(()) => Ok(()),
+        Err(e) => match channel::recv(chan.as_fd()) {
+            Ok(Some(Message::Failed(err))) => Err(err),
+            _ => Err(errno_err(
+                "init",
+                e.raw_os_error().unwrap_or(0),
+                "the child went away",
+            )),
+        },
     }
 }
 
@@ -248,6 +291,21 @@ fn setup(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Never> {
     drop(root);
     rootfs::pivot(&new_root)?;
     rootfs::mask_paths(&spec.masked_paths)?;
+    match channel::wait_poke(chan) {
+        Ok(true) => {}
+        _ => {
+            return Err(errno_err(
+                "cgroup",
+                0,
+                "runtime went away before the cgroup was joined",
+            ));
+        }
+    }
+    // Now in its own cgroup: that becomes the root of its cgroup namespace.
+    // SAFETY: plain syscall.
+    if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
+        return Err(os_err("cgroup namespace", ""));
+    }
     if spec.net == NetNs::New {
         loopback_up()?;
     }

@@ -133,6 +133,62 @@ pub enum Stdio3 {
 /// Starts the container. Returns the host pid of its first process, a direct
 /// child of the calling process, once it has exec'd its command.
 pub fn spawn(spec: &SandboxSpec, stdio: Stdio3) -> Result<i32, SandboxError> {
+    // A single-threaded caller (`rkstack run`) may fork its init stage
+    // directly: no other thread can hold a lock across the fork, and the
+    // stage execs the container's command before anything of the container
+    // can see it. Everyone else re-execs the sealed copy.
+    // RKSTACK_SPAWN=reexec forces the sealed re-exec (its tests use it).
+    let reexec = std::env::var_os("RKSTACK_SPAWN").is_some_and(|v| v == "reexec");
+    if !reexec && single_threaded() {
+        return spawn_forked(spec, stdio);
+    }
+    spawn_reexec(spec, stdio)
+}
+
+fn single_threaded() -> bool {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count() == 1)
+        .unwrap_or(false)
+}
+
+fn spawn_forked(spec: &SandboxSpec, stdio: Stdio3) -> Result<i32, SandboxError> {
+    let name = spec.name.clone();
+    let (ours, theirs) = channel::pair().map_err(|source| SandboxError::Spawn {
+        name: name.clone(),
+        source,
+    })?;
+    // SAFETY: the process is single-threaded (checked by the caller); the
+    // child only runs the init stage and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(SandboxError::Spawn {
+            name,
+            source: io::Error::last_os_error(),
+        });
+    }
+    if pid == 0 {
+        drop(ours);
+        if let Stdio3::Fds(i, o, e) = &stdio {
+            // SAFETY: dup2 onto the standard fds of this child.
+            unsafe {
+                libc::dup2(i.as_raw_fd(), 0);
+                libc::dup2(o.as_raw_fd(), 1);
+                libc::dup2(e.as_raw_fd(), 2);
+            }
+        }
+        drop(stdio);
+        init::forked(theirs, spec);
+    }
+    drop(theirs);
+    drop(stdio);
+    let result = reply(&ours, spec);
+    let mut status = 0;
+    // SAFETY: reaping the init stage we forked.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    result
+}
+
+fn spawn_reexec(spec: &SandboxSpec, stdio: Stdio3) -> Result<i32, SandboxError> {
     let name = spec.name.clone();
     let exe = sealed_exe()?;
     let (ours, theirs) = channel::pair().map_err(|source| SandboxError::Spawn {
@@ -174,16 +230,24 @@ pub fn spawn(spec: &SandboxSpec, stdio: Stdio3) -> Result<i32, SandboxError> {
 }
 
 fn talk(chan: &OwnedFd, spec: &SandboxSpec) -> Result<i32, SandboxError> {
+    channel::send(
+        chan.as_fd(),
+        &channel::Message::Start(Box::new(spec.clone())),
+    )
+    .map_err(|e| SandboxError::Protocol {
+        name: spec.name.clone(),
+        detail: e.to_string(),
+    })?;
+    reply(chan, spec)
+}
+
+/// The init stage's answer: the container's pid, or what failed.
+fn reply(chan: &OwnedFd, spec: &SandboxSpec) -> Result<i32, SandboxError> {
     let name = spec.name.clone();
     let broke = |detail: String| SandboxError::Protocol {
         name: name.clone(),
         detail,
     };
-    channel::send(
-        chan.as_fd(),
-        &channel::Message::Start(Box::new(spec.clone())),
-    )
-    .map_err(|e| broke(e.to_string()))?;
     match channel::recv(chan.as_fd()) {
         Ok(Some(channel::Message::Started { pid })) => Ok(pid),
         Ok(Some(channel::Message::Failed(error))) => Err(SandboxError::Step {

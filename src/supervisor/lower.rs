@@ -41,6 +41,7 @@ pub fn sandbox_spec(
     staging: &Path,
     auto_userns: Option<(u32, u32)>,
     cgroup_procs: Vec<PathBuf>,
+    seccomp_cache: Option<&Path>,
 ) -> Result<SandboxSpec, LowerError> {
     let name = c.name.to_string();
     let root = match &c.image {
@@ -109,22 +110,14 @@ pub fn sandbox_spec(
         .collect();
     let seccomp = match &c.security.seccomp {
         Seccomp::Unconfined => SeccompSpec::Unconfined,
-        Seccomp::Default => {
-            SeccompSpec::Bpf(seccomp::default_profile(&capabilities).map_err(|source| {
+        profile => SeccompSpec::Bpf(
+            compiled_seccomp(profile, &capabilities, seccomp_cache).map_err(|source| {
                 LowerError::Seccomp {
                     name: name.clone(),
                     source,
                 }
-            })?)
-        }
-        Seccomp::Profile(p) => {
-            SeccompSpec::Bpf(seccomp::profile_file(p, &capabilities).map_err(|source| {
-                LowerError::Seccomp {
-                    name: name.clone(),
-                    source,
-                }
-            })?)
-        }
+            })?,
+        ),
     };
     let user = match &c.user {
         None => UserSpec::Id {
@@ -181,6 +174,100 @@ pub fn sandbox_spec(
         seccomp,
         cgroup_procs,
     })
+}
+
+/// v1 controllers a container needs beyond the usual ones.
+pub fn extra_controllers(c: &Container) -> Vec<&'static str> {
+    let r = &c.resources;
+    let mut v = Vec::new();
+    if r.cpuset.is_some() {
+        v.push("cpuset");
+    }
+    if r.io_weight.is_some() || !r.io_limits.is_empty() {
+        v.push("blkio");
+    }
+    v
+}
+
+/// Compiles a seccomp profile, or takes it from the cache: compiling the
+/// default profile for three architectures costs milliseconds on every
+/// start, the cached program a single read. The key covers everything the
+/// program depends on: this binary (size and time), the profile (for a file,
+/// its contents), the capabilities and the host architecture.
+fn compiled_seccomp(
+    profile: &Seccomp,
+    caps: &[String],
+    cache: Option<&Path>,
+) -> Result<Vec<u8>, seccomp::SeccompError> {
+    use sha2::{Digest, Sha256};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static MEMO: Mutex<Option<HashMap<String, Vec<u8>>>> = Mutex::new(None);
+
+    let mut h = Sha256::new();
+    h.update(env!("CARGO_PKG_VERSION"));
+    h.update(std::env::consts::ARCH);
+    for c in caps {
+        h.update(c.as_bytes());
+        h.update([0]);
+    }
+    match profile {
+        Seccomp::Profile(p) => {
+            let text = std::fs::read(p).map_err(|source| seccomp::SeccompError::Read {
+                path: p.display().to_string(),
+                source,
+            })?;
+            h.update(b"file\0");
+            h.update(&text);
+        }
+        _ => h.update(b"default-v1\0"),
+    }
+    if let Ok(exe) = std::fs::metadata("/proc/self/exe") {
+        // A rebuilt binary may carry a different built-in profile.
+        let mtime = exe
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        h.update(exe.len().to_le_bytes());
+        h.update(mtime.to_le_bytes());
+    }
+    let key: String = h
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if let Some(p) = MEMO
+        .lock()
+        .ok()
+        .and_then(|m| m.as_ref().and_then(|m| m.get(&key).cloned()))
+    {
+        return Ok(p);
+    }
+    let file = cache.map(|d| d.join(format!("{key}.bpf")));
+    if let Some(f) = &file
+        && let Ok(p) = std::fs::read(f)
+        && !p.is_empty()
+        && p.len() % 8 == 0
+    {
+        return Ok(p);
+    }
+    let prog = match profile {
+        Seccomp::Profile(p) => seccomp::profile_file(p, caps)?,
+        _ => seccomp::default_profile(caps)?,
+    };
+    if let (Some(f), Some(dir)) = (&file, cache) {
+        // Written atomically; a failure only costs the next start a compile.
+        let tmp = dir.join(format!("{key}.{}.tmp", std::process::id()));
+        if std::fs::create_dir_all(dir).is_ok() && std::fs::write(&tmp, &prog).is_ok() {
+            let _ = std::fs::rename(&tmp, f);
+        }
+    }
+    if let Ok(mut m) = MEMO.lock() {
+        m.get_or_insert_with(HashMap::new).insert(key, prog.clone());
+    }
+    Ok(prog)
 }
 
 /// The container's limits in cgroup terms (device numbers looked up on the host).

@@ -94,7 +94,8 @@ pub fn run(c: &Container, opts: &RunOptions) -> Result<Exit, RunError> {
     let cg = Cgroup::new(
         layout,
         Path::new("rkstack").join(&opts.stack).join(c.name.as_str()),
-    );
+    )
+    .only(&lower::extra_controllers(c));
     let staging = opts
         .state_dir
         .join("rootfs")
@@ -145,6 +146,7 @@ fn start_and_wait(
         staging,
         claim.as_ref().map(|cl| (cl.start, cl.count)),
         cg.procs_files(),
+        Some(&opts.state_dir.join("seccomp")),
     )?;
     cg.create()?;
     cg.apply(&limits)?;

@@ -111,7 +111,19 @@ impl Rootfs {
 /// Runs `rkstack run --name NAME ARGS... ROOTFS -- CMD...` and checks
 /// afterwards that the container left nothing behind.
 pub fn run(name: &str, opts: &[&str], rootfs: &Path, cmd: &[&str]) -> Output {
+    run_env(name, &[], opts, rootfs, cmd)
+}
+
+/// [`run`] with extra environment variables for rkstack.
+pub fn run_env(
+    name: &str,
+    env: &[(&str, &str)],
+    opts: &[&str],
+    rootfs: &Path,
+    cmd: &[&str],
+) -> Output {
     let out = Command::new(rkstack())
+        .envs(env.iter().copied())
         .args(["run", "--name", name])
         .args(opts)
         .arg(rootfs)

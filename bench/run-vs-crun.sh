@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Whole-process start-up benchmark: `rkstack run ROOTFS -- /bin/true` against
+# `crun run` of an equivalent OCI bundle on the same busybox rootfs, and the
+# floor of a bare `unshare` of all namespaces. Prints medians (hyperfine).
+# Needs root, busybox-static, crun and hyperfine (installed when missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${RUNS:-100}
+need=()
+command -v hyperfine >/dev/null || need+=(hyperfine)
+command -v crun >/dev/null || need+=(crun)
+[ -x /bin/busybox ] || need+=(busybox-static)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cargo build --release --quiet
+work=$(mktemp -d /tmp/rkstack-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/rootfs/bin" "$work/rootfs/etc"
+cp /bin/busybox "$work/rootfs/bin/"
+ln -s busybox "$work/rootfs/bin/true"
+ln -s busybox "$work/rootfs/bin/sh"
+echo 'root:x:0:0:root:/root:/bin/sh' > "$work/rootfs/etc/passwd"
+
+# crun: its default spec (namespaces, Docker-like caps and masks, no seccomp
+# profile) with the same command. crun 1.8 refuses this host's hybrid cgroup
+# layout, so it runs in a private mount namespace with the cgroup2 mount hidden.
+(cd "$work" && crun spec >/dev/null 2>&1 || crun spec)
+python3 - "$work/config.json" <<'PY'
+import json, sys
+p = sys.argv[1]
+c = json.load(open(p))
+c["process"]["terminal"] = False
+c["process"]["args"] = ["/bin/true"]
+c["root"]["readonly"] = False
+json.dump(c, open(p, "w"))
+PY
+cat > "$work/crun.sh" <<SH
+#!/bin/sh
+umount /sys/fs/cgroup/unified 2>/dev/null
+cd "$work" && exec crun run "bench\$\$"
+SH
+chmod +x "$work/crun.sh"
+
+hyperfine -N --warmup 10 --runs "$runs" --export-json "$work/out.json" \
+  -n rkstack "target/release/rkstack run $work/rootfs -- /bin/true" \
+  -n crun "unshare -m --propagation private $work/crun.sh" \
+  -n "crun wrapper floor" "unshare -m --propagation private /bin/true" \
+  -n "unshare floor" "unshare --fork --pid --mount --uts --ipc --net --cgroup --mount-proc /bin/true" >/dev/null
+python3 - "$work/out.json" <<'PY'
+import json, sys
+r = {x["command"]: sorted(x["times"]) for x in json.load(open(sys.argv[1]))["results"]}
+med = {k: v[len(v) // 2] * 1000 for k, v in r.items()}
+for k, v in med.items():
+    print(f"{k:20s} median {v:6.2f} ms")
+crun = med["crun"] - med["crun wrapper floor"]
+print(f"crun without its wrapper: {crun:.2f} ms; rkstack / crun = {med['rkstack'] / crun:.2f}")
+PY

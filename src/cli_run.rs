@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use rkstack::config::types::{self, CapName};
 use rkstack::config::{
-    ByteSize, Container, IdMap, ImageRef, Mount, Name, NetworkMode, PullPolicy, Resources,
-    RestartPolicy, Seccomp, Security, User, UserNamespace, defaults, effective_capabilities,
+    ByteSize, Container, IdMap, ImageRef, Mount, Name, NetworkMode, PullPolicy, RLIMIT_NAMES,
+    Resources, RestartPolicy, Rlimit, Seccomp, Security, User, UserNamespace, defaults,
+    effective_capabilities,
 };
 
 use crate::RunArgs;
@@ -128,7 +129,30 @@ pub fn container(a: &RunArgs, name: &str) -> Result<Container, String> {
             },
         },
     });
+    let mut rlimits = BTreeMap::new();
+    for u in &a.ulimits {
+        let bad = || format!("--ulimit {u}: expected NAME=SOFT[:HARD], like nofile=1024:2048");
+        let (n, v) = u.split_once('=').ok_or_else(bad)?;
+        if !RLIMIT_NAMES.contains(&n) {
+            return Err(format!(
+                "--ulimit {u}: unknown limit {n:?} (one of {})",
+                RLIMIT_NAMES.join(", ")
+            ));
+        }
+        let num = |x: &str| -> Result<Option<u64>, String> {
+            match x {
+                "unlimited" => Ok(None),
+                _ => x.parse().map(Some).map_err(|_| bad()),
+            }
+        };
+        let (soft, hard) = match v.split_once(':') {
+            Some((s, h)) => (num(s)?, num(h)?),
+            None => (num(v)?, num(v)?),
+        };
+        rlimits.insert(n.to_string(), Rlimit { soft, hard });
+    }
     let resources = Resources {
+        rlimits,
         memory: a
             .memory
             .as_deref()

@@ -115,6 +115,9 @@ struct RunArgs {
     cap_add: Vec<String>,
     #[arg(long = "cap-drop", value_name = "CAP")]
     cap_drop: Vec<String>,
+    /// NAME=SOFT[:HARD] resource limit, like nofile=1024:2048 (repeatable).
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    ulimits: Vec<String>,
     /// default, unconfined or a profile file.
     #[arg(long)]
     seccomp: Option<String>,

@@ -476,3 +476,167 @@ fn sealed_reexec_path_isolates_the_same_way() {
         stderr(&out)
     );
 }
+
+#[test]
+fn rlimits_can_be_lowered_and_raising_past_the_hard_limit_says_why() {
+    require_root!();
+    let fs = Rootfs::new();
+    let out = run(
+        &unique("rlim"),
+        &["--ulimit", "nofile=100:200"],
+        fs.path(),
+        &["/bin/sh", "-c", "ulimit -n; ulimit -Hn"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "100\n200\n",
+        "{}",
+        stderr(&out)
+    );
+    let mut hard = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: hard is valid for writes.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) };
+    if hard.rlim_max == libc::RLIM_INFINITY {
+        eprintln!("SKIP raising: this process has no hard nofile limit to exceed");
+        return;
+    }
+    let has_sys_resource = caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_RESOURCE,
+    )
+    .unwrap_or(false);
+    let over = format!("nofile=100:{}", hard.rlim_max + 1000);
+    let out = run(
+        &unique("rlim"),
+        &["--ulimit", &over],
+        fs.path(),
+        &["/bin/true"],
+    );
+    if has_sys_resource {
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    } else {
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr(&out).contains("needs CAP_SYS_RESOURCE"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn device_nodes_cannot_be_made_or_used_even_with_every_capability() {
+    require_root!();
+    let fs = Rootfs::new();
+    // The root and /dev are nodev: only the runtime's bound nodes open.
+    let out = run(&unique("nodev"), &[], fs.path(), &["/probe"]);
+    let v = json(&out);
+    let mi = v["mountinfo"].as_str().unwrap();
+    for target in ["/", "/dev"] {
+        let line = mi
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some(target))
+            .unwrap();
+        assert!(
+            line.split(' ')
+                .nth(5)
+                .unwrap()
+                .split(',')
+                .any(|o| o == "nodev"),
+            "{target} is not nodev: {line}"
+        );
+    }
+    let script = "busybox mknod /tmp/blk b 8 0 2>/dev/null && echo made; busybox mknod /dev/chr c 1 1 2>/dev/null && echo made; busybox mkfifo /tmp/fifo && echo fifo; cat /dev/null && echo null";
+    let out = run(
+        &unique("mknod"),
+        &["--cap-add", "ALL"],
+        fs.path(),
+        &["/bin/sh", "-c", script],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "fifo\nnull\n",
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn killing_rkstack_run_takes_the_container_with_it() {
+    require_root!();
+    let fs = Rootfs::new();
+    let name = unique("orphan");
+    let marker = fs.path().join("tmp/pid");
+    let mut child = std::process::Command::new(rkstack())
+        .args(["run", "--name", &name])
+        .arg(fs.path())
+        .args(["--", "/bin/sh", "-c", "sleep 60 & echo $! > /tmp/pid; wait"])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !marker.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The container's pid 1 on the host: the child of rkstack in the container's cgroup.
+    // Any hierarchy will do (v1: one per controller; v2: the one).
+    let procs: String = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|h| {
+            h.path()
+                .join("rkstack/run")
+                .join(&name)
+                .join("cgroup.procs")
+        })
+        .chain(std::iter::once(std::path::PathBuf::from(format!(
+            "/sys/fs/cgroup/rkstack/run/{name}/cgroup.procs"
+        ))))
+        .find_map(|p| {
+            std::fs::read_to_string(p)
+                .ok()
+                .filter(|t| !t.trim().is_empty())
+        })
+        .unwrap_or_default();
+    let pids: Vec<i32> = procs
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert!(!pids.is_empty(), "container processes not found");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Everything in the container goes (its init first, then the kernel kills the rest of its pid namespace).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let alive = |p: i32| {
+        std::path::Path::new(&format!("/proc/{p}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ")
+    };
+    while pids.iter().any(|p| alive(*p)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        !pids.iter().any(|p| alive(*p)),
+        "container outlived rkstack run"
+    );
+    // rkstack was killed, so its clean-up is ours.
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = std::fs::remove_dir(h.path().join("rkstack/run").join(&name));
+        let _ = std::fs::remove_dir(h.path().join("rkstack/run"));
+        let _ = std::fs::remove_dir(h.path().join("rkstack"));
+    }
+    if let Ok(entries) = std::fs::read_dir("/run/rkstack/rootfs") {
+        for e in entries.flatten().filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{name}-"))
+        }) {
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
+    assert_clean(&name);
+}

@@ -20,7 +20,13 @@ fn parse(names: &[String]) -> Result<HashSet<Capability>, StepError> {
 }
 
 pub fn apply(names: &[String], root: bool) -> Result<(), StepError> {
-    let want = parse(names)?;
+    // Nothing can hand out a capability the runtime does not hold itself
+    // (`add = ["ALL"]` where rkstack runs without CAP_SYS_RESOURCE, say).
+    let held = caps::read(None, CapSet::Permitted).unwrap_or_default();
+    let want: HashSet<Capability> = parse(names)?
+        .into_iter()
+        .filter(|c| held.contains(c))
+        .collect();
     let err = |what: &str, e: caps::errors::CapsError| {
         errno_err("capabilities", 0, format!("{what}: {e}"))
     };

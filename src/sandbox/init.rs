@@ -239,6 +239,14 @@ fn setup(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Never> {
         Ok(true) => {}
         _ => return Err(errno_err("init", 0, "runtime went away")),
     }
+    if spec.die_with_parent {
+        // SAFETY: plain prctl; our parent is the runtime (CLONE_PARENT).
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+        // SAFETY: getppid cannot fail.
+        if unsafe { libc::getppid() } == 1 {
+            return Err(errno_err("init", 0, "runtime went away"));
+        }
+    }
     // SAFETY: plain syscalls without pointers.
     unsafe {
         // A session of its own: the terminal's signals go to the runtime, which forwards them.
@@ -285,9 +293,7 @@ fn setup(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Never> {
         }
     }
     rootfs::system_mounts(&root, &spec.devices, spec.net == NetNs::New)?;
-    if spec.read_only || spec.root == Root::Host {
-        remount_root_ro(&new_root)?;
-    }
+    seal_root(&new_root, spec.read_only || spec.root == Root::Host)?;
     drop(root);
     rootfs::pivot(&new_root)?;
     rootfs::mask_paths(&spec.masked_paths)?;
@@ -337,6 +343,7 @@ fn setup(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Never> {
         return Err(os_err("workdir", spec.workdir.display().to_string()));
     }
     let (path, argv, envp) = exec_args(spec)?;
+    set_lsm_labels(spec)?;
     prepare_exec()?;
     // Loading a filter needs no_new_privs or CAP_SYS_ADMIN: without
     // no_new_privs it is loaded while the capabilities are still there
@@ -369,6 +376,32 @@ fn setup(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Never> {
         "exec",
         spec.command.first().cloned().unwrap_or_default(),
     ))
+}
+
+/// AppArmor profile and SELinux label for the exec. The runtime has already
+/// dropped them (with a warning) where the kernel lacks that module.
+fn set_lsm_labels(spec: &SandboxSpec) -> StepResult<()> {
+    let write = |files: &[&str], value: &str, step: &str| -> StepResult<()> {
+        let mut last = 0;
+        for f in files {
+            match std::fs::write(f, value) {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e.raw_os_error().unwrap_or(0),
+            }
+        }
+        Err(errno_err(step, last, value.to_string()))
+    };
+    if let Some(p) = &spec.apparmor {
+        write(
+            &["/proc/self/attr/apparmor/exec", "/proc/self/attr/exec"],
+            &format!("exec {p}"),
+            "apparmor profile",
+        )?;
+    }
+    if let Some(l) = &spec.selinux_label {
+        write(&["/proc/self/attr/exec"], l, "selinux label")?;
+    }
+    Ok(())
 }
 
 /// Builds the new root on the staging directory and returns its path.
@@ -446,25 +479,21 @@ fn assemble_root(spec: &SandboxSpec) -> StepResult<PathBuf> {
     }
 }
 
-fn remount_root_ro(root: &Path) -> StepResult<()> {
-    // A bind of itself makes the root a mount whose flags are ours to set.
-    rootfs::mount(
-        Some(&root.to_string_lossy()),
-        root,
-        None,
-        libc::MS_BIND | libc::MS_REC,
-        None,
-    )
-    .and_then(|_| {
-        rootfs::mount(
-            None,
-            root,
-            None,
-            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-            None,
+/// The root's own mount flags: `nodev` always (device nodes exist only as
+/// the runtime's bind mounts, so a node made inside can never be opened,
+/// cgroup v2 or not), read-only when asked (always for the host's root).
+fn seal_root(root: &Path, read_only: bool) -> StepResult<()> {
+    let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NODEV;
+    if read_only {
+        flags |= libc::MS_RDONLY;
+    }
+    rootfs::remount_keeping_locked(root, flags).map_err(|e| {
+        errno_err(
+            "rootfs flags",
+            e.raw_os_error().unwrap_or(0),
+            if read_only { "read-only" } else { "nodev" },
         )
     })
-    .map_err(|e| errno_err("read-only rootfs", e.raw_os_error().unwrap_or(0), ""))
 }
 
 fn loopback_up() -> StepResult<()> {

@@ -251,7 +251,7 @@ fn bind_with(
 
 /// A bind remount must keep flags the kernel locked on the source mount
 /// (e.g. `noexec` from the host); add them and retry once on EPERM.
-fn remount_keeping_locked(at: &Path, flags: libc::c_ulong) -> io::Result<()> {
+pub fn remount_keeping_locked(at: &Path, flags: libc::c_ulong) -> io::Result<()> {
     match mount(None, at, None, flags, None) {
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
             let c = cstr(at);
@@ -315,7 +315,7 @@ pub fn system_mounts(root: &OwnedFd, devices: &[PathBuf], own_netns: bool) -> St
         false,
         Some("tmpfs"),
         Some("tmpfs"),
-        libc::MS_NOSUID | libc::MS_STRICTATIME,
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
         "mount /dev",
     )?;

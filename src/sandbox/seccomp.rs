@@ -194,8 +194,6 @@ const ALLOWED: &[&str] = &[
     "mincore",
     "mkdir",
     "mkdirat",
-    "mknod",
-    "mknodat",
     "mlock",
     "mlock2",
     "mlockall",
@@ -551,6 +549,31 @@ pub fn default_profile(capabilities: &[String]) -> Result<Vec<u8>, SeccompError>
         if let Ok(c3) = ScmpSyscall::from_name("clone3") {
             ctx.add_rule(ScmpAction::Errno(libc::ENOSYS), c3)
                 .map_err(lib)?;
+        }
+    }
+    // mknod of files, fifos and sockets only: device nodes come from the
+    // runtime (bind-mounted), never from inside, whatever the cgroup
+    // version (cgroup v2 has no device files to refuse them).
+    for (name, mode_arg) in [("mknod", 1u32), ("mknodat", 2u32)] {
+        let Ok(sc) = ScmpSyscall::from_name(name) else {
+            continue;
+        };
+        for kind in [
+            0u64,
+            libc::S_IFREG as u64,
+            libc::S_IFIFO as u64,
+            libc::S_IFSOCK as u64,
+        ] {
+            ctx.add_rule_conditional(
+                ScmpAction::Allow,
+                sc,
+                &[ScmpArgCompare::new(
+                    mode_arg,
+                    ScmpCompareOp::MaskedEqual(libc::S_IFMT as u64),
+                    kind,
+                )],
+            )
+            .map_err(lib)?;
         }
     }
     // personality: only the harmless personas (Linux, 32-bit, unknown query).

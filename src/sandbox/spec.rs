@@ -34,6 +34,13 @@ pub struct SandboxSpec {
     pub seccomp: SeccompSpec,
     /// `cgroup.procs` files the process is written to before it starts.
     pub cgroup_procs: Vec<PathBuf>,
+    /// Killed when the runtime process dies (`rkstack run`); a supervised
+    /// container outlives a supervisor crash instead.
+    pub die_with_parent: bool,
+    /// AppArmor profile to exec into (only where AppArmor is enabled).
+    pub apparmor: Option<String>,
+    /// SELinux label to exec with (only where SELinux is enabled).
+    pub selinux_label: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -173,7 +173,48 @@ pub fn sandbox_spec(
         no_new_privileges: c.security.no_new_privileges,
         seccomp,
         cgroup_procs,
+        die_with_parent: false,
+        apparmor: c
+            .security
+            .apparmor
+            .clone()
+            .filter(|_| lsm_enabled("apparmor")),
+        selinux_label: c
+            .security
+            .selinux_label
+            .clone()
+            .filter(|_| lsm_enabled("selinux")),
     })
+}
+
+/// Whether the kernel runs this security module. Where it does not, a
+/// configured profile is skipped (the caller warns).
+pub fn lsm_enabled(name: &str) -> bool {
+    std::fs::read_to_string("/sys/kernel/security/lsm")
+        .map(|l| l.trim().split(',').any(|m| m == name))
+        .unwrap_or(false)
+}
+
+/// Warnings for settings this host cannot apply.
+pub fn warnings(c: &Container) -> Vec<String> {
+    let mut w = Vec::new();
+    if let Some(p) = &c.security.apparmor
+        && !lsm_enabled("apparmor")
+    {
+        w.push(format!(
+            "{}: AppArmor is not enabled in this kernel; profile {p} is not applied",
+            c.name
+        ));
+    }
+    if let Some(l) = &c.security.selinux_label
+        && !lsm_enabled("selinux")
+    {
+        w.push(format!(
+            "{}: SELinux is not enabled in this kernel; label {l} is not applied",
+            c.name
+        ));
+    }
+    w
 }
 
 /// v1 controllers a container needs beyond the usual ones.

@@ -140,7 +140,7 @@ fn start_and_wait(
         data_dir: opts.data_dir.clone(),
         stack: opts.stack.clone(),
     };
-    let spec = lower::sandbox_spec(
+    let mut spec = lower::sandbox_spec(
         c,
         &paths,
         staging,
@@ -148,6 +148,15 @@ fn start_and_wait(
         cg.procs_files(),
         Some(&opts.state_dir.join("seccomp")),
     )?;
+    // In the foreground, the container goes when rkstack goes.
+    spec.die_with_parent = true;
+    for w in lower::warnings(c) {
+        // A warning for the person at the terminal; nothing else to tell.
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("rkstack: warning: {w}");
+        }
+    }
     cg.create()?;
     cg.apply(&limits)?;
     cg.restrict_devices(&devices)?;

@@ -640,3 +640,75 @@ fn killing_rkstack_run_takes_the_container_with_it() {
     }
     assert_clean(&name);
 }
+
+#[test]
+fn symlinks_in_the_image_never_lead_mounts_onto_the_host() {
+    require_root!();
+    let fs = Rootfs::new();
+    let outside = std::env::temp_dir().join(unique("escape"));
+    // /evil points at a host path; /evil/mnt would be made on the host if followed.
+    std::os::unix::fs::symlink(&outside, fs.path().join("evil")).unwrap();
+    std::os::unix::fs::symlink("../../../../../..", fs.path().join("up")).unwrap();
+    let out = run(
+        &unique("symlink"),
+        &["--tmpfs", "/evil/mnt", "--tmpfs", "/up/tmp/rkt-up-escape"],
+        fs.path(),
+        &[
+            "/bin/sh",
+            "-c",
+            "touch /evil/mnt/x /up/tmp/rkt-up-escape/y && echo ok",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok",
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !outside.exists(),
+        "a mount point was made on the host at {}",
+        outside.display()
+    );
+    assert!(
+        !std::path::Path::new("/tmp/rkt-up-escape").exists(),
+        "a mount point escaped through .."
+    );
+    // Both were made inside the rootfs instead.
+    assert!(
+        fs.path()
+            .join(outside.strip_prefix("/").unwrap())
+            .join("mnt")
+            .is_dir()
+    );
+}
+
+#[test]
+fn user_by_name_gets_its_groups_and_the_workdir_is_inside() {
+    require_root!();
+    let fs = Rootfs::new();
+    let out = run(
+        &unique("user"),
+        &["--user", "app", "-w", "/tmp"],
+        fs.path(),
+        &["/bin/sh", "-c", "id -u; id -g; id -G; pwd"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1000\n1000\n1000 2000\n/tmp\n",
+        "{}",
+        stderr(&out)
+    );
+    let out = run(
+        &unique("user"),
+        &["--user", "nobody-here"],
+        fs.path(),
+        &["/bin/true"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no user \"nobody-here\" in the container's /etc/passwd"),
+        "{}",
+        stderr(&out)
+    );
+}

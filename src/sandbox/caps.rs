@@ -30,6 +30,9 @@ pub fn apply(names: &[String], root: bool) -> Result<(), StepError> {
     let err = |what: &str, e: caps::errors::CapsError| {
         errno_err("capabilities", 0, format!("{what}: {e}"))
     };
+    // Changing to a non-root uid cleared the effective set (permitted was
+    // kept); dropping from the bounding set needs CAP_SETPCAP effective.
+    caps::set(None, CapSet::Effective, &held).map_err(|e| err("raise effective", e))?;
     for c in caps::all() {
         if !want.contains(&c) {
             // Capabilities the kernel does not know cannot be dropped; skip them.

@@ -103,6 +103,66 @@ fn openat2_in_root(root: RawFd, rel: &Path, flags: i32) -> io::Result<OwnedFd> {
 /// file), and returns an `O_PATH` handle to it. Symlinks are followed as if
 /// `root` were `/`.
 pub fn mountpoint(root: &OwnedFd, target: &Path, file: bool) -> io::Result<OwnedFd> {
+    mountpoint_depth(root, target, file, 0)
+}
+
+fn is_symlink(dir: &OwnedFd, name: &std::ffi::OsStr) -> bool {
+    let n = cstr(name);
+    // SAFETY: a zeroed stat buffer for the kernel to fill.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: dir is a valid fd; n is NUL-terminated; st is valid for writes.
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            n.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    r == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFLNK
+}
+
+fn read_link_at(dir: &OwnedFd, name: &std::ffi::OsStr) -> io::Result<PathBuf> {
+    let n = cstr(name);
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: buf is valid for its length; dir and n are valid.
+    let len = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            n.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if len < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(len as usize);
+    use std::os::unix::ffi::OsStringExt;
+    Ok(PathBuf::from(std::ffi::OsString::from_vec(buf)))
+}
+
+/// Where `link` (found in directory `base`, both relative to the root)
+/// points, read the way RESOLVE_IN_ROOT does: `..` never climbs above the root.
+fn lexical_in_root(base: &Path, link: &Path) -> PathBuf {
+    let mut out = if link.is_absolute() {
+        PathBuf::new()
+    } else {
+        base.to_path_buf()
+    };
+    for c in link.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn mountpoint_depth(root: &OwnedFd, target: &Path, file: bool, depth: u32) -> io::Result<OwnedFd> {
     let comps: Vec<&std::ffi::OsStr> = target
         .components()
         .filter_map(|c| match c {
@@ -118,6 +178,28 @@ pub fn mountpoint(root: &OwnedFd, target: &Path, file: bool) -> io::Result<Owned
         match openat2_in_root(root.as_raw_fd(), &cur, libc::O_PATH) {
             Ok(fd) if last => return Ok(fd),
             Ok(_) => continue,
+            Err(e)
+                if e.raw_os_error() == Some(libc::ENOENT)
+                    && depth < 40
+                    && is_symlink(&parent, name) =>
+            {
+                // A dangling symlink: make what it points at, inside the
+                // root (as RESOLVE_IN_ROOT reads it), then go on through it.
+                let link = read_link_at(&parent, name)?;
+                let base = cur.parent().map(Path::to_path_buf).unwrap_or_default();
+                let target = lexical_in_root(&base, &link);
+                drop(mountpoint_depth(
+                    root,
+                    &Path::new("/").join(&target),
+                    false,
+                    depth + 1,
+                )?);
+                match openat2_in_root(root.as_raw_fd(), &cur, libc::O_PATH) {
+                    Ok(fd) if last => return Ok(fd),
+                    Ok(_) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 // Create it relative to the parent we resolved safely.
                 let n = cstr(name);

@@ -69,6 +69,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a stack: bring it up, keep it at its desired state, reload when the file changes; SIGTERM stops it.
+    Up {
+        /// The stack file.
+        file: PathBuf,
+    },
     /// Run one container in the foreground, without a stack file.
     Run(Box<RunArgs>),
     /// Show what `up` or a reload would create, recreate, update, stop and keep, and why.
@@ -178,6 +183,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 writeln!(out, "ok: {}", stack.summary())?;
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Up { file } => {
+            // Problems in the file are reported like `check` does, exit 2.
+            if let Err(code) = load(&file) {
+                return Ok(code);
+            }
+            let opts = rkstack::supervisor::up::UpOptions {
+                file,
+                state_dir: cli.global.state_dir.clone(),
+                data_dir: cli.global.data_dir.clone(),
+            };
+            match rkstack::supervisor::up::up(opts) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    eprintln!("rkstack: {e}");
+                    Ok(ExitCode::from(EXIT_FAILED))
+                }
+            }
         }
         Command::Run(args) => {
             let name = args

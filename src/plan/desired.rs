@@ -85,6 +85,8 @@ impl NetworkSpec {
 #[derive(Debug, Clone, Serialize)]
 pub struct DesiredState {
     pub stack: String,
+    /// Named volumes and their configured host paths (`None`: the default place).
+    pub volumes: BTreeMap<String, Option<std::path::PathBuf>>,
     pub networks: BTreeMap<String, NetworkSpec>,
     pub containers: Vec<ContainerSpec>,
 }
@@ -140,6 +142,11 @@ impl DesiredState {
             .filter_map(|n| by_name.remove(&n))
             .collect();
         DesiredState {
+            volumes: stack
+                .volumes
+                .values()
+                .map(|v| (v.name.to_string(), v.path.clone()))
+                .collect(),
             stack: stack.name.to_string(),
             networks,
             containers,

@@ -8,7 +8,7 @@ mod desired;
 mod reconcile;
 
 pub use desired::{ContainerSpec, DesiredState, HASH_VERSION, Limits, NetworkSpec};
-pub use reconcile::{Action, Op, Plan, Target, reconcile};
+pub use reconcile::{Action, Op, Plan, Target, Why, reconcile};
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

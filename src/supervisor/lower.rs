@@ -31,6 +31,18 @@ pub struct Paths {
     /// Data directory (volumes live under `DATA/volumes/STACK/NAME`).
     pub data_dir: PathBuf,
     pub stack: String,
+    /// Volumes with a configured `path`.
+    pub volume_paths: std::collections::BTreeMap<String, PathBuf>,
+}
+
+impl Paths {
+    /// Where a named volume lives on the host.
+    pub fn volume(&self, name: &str) -> PathBuf {
+        self.volume_paths
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| self.data_dir.join("volumes").join(&self.stack).join(name))
+    }
 }
 
 /// The sandbox spec of a container. `staging` is an empty directory the
@@ -76,11 +88,7 @@ pub fn sandbox_spec(
                 target,
                 read_only,
             } => MountSpec::Bind {
-                source: paths
-                    .data_dir
-                    .join("volumes")
-                    .join(&paths.stack)
-                    .join(source.as_str()),
+                source: paths.volume(source.as_str()),
                 target: target.clone(),
                 read_only: *read_only,
             },

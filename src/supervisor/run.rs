@@ -139,6 +139,7 @@ fn start_and_wait(
     let paths = Paths {
         data_dir: opts.data_dir.clone(),
         stack: opts.stack.clone(),
+        volume_paths: Default::default(),
     };
     let mut spec = lower::sandbox_spec(
         c,

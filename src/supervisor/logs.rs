@@ -1,0 +1,214 @@
+//! Container logs: the supervisor owns each container's stdout and stderr
+//! pipes (so a restart loses no line) and writes one line per record with a
+//! timestamp and the stream, rotating at `max_size` and keeping `max_files`.
+//! A write that fails (a full disk) drops the line and counts it; it never
+//! blocks the container.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// One container's log file and its two pipes.
+#[derive(Debug)]
+pub struct Log {
+    path: PathBuf,
+    file: Option<File>,
+    size: u64,
+    max_size: u64,
+    max_files: u32,
+    pub dropped: u64,
+    /// Read ends (stdout, stderr), polled by the supervisor.
+    pub out_r: OwnedFd,
+    pub err_r: OwnedFd,
+    /// Write ends handed to each run of the container.
+    pub out_w: OwnedFd,
+    pub err_w: OwnedFd,
+    partial: [Vec<u8>; 2],
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two new fds into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both fds are new and ours.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // The supervisor never blocks reading a container's output.
+    // SAFETY: fcntl on our own fd.
+    unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    Ok((r, w))
+}
+
+impl Log {
+    pub fn open(path: PathBuf, max_size: u64, max_files: u32) -> std::io::Result<Log> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let file = File::options().create(true).append(true).open(&path)?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(Log {
+            path,
+            file: Some(file),
+            size,
+            max_size,
+            max_files: max_files.max(1),
+            dropped: 0,
+            out_r,
+            err_r,
+            out_w,
+            err_w,
+            partial: [Vec::new(), Vec::new()],
+        })
+    }
+
+    /// Reads what is waiting on one pipe (0 = stdout, 1 = stderr) and writes
+    /// whole lines. Returns false at end of file.
+    pub fn drain(&mut self, stream: usize) -> bool {
+        let fd = if stream == 0 {
+            self.out_r.as_raw_fd()
+        } else {
+            self.err_r.as_raw_fd()
+        };
+        let mut buf = [0u8; 65536];
+        loop {
+            // SAFETY: buf is valid for its length.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n == 0 {
+                return false;
+            }
+            if n < 0 {
+                return true;
+            }
+            let got = &buf[..n as usize];
+            let mut start = 0;
+            for (i, b) in got.iter().enumerate() {
+                if *b == b'\n' {
+                    let mut line = std::mem::take(&mut self.partial[stream]);
+                    line.extend_from_slice(&got[start..i]);
+                    self.write_line(stream, &line);
+                    start = i + 1;
+                }
+            }
+            self.partial[stream].extend_from_slice(&got[start..]);
+            if self.partial[stream].len() > 16384 {
+                let line = std::mem::take(&mut self.partial[stream]);
+                self.write_line(stream, &line);
+            }
+        }
+    }
+
+    fn write_line(&mut self, stream: usize, line: &[u8]) {
+        let mut rec = Vec::with_capacity(line.len() + 40);
+        rec.extend_from_slice(timestamp(SystemTime::now()).as_bytes());
+        rec.extend_from_slice(if stream == 0 {
+            b" stdout "
+        } else {
+            b" stderr "
+        });
+        rec.extend_from_slice(line);
+        rec.push(b'\n');
+        if self.size + rec.len() as u64 > self.max_size && self.size > 0 {
+            self.rotate();
+        }
+        match self.file.as_mut().map(|f| f.write_all(&rec)) {
+            Some(Ok(())) => self.size += rec.len() as u64,
+            _ => self.dropped += 1,
+        }
+    }
+
+    fn rotate(&mut self) {
+        self.file = None;
+        let name = |i: u32| -> PathBuf {
+            if i == 0 {
+                self.path.clone()
+            } else {
+                PathBuf::from(format!("{}.{i}", self.path.display()))
+            }
+        };
+        let _ = std::fs::remove_file(name(self.max_files - 1));
+        for i in (0..self.max_files - 1).rev() {
+            let _ = std::fs::rename(name(i), name(i + 1));
+        }
+        self.file = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .ok();
+        self.size = 0;
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// RFC 3339 UTC with milliseconds, without a date library.
+pub fn timestamp(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days to civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = if month <= 2 { y + 1 } else { y };
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_839_963_123);
+        assert_eq!(timestamp(t), "2026-11-28T04:26:03.123Z");
+        assert_eq!(
+            timestamp(SystemTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn lines_and_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path().join("c.log"), 200, 3).unwrap();
+        for i in 0..20 {
+            let line = format!("line {i}\n");
+            // SAFETY: writing to our own pipe.
+            unsafe { libc::write(log.out_w.as_raw_fd(), line.as_ptr().cast(), line.len()) };
+            log.drain(0);
+        }
+        let mut all = String::new();
+        for f in ["c.log.2", "c.log.1", "c.log"] {
+            all.push_str(&std::fs::read_to_string(dir.path().join(f)).unwrap_or_default());
+        }
+        assert!(!dir.path().join("c.log.3").exists());
+        let last: Vec<&str> = all
+            .lines()
+            .map(|l| l.split_once(" stdout ").unwrap().1)
+            .collect();
+        assert_eq!(last.last(), Some(&"line 19"));
+        // Consecutive numbers, none lost inside what was kept.
+        let nums: Vec<u32> = last.iter().map(|l| l[5..].parse().unwrap()).collect();
+        assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{nums:?}");
+    }
+}

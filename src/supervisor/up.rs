@@ -1,0 +1,812 @@
+//! `rkstack up`: one thread, one owner of live state. Signals (signalfd),
+//! the stack file's folder (inotify), the containers' output pipes and the
+//! timers meet in one `poll`. Plans come from the pure planner and are
+//! executed in order; decisions (restart or not, and when) come from
+//! [`super::restart`].
+
+use std::collections::{BTreeMap, BinaryHeap};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::logs::Log;
+use super::lower::{self, Paths};
+use super::restart::{self, Decision, Ended, History};
+use super::run::Exit;
+use super::userns;
+use crate::config::{self, UserNamespace};
+use crate::plan::{self, Action, ContainerSpec, DesiredState, ObservedState, Plan, Record, Target};
+use crate::sandbox::cgroup::{Cgroup, Layout};
+use crate::sandbox::{self, Stdio3};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("{what}")]
+    Os {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Cgroup(#[from] crate::sandbox::cgroup::CgroupError),
+}
+
+fn os(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> UpError {
+    let what = what.into();
+    move |source| UpError::Os { what, source }
+}
+
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub file: PathBuf,
+    pub state_dir: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+/// Where a container is in its life.
+#[derive(Debug, Clone, PartialEq)]
+pub enum State {
+    Running,
+    /// Waiting to be restarted at this instant.
+    Backoff(Instant),
+    Exited(Exit),
+    Failed(String),
+    Stopped,
+}
+
+struct Live {
+    spec: ContainerSpec,
+    /// What the running process was created from.
+    record: Record,
+    cgroup: Cgroup,
+    pid: Option<i32>,
+    started: Option<Instant>,
+    state: State,
+    history: History,
+    restarts: u32,
+    user_stopped: bool,
+    log: Log,
+    staging: PathBuf,
+    claim: Option<userns::Claim>,
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Restart(String),
+    Reload,
+}
+
+struct Supervisor {
+    opts: UpOptions,
+    desired: DesiredState,
+    live: BTreeMap<String, Live>,
+    layout: Layout,
+    timers: BinaryHeap<std::cmp::Reverse<(Instant, Timer)>>,
+    signal_fd: OwnedFd,
+    inotify: Option<OwnedFd>,
+    file_name: Option<std::ffi::OsString>,
+}
+
+const HANDLED: &[i32] = &[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+fn sigset(sigs: &[i32]) -> libc::sigset_t {
+    // SAFETY: building a signal set in a zeroed struct we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in sigs {
+            libc::sigaddset(&mut set, *s);
+        }
+        set
+    }
+}
+
+/// Logs one event line (stderr; journald adds the time under systemd).
+fn event(stack: &str, msg: impl std::fmt::Display) {
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("rkstack[{stack}]: {msg}");
+    }
+}
+
+/// Tells systemd (when it started us with NOTIFY_SOCKET).
+pub fn sd_notify(msg: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    let _ = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|a| sock.send_to_addr(msg.as_bytes(), &a))
+    } else {
+        sock.send_to(msg.as_bytes(), Path::new(&path))
+    };
+}
+
+/// Runs the stack until SIGTERM/SIGINT. Returns when every container is stopped.
+pub fn up(opts: UpOptions) -> Result<(), UpError> {
+    // Orphans of the containers' processes come to us, and are reaped.
+    // SAFETY: plain prctl.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let set = sigset(HANDLED);
+    // SAFETY: blocking our signals so they arrive through the signalfd only.
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    // SAFETY: a new signalfd for the blocked set.
+    let sfd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    if sfd < 0 {
+        return Err(os("signalfd")(std::io::Error::last_os_error()));
+    }
+    // SAFETY: a new fd that we own.
+    let signal_fd = unsafe { OwnedFd::from_raw_fd(sfd) };
+    let stack = config::load(&opts.file)?;
+    let desired = DesiredState::from_stack(stack);
+    let (inotify, file_name) = watch(&opts.file);
+    let mut sup = Supervisor {
+        layout: Layout::detect()?,
+        desired,
+        live: BTreeMap::new(),
+        timers: BinaryHeap::new(),
+        signal_fd,
+        inotify,
+        file_name,
+        opts,
+    };
+    let plan = plan::reconcile(&sup.desired, &ObservedState::default());
+    event(&sup.desired.stack, format!("plan:\n{plan}"));
+    sup.execute(&plan);
+    sup.notify_status("READY=1");
+    let result = sup.run_loop();
+    sd_notify("STOPPING=1");
+    sup.shutdown();
+    result
+}
+
+/// Watches the stack file's folder: editors save by rename.
+fn watch(file: &Path) -> (Option<OwnedFd>, Option<std::ffi::OsString>) {
+    let dir = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    // SAFETY: plain syscall.
+    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+    if fd < 0 {
+        return (None, None);
+    }
+    // SAFETY: new fd, ours.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let c =
+        CString::new(std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str())).unwrap_or_default();
+    let mask = libc::IN_CLOSE_WRITE | libc::IN_MOVED_TO | libc::IN_CREATE | libc::IN_DELETE;
+    // SAFETY: valid fd and NUL-terminated path.
+    if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) } < 0 {
+        return (None, None);
+    }
+    (Some(fd), file.file_name().map(|n| n.to_os_string()))
+}
+
+impl Supervisor {
+    fn stack(&self) -> String {
+        self.desired.stack.clone()
+    }
+
+    fn notify_status(&self, head: &str) {
+        let running = self
+            .live
+            .values()
+            .filter(|l| l.state == State::Running)
+            .count();
+        sd_notify(&format!(
+            "{head}\nSTATUS={running} of {} containers running",
+            self.live.len()
+        ));
+    }
+
+    fn run_loop(&mut self) -> Result<(), UpError> {
+        loop {
+            let now = Instant::now();
+            while let Some(std::cmp::Reverse((at, _))) = self.timers.peek() {
+                if *at > now {
+                    break;
+                }
+                if let Some(std::cmp::Reverse((_, t))) = self.timers.pop() {
+                    self.on_timer(t);
+                }
+            }
+            let timeout = self
+                .timers
+                .peek()
+                .map(|std::cmp::Reverse((at, _))| {
+                    at.saturating_duration_since(Instant::now())
+                        .as_millis()
+                        .min(60_000) as i32
+                })
+                .unwrap_or(60_000);
+            let mut fds = vec![libc::pollfd {
+                fd: self.signal_fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            if let Some(i) = &self.inotify {
+                fds.push(libc::pollfd {
+                    fd: i.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
+            let mut pipes: Vec<(String, usize)> = Vec::new();
+            for (name, l) in &self.live {
+                for (s, fd) in [(0, l.log.out_r.as_raw_fd()), (1, l.log.err_r.as_raw_fd())] {
+                    fds.push(libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    });
+                    pipes.push((name.clone(), s));
+                }
+            }
+            // SAFETY: fds is a valid array of pollfd for the call.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if n < 0 {
+                continue;
+            }
+            let base = 1 + usize::from(self.inotify.is_some());
+            for (i, (name, stream)) in pipes.iter().enumerate() {
+                if fds[base + i].revents != 0
+                    && let Some(l) = self.live.get_mut(name)
+                {
+                    l.log.drain(*stream);
+                }
+            }
+            if self.inotify.is_some() && fds[1].revents != 0 && self.file_changed() {
+                // Debounced: editors write, rename and touch in a burst.
+                self.timers.push(std::cmp::Reverse((
+                    Instant::now() + Duration::from_millis(100),
+                    Timer::Reload,
+                )));
+            }
+            if fds[0].revents != 0 {
+                for sig in self.read_signals() {
+                    match sig {
+                        libc::SIGCHLD => self.reap(),
+                        libc::SIGHUP => self.reload("SIGHUP"),
+                        libc::SIGTERM | libc::SIGINT => {
+                            event(&self.stack(), "stopping the stack");
+                            return Ok(());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn read_signals(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        loop {
+            // SAFETY: a zeroed buffer the kernel fills.
+            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+            // SAFETY: reading one record into info.
+            let n = unsafe {
+                libc::read(
+                    self.signal_fd.as_raw_fd(),
+                    (&mut info as *mut libc::signalfd_siginfo).cast(),
+                    std::mem::size_of::<libc::signalfd_siginfo>(),
+                )
+            };
+            if n <= 0 {
+                return out;
+            }
+            out.push(info.ssi_signo as i32);
+        }
+    }
+
+    fn file_changed(&self) -> bool {
+        let Some(fd) = &self.inotify else {
+            return false;
+        };
+        let mut buf = [0u8; 4096];
+        let mut hit = false;
+        loop {
+            // SAFETY: buf valid for its length.
+            let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return hit;
+            }
+            let mut off = 0usize;
+            while off + std::mem::size_of::<libc::inotify_event>() <= n as usize {
+                // SAFETY: the kernel wrote whole events; read_unaligned copes with any alignment.
+                let ev: libc::inotify_event =
+                    unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off).cast()) };
+                let name_start = off + std::mem::size_of::<libc::inotify_event>();
+                let name_end = (name_start + ev.len as usize).min(n as usize);
+                let raw = &buf[name_start..name_end];
+                let name = raw.split(|b| *b == 0).next().unwrap_or(&[]);
+                if self
+                    .file_name
+                    .as_ref()
+                    .is_some_and(|f| std::os::unix::ffi::OsStrExt::as_bytes(f.as_os_str()) == name)
+                {
+                    hit = true;
+                }
+                off = name_end;
+            }
+        }
+    }
+
+    fn on_timer(&mut self, t: Timer) {
+        match t {
+            Timer::Reload => {
+                // Several events may have queued several reloads; one will do.
+                self.timers
+                    .retain(|std::cmp::Reverse((_, t))| *t != Timer::Reload);
+                self.reload("file changed");
+            }
+            Timer::Restart(name) => {
+                let due = matches!(
+                    self.live.get(&name).map(|l| &l.state),
+                    Some(State::Backoff(_))
+                );
+                if due {
+                    self.start(&name);
+                }
+            }
+        }
+    }
+
+    /// Re-reads the stack file. An invalid file changes nothing.
+    fn reload(&mut self, why: &str) {
+        let now_us = {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: ts is valid for writes.
+            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+            ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+        };
+        sd_notify(&format!("RELOADING=1\nMONOTONIC_USEC={now_us}"));
+        match config::load(&self.opts.file) {
+            Err(e) => {
+                event(
+                    &self.stack(),
+                    format!("reload ({why}) rejected, the stack keeps running as it was:\n{e}"),
+                );
+            }
+            Ok(stack) if stack.name.as_str() != self.desired.stack => {
+                event(
+                    &self.stack(),
+                    format!(
+                        "reload ({why}) rejected: the stack's name changed to {}; restart rkstack to rename a stack",
+                        stack.name
+                    ),
+                );
+            }
+            Ok(stack) => {
+                let desired = DesiredState::from_stack(stack);
+                let plan = plan::reconcile(&desired, &self.observed());
+                self.desired = desired;
+                if plan.is_noop() {
+                    event(&self.stack(), format!("reload ({why}): nothing to do"));
+                } else {
+                    event(&self.stack(), format!("reload ({why}):\n{plan}"));
+                    self.execute(&plan);
+                }
+            }
+        }
+        self.notify_status("READY=1");
+    }
+
+    fn observed(&self) -> ObservedState {
+        ObservedState {
+            containers: self
+                .live
+                .iter()
+                .map(|(n, l)| (n.clone(), l.record.clone()))
+                .collect(),
+            networks: self
+                .desired
+                .networks
+                .values()
+                .map(|n| (n.name.clone(), n.record()))
+                .collect(),
+        }
+    }
+
+    /// Carries out a plan, op by op, in its order. No decisions here.
+    fn execute(&mut self, plan: &Plan) {
+        for op in &plan.ops {
+            match (op.target, op.action) {
+                (Target::Container, Action::Stop) => {
+                    self.stop(&op.name);
+                    if op.why == plan::Why::Removed {
+                        self.remove(&op.name);
+                    }
+                }
+                (Target::Container, Action::Start) => {
+                    let Some(spec) = self.desired.container(&op.name).cloned() else {
+                        continue;
+                    };
+                    match self.live.get_mut(&op.name) {
+                        Some(l) => {
+                            l.spec = spec;
+                            l.user_stopped = false;
+                            l.history = History::default();
+                        }
+                        None => match self.admit(spec) {
+                            Ok(l) => {
+                                self.live.insert(op.name.clone(), l);
+                            }
+                            Err(e) => {
+                                event(&self.stack(), format!("{}: cannot be set up: {e}", op.name));
+                                continue;
+                            }
+                        },
+                    }
+                    self.start(&op.name);
+                }
+                (Target::Container, Action::Update) => {
+                    let Some(spec) = self.desired.container(&op.name).cloned() else {
+                        continue;
+                    };
+                    if let Some(l) = self.live.get_mut(&op.name) {
+                        match lower::cgroup_limits(&spec.config)
+                            .map_err(|e| e.to_string())
+                            .and_then(|lim| l.cgroup.apply(&lim).map_err(|e| e.to_string()))
+                        {
+                            Ok(()) => {
+                                l.record.limits = spec.limits.clone();
+                                l.spec = spec;
+                                event(&self.desired.stack, format!("{}: {}", op.name, op.cause));
+                            }
+                            Err(e) => event(
+                                &self.desired.stack,
+                                format!("{}: limits not applied: {e}", op.name),
+                            ),
+                        }
+                    }
+                }
+                (Target::Container, Action::Keep) => {
+                    // Policy keys (restart, health timing, ...) take effect without a restart.
+                    if let (Some(spec), Some(l)) = (
+                        self.desired.container(&op.name).cloned(),
+                        self.live.get_mut(&op.name),
+                    ) {
+                        l.spec = spec;
+                    }
+                }
+                (Target::Network, Action::Create) => {
+                    event(
+                        &self.stack(),
+                        format!(
+                            "network {}: bridge networks are not implemented yet; its members get loopback only",
+                            op.name
+                        ),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Makes the long-lived parts of a container: its log and cgroup handle.
+    fn admit(&self, spec: ContainerSpec) -> Result<Live, String> {
+        let stack = self.stack();
+        let c = &spec.config;
+        let log = Log::open(
+            self.opts
+                .data_dir
+                .join(&stack)
+                .join("logs")
+                .join(format!("{}.log", c.name)),
+            c.logging.max_size.0,
+            c.logging.max_files,
+        )
+        .map_err(|e| format!("log file: {e}"))?;
+        let cgroup = Cgroup::new(
+            self.layout.clone(),
+            Path::new("rkstack").join(&stack).join(c.name.as_str()),
+        )
+        .only(&lower::extra_controllers(c));
+        let staging = self
+            .opts
+            .state_dir
+            .join(&stack)
+            .join("rootfs")
+            .join(c.name.as_str());
+        Ok(Live {
+            record: spec.record(),
+            spec,
+            cgroup,
+            pid: None,
+            started: None,
+            state: State::Stopped,
+            history: History::default(),
+            restarts: 0,
+            user_stopped: false,
+            log,
+            staging,
+            claim: None,
+        })
+    }
+
+    fn start(&mut self, name: &str) {
+        let stack = self.stack();
+        let now = Instant::now();
+        let result = self.try_start(name);
+        let Some(l) = self.live.get_mut(name) else {
+            return;
+        };
+        l.history.started(now, l.spec.config.start_limit.as_ref());
+        match result {
+            Ok(pid) => {
+                l.pid = Some(pid);
+                l.started = Some(now);
+                l.state = State::Running;
+                l.record = l.spec.record();
+                event(&stack, format!("{name}: started (pid {pid})"));
+            }
+            Err(e) => {
+                event(&stack, format!("{name}: failed to start: {e}"));
+                // A start that fails is a failed run for the restart policy.
+                self.after_exit(name, Exit::Code(127), Duration::ZERO);
+            }
+        }
+    }
+
+    fn try_start(&mut self, name: &str) -> Result<i32, String> {
+        let opts = self.opts.clone();
+        let stack = self.stack();
+        let l = self.live.get_mut(name).ok_or("not known")?;
+        let c = l.spec.config.clone();
+        if c.security.user_namespace == UserNamespace::Auto && l.claim.is_none() {
+            l.claim = Some(
+                userns::claim(&opts.state_dir).map_err(|e| format!("user namespace range: {e}"))?,
+            );
+        }
+        std::fs::create_dir_all(&l.staging).map_err(|e| format!("{}: {e}", l.staging.display()))?;
+        if let Some(cl) = &l.claim {
+            let _ = std::os::unix::fs::chown(&l.staging, Some(cl.start), Some(cl.start));
+        }
+        let paths = Paths {
+            data_dir: opts.data_dir.clone(),
+            stack: stack.clone(),
+            volume_paths: self
+                .desired
+                .volumes
+                .iter()
+                .filter_map(|(n, p)| p.clone().map(|p| (n.clone(), p)))
+                .collect(),
+        };
+        for m in &c.mounts {
+            if let config::Mount::Volume { source, .. } = m {
+                let dir = paths.volume(source.as_str());
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("volume {source}: {}: {e}", dir.display()))?;
+            }
+        }
+        let l = self.live.get_mut(name).ok_or("not known")?;
+        let limits = lower::cgroup_limits(&c).map_err(|e| e.to_string())?;
+        let devices = lower::device_rules(&c).map_err(|e| e.to_string())?;
+        l.cgroup.create().map_err(|e| e.to_string())?;
+        l.cgroup.apply(&limits).map_err(|e| e.to_string())?;
+        l.cgroup
+            .restrict_devices(&devices)
+            .map_err(|e| e.to_string())?;
+        let spec = lower::sandbox_spec(
+            &c,
+            &paths,
+            &l.staging,
+            l.claim.as_ref().map(|cl| (cl.start, cl.count)),
+            l.cgroup.procs_files(),
+            Some(&opts.state_dir.join("seccomp")),
+        )
+        .map_err(|e| e.to_string())?;
+        for w in lower::warnings(&c) {
+            event(&stack, w);
+        }
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| e.to_string());
+        let null = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
+        let stdio = Stdio3::Fds(OwnedFd::from(null), dup(&l.log.out_w)?, dup(&l.log.err_w)?);
+        sandbox::spawn(&spec, stdio).map_err(|e| e.to_string())
+    }
+
+    /// Reaps every child that ended; containers go through their policy.
+    fn reap(&mut self) {
+        loop {
+            let mut status = 0;
+            // SAFETY: status is valid for writes.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                return;
+            }
+            let Some(name) = self
+                .live
+                .iter()
+                .find(|(_, l)| l.pid == Some(pid))
+                .map(|(n, _)| n.clone())
+            else {
+                continue; // an orphan re-parented to us: reaped, nothing more
+            };
+            let exit = decode(status);
+            let Some(l) = self.live.get_mut(&name) else {
+                continue;
+            };
+            let exit = if exit == Exit::Signal(libc::SIGKILL) && l.cgroup.events().oom_kills > 0 {
+                Exit::Oom
+            } else {
+                exit
+            };
+            let ran = l.started.map(|s| s.elapsed()).unwrap_or_default();
+            l.pid = None;
+            self.after_exit(&name, exit, ran);
+        }
+    }
+
+    fn after_exit(&mut self, name: &str, exit: Exit, ran: Duration) {
+        let stack = self.stack();
+        let now = Instant::now();
+        let Some(l) = self.live.get_mut(name) else {
+            return;
+        };
+        // Whatever it left in its cgroup goes with it.
+        let _ = l.cgroup.destroy();
+        let _ = std::fs::remove_dir(&l.staging);
+        let ended = if exit == Exit::Code(0) {
+            Ended::Success
+        } else {
+            Ended::Failure
+        };
+        let c = &l.spec.config;
+        let d = restart::decide(
+            &restart::Policy::of(c),
+            ended,
+            ran,
+            l.user_stopped,
+            &mut l.history,
+            now,
+        );
+        let how = match exit {
+            Exit::Code(c) => format!("exited with status {c}"),
+            Exit::Signal(s) => format!("killed by signal {s}"),
+            Exit::Oom => "killed by the out-of-memory killer".to_string(),
+        };
+        match d {
+            Decision::Restart(after) => {
+                l.restarts += 1;
+                l.state = State::Backoff(now + after);
+                event(
+                    &stack,
+                    format!("{name}: {how}; restarting in {} ms", after.as_millis()),
+                );
+                self.timers.push(std::cmp::Reverse((
+                    now + after,
+                    Timer::Restart(name.to_string()),
+                )));
+            }
+            Decision::Stay => {
+                l.state = State::Exited(exit);
+                event(&stack, format!("{name}: {how}"));
+            }
+            Decision::GiveUp(why) => {
+                l.state = State::Failed(format!("{how}; {why}"));
+                event(
+                    &stack,
+                    format!("{name}: failed: {how}; {why}; it stays down"),
+                );
+            }
+        }
+    }
+
+    /// Stops one container: its stop signal, `stop_timeout`, then SIGKILL.
+    fn stop(&mut self, name: &str) {
+        let stack = self.stack();
+        let Some(l) = self.live.get_mut(name) else {
+            return;
+        };
+        l.user_stopped = true;
+        if let State::Backoff(_) = l.state {
+            l.state = State::Stopped;
+        }
+        let Some(pid) = l.pid else { return };
+        let c = &l.spec.config;
+        // SAFETY: signalling the container we started.
+        unsafe { libc::kill(pid, c.stop_signal.number()) };
+        let deadline = Instant::now() + c.stop_timeout.0;
+        let mut status = 0;
+        let mut done = false;
+        let only_chld = sigset(&[libc::SIGCHLD]);
+        while Instant::now() < deadline {
+            // SAFETY: status valid for writes.
+            if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                done = true;
+                break;
+            }
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100));
+            let ts = libc::timespec {
+                tv_sec: left.as_secs() as libc::time_t,
+                tv_nsec: left.subsec_nanos() as libc::c_long,
+            };
+            // SAFETY: waiting for SIGCHLD (blocked) with a timeout.
+            unsafe { libc::sigtimedwait(&only_chld, std::ptr::null_mut(), &ts) };
+            l.log.drain(0);
+            l.log.drain(1);
+        }
+        if !done {
+            event(
+                &stack,
+                format!("{name}: did not stop within {}; killing it", c.stop_timeout),
+            );
+            // SAFETY: signalling the container we started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // SAFETY: status valid for writes.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+        }
+        l.log.drain(0);
+        l.log.drain(1);
+        l.pid = None;
+        let _ = l.cgroup.destroy();
+        let _ = std::fs::remove_dir(&l.staging);
+        l.state = State::Stopped;
+        event(
+            &stack,
+            format!("{name}: stopped ({})", describe(decode(status))),
+        );
+        // Other children may have ended meanwhile; their SIGCHLD was taken here.
+        self.reap();
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some(l) = self.live.remove(name) {
+            let _ = l.cgroup.destroy();
+        }
+    }
+
+    /// Stops every container, dependents first.
+    fn shutdown(&mut self) {
+        let order: Vec<String> = self
+            .desired
+            .containers
+            .iter()
+            .rev()
+            .map(|c| c.name.clone())
+            .collect();
+        let others: Vec<String> = self
+            .live
+            .keys()
+            .filter(|n| !order.contains(n))
+            .cloned()
+            .collect();
+        for name in others.iter().chain(order.iter()) {
+            self.stop(name);
+        }
+        for name in order.iter().chain(others.iter()) {
+            self.remove(name);
+        }
+        event(&self.stack(), "stack stopped");
+    }
+}
+
+fn decode(status: i32) -> Exit {
+    if libc::WIFEXITED(status) {
+        Exit::Code(libc::WEXITSTATUS(status))
+    } else {
+        Exit::Signal(libc::WTERMSIG(status))
+    }
+}
+
+fn describe(e: Exit) -> String {
+    match e {
+        Exit::Code(c) => format!("status {c}"),
+        Exit::Signal(s) => format!("signal {s}"),
+        Exit::Oom => "oom".into(),
+    }
+}

@@ -1,0 +1,361 @@
+//! `rkstack up` as root against the real kernel: restarts and backoff, the
+//! start limit, hot reload that touches only what changed, invalid edits,
+//! logs across restarts, sd_notify, and an orderly stop that leaves nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A running `rkstack up` whose events are read from its stderr.
+struct Up {
+    child: Option<Child>,
+    events: PathBuf,
+    stack: String,
+    dir: tempfile::TempDir,
+    _fs: Rootfs,
+}
+
+impl Up {
+    fn start(stack: &str, body: &str) -> Up {
+        Up::start_env(stack, body, &[])
+    }
+
+    fn start_env(stack: &str, body: &str, env: &[(&str, String)]) -> Up {
+        let fs = Rootfs::new();
+        std::fs::set_permissions(
+            fs.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut up = Up {
+            child: None,
+            events: dir.path().join("events.log"),
+            stack: stack.to_string(),
+            dir,
+            _fs: fs,
+        };
+        up.write(body);
+        let err = std::fs::File::create(&up.events).unwrap();
+        let child = Command::new(rkstack())
+            .args(["--data-dir"])
+            .arg(up.dir.path().join("data"))
+            .arg("up")
+            .arg(up.file())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        up.child = Some(child);
+        up
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.path().join("stack.toml")
+    }
+
+    /// Writes the stack file the way editors do: a new file renamed over the old.
+    fn write(&self, body: &str) {
+        let text = format!(
+            "name = \"{}\"\n[defaults]\nstop_timeout = \"300ms\"\n{}",
+            self.stack,
+            body.replace("ROOTFS", &self._fs.path().display().to_string())
+        );
+        let tmp = self.dir.path().join(".stack.toml.swp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, self.file()).unwrap();
+    }
+
+    fn log(&self) -> String {
+        let mut s = String::new();
+        std::fs::File::open(&self.events)
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        s
+    }
+
+    /// Waits until the events contain `want` `n` times; returns the events.
+    fn wait_for(&self, want: &str, n: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = self.log();
+            if log.matches(want).count() >= n {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {n}× {want:?}; events:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The pid of the last start of a container.
+    fn pid(&self, name: &str) -> i32 {
+        let log = self.wait_for(&format!("{name}: started (pid "), 1);
+        let marker = format!("{name}: started (pid ");
+        let at = log.rfind(&marker).unwrap() + marker.len();
+        log[at..].split(')').next().unwrap().parse().unwrap()
+    }
+
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: signalling the rkstack we started.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let d = h.path().join("rkstack").join(&self.stack);
+            assert!(!d.exists(), "left behind: {}", d.display());
+        }
+        status
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling the rkstack we started; it stops its containers.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+#[test]
+fn killed_container_comes_back_and_a_crash_loop_gives_up() {
+    require_root!();
+    let stack = unique("rs");
+    let mut up = Up::start(
+        &stack,
+        r#"
+[containers.steady]
+image = "dir:ROOTFS"
+command = ["/bin/sleep", "1000"]
+restart = "always"
+restart_backoff = { initial = "50ms", max = "1s" }
+[containers.flaky]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "exit 1"]
+restart = "on-failure"
+restart_backoff = { initial = "50ms", max = "1s" }
+start_limit = { burst = 3, interval = "60s" }
+"#,
+    );
+    let first = up.pid("steady");
+    // SAFETY: killing the container process this test's stack started.
+    unsafe { libc::kill(first, libc::SIGKILL) };
+    let log = up.wait_for("steady: started (pid ", 2);
+    assert!(
+        log.contains("steady: killed by signal 9; restarting in 50 ms"),
+        "{log}"
+    );
+    let second = up.pid("steady");
+    assert_ne!(first, second);
+    assert!(alive(second));
+    let log = up.wait_for("flaky: failed:", 1);
+    assert!(
+        log.contains("restarting in 50 ms") && log.contains("restarting in 100 ms"),
+        "backoff did not grow:\n{log}"
+    );
+    assert!(log.contains("flaky: failed: exited with status 1; started 3 times within 1m (start_limit burst 3); it stays down"), "{log}");
+    assert_eq!(up.stop().code(), Some(0));
+    assert!(!alive(second));
+}
+
+#[test]
+fn reload_touches_only_what_changed_and_rejects_bad_edits() {
+    require_root!();
+    let stack = unique("rl");
+    let body = |cmd_b: &str, mem_a: &str| {
+        format!(
+            r#"
+[containers.a]
+image = "dir:ROOTFS"
+command = ["/bin/sleep", "1000"]
+resources = {{ memory = "{mem_a}" }}
+[containers.b]
+image = "dir:ROOTFS"
+command = {cmd_b}
+"#
+        )
+    };
+    let up = Up::start(&stack, &body(r#"["/bin/sleep", "1001"]"#, "64M"));
+    let (a, b) = (up.pid("a"), up.pid("b"));
+
+    // Only b's command changes: only b gets a new process.
+    up.write(&body(r#"["/bin/sleep", "1002"]"#, "64M"));
+    up.wait_for("b: started (pid ", 2);
+    let b2 = up.pid("b");
+    assert_ne!(b, b2);
+    assert_eq!(up.pid("a"), a);
+    assert!(alive(a) && alive(b2) && !alive(b));
+
+    // Only a's memory limit changes: applied in place, same pid.
+    up.write(&body(r#"["/bin/sleep", "1002"]"#, "128M"));
+    let log = up.wait_for("a: memory limit 64M → 128M: applied in place", 1);
+    assert_eq!(up.pid("a"), a, "{log}");
+    let limit = std::fs::read_to_string(format!(
+        "/sys/fs/cgroup/memory/rkstack/{stack}/a/memory.limit_in_bytes"
+    ))
+    .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/rkstack/{stack}/a/memory.max")))
+    .unwrap();
+    assert_eq!(limit.trim(), (128u64 << 20).to_string());
+
+    // Invalid edits change nothing and are reported with line:col.
+    for bad in [
+        "[containers.a\n",
+        "[containers.a]\nimage = \"host\"\ncommand = [\"x\"]\ncolour = 1\n",
+        "[containers.a]\nimage = \"host\"\ncommand = [\"x\"]\ndepends_on = [\"a\"]\n",
+    ] {
+        let before = up.log().matches("rejected").count();
+        up.write(bad);
+        let log = up.wait_for("rejected", before + 1);
+        assert!(log.contains("stack.toml:"), "{log}");
+        assert!(alive(a) && alive(b2));
+    }
+    assert!(!up.log().contains("a: stopped"));
+
+    // Adding and removing containers.
+    up.write(
+        r#"
+[containers.a]
+image = "dir:ROOTFS"
+command = ["/bin/sleep", "1000"]
+resources = { memory = "128M" }
+[containers.c]
+image = "dir:ROOTFS"
+command = ["/bin/sleep", "1003"]
+"#,
+    );
+    up.wait_for("c: started (pid ", 1);
+    up.wait_for("b: stopped", 1);
+    assert!(alive(a) && !alive(b2));
+}
+
+#[test]
+fn logs_keep_every_line_across_restarts() {
+    require_root!();
+    let stack = unique("lg");
+    let mut up = Up::start(
+        &stack,
+        r#"
+[containers.talker]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "r=$(cat /proc/sys/kernel/random/uuid); i=0; while [ $i -lt 2000 ]; do i=$((i+1)); echo \"$r $i\"; done; echo done >&2"]
+restart = "always"
+restart_backoff = { initial = "10ms", max = "10ms" }
+"#,
+    );
+    up.wait_for("talker: started (pid ", 6);
+    assert_eq!(up.stop().code(), Some(0));
+    let log = std::fs::read_to_string(
+        up.dir
+            .path()
+            .join("data")
+            .join(&stack)
+            .join("logs/talker.log"),
+    )
+    .unwrap();
+    let mut runs: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
+    for line in log.lines() {
+        let (_, rest) = line.split_once(' ').unwrap();
+        if let Some(rest) = rest.strip_prefix("stdout ") {
+            let (who, n) = rest.split_once(' ').unwrap();
+            runs.entry(who.to_string())
+                .or_default()
+                .push(n.parse().unwrap());
+        }
+    }
+    let complete = runs
+        .values()
+        .filter(|v| v.len() == 2000 && v.iter().enumerate().all(|(i, n)| *n as usize == i + 1))
+        .count();
+    assert!(
+        complete >= 5,
+        "fewer than 5 complete runs without gaps: {:?}",
+        runs.values().map(Vec::len).collect::<Vec<_>>()
+    );
+    assert!(log.contains(" stderr done"));
+}
+
+#[test]
+fn sd_notify_reports_ready_reloading_ready_stopping() {
+    require_root!();
+    let stack = unique("sd");
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let body = "[containers.a]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\n";
+    let mut up = Up::start_env(
+        &stack,
+        body,
+        &[("NOTIFY_SOCKET", sock_path.display().to_string())],
+    );
+    let mut buf = [0u8; 512];
+    let mut next = || {
+        let n = sock.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(next().starts_with("READY=1"));
+    // SAFETY: signalling the rkstack this test started.
+    unsafe { libc::kill(up.child.as_ref().unwrap().id() as i32, libc::SIGHUP) };
+    assert!(next().starts_with("RELOADING=1\nMONOTONIC_USEC="));
+    assert!(next().starts_with("READY=1"));
+    assert_eq!(up.stop().code(), Some(0));
+    assert_eq!(next(), "STOPPING=1");
+}
+
+#[test]
+fn stop_runs_in_reverse_dependency_order() {
+    require_root!();
+    let stack = unique("ord");
+    let mut up = Up::start(
+        &stack,
+        r#"
+[containers.db]
+image = "dir:ROOTFS"
+command = ["/bin/sleep", "1000"]
+stop_signal = "SIGKILL"
+[containers.app]
+image = "dir:ROOTFS"
+command = ["/bin/sleep", "1000"]
+depends_on = ["db"]
+stop_signal = "SIGKILL"
+[containers.web]
+image = "dir:ROOTFS"
+command = ["/bin/sleep", "1000"]
+depends_on = ["app"]
+stop_signal = "SIGKILL"
+"#,
+    );
+    let log = up.wait_for(": started (pid ", 3);
+    let starts: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(": started"))
+        .map(|l| l.split(": ").nth(1).unwrap())
+        .collect();
+    assert_eq!(starts, ["db", "app", "web"]);
+    assert_eq!(up.stop().code(), Some(0));
+    let log = up.log();
+    let stops: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(": stopped"))
+        .map(|l| l.split(": ").nth(1).unwrap())
+        .collect();
+    assert_eq!(stops, ["web", "app", "db"]);
+    let _ = Path::new("");
+}

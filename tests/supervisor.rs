@@ -359,3 +359,42 @@ stop_signal = "SIGKILL"
     assert_eq!(stops, ["web", "app", "db"]);
     let _ = Path::new("");
 }
+
+#[test]
+fn healthy_dependency_gates_start_and_unhealthy_restarts() {
+    require_root!();
+    let stack = unique("hc");
+    let up = Up::start(
+        &stack,
+        r#"
+[containers.db]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "sleep 1; touch /tmp/ready; sleep 1000"]
+health = { command = ["/bin/sh", "-c", "test -f /tmp/ready"], interval = "100ms", retries = 2, start_period = "5s" }
+[containers.web]
+image = "dir:ROOTFS"
+command = ["/bin/sleep", "1000"]
+depends_on = { db = "healthy" }
+[containers.sick]
+image = "dir:ROOTFS"
+command = ["/bin/sleep", "1000"]
+restart = "always"
+health = { command = ["/bin/sh", "-c", "exit 1"], interval = "100ms", retries = 2 }
+"#,
+    );
+    let log = up.wait_for("web: started (pid ", 1);
+    let at = |s: &str| {
+        log.find(s)
+            .unwrap_or_else(|| panic!("{s:?} missing:\n{log}"))
+    };
+    assert!(at("web: waiting for db (healthy)") < at("db: healthy"));
+    assert!(at("db: healthy") < at("web: started"));
+    assert!(
+        !log.contains("db: unhealthy"),
+        "failures in start_period counted:\n{log}"
+    );
+    // The check runs inside the container: it sees the container's /tmp.
+    let log = up.wait_for("sick: restarting: unhealthy", 1);
+    assert!(log.contains("sick: unhealthy"), "{log}");
+    up.wait_for("sick: started (pid ", 2);
+}

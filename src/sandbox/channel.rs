@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use serde::{Deserialize, Serialize};
 
-use super::spec::SandboxSpec;
+use super::spec::{ExecSpec, SandboxSpec};
 
 /// Largest message: a spec with a compiled seccomp program fits easily.
 const MAX_MESSAGE: usize = 1 << 20;
@@ -16,6 +16,8 @@ const MAX_MESSAGE: usize = 1 << 20;
 pub enum Message {
     /// runtime → `__init`: what to start.
     Start(Box<SandboxSpec>),
+    /// runtime → `__init`: what to run inside a running container.
+    Exec(Box<ExecSpec>),
     /// `__init` → runtime: the process runs (it has exec'd) with this host pid.
     Started { pid: i32 },
     /// Any stage → its parent: a setup step failed.

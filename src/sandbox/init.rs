@@ -44,30 +44,37 @@ pub fn main() -> ! {
 }
 
 fn run(chan: &OwnedFd) -> StepResult<i32> {
-    let spec = match channel::recv(chan.as_fd()) {
-        Ok(Some(Message::Start(spec))) => spec,
-        Ok(other) => {
-            return Err(errno_err(
-                "init",
-                0,
-                format!("expected Start, got {other:?}"),
-            ));
-        }
-        Err(e) => {
-            return Err(errno_err(
-                "init",
-                e.raw_os_error().unwrap_or(0),
-                "reading the spec",
-            ));
-        }
-    };
-    stage(&spec)
+    match channel::recv(chan.as_fd()) {
+        Ok(Some(Message::Start(spec))) => stage(&spec),
+        Ok(Some(Message::Exec(spec))) => super::enter::stage(&spec),
+        Ok(other) => Err(errno_err(
+            "init",
+            0,
+            format!("expected Start or Exec, got {other:?}"),
+        )),
+        Err(e) => Err(errno_err(
+            "init",
+            e.raw_os_error().unwrap_or(0),
+            "reading the spec",
+        )),
+    }
+}
+
+/// What a forked init stage is to do.
+#[derive(Debug)]
+pub(super) enum Job<'a> {
+    Start(&'a SandboxSpec),
+    Exec(&'a super::spec::ExecSpec),
 }
 
 /// The init stage in a process forked by a single-threaded runtime: the
 /// same work as `__init`, with the spec already in memory. Never returns.
-pub(super) fn forked(chan: OwnedFd, spec: &SandboxSpec) -> ! {
-    let msg = match stage(spec) {
+pub(super) fn forked(chan: OwnedFd, job: Job<'_>) -> ! {
+    let result = match job {
+        Job::Start(spec) => stage(spec),
+        Job::Exec(spec) => super::enter::stage(spec),
+    };
+    let msg = match result {
         Ok(pid) => Message::Started { pid },
         Err(e) => Message::Failed(e),
     };
@@ -583,6 +590,23 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// Resolves the command inside the container (PATH from the container's
 /// environment) and builds argv and envp.
 fn exec_args(spec: &SandboxSpec) -> StepResult<(CString, Vec<CString>, Vec<CString>)> {
+    command_args(&spec.command, &spec.env)
+}
+
+/// argv and envp, and the command resolved in the container's PATH (from
+/// its environment, else the default).
+pub(super) fn command_args(
+    command: &[String],
+    env_in: &[String],
+) -> StepResult<(CString, Vec<CString>, Vec<CString>)> {
+    struct S<'a> {
+        command: &'a [String],
+        env: &'a [String],
+    }
+    let spec = S {
+        command,
+        env: env_in,
+    };
     let cmd = spec
         .command
         .first()
@@ -621,7 +645,7 @@ fn exec_args(spec: &SandboxSpec) -> StepResult<(CString, Vec<CString>, Vec<CStri
 
 /// Clean process state for exec: no blocked or ignored signals, and every fd
 /// above 2 closed at exec (the channel too, which tells `__init` we made it).
-fn prepare_exec() -> StepResult<()> {
+pub(super) fn prepare_exec() -> StepResult<()> {
     // SAFETY: resetting our own signal state; plain syscalls.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();

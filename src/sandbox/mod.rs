@@ -8,6 +8,7 @@
 mod caps;
 pub mod cgroup;
 mod channel;
+mod enter;
 pub mod init;
 mod rootfs;
 pub mod seccomp;
@@ -133,6 +134,17 @@ pub enum Stdio3 {
 /// Starts the container. Returns the host pid of its first process, a direct
 /// child of the calling process, once it has exec'd its command.
 pub fn spawn(spec: &SandboxSpec, stdio: Stdio3) -> Result<i32, SandboxError> {
+    launch(&spec.name, init::Job::Start(spec), stdio)
+}
+
+/// Runs a process inside a running container (its namespaces, cgroup,
+/// user, capabilities, no_new_privs and seccomp). Returns its host pid, a
+/// direct child of the caller, once it has exec'd.
+pub fn exec(spec: &ExecSpec, stdio: Stdio3) -> Result<i32, SandboxError> {
+    launch(&spec.name, init::Job::Exec(spec), stdio)
+}
+
+fn launch(name: &str, job: init::Job<'_>, stdio: Stdio3) -> Result<i32, SandboxError> {
     // A single-threaded caller (`rkstack run`) may fork its init stage
     // directly: no other thread can hold a lock across the fork, and the
     // stage execs the container's command before anything of the container
@@ -140,9 +152,9 @@ pub fn spawn(spec: &SandboxSpec, stdio: Stdio3) -> Result<i32, SandboxError> {
     // RKSTACK_SPAWN=reexec forces the sealed re-exec (its tests use it).
     let reexec = std::env::var_os("RKSTACK_SPAWN").is_some_and(|v| v == "reexec");
     if !reexec && single_threaded() {
-        return spawn_forked(spec, stdio);
+        return spawn_forked(name, job, stdio);
     }
-    spawn_reexec(spec, stdio)
+    spawn_reexec(name, job, stdio)
 }
 
 fn single_threaded() -> bool {
@@ -151,8 +163,8 @@ fn single_threaded() -> bool {
         .unwrap_or(false)
 }
 
-fn spawn_forked(spec: &SandboxSpec, stdio: Stdio3) -> Result<i32, SandboxError> {
-    let name = spec.name.clone();
+fn spawn_forked(name: &str, job: init::Job<'_>, stdio: Stdio3) -> Result<i32, SandboxError> {
+    let name = name.to_string();
     let (ours, theirs) = channel::pair().map_err(|source| SandboxError::Spawn {
         name: name.clone(),
         source,
@@ -177,19 +189,19 @@ fn spawn_forked(spec: &SandboxSpec, stdio: Stdio3) -> Result<i32, SandboxError> 
             }
         }
         drop(stdio);
-        init::forked(theirs, spec);
+        init::forked(theirs, job);
     }
     drop(theirs);
     drop(stdio);
-    let result = reply(&ours, spec);
+    let result = reply(&ours, &name);
     let mut status = 0;
     // SAFETY: reaping the init stage we forked.
     unsafe { libc::waitpid(pid, &mut status, 0) };
     result
 }
 
-fn spawn_reexec(spec: &SandboxSpec, stdio: Stdio3) -> Result<i32, SandboxError> {
-    let name = spec.name.clone();
+fn spawn_reexec(name: &str, job: init::Job<'_>, stdio: Stdio3) -> Result<i32, SandboxError> {
+    let name = name.to_string();
     let exe = sealed_exe()?;
     let (ours, theirs) = channel::pair().map_err(|source| SandboxError::Spawn {
         name: name.clone(),
@@ -223,27 +235,27 @@ fn spawn_reexec(spec: &SandboxSpec, stdio: Stdio3) -> Result<i32, SandboxError> 
         source,
     })?;
     drop(theirs);
-    let result = talk(&ours, spec);
+    let result = talk(&ours, &name, job);
     // `__init` exits as soon as it has answered; reap it.
     let _ = init.wait();
     result
 }
 
-fn talk(chan: &OwnedFd, spec: &SandboxSpec) -> Result<i32, SandboxError> {
-    channel::send(
-        chan.as_fd(),
-        &channel::Message::Start(Box::new(spec.clone())),
-    )
-    .map_err(|e| SandboxError::Protocol {
-        name: spec.name.clone(),
+fn talk(chan: &OwnedFd, name: &str, job: init::Job<'_>) -> Result<i32, SandboxError> {
+    let msg = match job {
+        init::Job::Start(spec) => channel::Message::Start(Box::new(spec.clone())),
+        init::Job::Exec(spec) => channel::Message::Exec(Box::new(spec.clone())),
+    };
+    channel::send(chan.as_fd(), &msg).map_err(|e| SandboxError::Protocol {
+        name: name.to_string(),
         detail: e.to_string(),
     })?;
-    reply(chan, spec)
+    reply(chan, name)
 }
 
 /// The init stage's answer: the container's pid, or what failed.
-fn reply(chan: &OwnedFd, spec: &SandboxSpec) -> Result<i32, SandboxError> {
-    let name = spec.name.clone();
+fn reply(chan: &OwnedFd, name: &str) -> Result<i32, SandboxError> {
+    let name = name.to_string();
     let broke = |detail: String| SandboxError::Protocol {
         name: name.clone(),
         detail,

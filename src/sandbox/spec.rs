@@ -111,3 +111,22 @@ pub enum SeccompSpec {
     /// so a bad profile fails before anything is started.
     Bpf(Vec<u8>),
 }
+
+/// A process to run inside a running container (health checks, `exec`):
+/// its namespaces, cgroup and security profile.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecSpec {
+    pub name: String,
+    /// Host pid of the container's first process.
+    pub target: i32,
+    pub command: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: PathBuf,
+    pub user: UserSpec,
+    /// Whether the container has its own user namespace (then it is joined too).
+    pub user_ns: bool,
+    pub capabilities: Vec<String>,
+    pub no_new_privileges: bool,
+    pub seccomp: SeccompSpec,
+    pub cgroup_procs: Vec<PathBuf>,
+}

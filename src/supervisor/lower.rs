@@ -8,7 +8,7 @@ use crate::config::{Container, ImageRef, Mount, NetworkMode, Seccomp, User, User
 use crate::sandbox::cgroup::{IoLimit, Limits};
 use crate::sandbox::seccomp;
 use crate::sandbox::spec::{
-    IdMaps, MountSpec, NetNs, RlimitSpec, Root, SandboxSpec, SeccompSpec, UserSpec,
+    ExecSpec, IdMaps, MountSpec, NetNs, RlimitSpec, Root, SandboxSpec, SeccompSpec, UserSpec,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +192,66 @@ pub fn sandbox_spec(
             .selinux_label
             .clone()
             .filter(|_| lsm_enabled("selinux")),
+    })
+}
+
+/// A process run inside a running container with its identity and security
+/// profile (health checks, `exec`).
+pub fn exec_spec(
+    c: &Container,
+    target: i32,
+    command: Vec<String>,
+    cgroup_procs: Vec<PathBuf>,
+    seccomp_cache: Option<&Path>,
+) -> Result<ExecSpec, LowerError> {
+    let name = c.name.to_string();
+    let capabilities: Vec<String> = c
+        .security
+        .capabilities
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let seccomp = match &c.security.seccomp {
+        Seccomp::Unconfined => SeccompSpec::Unconfined,
+        profile => SeccompSpec::Bpf(
+            compiled_seccomp(profile, &capabilities, seccomp_cache).map_err(|source| {
+                LowerError::Seccomp {
+                    name: name.clone(),
+                    source,
+                }
+            })?,
+        ),
+    };
+    let user = match &c.user {
+        None => UserSpec::Id {
+            uid: 0,
+            gid: Some(0),
+        },
+        Some(User::Id { uid, gid }) => UserSpec::Id {
+            uid: *uid,
+            gid: *gid,
+        },
+        Some(User::Name { name, group }) => UserSpec::Name {
+            name: name.clone(),
+            group: group.clone(),
+        },
+    };
+    let mut env: Vec<String> = c.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if !c.env.contains_key("HOSTNAME") {
+        env.push(format!("HOSTNAME={}", c.hostname));
+    }
+    Ok(ExecSpec {
+        name,
+        target,
+        command,
+        env,
+        workdir: c.workdir.clone(),
+        user,
+        user_ns: c.security.user_namespace != UserNamespace::Off,
+        capabilities,
+        no_new_privileges: c.security.no_new_privileges,
+        seccomp,
+        cgroup_procs,
     })
 }
 

@@ -49,6 +49,8 @@ pub struct UpOptions {
 /// Where a container is in its life.
 #[derive(Debug, Clone, PartialEq)]
 pub enum State {
+    /// Held back until its dependencies are started, healthy or completed.
+    Waiting,
     Running,
     /// Waiting to be restarted at this instant.
     Backoff(Instant),
@@ -57,7 +59,18 @@ pub enum State {
     Stopped,
 }
 
+/// Health of a running container with a `[health]` check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
 struct Live {
+    health: Option<Health>,
+    /// Consecutive failed checks.
+    health_failures: u32,
     spec: ContainerSpec,
     /// What the running process was created from.
     record: Record,
@@ -77,6 +90,8 @@ struct Live {
 enum Timer {
     Restart(String),
     Reload,
+    HealthCheck(String),
+    HealthTimeout(String, i32),
 }
 
 struct Supervisor {
@@ -88,6 +103,8 @@ struct Supervisor {
     signal_fd: OwnedFd,
     inotify: Option<OwnedFd>,
     file_name: Option<std::ffi::OsString>,
+    /// Health checks in flight: their pid → the container.
+    checks: BTreeMap<i32, String>,
 }
 
 const HANDLED: &[i32] = &[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
@@ -156,6 +173,7 @@ pub fn up(opts: UpOptions) -> Result<(), UpError> {
         signal_fd,
         inotify,
         file_name,
+        checks: BTreeMap::new(),
         opts,
     };
     let plan = plan::reconcile(&sup.desired, &ObservedState::default());
@@ -357,6 +375,13 @@ impl Supervisor {
                     self.start(&name);
                 }
             }
+            Timer::HealthCheck(name) => self.run_check(&name),
+            Timer::HealthTimeout(name, pid) => {
+                if self.checks.get(&pid) == Some(&name) {
+                    // SAFETY: killing the health check process we started.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
         }
     }
 
@@ -449,7 +474,7 @@ impl Supervisor {
                             }
                         },
                     }
-                    self.start(&op.name);
+                    self.start_when_ready(&op.name);
                 }
                 (Target::Container, Action::Update) => {
                     let Some(spec) = self.desired.container(&op.name).cloned() else {
@@ -527,6 +552,8 @@ impl Supervisor {
             pid: None,
             started: None,
             state: State::Stopped,
+            health: None,
+            health_failures: 0,
             history: History::default(),
             restarts: 0,
             user_stopped: false,
@@ -550,7 +577,22 @@ impl Supervisor {
                 l.started = Some(now);
                 l.state = State::Running;
                 l.record = l.spec.record();
+                l.health_failures = 0;
+                l.health = l.spec.config.health.as_ref().map(|_| Health::Starting);
+                let first = l
+                    .spec
+                    .config
+                    .health
+                    .as_ref()
+                    .map(|h| h.interval.0.min(Duration::from_secs(1)));
                 event(&stack, format!("{name}: started (pid {pid})"));
+                if let Some(after) = first {
+                    self.timers.push(std::cmp::Reverse((
+                        now + after,
+                        Timer::HealthCheck(name.to_string()),
+                    )));
+                }
+                self.start_ready();
             }
             Err(e) => {
                 event(&stack, format!("{name}: failed to start: {e}"));
@@ -626,6 +668,10 @@ impl Supervisor {
             if pid <= 0 {
                 return;
             }
+            if let Some(name) = self.checks.remove(&pid) {
+                self.on_check(&name, decode(status));
+                continue;
+            }
             let Some(name) = self
                 .live
                 .iter()
@@ -655,6 +701,7 @@ impl Supervisor {
         let Some(l) = self.live.get_mut(name) else {
             return;
         };
+        l.health = None;
         // Whatever it left in its cgroup goes with it.
         let _ = l.cgroup.destroy();
         let _ = std::fs::remove_dir(&l.staging);
@@ -701,6 +748,174 @@ impl Supervisor {
                     format!("{name}: failed: {how}; {why}; it stays down"),
                 );
             }
+        }
+        // A dependency that completed may let others start.
+        self.start_ready();
+    }
+
+    /// Whether every dependency of `name` meets its condition.
+    fn deps_ready(&self, name: &str) -> Result<(), String> {
+        let Some(l) = self.live.get(name) else {
+            return Err("not known".into());
+        };
+        for (dep, cond) in &l.spec.config.depends_on {
+            let d = self.live.get(dep.as_str());
+            let ok = match cond {
+                config::Condition::Started => d.is_some_and(|d| d.state == State::Running),
+                config::Condition::Healthy => d.is_some_and(|d| {
+                    d.state == State::Running && d.health == Some(Health::Healthy)
+                }),
+                config::Condition::Completed => {
+                    d.is_some_and(|d| d.state == State::Exited(Exit::Code(0)))
+                }
+            };
+            if !ok {
+                let c = match cond {
+                    config::Condition::Started => "started",
+                    config::Condition::Healthy => "healthy",
+                    config::Condition::Completed => "completed",
+                };
+                return Err(format!("{dep} ({c})"));
+            }
+        }
+        Ok(())
+    }
+
+    fn start_when_ready(&mut self, name: &str) {
+        match self.deps_ready(name) {
+            Ok(()) => self.start(name),
+            Err(waiting) => {
+                if let Some(l) = self.live.get_mut(name) {
+                    l.state = State::Waiting;
+                }
+                event(&self.stack(), format!("{name}: waiting for {waiting}"));
+            }
+        }
+    }
+
+    /// Starts, in dependency order, the waiting containers whose
+    /// dependencies are now met.
+    fn start_ready(&mut self) {
+        let order: Vec<String> = self
+            .desired
+            .containers
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        for name in order {
+            let waiting = self
+                .live
+                .get(&name)
+                .is_some_and(|l| l.state == State::Waiting);
+            if waiting && self.deps_ready(&name).is_ok() {
+                self.start(&name);
+            }
+        }
+    }
+
+    /// Runs the container's health command inside it.
+    fn run_check(&mut self, name: &str) {
+        let stack = self.stack();
+        let cache = self.opts.state_dir.join("seccomp");
+        let Some(l) = self.live.get(name) else { return };
+        let (Some(pid), Some(h)) = (l.pid, l.spec.config.health.clone()) else {
+            return;
+        };
+        if l.state != State::Running || self.checks.values().any(|n| n == name) {
+            return;
+        }
+        let spec = match lower::exec_spec(
+            &l.spec.config,
+            pid,
+            h.command.clone(),
+            l.cgroup.procs_files(),
+            Some(&cache),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                event(&stack, format!("{name}: health check cannot run: {e}"));
+                return;
+            }
+        };
+        let devnull = || {
+            std::fs::File::options()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .map(OwnedFd::from)
+        };
+        let now = Instant::now();
+        match (devnull(), devnull(), devnull()) {
+            (Ok(i), Ok(o), Ok(e)) => match sandbox::exec(&spec, Stdio3::Fds(i, o, e)) {
+                Ok(check) => {
+                    self.checks.insert(check, name.to_string());
+                    self.timers.push(std::cmp::Reverse((
+                        now + h.timeout.0,
+                        Timer::HealthTimeout(name.to_string(), check),
+                    )));
+                }
+                Err(e) => {
+                    event(&stack, format!("{name}: health check failed to run: {e}"));
+                    self.on_check(name, Exit::Code(127));
+                }
+            },
+            _ => event(
+                &stack,
+                format!("{name}: health check: cannot open /dev/null"),
+            ),
+        }
+    }
+
+    fn on_check(&mut self, name: &str, exit: Exit) {
+        let stack = self.stack();
+        let now = Instant::now();
+        let Some(l) = self.live.get_mut(name) else {
+            return;
+        };
+        let Some(h) = l.spec.config.health.clone() else {
+            return;
+        };
+        if l.state != State::Running {
+            return;
+        }
+        let before = l.health;
+        if exit == Exit::Code(0) {
+            l.health_failures = 0;
+            l.health = Some(Health::Healthy);
+        } else {
+            let in_start_period = l.started.is_some_and(|s| s.elapsed() < h.start_period.0);
+            // Failures while starting up do not count, until it was healthy once.
+            if !(in_start_period && before == Some(Health::Starting)) {
+                l.health_failures += 1;
+                if l.health_failures >= h.retries {
+                    l.health = Some(Health::Unhealthy);
+                }
+            }
+        }
+        let after = l.health;
+        let restart =
+            after == Some(Health::Unhealthy) && l.spec.config.restart != config::RestartPolicy::No;
+        self.timers.push(std::cmp::Reverse((
+            now + h.interval.0,
+            Timer::HealthCheck(name.to_string()),
+        )));
+        if before != after {
+            let word = match after {
+                Some(Health::Healthy) => "healthy",
+                Some(Health::Unhealthy) => "unhealthy",
+                _ => "starting",
+            };
+            event(&stack, format!("{name}: {word}"));
+            self.start_ready();
+        }
+        if restart {
+            event(&stack, format!("{name}: restarting: unhealthy"));
+            self.stop(name);
+            if let Some(l) = self.live.get_mut(name) {
+                l.user_stopped = false;
+                l.restarts += 1;
+            }
+            self.start(name);
         }
     }
 

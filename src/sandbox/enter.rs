@@ -1,0 +1,159 @@
+//! The init stage's other job: a process inside a running container. The
+//! stage joins the container's cgroup and namespaces (user first, mount
+//! last, which also makes the container's root ours), then clones the
+//! process with `CLONE_PARENT` so the runtime reaps it. The process takes
+//! the container's user, capabilities, no_new_privs and seccomp, and execs.
+
+use std::os::fd::AsFd;
+
+use super::channel::{self, Message};
+use super::init::{command_args, prepare_exec};
+use super::rootfs::{StepResult, cstr, errno_err, os_err};
+use super::spec::ExecSpec;
+use super::{caps, seccomp, users};
+
+pub(super) fn stage(spec: &ExecSpec) -> StepResult<i32> {
+    // SAFETY: getpid cannot fail.
+    let me = unsafe { libc::getpid() };
+    for procs in &spec.cgroup_procs {
+        std::fs::write(procs, me.to_string()).map_err(|e| {
+            errno_err(
+                "cgroup",
+                e.raw_os_error().unwrap_or(0),
+                procs.display().to_string(),
+            )
+        })?;
+    }
+    let mut order = Vec::new();
+    if spec.user_ns {
+        order.push(("user", libc::CLONE_NEWUSER));
+    }
+    order.extend([
+        ("ipc", libc::CLONE_NEWIPC),
+        ("uts", libc::CLONE_NEWUTS),
+        ("net", libc::CLONE_NEWNET),
+        ("cgroup", libc::CLONE_NEWCGROUP),
+        ("pid", libc::CLONE_NEWPID),
+        ("mnt", libc::CLONE_NEWNS),
+    ]);
+    // Open them all first: once in the mount namespace, /proc is the container's.
+    let mut fds = Vec::new();
+    for (ns, flag) in &order {
+        let path = cstr(format!("/proc/{}/ns/{ns}", spec.target));
+        // SAFETY: path is NUL-terminated.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(os_err(
+                "join container",
+                format!("{ns} namespace of pid {}", spec.target),
+            ));
+        }
+        fds.push((fd, *ns, *flag));
+    }
+    for (fd, ns, flag) in &fds {
+        // SAFETY: fd is a namespace fd we opened.
+        let r = unsafe { libc::setns(*fd, *flag) };
+        // SAFETY: closing the fd we opened.
+        unsafe { libc::close(*fd) };
+        if r != 0 {
+            return Err(os_err("join container", format!("{ns} namespace")));
+        }
+    }
+    let (parent_end, child_end) = channel::pair()
+        .map_err(|e| errno_err("init", e.raw_os_error().unwrap_or(0), "socketpair"))?;
+    // SAFETY: fork-like clone of this single-threaded stage; the child enters the pid namespace.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
+            0,
+            0,
+            0,
+            0,
+        )
+    };
+    if pid < 0 {
+        return Err(os_err("clone", "exec"));
+    }
+    if pid == 0 {
+        drop(parent_end);
+        let err = match child(spec) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        };
+        let _ = channel::send(child_end.as_fd(), &Message::Failed(err));
+        // SAFETY: leave at once.
+        unsafe { libc::_exit(127) };
+    }
+    drop(child_end);
+    match channel::recv(parent_end.as_fd()) {
+        Ok(None) => Ok(pid as i32),
+        Ok(Some(Message::Failed(e))) => Err(e),
+        Ok(Some(other)) => Err(errno_err("init", 0, format!("unexpected {other:?}"))),
+        Err(e) => Err(errno_err(
+            "init",
+            e.raw_os_error().unwrap_or(0),
+            "waiting for exec",
+        )),
+    }
+}
+
+enum Never {}
+
+fn child(spec: &ExecSpec) -> StepResult<Never> {
+    let (uid, gid, groups) = users::resolve(&spec.user)?;
+    // SAFETY: keep capabilities across setuid; set exactly below.
+    if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
+        return Err(os_err("user", "keep capabilities"));
+    }
+    nix::unistd::setgroups(
+        &groups
+            .iter()
+            .map(|g| nix::unistd::Gid::from_raw(*g))
+            .collect::<Vec<_>>(),
+    )
+    .map_err(|e| errno_err("user", e as i32, "supplementary groups"))?;
+    // SAFETY: plain syscalls.
+    unsafe {
+        if libc::setresgid(gid, gid, gid) != 0 {
+            return Err(os_err("user", format!("gid {gid}")));
+        }
+        if libc::setresuid(uid, uid, uid) != 0 {
+            return Err(os_err("user", format!("uid {uid}")));
+        }
+    }
+    let wd = cstr(&spec.workdir);
+    // SAFETY: NUL-terminated.
+    if unsafe { libc::chdir(wd.as_ptr()) } != 0 {
+        return Err(os_err("workdir", spec.workdir.display().to_string()));
+    }
+    let (path, argv, envp) = command_args(&spec.command, &spec.env)?;
+    prepare_exec()?;
+    if !spec.no_new_privileges {
+        seccomp::apply(&spec.seccomp)?;
+    }
+    caps::apply(&spec.capabilities, uid == 0)?;
+    if spec.no_new_privileges {
+        // SAFETY: plain prctl.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(os_err("no_new_privileges", ""));
+        }
+        seccomp::apply(&spec.seccomp)?;
+    }
+    let argv_p: Vec<*const libc::c_char> = argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp_p: Vec<*const libc::c_char> = envp
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    // SAFETY: NULL-terminated arrays of NUL-terminated strings alive until exec.
+    unsafe { libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
+    Err(os_err(
+        "exec",
+        spec.command.first().cloned().unwrap_or_default(),
+    ))
+}

@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: build rkstack and bring up the demo stack
-# of examples/stacks/demo.toml. It needs no image download: its containers run
-# from the host's own filesystem (image = "host").
-#
-# Until the supervisor lands, this checks the demo stack, prints the plan
-# that `rkstack up` will execute, and runs one sandboxed container from the
-# host's filesystem (needs root).
+# The main job on a fresh machine (as root): build rkstack and run the demo
+# stack of examples/stacks/demo.toml in the foreground. It needs no image
+# download: its containers run from the host's own filesystem (image =
+# "host") with the host's static busybox. Ctrl-C (SIGINT) stops the stack.
+# DEMO_SECONDS=N stops it by itself after N seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ ! -x /bin/busybox ] && command -v apt-get >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
+fi
+if ! pkg-config --exists libseccomp 2>/dev/null && command -v apt-get >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libseccomp-dev pkg-config >/dev/null
+fi
 cargo build --release --quiet
 bin=target/release/rkstack
 stack=examples/stacks/demo.toml
 "$bin" check "$stack"
 "$bin" plan "$stack"
-"$bin" run --name demo-hello --cap-drop ALL --memory 16M host -- \
-  /bin/sh -c 'echo "hello from $(hostname): pid $$, uid $(id -u), caps $(grep CapEff /proc/self/status | cut -f2), seccomp $(grep "^Seccomp:" /proc/self/status | cut -f2)"'
+echo "starting the demo stack; Ctrl-C stops it (logs: /var/lib/rkstack/demo/logs/)"
+if [ -n "${DEMO_SECONDS:-}" ]; then
+  exec timeout -s INT "$DEMO_SECONDS" "$bin" up "$stack"
+fi
+exec "$bin" up "$stack"

@@ -398,3 +398,111 @@ health = { command = ["/bin/sh", "-c", "exit 1"], interval = "100ms", retries = 
     assert!(log.contains("sick: unhealthy"), "{log}");
     up.wait_for("sick: started (pid ", 2);
 }
+
+fn children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
+    }
+    out
+}
+
+fn zombies_of(pid: i32) -> Vec<i32> {
+    children(pid)
+        .into_iter()
+        .filter(|c| {
+            std::fs::read_to_string(format!("/proc/{c}/stat")).is_ok_and(|s| s.contains(") Z "))
+        })
+        .collect()
+}
+
+#[test]
+fn as_pid_1_it_reaps_orphans_and_stops_on_sigterm() {
+    require_root!();
+    let stack = unique("p1");
+    let fs = Rootfs::new();
+    std::fs::set_permissions(
+        fs.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stack.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"{stack}\"\n[containers.a]\nimage = \"dir:{}\"\ncommand = [\"/bin/sleep\", \"1000\"]\nstop_signal = \"SIGKILL\"\n",
+            fs.path().display()
+        ),
+    )
+    .unwrap();
+    let events = dir.path().join("events.log");
+    // The shell leaves a burst of double-forked orphans, then becomes rkstack:
+    // the orphans are re-parented to it (PID 1) and must be reaped.
+    let script = format!(
+        "for i in 1 2 3 4 5 6 7 8 9 10; do (sleep 0.3 &); done; exec {} --data-dir {} up {}",
+        rkstack(),
+        dir.path().join("data").display(),
+        file.display()
+    );
+    let mut unshare = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "/bin/sh", "-c", &script])
+        .stderr(std::fs::File::create(&events).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&events)
+        .unwrap_or_default()
+        .contains("a: started (pid ")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not started: {}",
+            std::fs::read_to_string(&events).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid1 = *children(unshare.id() as i32)
+        .first()
+        .expect("rkstack as PID 1");
+    assert!(
+        std::fs::read_to_string(format!("/proc/{pid1}/status"))
+            .unwrap()
+            .contains("NSpid:\t")
+    );
+    let nspid = std::fs::read_to_string(format!("/proc/{pid1}/status")).unwrap();
+    assert!(
+        nspid
+            .lines()
+            .any(|l| l.starts_with("NSpid:") && l.trim_end().ends_with("\t1")),
+        "not PID 1: {nspid}"
+    );
+    // The orphans have ended by now; none may be left a zombie.
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(zombies_of(pid1), Vec::<i32>::new(), "zombies under PID 1");
+    // SAFETY: signalling the rkstack this test started (as PID 1 of its namespace).
+    unsafe { libc::kill(pid1, libc::SIGTERM) };
+    let status = unshare.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(&events).unwrap_or_default()
+    );
+    assert!(
+        std::fs::read_to_string(&events)
+            .unwrap()
+            .contains("stack stopped")
+    );
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        assert!(!h.path().join("rkstack").join(&stack).exists());
+    }
+}

@@ -42,19 +42,33 @@ impl Up {
             _fs: fs,
         };
         up.write(body);
-        let err = std::fs::File::create(&up.events).unwrap();
-        let child = Command::new(rkstack())
-            .args(["--data-dir"])
-            .arg(up.dir.path().join("data"))
-            .arg("up")
-            .arg(up.file())
+        std::fs::File::create(&up.events).unwrap();
+        let child = up
+            .command()
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(err)
             .spawn()
             .unwrap();
         up.child = Some(child);
         up
+    }
+
+    /// `rkstack up` of this stack, with its own state and data folders.
+    fn command(&self) -> Command {
+        let mut c = Command::new(rkstack());
+        c.arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .arg("--state-dir")
+            .arg(self.dir.path().join("state"))
+            .arg("up")
+            .arg(self.file())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::options()
+                    .append(true)
+                    .open(&self.events)
+                    .unwrap(),
+            );
+        c
     }
 
     fn file(&self) -> PathBuf {
@@ -505,4 +519,79 @@ fn as_pid_1_it_reaps_orphans_and_stops_on_sigterm() {
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
         assert!(!h.path().join("rkstack").join(&stack).exists());
     }
+}
+
+#[test]
+fn a_killed_supervisor_comes_back_and_adopts_its_containers() {
+    require_root!();
+    let stack = unique("ad");
+    let mut up = Up::start(
+        &stack,
+        r#"
+[containers.keep]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo $i; sleep 0.05 & wait; done"]
+[containers.gone]
+image = "dir:ROOTFS"
+command = ["/bin/sleep", "1000"]
+stop_signal = "SIGKILL"
+"#,
+    );
+    let keep = up.pid("keep");
+    let gone = up.pid("gone");
+    let state = up.dir.path().join("state").join(&stack).join("state.json");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&state)
+        .unwrap_or_default()
+        .contains("\"gone\"")
+    {
+        assert!(Instant::now() < deadline, "state.json not written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut old = up.child.take().unwrap();
+    old.kill().unwrap();
+    old.wait().unwrap();
+    // Containers keep running while the supervisor is gone.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(alive(keep) && alive(gone));
+    // One container dies meanwhile: the new supervisor must clean it up
+    // (and, as its policy is "no", leave it down).
+    // SAFETY: killing a container process this test's stack started.
+    unsafe { libc::kill(gone, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(100));
+    up.child = Some(up.command().spawn().unwrap());
+    let log = up.wait_for(&format!("keep: adopted (pid {keep})"), 1);
+    assert!(
+        log.contains("gone: cleaned up after the previous supervisor"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("keep: started (pid ") || log.matches("keep: started (pid ").count() == 1,
+        "{log}"
+    );
+    // gone was started afresh by the plan (it is still in the file).
+    up.wait_for("gone: started (pid ", 2);
+    assert!(alive(keep));
+    assert_eq!(up.stop().code(), Some(0));
+    assert!(!alive(keep));
+    assert!(!state.exists(), "state.json left after a clean stop");
+    // Every number the container printed is in its log, across the crash.
+    let log = std::fs::read_to_string(
+        up.dir
+            .path()
+            .join("data")
+            .join(&stack)
+            .join("logs/keep.log"),
+    )
+    .unwrap();
+    let nums: Vec<u32> = log
+        .lines()
+        .filter_map(|l| l.split(" stdout ").nth(1))
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    assert!(nums.len() > 5);
+    assert!(
+        nums.windows(2).all(|w| w[1] == w[0] + 1),
+        "gap in the log: {nums:?}"
+    );
 }

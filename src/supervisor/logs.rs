@@ -28,17 +28,31 @@ pub struct Log {
     partial: [Vec<u8>; 2],
 }
 
-fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two new fds into the array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
+/// A named pipe for one stream. The supervisor reads it; the container's
+/// end is opened read-write, so that while no supervisor runs (after a
+/// crash) a write never meets SIGPIPE, and a new supervisor simply opens
+/// the same pipe again and goes on reading.
+fn fifo(path: &Path) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+        .unwrap_or_default();
+    // SAFETY: c is NUL-terminated.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            return Err(e);
+        }
     }
-    // SAFETY: both fds are new and ours.
-    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // The supervisor never blocks reading a container's output.
-    // SAFETY: fcntl on our own fd.
-    unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let open = |flags: i32| -> std::io::Result<OwnedFd> {
+        // SAFETY: c is NUL-terminated.
+        let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a new fd that we own.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    let r = open(libc::O_RDONLY | libc::O_NONBLOCK)?;
+    let w = open(libc::O_RDWR)?;
     Ok((r, w))
 }
 
@@ -47,8 +61,15 @@ impl Log {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let (out_r, out_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
+        let fifo_path = |stream: &str| {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            path.with_file_name(format!(".{name}.{stream}"))
+        };
+        let (out_r, out_w) = fifo(&fifo_path("stdout"))?;
+        let (err_r, err_w) = fifo(&fifo_path("stderr"))?;
         let file = File::options().create(true).append(true).open(&path)?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(Log {
@@ -144,6 +165,18 @@ impl Log {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Removes the named pipes (when the container leaves the stack).
+    pub fn remove_pipes(&self) {
+        for s in ["stdout", "stderr"] {
+            let name = self
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let _ = std::fs::remove_file(self.path.with_file_name(format!(".{name}.{s}")));
+        }
     }
 }
 

@@ -68,6 +68,11 @@ pub enum Health {
 }
 
 struct Live {
+    /// Set for a container adopted from a previous supervisor: it is not our
+    /// child, so its end is seen through this pidfd instead of waitpid.
+    pidfd: Option<OwnedFd>,
+    /// Start time of `pid` (from /proc), to tell it from a reused pid.
+    starttime: Option<u64>,
     health: Option<Health>,
     /// Consecutive failed checks.
     health_failures: u32,
@@ -105,6 +110,8 @@ struct Supervisor {
     file_name: Option<std::ffi::OsString>,
     /// Health checks in flight: their pid → the container.
     checks: BTreeMap<i32, String>,
+    /// The state file's last written text.
+    last_saved: Option<String>,
 }
 
 const HANDLED: &[i32] = &[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
@@ -174,11 +181,14 @@ pub fn up(opts: UpOptions) -> Result<(), UpError> {
         inotify,
         file_name,
         checks: BTreeMap::new(),
+        last_saved: None,
         opts,
     };
-    let plan = plan::reconcile(&sup.desired, &ObservedState::default());
+    sup.adopt();
+    let plan = plan::reconcile(&sup.desired, &sup.observed());
     event(&sup.desired.stack, format!("plan:\n{plan}"));
     sup.execute(&plan);
+    sup.save_state();
     sup.notify_status("READY=1");
     let result = sup.run_loop();
     sd_notify("STOPPING=1");
@@ -269,6 +279,17 @@ impl Supervisor {
                     pipes.push((name.clone(), s));
                 }
             }
+            let mut adopted: Vec<String> = Vec::new();
+            for (name, l) in &self.live {
+                if let Some(p) = &l.pidfd {
+                    fds.push(libc::pollfd {
+                        fd: p.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    });
+                    adopted.push(name.clone());
+                }
+            }
             // SAFETY: fds is a valid array of pollfd for the call.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if n < 0 {
@@ -282,6 +303,28 @@ impl Supervisor {
                     l.log.drain(*stream);
                 }
             }
+            let base = base + pipes.len();
+            for (i, name) in adopted.iter().enumerate() {
+                if fds[base + i].revents != 0 {
+                    // An adopted container ended; not our child, so its status is unknown.
+                    let ran = self
+                        .live
+                        .get(name)
+                        .and_then(|l| l.started)
+                        .map(|s| s.elapsed())
+                        .unwrap_or_default();
+                    if let Some(l) = self.live.get_mut(name) {
+                        l.pid = None;
+                        l.pidfd = None;
+                    }
+                    event(
+                        &self.stack(),
+                        format!("{name}: ended (it was adopted, so its exit status is unknown)"),
+                    );
+                    self.after_exit(name, Exit::Code(255), ran);
+                }
+            }
+            self.save_state();
             if self.inotify.is_some() && fds[1].revents != 0 && self.file_changed() {
                 // Debounced: editors write, rename and touch in a burst.
                 self.timers.push(std::cmp::Reverse((
@@ -552,6 +595,8 @@ impl Supervisor {
             pid: None,
             started: None,
             state: State::Stopped,
+            pidfd: None,
+            starttime: None,
             health: None,
             health_failures: 0,
             history: History::default(),
@@ -574,6 +619,8 @@ impl Supervisor {
         match result {
             Ok(pid) => {
                 l.pid = Some(pid);
+                l.starttime = proc_starttime(pid);
+                l.pidfd = None;
                 l.started = Some(now);
                 l.state = State::Running;
                 l.record = l.spec.record();
@@ -937,7 +984,21 @@ impl Supervisor {
         let mut status = 0;
         let mut done = false;
         let only_chld = sigset(&[libc::SIGCHLD]);
+        let adopted = l.pidfd.as_ref().map(|p| p.as_raw_fd());
         while Instant::now() < deadline {
+            if let Some(pfd) = adopted {
+                let mut p = libc::pollfd {
+                    fd: pfd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                if unsafe { libc::poll(&mut p, 1, 50) } > 0 {
+                    done = true;
+                    break;
+                }
+                continue;
+            }
             // SAFETY: status valid for writes.
             if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
                 done = true;
@@ -962,12 +1023,24 @@ impl Supervisor {
             );
             // SAFETY: signalling the container we started.
             unsafe { libc::kill(pid, libc::SIGKILL) };
-            // SAFETY: status valid for writes.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
+            if let Some(pfd) = adopted {
+                let mut p = libc::pollfd {
+                    fd: pfd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut p, 1, 5000) };
+                status = libc::SIGKILL;
+            } else {
+                // SAFETY: status valid for writes.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+            }
         }
         l.log.drain(0);
         l.log.drain(1);
         l.pid = None;
+        l.pidfd = None;
         let _ = l.cgroup.destroy();
         let _ = std::fs::remove_dir(&l.staging);
         l.state = State::Stopped;
@@ -982,6 +1055,7 @@ impl Supervisor {
     fn remove(&mut self, name: &str) {
         if let Some(l) = self.live.remove(name) {
             let _ = l.cgroup.destroy();
+            l.log.remove_pipes();
         }
     }
 
@@ -1006,6 +1080,10 @@ impl Supervisor {
         for name in order.iter().chain(others.iter()) {
             self.remove(name);
         }
+        // Stopped on purpose: nothing is left to adopt.
+        let _ = std::fs::remove_file(self.state_path());
+        let _ = std::fs::remove_dir(self.opts.state_dir.join(self.stack()).join("rootfs"));
+        let _ = std::fs::remove_dir(self.opts.state_dir.join(self.stack()));
         event(&self.stack(), "stack stopped");
     }
 }
@@ -1023,5 +1101,190 @@ fn describe(e: Exit) -> String {
         Exit::Code(c) => format!("status {c}"),
         Exit::Signal(s) => format!("signal {s}"),
         Exit::Oom => "oom".into(),
+    }
+}
+
+/// What survives a supervisor crash: `STATE_DIR/STACK/state.json`.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct SavedState {
+    stack: String,
+    containers: BTreeMap<String, Saved>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Saved {
+    pid: Option<i32>,
+    starttime: Option<u64>,
+    record: Record,
+    restarts: u32,
+    user_stopped: bool,
+}
+
+/// Field 22 of /proc/PID/stat: when the process started, in clock ticks
+/// since boot. A pid with another start time is another process.
+fn proc_starttime(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = text.rsplit_once(')')?.1;
+    // Fields after the command: state is field 3; starttime is field 22.
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// A process that has ended but was not reaped yet (its parent died with
+/// the previous supervisor) is no container to adopt.
+fn proc_dead(pid: i32) -> bool {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    matches!(
+        text.rsplit_once(')')
+            .and_then(|(_, a)| a.split_whitespace().next()),
+        Some("Z" | "X" | "x")
+    )
+}
+
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: plain syscall.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a new fd that we own.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Writes a file atomically: a temporary file, fsync, rename.
+fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+impl Supervisor {
+    fn state_path(&self) -> PathBuf {
+        self.opts.state_dir.join(self.stack()).join("state.json")
+    }
+
+    /// Saves the live state when it changed.
+    fn save_state(&mut self) {
+        let saved = SavedState {
+            stack: self.stack(),
+            containers: self
+                .live
+                .iter()
+                .map(|(n, l)| {
+                    (
+                        n.clone(),
+                        Saved {
+                            pid: l.pid,
+                            starttime: l.starttime,
+                            record: l.record.clone(),
+                            restarts: l.restarts,
+                            user_stopped: l.user_stopped,
+                        },
+                    )
+                })
+                .collect(),
+        };
+        let Ok(text) = serde_json::to_string_pretty(&saved) else {
+            return;
+        };
+        if self.last_saved.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        match write_atomic(&self.state_path(), text.as_bytes()) {
+            Ok(()) => self.last_saved = Some(text),
+            Err(e) => event(
+                &self.stack(),
+                format!("cannot save {}: {e}", self.state_path().display()),
+            ),
+        }
+    }
+
+    /// After a crash of a previous supervisor: containers still running as
+    /// recorded are adopted as they are; what is stale is cleaned up.
+    fn adopt(&mut self) {
+        let Ok(text) = std::fs::read_to_string(self.state_path()) else {
+            return;
+        };
+        let saved: SavedState = match serde_json::from_str(&text) {
+            Ok(s) => s,
+            Err(e) => {
+                event(
+                    &self.stack(),
+                    format!(
+                        "{}: unreadable ({e}); starting afresh",
+                        self.state_path().display()
+                    ),
+                );
+                return;
+            }
+        };
+        for (name, sv) in saved.containers {
+            let alive = sv.pid.filter(|p| {
+                sv.starttime.is_some() && proc_starttime(*p) == sv.starttime && !proc_dead(*p)
+            });
+            let spec = self.desired.container(&name).cloned();
+            match (alive, spec) {
+                (Some(pid), Some(spec)) => {
+                    let Ok(mut l) = self.admit(spec) else {
+                        continue;
+                    };
+                    l.pid = Some(pid);
+                    l.starttime = sv.starttime;
+                    l.pidfd = pidfd_open(pid);
+                    l.record = sv.record;
+                    l.restarts = sv.restarts;
+                    l.user_stopped = sv.user_stopped;
+                    l.state = State::Running;
+                    l.started = Some(Instant::now());
+                    l.health = l.spec.config.health.as_ref().map(|_| Health::Starting);
+                    if let Some(h) = &l.spec.config.health {
+                        self.timers.push(std::cmp::Reverse((
+                            Instant::now() + h.interval.0,
+                            Timer::HealthCheck(name.clone()),
+                        )));
+                    }
+                    event(&self.stack(), format!("{name}: adopted (pid {pid})"));
+                    self.live.insert(name, l);
+                }
+                (alive, _) => {
+                    // Dead, or no longer in the file: nothing of it stays.
+                    let cg = Cgroup::new(
+                        self.layout.clone(),
+                        Path::new("rkstack").join(self.stack()).join(&name),
+                    );
+                    if let Some(pid) = alive {
+                        // SAFETY: a container of this stack, recorded with its start time.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                    let _ = cg.destroy();
+                    let _ = std::fs::remove_dir(
+                        self.opts
+                            .state_dir
+                            .join(self.stack())
+                            .join("rootfs")
+                            .join(&name),
+                    );
+                    event(
+                        &self.stack(),
+                        format!("{name}: cleaned up after the previous supervisor"),
+                    );
+                }
+            }
+        }
     }
 }

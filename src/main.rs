@@ -73,6 +73,9 @@ enum Command {
     Up {
         /// The stack file.
         file: PathBuf,
+        /// Detach: return once the stack is up (exit 0) or failed (exit 1).
+        #[arg(short = 'd', long)]
+        detach: bool,
     },
     /// Run one container in the foreground, without a stack file.
     Run(Box<RunArgs>),
@@ -184,17 +187,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Up { file } => {
+        Command::Up { file, detach } => {
             // Problems in the file are reported like `check` does, exit 2.
-            if let Err(code) = load(&file) {
-                return Ok(code);
-            }
+            let stack = match load(&file) {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            let file = std::path::absolute(&file).unwrap_or(file);
             let opts = rkstack::supervisor::up::UpOptions {
                 file,
                 state_dir: cli.global.state_dir.clone(),
                 data_dir: cli.global.data_dir.clone(),
             };
-            match rkstack::supervisor::up::up(opts) {
+            let ready = if detach {
+                let log = cli
+                    .global
+                    .data_dir
+                    .join(stack.name.as_str())
+                    .join("supervisor.log");
+                match detach_supervisor(&log)? {
+                    Detached::Parent(code) => return Ok(code),
+                    Detached::Child(pipe) => Some(pipe),
+                }
+            } else {
+                None
+            };
+            match rkstack::supervisor::up::up_with(opts, ready) {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(e) => {
                     eprintln!("rkstack: {e}");
@@ -276,4 +294,67 @@ fn load(file: &std::path::Path) -> Result<config::Stack, ExitCode> {
         }
         ExitCode::from(EXIT_INVALID)
     })
+}
+
+enum Detached {
+    Parent(ExitCode),
+    Child(rkstack::supervisor::up::ReadyPipe),
+}
+
+/// `up -d`: forks the supervisor into its own session (its output going to
+/// `log`); the parent waits to hear that the stack is up, or why not.
+fn detach_supervisor(log: &std::path::Path) -> anyhow::Result<Detached> {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let out = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the array with two new fds.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    // SAFETY: both fds are new and ours.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: still single-threaded here; the child carries on as the supervisor.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error().into()),
+        0 => {
+            drop(r);
+            // SAFETY: detaching from the terminal; stdio to the log.
+            unsafe {
+                libc::setsid();
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                libc::dup2(null, 0);
+                libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&out), 1);
+                libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&out), 2);
+            }
+            Ok(Detached::Child(rkstack::supervisor::up::ReadyPipe(w)))
+        }
+        pid => {
+            drop(w);
+            let mut msg = String::new();
+            let _ = std::fs::File::from(r).read_to_string(&mut msg);
+            if msg == "ok" {
+                println!("stack up (supervisor pid {pid}, log {})", log.display());
+                Ok(Detached::Parent(ExitCode::SUCCESS))
+            } else if msg.is_empty() {
+                eprintln!(
+                    "rkstack: the supervisor exited before the stack was up; see {}",
+                    log.display()
+                );
+                Ok(Detached::Parent(ExitCode::from(EXIT_FAILED)))
+            } else {
+                eprintln!(
+                    "rkstack: {msg} (the supervisor keeps running as pid {pid}; log {})",
+                    log.display()
+                );
+                Ok(Detached::Parent(ExitCode::from(EXIT_FAILED)))
+            }
+        }
+    }
 }

@@ -595,3 +595,105 @@ stop_signal = "SIGKILL"
         "gap in the log: {nums:?}"
     );
 }
+
+/// Stops a detached supervisor by the pid it reported, and waits for it.
+fn stop_detached(pid: i32, stack: &str) {
+    // SAFETY: signalling the supervisor this test started (it reported its pid).
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "detached supervisor did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        assert!(!h.path().join("rkstack").join(stack).exists());
+    }
+}
+
+fn reported_pid(text: &str) -> i32 {
+    let at = text.find("pid ").unwrap() + 4;
+    text[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn up_detached_returns_once_the_stack_is_up_or_failed() {
+    require_root!();
+    let fs = Rootfs::new();
+    std::fs::set_permissions(
+        fs.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run_d = |stack: &str, body: &str| {
+        let file = dir.path().join(format!("{stack}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                "name = \"{stack}\"\n[defaults]\nstop_timeout = \"300ms\"\n{}",
+                body.replace("ROOTFS", &fs.path().display().to_string())
+            ),
+        )
+        .unwrap();
+        Command::new(rkstack())
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .args(["up", "-d"])
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    let ok = unique("dok");
+    let out = run_d(
+        &ok,
+        r#"
+[containers.db]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "sleep 0.5; touch /tmp/ok; exec sleep 1000"]
+health = { command = ["/bin/sh", "-c", "test -f /tmp/ok"], interval = "100ms", start_period = "5s" }
+[containers.web]
+image = "dir:ROOTFS"
+command = ["/bin/sleep", "1000"]
+depends_on = { db = "healthy" }
+"#,
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("stack up (supervisor pid "), "{text}");
+    let log =
+        std::fs::read_to_string(dir.path().join("data").join(&ok).join("supervisor.log")).unwrap();
+    assert!(
+        log.contains("web: started (pid "),
+        "returned before web was up:\n{log}"
+    );
+    stop_detached(reported_pid(&text), &ok);
+
+    let bad = unique("dbad");
+    let out = run_d(
+        &bad,
+        "[containers.broken]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/nothere\"]\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("failed: broken: failed to start:")
+            && err.contains("exec: no such file or directory (/bin/nothere)"),
+        "{err}"
+    );
+    stop_detached(reported_pid(&err), &bad);
+}

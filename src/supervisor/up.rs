@@ -46,6 +46,11 @@ pub struct UpOptions {
     pub data_dir: PathBuf,
 }
 
+/// `up -d`: where the detached supervisor tells the command that started it
+/// whether the stack came up (`ok`) or failed (`failed: why`).
+#[derive(Debug)]
+pub struct ReadyPipe(pub OwnedFd);
+
 /// Where a container is in its life.
 #[derive(Debug, Clone, PartialEq)]
 pub enum State {
@@ -68,6 +73,8 @@ pub enum Health {
 }
 
 struct Live {
+    /// Why the last start failed, for `up -d` and `ps`.
+    last_error: Option<String>,
     /// Set for a container adopted from a previous supervisor: it is not our
     /// child, so its end is seen through this pidfd instead of waitpid.
     pidfd: Option<OwnedFd>,
@@ -112,6 +119,8 @@ struct Supervisor {
     checks: BTreeMap<i32, String>,
     /// The state file's last written text.
     last_saved: Option<String>,
+    /// `up -d`'s parent, waiting to hear that the stack is up.
+    ready: Option<ReadyPipe>,
 }
 
 const HANDLED: &[i32] = &[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
@@ -156,6 +165,11 @@ pub fn sd_notify(msg: &str) {
 
 /// Runs the stack until SIGTERM/SIGINT. Returns when every container is stopped.
 pub fn up(opts: UpOptions) -> Result<(), UpError> {
+    up_with(opts, None)
+}
+
+/// [`up`], reporting to `ready` once every container is up or one failed.
+pub fn up_with(opts: UpOptions, ready: Option<ReadyPipe>) -> Result<(), UpError> {
     // Orphans of the containers' processes come to us, and are reaped.
     // SAFETY: plain prctl.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -182,6 +196,7 @@ pub fn up(opts: UpOptions) -> Result<(), UpError> {
         file_name,
         checks: BTreeMap::new(),
         last_saved: None,
+        ready,
         opts,
     };
     sup.adopt();
@@ -189,6 +204,7 @@ pub fn up(opts: UpOptions) -> Result<(), UpError> {
     event(&sup.desired.stack, format!("plan:\n{plan}"));
     sup.execute(&plan);
     sup.save_state();
+    sup.report_ready();
     sup.notify_status("READY=1");
     let result = sup.run_loop();
     sd_notify("STOPPING=1");
@@ -325,6 +341,7 @@ impl Supervisor {
                 }
             }
             self.save_state();
+            self.report_ready();
             if self.inotify.is_some() && fds[1].revents != 0 && self.file_changed() {
                 // Debounced: editors write, rename and touch in a burst.
                 self.timers.push(std::cmp::Reverse((
@@ -595,6 +612,7 @@ impl Supervisor {
             pid: None,
             started: None,
             state: State::Stopped,
+            last_error: None,
             pidfd: None,
             starttime: None,
             health: None,
@@ -643,6 +661,7 @@ impl Supervisor {
             }
             Err(e) => {
                 event(&stack, format!("{name}: failed to start: {e}"));
+                l.last_error = Some(format!("failed to start: {e}"));
                 // A start that fails is a failed run for the restart policy.
                 self.after_exit(name, Exit::Code(127), Duration::ZERO);
             }
@@ -1174,6 +1193,39 @@ fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
 }
 
 impl Supervisor {
+    /// For `up -d`: once every container runs (or completed), or one failed.
+    fn report_ready(&mut self) {
+        if self.ready.is_none() {
+            return;
+        }
+        let mut failed = None;
+        let mut pending = false;
+        for (name, l) in &self.live {
+            match &l.state {
+                State::Running => pending |= l.health == Some(Health::Starting),
+                State::Exited(Exit::Code(0)) => {}
+                State::Failed(why) => failed = Some(format!("{name}: {why}")),
+                State::Exited(e) if l.spec.config.restart == config::RestartPolicy::No => {
+                    let why = l
+                        .last_error
+                        .clone()
+                        .unwrap_or_else(|| format!("exited with {}", describe(*e)));
+                    failed = Some(format!("{name}: {why}"));
+                }
+                _ => pending = true,
+            }
+        }
+        let msg = match (failed, pending) {
+            (Some(f), _) => format!("failed: {f}"),
+            (None, false) => "ok".to_string(),
+            (None, true) => return,
+        };
+        if let Some(ReadyPipe(fd)) = self.ready.take() {
+            // SAFETY: writing our message to the pipe we were given.
+            unsafe { libc::write(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };
+        }
+    }
+
     fn state_path(&self) -> PathBuf {
         self.opts.state_dir.join(self.stack()).join("state.json")
     }

@@ -150,10 +150,10 @@ fn stage(spec: &SandboxSpec) -> StepResult<i32> {
     // cgroup namespace and runs anything of the container.
     for procs in &spec.cgroup_procs {
         if let Err(e) = std::fs::write(procs, pid.to_string()) {
-            if e.raw_os_error() == Some(libc::ESRCH)
-                && let Ok(Some(Message::Failed(err))) = channel::recv(parent_end.as_fd())
-            {
-                // The child failed before it could be moved: its report is the error.
+            // The child may have failed before it could be moved (the write
+            // then fails in ways that depend on how far its exit got): its
+            // own report, if it sent one, is the error.
+            if let Some(err) = failed_report(&parent_end) {
                 return Err(err);
             }
             // SAFETY: killing the child we just made.
@@ -175,6 +175,24 @@ fn stage(spec: &SandboxSpec) -> StepResult<i32> {
             e.raw_os_error().unwrap_or(0),
             "waiting for exec",
         )),
+    }
+}
+
+/// The child's failure report if it has sent one (waiting briefly, never
+/// for a child that is still working).
+fn failed_report(chan: &OwnedFd) -> Option<StepError> {
+    let mut p = libc::pollfd {
+        fd: chan.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    if unsafe { libc::poll(&mut p, 1, 200) } <= 0 {
+        return None;
+    }
+    match channel::recv(chan.as_fd()) {
+        Ok(Some(Message::Failed(err))) => Some(err),
+        _ => None,
     }
 }
 

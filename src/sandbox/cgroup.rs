@@ -517,7 +517,13 @@ impl Cgroup {
         let mut first_err = None;
         for (_, dir) in self.dirs() {
             let mut d = dir.clone();
-            let depth = self.rel.components().count();
+            // Parents are removed only where rkstack made them (`rkstack/...`),
+            // never in a tree someone delegated to us.
+            let depth = if self.rel.starts_with("rkstack") {
+                self.rel.components().count()
+            } else {
+                1
+            };
             for i in 0..depth {
                 match std::fs::remove_dir(&d) {
                     Ok(()) => {}

@@ -104,6 +104,7 @@ enum Timer {
     Reload,
     HealthCheck(String),
     HealthTimeout(String, i32),
+    Watchdog(Duration),
 }
 
 struct Supervisor {
@@ -121,6 +122,8 @@ struct Supervisor {
     last_saved: Option<String>,
     /// `up -d`'s parent, waiting to hear that the stack is up.
     ready: Option<ReadyPipe>,
+    /// Where the containers' cgroups go, relative to each hierarchy's root.
+    cgroup_base: PathBuf,
 }
 
 const HANDLED: &[i32] = &[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
@@ -186,8 +189,11 @@ pub fn up_with(opts: UpOptions, ready: Option<ReadyPipe>) -> Result<(), UpError>
     let stack = config::load(&opts.file)?;
     let desired = DesiredState::from_stack(stack);
     let (inotify, file_name) = watch(&opts.file);
+    let layout = Layout::detect()?;
+    let cgroup_base = claim_cgroup_base(&layout, &desired.stack);
     let mut sup = Supervisor {
-        layout: Layout::detect()?,
+        cgroup_base,
+        layout,
         desired,
         live: BTreeMap::new(),
         timers: BinaryHeap::new(),
@@ -200,6 +206,21 @@ pub fn up_with(opts: UpOptions, ready: Option<ReadyPipe>) -> Result<(), UpError>
         opts,
     };
     sup.adopt();
+    // systemd's watchdog: a sign of life from the event loop at half the period.
+    if let Some(usec) = std::env::var("WATCHDOG_USEC")
+        .ok()
+        .and_then(|u| u.parse::<u64>().ok())
+        && std::env::var("WATCHDOG_PID")
+            .ok()
+            .is_none_or(|p| p == std::process::id().to_string())
+        && usec > 0
+    {
+        let every = Duration::from_micros(usec / 2);
+        sup.timers.push(std::cmp::Reverse((
+            Instant::now() + every,
+            Timer::Watchdog(every),
+        )));
+    }
     let plan = plan::reconcile(&sup.desired, &sup.observed());
     event(&sup.desired.stack, format!("plan:\n{plan}"));
     sup.execute(&plan);
@@ -436,6 +457,13 @@ impl Supervisor {
                 }
             }
             Timer::HealthCheck(name) => self.run_check(&name),
+            Timer::Watchdog(every) => {
+                sd_notify("WATCHDOG=1");
+                self.timers.push(std::cmp::Reverse((
+                    Instant::now() + every,
+                    Timer::Watchdog(every),
+                )));
+            }
             Timer::HealthTimeout(name, pid) => {
                 if self.checks.get(&pid) == Some(&name) {
                     // SAFETY: killing the health check process we started.
@@ -594,11 +622,8 @@ impl Supervisor {
             c.logging.max_files,
         )
         .map_err(|e| format!("log file: {e}"))?;
-        let cgroup = Cgroup::new(
-            self.layout.clone(),
-            Path::new("rkstack").join(&stack).join(c.name.as_str()),
-        )
-        .only(&lower::extra_controllers(c));
+        let cgroup = Cgroup::new(self.layout.clone(), self.cgroup_base.join(c.name.as_str()))
+            .only(&lower::extra_controllers(c));
         let staging = self
             .opts
             .state_dir
@@ -1315,10 +1340,7 @@ impl Supervisor {
                 }
                 (alive, _) => {
                     // Dead, or no longer in the file: nothing of it stays.
-                    let cg = Cgroup::new(
-                        self.layout.clone(),
-                        Path::new("rkstack").join(self.stack()).join(&name),
-                    );
+                    let cg = Cgroup::new(self.layout.clone(), self.cgroup_base.join(&name));
                     if let Some(pid) = alive {
                         // SAFETY: a container of this stack, recorded with its start time.
                         unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -1338,5 +1360,87 @@ impl Supervisor {
                 }
             }
         }
+    }
+}
+
+/// Where a stack's container cgroups go. On cgroup v2 under a delegated
+/// subtree (systemd's `Delegate=yes`: our own cgroup is not the root), the
+/// containers become children of our own cgroup and we move ourselves into
+/// a `supervisor` leaf beside them (v2 allows no processes in a cgroup whose
+/// controllers are handed down). Elsewhere: `rkstack/STACK`.
+pub fn cgroup_base(layout: &Layout, self_cgroup: &str, stack: &str) -> (PathBuf, Option<PathBuf>) {
+    if let Layout::V2 { .. } = layout {
+        let own = self_cgroup
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .map(|p| p.trim().trim_start_matches('/'))
+            .unwrap_or("");
+        let own = own.strip_suffix("/supervisor").unwrap_or(own);
+        if !own.is_empty() {
+            let base = PathBuf::from(own);
+            return (base.clone(), Some(base.join("supervisor")));
+        }
+    }
+    (Path::new("rkstack").join(stack), None)
+}
+
+fn claim_cgroup_base(layout: &Layout, stack: &str) -> PathBuf {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let (base, leaf) = cgroup_base(layout, &own, stack);
+    if let (Some(leaf), Layout::V2 { root }) = (leaf, layout) {
+        let dir = root.join(&leaf);
+        let moved = std::fs::create_dir_all(&dir)
+            .and_then(|_| std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string()));
+        if let Err(e) = moved {
+            event(
+                stack,
+                format!(
+                    "cannot move into {}: {e}; container cgroups go under rkstack/{stack}",
+                    dir.display()
+                ),
+            );
+            return Path::new("rkstack").join(stack);
+        }
+    }
+    base
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_base_follows_a_delegated_v2_subtree() {
+        let v2 = Layout::V2 {
+            root: "/sys/fs/cgroup".into(),
+        };
+        let under_systemd = "0::/system.slice/rkstack@demo.service\n";
+        assert_eq!(
+            cgroup_base(&v2, under_systemd, "demo"),
+            (
+                PathBuf::from("system.slice/rkstack@demo.service"),
+                Some(PathBuf::from(
+                    "system.slice/rkstack@demo.service/supervisor"
+                ))
+            )
+        );
+        // Restarted inside its own leaf: the same base.
+        let again = "0::/system.slice/rkstack@demo.service/supervisor\n";
+        assert_eq!(
+            cgroup_base(&v2, again, "demo").0,
+            PathBuf::from("system.slice/rkstack@demo.service")
+        );
+        // PID 1 of an appliance, or a shell at the root: rkstack/STACK.
+        assert_eq!(
+            cgroup_base(&v2, "0::/\n", "demo"),
+            (PathBuf::from("rkstack/demo"), None)
+        );
+        let v1 = Layout::V1 {
+            controllers: Default::default(),
+        };
+        assert_eq!(
+            cgroup_base(&v1, "4:memory:/x\n0::/y\n", "demo"),
+            (PathBuf::from("rkstack/demo"), None)
+        );
     }
 }

@@ -1012,86 +1012,120 @@ impl Supervisor {
 
     /// Stops one container: its stop signal, `stop_timeout`, then SIGKILL.
     fn stop(&mut self, name: &str) {
+        self.stop_many(&[name.to_string()]);
+    }
+
+    /// Stops containers together (none of them depends on another): each
+    /// gets its stop signal at once, each is given its `stop_timeout`, then
+    /// SIGKILL; their cgroups go afterwards.
+    fn stop_many(&mut self, names: &[String]) {
         let stack = self.stack();
-        let Some(l) = self.live.get_mut(name) else {
-            return;
-        };
-        l.user_stopped = true;
-        if let State::Backoff(_) = l.state {
-            l.state = State::Stopped;
-        }
-        let Some(pid) = l.pid else { return };
-        let c = &l.spec.config;
-        // SAFETY: signalling the container we started.
-        unsafe { libc::kill(pid, c.stop_signal.number()) };
-        let deadline = Instant::now() + c.stop_timeout.0;
-        let mut status = 0;
-        let mut done = false;
-        let only_chld = sigset(&[libc::SIGCHLD]);
-        let adopted = l.pidfd.as_ref().map(|p| p.as_raw_fd());
-        while Instant::now() < deadline {
-            if let Some(pfd) = adopted {
-                let mut p = libc::pollfd {
-                    fd: pfd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd.
-                if unsafe { libc::poll(&mut p, 1, 50) } > 0 {
-                    done = true;
-                    break;
-                }
+        let start = Instant::now();
+        // (name, pid, deadline, pidfd of an adopted one, SIGKILL sent)
+        let mut waiting: Vec<(String, i32, Instant, Option<i32>, bool)> = Vec::new();
+        for name in names {
+            let Some(l) = self.live.get_mut(name) else {
                 continue;
+            };
+            l.user_stopped = true;
+            if let State::Backoff(_) | State::Waiting = l.state {
+                l.state = State::Stopped;
             }
-            // SAFETY: status valid for writes.
-            if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
-                done = true;
+            let Some(pid) = l.pid else { continue };
+            let c = &l.spec.config;
+            // SAFETY: signalling the container we started.
+            unsafe { libc::kill(pid, c.stop_signal.number()) };
+            waiting.push((
+                name.clone(),
+                pid,
+                start + c.stop_timeout.0,
+                l.pidfd.as_ref().map(|p| p.as_raw_fd()),
+                false,
+            ));
+        }
+        let mut ended: Vec<(String, i32)> = Vec::new();
+        let only_chld = sigset(&[libc::SIGCHLD]);
+        let mut killed = false;
+        while !waiting.is_empty() {
+            let now = Instant::now();
+            waiting.retain_mut(|(name, pid, deadline, pidfd, sent_kill)| {
+                let mut status = 0;
+                let done = match pidfd {
+                    Some(fd) => {
+                        let mut p = libc::pollfd {
+                            fd: *fd,
+                            events: libc::POLLIN,
+                            revents: 0,
+                        };
+                        // SAFETY: one valid pollfd, no wait.
+                        unsafe { libc::poll(&mut p, 1, 0) > 0 }
+                    }
+                    // SAFETY: status valid for writes.
+                    None => unsafe { libc::waitpid(*pid, &mut status, libc::WNOHANG) == *pid },
+                };
+                if done {
+                    ended.push((
+                        name.clone(),
+                        if pidfd.is_some() {
+                            libc::SIGKILL
+                        } else {
+                            status
+                        },
+                    ));
+                    return false;
+                }
+                if now >= *deadline && !*sent_kill {
+                    event(
+                        &stack,
+                        format!("{name}: did not stop within its stop_timeout; killing it"),
+                    );
+                    // SAFETY: signalling the container we started.
+                    unsafe { libc::kill(*pid, libc::SIGKILL) };
+                    *sent_kill = true;
+                }
+                true
+            });
+            if waiting.is_empty() {
                 break;
             }
-            let left = deadline
-                .saturating_duration_since(Instant::now())
-                .min(Duration::from_millis(100));
+            if killed
+                && waiting
+                    .iter()
+                    .all(|(_, _, d, _, _)| now > *d + Duration::from_secs(10))
+            {
+                // SIGKILL'ed ten seconds ago and still there: stop waiting.
+                break;
+            }
+            killed |= waiting.iter().any(|(_, _, d, _, _)| now >= *d);
             let ts = libc::timespec {
-                tv_sec: left.as_secs() as libc::time_t,
-                tv_nsec: left.subsec_nanos() as libc::c_long,
+                tv_sec: 0,
+                tv_nsec: 20_000_000,
             };
             // SAFETY: waiting for SIGCHLD (blocked) with a timeout.
             unsafe { libc::sigtimedwait(&only_chld, std::ptr::null_mut(), &ts) };
-            l.log.drain(0);
-            l.log.drain(1);
-        }
-        if !done {
-            event(
-                &stack,
-                format!("{name}: did not stop within {}; killing it", c.stop_timeout),
-            );
-            // SAFETY: signalling the container we started.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            if let Some(pfd) = adopted {
-                let mut p = libc::pollfd {
-                    fd: pfd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&mut p, 1, 5000) };
-                status = libc::SIGKILL;
-            } else {
-                // SAFETY: status valid for writes.
-                unsafe { libc::waitpid(pid, &mut status, 0) };
+            for (name, ..) in &waiting {
+                if let Some(l) = self.live.get_mut(name) {
+                    l.log.drain(0);
+                    l.log.drain(1);
+                }
             }
         }
-        l.log.drain(0);
-        l.log.drain(1);
-        l.pid = None;
-        l.pidfd = None;
-        let _ = l.cgroup.destroy();
-        let _ = std::fs::remove_dir(&l.staging);
-        l.state = State::Stopped;
-        event(
-            &stack,
-            format!("{name}: stopped ({})", describe(decode(status))),
-        );
+        for (name, status) in ended {
+            let Some(l) = self.live.get_mut(&name) else {
+                continue;
+            };
+            l.log.drain(0);
+            l.log.drain(1);
+            l.pid = None;
+            l.pidfd = None;
+            let _ = l.cgroup.destroy();
+            let _ = std::fs::remove_dir(&l.staging);
+            l.state = State::Stopped;
+            event(
+                &stack,
+                format!("{name}: stopped ({})", describe(decode(status))),
+            );
+        }
         // Other children may have ended meanwhile; their SIGCHLD was taken here.
         self.reap();
     }
@@ -1103,13 +1137,13 @@ impl Supervisor {
         }
     }
 
-    /// Stops every container, dependents first.
+    /// Stops every container, dependents first: all containers of one
+    /// dependency level at once, the deepest level first.
     fn shutdown(&mut self) {
         let order: Vec<String> = self
             .desired
             .containers
             .iter()
-            .rev()
             .map(|c| c.name.clone())
             .collect();
         let others: Vec<String> = self
@@ -1118,8 +1152,27 @@ impl Supervisor {
             .filter(|n| !order.contains(n))
             .cloned()
             .collect();
-        for name in others.iter().chain(order.iter()) {
-            self.stop(name);
+        // Level: 0 for no dependencies, else one more than the deepest dependency.
+        let mut level: BTreeMap<String, usize> = BTreeMap::new();
+        for c in &self.desired.containers {
+            let l = c
+                .depends_on
+                .iter()
+                .filter_map(|d| level.get(d))
+                .map(|l| l + 1)
+                .max()
+                .unwrap_or(0);
+            level.insert(c.name.clone(), l);
+        }
+        self.stop_many(&others);
+        let deepest = level.values().copied().max().unwrap_or(0);
+        for l in (0..=deepest).rev() {
+            let batch: Vec<String> = order
+                .iter()
+                .filter(|n| level.get(*n) == Some(&l))
+                .cloned()
+                .collect();
+            self.stop_many(&batch);
         }
         for name in order.iter().chain(others.iter()) {
             self.remove(name);

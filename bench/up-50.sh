@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Supervisor benchmark: `rkstack up -d` of a 50-container stack (busybox
+# sleep) until every container runs, its stop (SIGTERM to the supervisor
+# until it has exited, every container stopped), and the supervisor's RSS
+# with the 50 running; against 50 `crun run -d` and 50 `crun delete -f` on
+# the same rootfs. Needs root, busybox-static and crun.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${N:-50}
+cargo build --release --quiet
+bin=$PWD/target/release/rkstack
+work=$(mktemp -d /tmp/rkstack-bench.XXXXXX)
+cleanup() { rm -rf "$work"; }
+trap cleanup EXIT
+mkdir -p "$work/rootfs/bin" "$work/rootfs/etc"
+cp /bin/busybox "$work/rootfs/bin/"
+ln -s busybox "$work/rootfs/bin/sleep"
+echo 'root:x:0:0:root:/root:/bin/sh' > "$work/rootfs/etc/passwd"
+{
+  echo 'name = "bench50"'
+  echo '[defaults]'
+  echo "image = \"dir:$work/rootfs\""
+  echo 'command = ["/bin/sleep", "1000"]'
+  echo 'stop_signal = "SIGKILL"'
+  for i in $(seq 1 "$n"); do echo "[containers.c$i]"; done
+} > "$work/stack.toml"
+ms() { python3 -c 'import time; print(time.monotonic_ns() // 1000)'; }
+
+t0=$(ms)
+out=$("$bin" --state-dir "$work/state" --data-dir "$work/data" up -d "$work/stack.toml")
+t1=$(ms)
+sup=$(echo "$out" | sed -n 's/.*supervisor pid \([0-9]*\).*/\1/p')
+rss=$(awk '/VmRSS/ {print $2}' /proc/"$sup"/status)
+t2=$(ms)
+kill -TERM "$sup"
+# Until it has exited (a zombie waiting for init to reap it has exited too).
+while [ -e /proc/"$sup" ] && ! grep -q ') Z ' /proc/"$sup"/stat 2>/dev/null; do sleep 0.002; done
+t3=$(ms)
+echo "rkstack: up of $n containers $(( (t1 - t0) / 1000 )) ms, down $(( (t3 - t2) / 1000 )) ms, supervisor RSS ${rss} KiB with $n running"
+
+if command -v crun >/dev/null; then
+  (cd "$work" && crun spec >/dev/null 2>&1 || true)
+  python3 - "$work/config.json" <<'PY'
+import json, sys
+p = sys.argv[1]
+c = json.load(open(p))
+c["process"]["terminal"] = False
+c["process"]["args"] = ["/bin/sleep", "1000"]
+json.dump(c, open(p, "w"))
+PY
+  cat > "$work/crun.sh" <<SH
+#!/bin/sh
+umount /sys/fs/cgroup/unified 2>/dev/null
+cd "$work"
+a=\$(python3 -c 'import time; print(time.monotonic_ns() // 1000)')
+for i in \$(seq 1 $n); do crun run -d "b\$\$-\$i" >/dev/null; done
+b=\$(python3 -c 'import time; print(time.monotonic_ns() // 1000)')
+for i in \$(seq 1 $n); do crun delete -f "b\$\$-\$i"; done
+c=\$(python3 -c 'import time; print(time.monotonic_ns() // 1000)')
+echo "crun: $n × run -d \$(( (b - a) / 1000 )) ms, $n × delete -f \$(( (c - b) / 1000 )) ms"
+SH
+  chmod +x "$work/crun.sh"
+  unshare -m --propagation private "$work/crun.sh"
+fi

@@ -500,6 +500,21 @@ impl Cgroup {
         out
     }
 
+    /// Kills whatever is left in the cgroup (it stays, for the next run).
+    pub fn kill_all(&self) {
+        for _ in 0..50 {
+            let pids = self.pids();
+            if pids.is_empty() {
+                return;
+            }
+            for p in pids {
+                // SAFETY: signalling processes inside our own container's cgroup.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// Kills whatever is left and removes the directories (leaf first, then
     /// empty parents up to the hierarchy root, which is kept).
     pub fn destroy(&self) -> Result<(), CgroupError> {

@@ -73,6 +73,9 @@ pub enum Health {
 }
 
 struct Live {
+    /// OOM kills the cgroup had counted when this run started (the cgroup
+    /// is kept across restarts, so its counter is too).
+    oom_base: u64,
     /// Why the last start failed, for `up -d` and `ps`.
     last_error: Option<String>,
     /// Set for a container adopted from a previous supervisor: it is not our
@@ -125,6 +128,10 @@ struct Supervisor {
     /// Where the containers' cgroups go, relative to each hierarchy's root.
     cgroup_base: PathBuf,
 }
+
+/// Editors save in a burst of events (write, rename, chmod) within a few
+/// milliseconds; one reload after the burst is enough.
+const RELOAD_DEBOUNCE: Duration = Duration::from_millis(25);
 
 const HANDLED: &[i32] = &[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
@@ -366,7 +373,7 @@ impl Supervisor {
             if self.inotify.is_some() && fds[1].revents != 0 && self.file_changed() {
                 // Debounced: editors write, rename and touch in a burst.
                 self.timers.push(std::cmp::Reverse((
-                    Instant::now() + Duration::from_millis(100),
+                    Instant::now() + RELOAD_DEBOUNCE,
                     Timer::Reload,
                 )));
             }
@@ -637,6 +644,7 @@ impl Supervisor {
             pid: None,
             started: None,
             state: State::Stopped,
+            oom_base: 0,
             last_error: None,
             pidfd: None,
             starttime: None,
@@ -662,6 +670,7 @@ impl Supervisor {
         match result {
             Ok(pid) => {
                 l.pid = Some(pid);
+                l.oom_base = l.cgroup.events().oom_kills;
                 l.starttime = proc_starttime(pid);
                 l.pidfd = None;
                 l.started = Some(now);
@@ -775,7 +784,9 @@ impl Supervisor {
             let Some(l) = self.live.get_mut(&name) else {
                 continue;
             };
-            let exit = if exit == Exit::Signal(libc::SIGKILL) && l.cgroup.events().oom_kills > 0 {
+            let exit = if exit == Exit::Signal(libc::SIGKILL)
+                && l.cgroup.events().oom_kills > l.oom_base
+            {
                 Exit::Oom
             } else {
                 exit
@@ -793,9 +804,9 @@ impl Supervisor {
             return;
         };
         l.health = None;
-        // Whatever it left in its cgroup goes with it.
-        let _ = l.cgroup.destroy();
-        let _ = std::fs::remove_dir(&l.staging);
+        // Whatever it left in its cgroup goes with it; the cgroup itself is
+        // kept for the next run (making one costs more than the restart).
+        l.cgroup.kill_all();
         let ended = if exit == Exit::Code(0) {
             Ended::Success
         } else {
@@ -1133,6 +1144,7 @@ impl Supervisor {
     fn remove(&mut self, name: &str) {
         if let Some(l) = self.live.remove(name) {
             let _ = l.cgroup.destroy();
+            let _ = std::fs::remove_dir(&l.staging);
             l.log.remove_pipes();
         }
     }

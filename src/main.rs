@@ -148,6 +148,7 @@ fn main() -> ExitCode {
         rkstack::sandbox::init::main();
     }
     let cli = Cli::parse();
+    init_logging(&cli.global.log_level);
     let _ = (
         &cli.global.stack,
         &cli.global.socket,
@@ -357,4 +358,28 @@ fn detach_supervisor(log: &std::path::Path) -> anyhow::Result<Detached> {
             }
         }
     }
+}
+
+/// Events and logs go to stderr: `LEVEL stack=NAME container=NAME: message`,
+/// without a timestamp (journald adds one; `rkstack up -d` writes to a file
+/// where the order is what matters).
+fn init_logging(level: &str) {
+    let level = match level.to_ascii_lowercase().as_str() {
+        "error" => tracing::Level::ERROR,
+        "warn" => tracing::Level::WARN,
+        "debug" => tracing::Level::DEBUG,
+        "trace" => tracing::Level::TRACE,
+        _ => tracing::Level::INFO,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .without_time()
+        .with_target(false)
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        // A reader of our stderr that goes away (a closed pipe, journald
+        // restarting) must never take the supervisor down: tracing would
+        // otherwise report the failed write with eprintln!, which panics.
+        .log_internal_errors(false)
+        .try_init();
 }

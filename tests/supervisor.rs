@@ -143,6 +143,12 @@ impl Drop for Up {
     }
 }
 
+/// The container an event line is about (its `container="..."` field).
+fn container_of(line: &str) -> &str {
+    let at = line.find("container=\"").map(|i| i + 11).unwrap_or(0);
+    line[at..].split('"').next().unwrap_or("")
+}
+
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
 }
@@ -331,6 +337,24 @@ fn sd_notify_reports_ready_reloading_ready_stopping() {
     assert!(next().starts_with("READY=1"));
     assert_eq!(up.stop().code(), Some(0));
     assert_eq!(next(), "STOPPING=1");
+    // With a watchdog period set, the event loop pings at half of it.
+    let stack = unique("wd");
+    let mut up = Up::start_env(
+        &stack,
+        body,
+        &[
+            ("NOTIFY_SOCKET", sock_path.display().to_string()),
+            ("WATCHDOG_USEC", "200000".into()),
+        ],
+    );
+    let mut pings = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pings < 3 && Instant::now() < deadline {
+        let n = sock.recv(&mut buf).unwrap();
+        pings += usize::from(&buf[..n] == b"WATCHDOG=1");
+    }
+    assert_eq!(pings, 3, "no watchdog pings");
+    assert_eq!(up.stop().code(), Some(0));
 }
 
 #[test]
@@ -360,7 +384,7 @@ stop_signal = "SIGKILL"
     let starts: Vec<&str> = log
         .lines()
         .filter(|l| l.contains(": started"))
-        .map(|l| l.split(": ").nth(1).unwrap())
+        .map(container_of)
         .collect();
     assert_eq!(starts, ["db", "app", "web"]);
     assert_eq!(up.stop().code(), Some(0));
@@ -368,7 +392,7 @@ stop_signal = "SIGKILL"
     let stops: Vec<&str> = log
         .lines()
         .filter(|l| l.contains(": stopped"))
-        .map(|l| l.split(": ").nth(1).unwrap())
+        .map(container_of)
         .collect();
     assert_eq!(stops, ["web", "app", "db"]);
     let _ = Path::new("");
@@ -696,4 +720,50 @@ depends_on = { db = "healthy" }
         "{err}"
     );
     stop_detached(reported_pid(&err), &bad);
+}
+
+#[test]
+fn a_vanished_log_reader_does_not_take_the_supervisor_down() {
+    require_root!();
+    let stack = unique("pipe");
+    let fs = Rootfs::new();
+    std::fs::set_permissions(
+        fs.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.toml");
+    std::fs::write(
+        &file,
+        format!("name = \"{stack}\"\n[containers.a]\nimage = \"dir:{}\"\ncommand = [\"/bin/sleep\", \"1000\"]\nstop_signal = \"SIGKILL\"\n", fs.path().display()),
+    )
+    .unwrap();
+    let mut child = Command::new(rkstack())
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("up")
+        .arg(&file)
+        .env("WATCHDOG_USEC", "100000")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let mut first = [0u8; 64];
+    let _ = err.read(&mut first).unwrap();
+    drop(err);
+    // The next events (and watchdog ticks) meet a closed pipe.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the supervisor died when its stderr went away"
+    );
+    // SAFETY: signalling the rkstack this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        assert!(!h.path().join("rkstack").join(&stack).exists());
+    }
 }

@@ -127,6 +127,8 @@ struct Supervisor {
     ready: Option<ReadyPipe>,
     /// Where the containers' cgroups go, relative to each hierarchy's root.
     cgroup_base: PathBuf,
+    /// Networks made, as the plan sees them.
+    networks: BTreeMap<String, plan::NetworkRecord>,
 }
 
 /// Editors save in a burst of events (write, rename, chmod) within a few
@@ -147,12 +149,9 @@ fn sigset(sigs: &[i32]) -> libc::sigset_t {
     }
 }
 
-/// Logs one event line (stderr; journald adds the time under systemd).
+/// Records one lifecycle event (see [`super::events`]).
 fn event(stack: &str, msg: impl std::fmt::Display) {
-    #[allow(clippy::print_stderr)]
-    {
-        eprintln!("rkstack[{stack}]: {msg}");
-    }
+    super::events::record(stack, msg.to_string());
 }
 
 /// Tells systemd (when it started us with NOTIFY_SOCKET).
@@ -199,6 +198,7 @@ pub fn up_with(opts: UpOptions, ready: Option<ReadyPipe>) -> Result<(), UpError>
     let layout = Layout::detect()?;
     let cgroup_base = claim_cgroup_base(&layout, &desired.stack);
     let mut sup = Supervisor {
+        networks: BTreeMap::new(),
         cgroup_base,
         layout,
         desired,
@@ -530,12 +530,7 @@ impl Supervisor {
                 .iter()
                 .map(|(n, l)| (n.clone(), l.record.clone()))
                 .collect(),
-            networks: self
-                .desired
-                .networks
-                .values()
-                .map(|n| (n.name.clone(), n.record()))
-                .collect(),
+            networks: self.networks.clone(),
         }
     }
 
@@ -602,6 +597,9 @@ impl Supervisor {
                     }
                 }
                 (Target::Network, Action::Create) => {
+                    if let Some(n) = self.desired.networks.get(&op.name) {
+                        self.networks.insert(op.name.clone(), n.record());
+                    }
                     event(
                         &self.stack(),
                         format!(
@@ -609,6 +607,9 @@ impl Supervisor {
                             op.name
                         ),
                     );
+                }
+                (Target::Network, Action::Remove) => {
+                    self.networks.remove(&op.name);
                 }
                 _ => {}
             }

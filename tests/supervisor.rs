@@ -767,3 +767,56 @@ fn a_vanished_log_reader_does_not_take_the_supervisor_down() {
         assert!(!h.path().join("rkstack").join(&stack).exists());
     }
 }
+
+/// A small tmpfs mounted for one test, unmounted even if the test fails.
+struct SmallFs(PathBuf);
+
+impl SmallFs {
+    fn new(at: PathBuf, size: &str) -> SmallFs {
+        std::fs::create_dir_all(&at).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        SmallFs(at)
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_drops_log_lines_but_never_blocks_the_container() {
+    require_root!();
+    let stack = unique("full");
+    let mut up = Up::start(
+        &stack,
+        "[containers.x]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\n",
+    );
+    up.pid("x");
+    assert_eq!(up.stop().code(), Some(0));
+    // Again, with the data folder (where logs go) on a 256 KiB filesystem.
+    let data = up.dir.path().join("data");
+    let _fs = SmallFs::new(data.clone(), "256k");
+    up.child = Some(up.command().spawn().unwrap());
+    up.write(
+        r#"
+[containers.chatty]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); echo line $i padding padding padding padding; done; echo finished > /tmp/done; sleep 1000"]
+health = { command = ["/bin/sh", "-c", "test -f /tmp/done"], interval = "100ms" }
+logging = { max_size = "1M", max_files = 1 }
+"#,
+    );
+    let log = up.wait_for("chatty: healthy", 1);
+    assert!(
+        log.contains("log lines dropped"),
+        "no drop reported:\n{log}"
+    );
+    assert_eq!(up.stop().code(), Some(0));
+}

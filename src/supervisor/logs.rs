@@ -19,6 +19,8 @@ pub struct Log {
     max_size: u64,
     max_files: u32,
     pub dropped: u64,
+    /// How many of those were already reported.
+    pub reported: u64,
     /// Read ends (stdout, stderr), polled by the supervisor.
     pub out_r: OwnedFd,
     pub err_r: OwnedFd,
@@ -79,6 +81,7 @@ impl Log {
             max_size,
             max_files: max_files.max(1),
             dropped: 0,
+            reported: 0,
             out_r,
             err_r,
             out_w,

@@ -347,6 +347,20 @@ impl Supervisor {
                     l.log.drain(*stream);
                 }
             }
+            let stack = self.stack();
+            for (name, l) in self.live.iter_mut() {
+                if l.log.dropped > l.log.reported {
+                    let n = l.log.dropped - l.log.reported;
+                    l.log.reported = l.log.dropped;
+                    event(
+                        &stack,
+                        format!(
+                            "{name}: {n} log lines dropped: writing {} failed (disk full?); the container runs on",
+                            l.log.path().display()
+                        ),
+                    );
+                }
+            }
             let base = base + pipes.len();
             for (i, name) in adopted.iter().enumerate() {
                 if fds[base + i].revents != 0 {

@@ -4,6 +4,7 @@
 //! sandbox / network / image. See `architecture.md` in the design folder.
 
 pub mod config;
+pub mod network;
 pub mod plan;
 pub mod sandbox;
 pub mod supervisor;

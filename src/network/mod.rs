@@ -1,0 +1,10 @@
+//! Networks: bridges, veth pairs, addresses, name-based discovery. This part
+//! is pure (no OS calls): address management, interface names, and the
+//! `/etc/hosts` and `/etc/resolv.conf` each container gets. Its own types;
+//! nothing from the stack file.
+
+pub mod hosts;
+pub mod ipam;
+pub mod names;
+
+pub use ipam::{IpamError, Subnet};

@@ -1,0 +1,87 @@
+//! The dependency rule of architecture.md, checked: sandbox and network know
+//! nothing of the stack file, the planner or the supervisor; the planner
+//! does no I/O and knows nothing of what executes its plans.
+
+use std::path::Path;
+
+fn sources(dir: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(dir);
+    let mut stack = vec![root];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)
+            .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+            .flatten()
+        {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push((
+                    p.display().to_string(),
+                    std::fs::read_to_string(&p).unwrap_or_default(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn forbid(dir: &str, words: &[&str]) {
+    for (file, text) in sources(dir) {
+        for w in words {
+            assert!(
+                !text.contains(w),
+                "{file} uses {w}: against the module layering of architecture.md"
+            );
+        }
+    }
+}
+
+#[test]
+fn lower_layers_do_not_reach_up() {
+    forbid(
+        "sandbox",
+        &[
+            "crate::config",
+            "crate::plan",
+            "crate::supervisor",
+            "crate::network",
+        ],
+    );
+    forbid(
+        "network",
+        &[
+            "crate::config",
+            "crate::plan",
+            "crate::supervisor",
+            "crate::sandbox",
+        ],
+    );
+    forbid(
+        "config",
+        &[
+            "crate::plan",
+            "crate::supervisor",
+            "crate::sandbox",
+            "crate::network",
+        ],
+    );
+}
+
+#[test]
+fn the_planner_is_pure() {
+    forbid(
+        "plan",
+        &[
+            "crate::sandbox",
+            "crate::network",
+            "crate::supervisor",
+            "std::fs",
+            "std::process",
+            "Instant::now",
+            "SystemTime::now",
+            "libc::",
+        ],
+    );
+}

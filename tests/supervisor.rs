@@ -820,3 +820,29 @@ logging = { max_size = "1M", max_files = 1 }
     );
     assert_eq!(up.stop().code(), Some(0));
 }
+
+#[test]
+fn a_second_supervisor_of_the_same_stack_is_refused() {
+    require_root!();
+    let stack = unique("two");
+    let mut up = Up::start(
+        &stack,
+        "[containers.a]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\n",
+    );
+    let pid = up.pid("a");
+    let out = up.command().stderr(Stdio::piped()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "stack {stack} is already running (supervisor pid {})",
+            up.child.as_ref().unwrap().id()
+        )),
+        "{err}"
+    );
+    assert!(
+        alive(pid),
+        "the second supervisor touched the first one's container"
+    );
+    assert_eq!(up.stop().code(), Some(0));
+}

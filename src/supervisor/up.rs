@@ -32,6 +32,38 @@ pub enum UpError {
     },
     #[error(transparent)]
     Cgroup(#[from] crate::sandbox::cgroup::CgroupError),
+    #[error(
+        "stack {stack} is already running (supervisor pid {pid}); stop it first, or edit its file to change it"
+    )]
+    AlreadyRunning { stack: String, pid: String },
+}
+
+/// Takes `STATE_DIR/STACK.lock` for as long as the returned file lives.
+fn lock_stack(state_dir: &Path, stack: &str) -> Result<std::fs::File, UpError> {
+    use std::io::{Read, Seek, Write};
+    std::fs::create_dir_all(state_dir).map_err(os(format!("create {}", state_dir.display())))?;
+    let path = state_dir.join(format!("{stack}.lock"));
+    let mut f = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(os(format!("open {}", path.display())))?;
+    // SAFETY: flock on a file we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut pid = String::new();
+        let _ = f.read_to_string(&mut pid);
+        return Err(UpError::AlreadyRunning {
+            stack: stack.to_string(),
+            pid: pid.trim().to_string(),
+        });
+    }
+    let _ = f
+        .set_len(0)
+        .and_then(|_| f.rewind())
+        .and_then(|_| write!(f, "{}", std::process::id()));
+    Ok(f)
 }
 
 fn os(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> UpError {
@@ -193,6 +225,9 @@ pub fn up_with(opts: UpOptions, ready: Option<ReadyPipe>) -> Result<(), UpError>
     // SAFETY: a new fd that we own.
     let signal_fd = unsafe { OwnedFd::from_raw_fd(sfd) };
     let stack = config::load(&opts.file)?;
+    // One supervisor per stack: a second would adopt, and fight over, the
+    // first one's containers. The lock goes with the process, however it ends.
+    let _lock = lock_stack(&opts.state_dir, stack.name.as_str())?;
     let desired = DesiredState::from_stack(stack);
     let (inotify, file_name) = watch(&opts.file);
     let layout = Layout::detect()?;

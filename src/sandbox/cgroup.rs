@@ -518,17 +518,7 @@ impl Cgroup {
     /// Kills whatever is left and removes the directories (leaf first, then
     /// empty parents up to the hierarchy root, which is kept).
     pub fn destroy(&self) -> Result<(), CgroupError> {
-        for _ in 0..50 {
-            let pids = self.pids();
-            if pids.is_empty() {
-                break;
-            }
-            for p in pids {
-                // SAFETY: signalling processes inside our own container's cgroup.
-                unsafe { libc::kill(p, libc::SIGKILL) };
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        self.kill_all();
         let mut first_err = None;
         for (_, dir) in self.dirs() {
             let mut d = dir.clone();

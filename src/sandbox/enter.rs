@@ -6,11 +6,11 @@
 
 use std::os::fd::AsFd;
 
+use super::channel::StepError;
 use super::channel::{self, Message};
-use super::init::{command_args, prepare_exec};
+use super::init::{Identity, become_and_exec};
 use super::rootfs::{StepResult, cstr, errno_err, os_err};
 use super::spec::ExecSpec;
-use super::{caps, seccomp, users};
 
 pub(super) fn stage(spec: &ExecSpec) -> StepResult<i32> {
     // SAFETY: getpid cannot fail.
@@ -77,10 +77,7 @@ pub(super) fn stage(spec: &ExecSpec) -> StepResult<i32> {
     }
     if pid == 0 {
         drop(parent_end);
-        let err = match child(spec) {
-            Ok(never) => match never {},
-            Err(e) => e,
-        };
+        let err = child(spec);
         let _ = channel::send(child_end.as_fd(), &Message::Failed(err));
         // SAFETY: leave at once.
         unsafe { libc::_exit(127) };
@@ -98,62 +95,17 @@ pub(super) fn stage(spec: &ExecSpec) -> StepResult<i32> {
     }
 }
 
-enum Never {}
-
-fn child(spec: &ExecSpec) -> StepResult<Never> {
-    let (uid, gid, groups) = users::resolve(&spec.user)?;
-    // SAFETY: keep capabilities across setuid; set exactly below.
-    if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
-        return Err(os_err("user", "keep capabilities"));
-    }
-    nix::unistd::setgroups(
-        &groups
-            .iter()
-            .map(|g| nix::unistd::Gid::from_raw(*g))
-            .collect::<Vec<_>>(),
+fn child(spec: &ExecSpec) -> StepError {
+    become_and_exec(
+        &Identity {
+            user: &spec.user,
+            workdir: &spec.workdir,
+            command: &spec.command,
+            env: &spec.env,
+            capabilities: &spec.capabilities,
+            no_new_privileges: spec.no_new_privileges,
+            seccomp: &spec.seccomp,
+        },
+        || Ok(()),
     )
-    .map_err(|e| errno_err("user", e as i32, "supplementary groups"))?;
-    // SAFETY: plain syscalls.
-    unsafe {
-        if libc::setresgid(gid, gid, gid) != 0 {
-            return Err(os_err("user", format!("gid {gid}")));
-        }
-        if libc::setresuid(uid, uid, uid) != 0 {
-            return Err(os_err("user", format!("uid {uid}")));
-        }
-    }
-    let wd = cstr(&spec.workdir);
-    // SAFETY: NUL-terminated.
-    if unsafe { libc::chdir(wd.as_ptr()) } != 0 {
-        return Err(os_err("workdir", spec.workdir.display().to_string()));
-    }
-    let (path, argv, envp) = command_args(&spec.command, &spec.env)?;
-    prepare_exec()?;
-    if !spec.no_new_privileges {
-        seccomp::apply(&spec.seccomp)?;
-    }
-    caps::apply(&spec.capabilities, uid == 0)?;
-    if spec.no_new_privileges {
-        // SAFETY: plain prctl.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(os_err("no_new_privileges", ""));
-        }
-        seccomp::apply(&spec.seccomp)?;
-    }
-    let argv_p: Vec<*const libc::c_char> = argv
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    let envp_p: Vec<*const libc::c_char> = envp
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    // SAFETY: NULL-terminated arrays of NUL-terminated strings alive until exec.
-    unsafe { libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
-    Err(os_err(
-        "exec",
-        spec.command.first().cloned().unwrap_or_default(),
-    ))
 }

@@ -341,7 +341,51 @@ fn setup(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Never> {
         loopback_up()?;
     }
     set_rlimits(spec)?;
-    let (uid, gid, groups) = users::resolve(&spec.user)?;
+    let _ = chan.as_raw_fd();
+    Err(become_and_exec(
+        &Identity {
+            user: &spec.user,
+            workdir: &spec.workdir,
+            command: &spec.command,
+            env: &spec.env,
+            capabilities: &spec.capabilities,
+            no_new_privileges: spec.no_new_privileges,
+            seccomp: &spec.seccomp,
+        },
+        || set_lsm_labels(spec),
+    ))
+}
+
+/// Who and what a process inside a container becomes.
+pub(super) struct Identity<'a> {
+    pub user: &'a UserSpec,
+    pub workdir: &'a Path,
+    pub command: &'a [String],
+    pub env: &'a [String],
+    pub capabilities: &'a [String],
+    pub no_new_privileges: bool,
+    pub seccomp: &'a super::spec::SeccompSpec,
+}
+
+/// The last steps of every process rkstack starts in a container (its first
+/// process and those run inside it later): user and groups, workdir, a clean
+/// process state, then seccomp, capabilities and no_new_privs in the order
+/// that lets each be set, and exec. Returns only on failure.
+pub(super) fn become_and_exec(
+    id: &Identity<'_>,
+    before_exec: impl FnOnce() -> StepResult<()>,
+) -> StepError {
+    match become_inner(id, before_exec) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+fn become_inner(
+    id: &Identity<'_>,
+    before_exec: impl FnOnce() -> StepResult<()>,
+) -> StepResult<Never> {
+    let (uid, gid, groups) = users::resolve(id.user)?;
     // SAFETY: keep capabilities across setuid; they are set exactly below.
     if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
         return Err(os_err("user", "keep capabilities"));
@@ -362,27 +406,27 @@ fn setup(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Never> {
             return Err(os_err("user", format!("uid {uid}")));
         }
     }
-    let wd = rootfs::cstr(&spec.workdir);
+    let wd = rootfs::cstr(id.workdir);
     // SAFETY: wd is NUL-terminated.
     if unsafe { libc::chdir(wd.as_ptr()) } != 0 {
-        return Err(os_err("workdir", spec.workdir.display().to_string()));
+        return Err(os_err("workdir", id.workdir.display().to_string()));
     }
-    let (path, argv, envp) = exec_args(spec)?;
-    set_lsm_labels(spec)?;
+    let (path, argv, envp) = command_args(id.command, id.env)?;
+    before_exec()?;
     prepare_exec()?;
     // Loading a filter needs no_new_privs or CAP_SYS_ADMIN: without
     // no_new_privs it is loaded while the capabilities are still there
     // (the profile allows what the remaining steps call).
-    if !spec.no_new_privileges {
-        seccomp::apply(&spec.seccomp)?;
+    if !id.no_new_privileges {
+        seccomp::apply(id.seccomp)?;
     }
-    caps::apply(&spec.capabilities, uid == 0)?;
-    if spec.no_new_privileges {
+    caps::apply(id.capabilities, uid == 0)?;
+    if id.no_new_privileges {
         // SAFETY: plain prctl.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return Err(os_err("no_new_privileges", ""));
         }
-        seccomp::apply(&spec.seccomp)?;
+        seccomp::apply(id.seccomp)?;
     }
     let argv_p: Vec<*const libc::c_char> = argv
         .iter()
@@ -394,12 +438,11 @@ fn setup(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Never> {
         .map(|a| a.as_ptr())
         .chain(std::iter::once(std::ptr::null()))
         .collect();
-    let _ = chan.as_raw_fd();
     // SAFETY: NULL-terminated arrays of NUL-terminated strings that live until exec.
     unsafe { libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
     Err(os_err(
         "exec",
-        spec.command.first().cloned().unwrap_or_default(),
+        id.command.first().cloned().unwrap_or_default(),
     ))
 }
 
@@ -605,35 +648,19 @@ pub fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Resolves the command inside the container (PATH from the container's
-/// environment) and builds argv and envp.
-fn exec_args(spec: &SandboxSpec) -> StepResult<(CString, Vec<CString>, Vec<CString>)> {
-    command_args(&spec.command, &spec.env)
-}
-
 /// argv and envp, and the command resolved in the container's PATH (from
 /// its environment, else the default).
 pub(super) fn command_args(
     command: &[String],
-    env_in: &[String],
+    env: &[String],
 ) -> StepResult<(CString, Vec<CString>, Vec<CString>)> {
-    struct S<'a> {
-        command: &'a [String],
-        env: &'a [String],
-    }
-    let spec = S {
-        command,
-        env: env_in,
-    };
-    let cmd = spec
-        .command
+    let cmd = command
         .first()
         .ok_or_else(|| errno_err("exec", libc::EINVAL, "no command"))?;
     let path = if cmd.contains('/') {
         PathBuf::from(cmd)
     } else {
-        let search = spec
-            .env
+        let search = env
             .iter()
             .find_map(|e| e.strip_prefix("PATH="))
             .unwrap_or(DEFAULT_PATH);
@@ -653,12 +680,12 @@ pub(super) fn command_args(
                 )
             })?
     };
-    let argv = spec.command.iter().map(rootfs::cstr).collect();
-    let mut env: Vec<CString> = spec.env.iter().map(rootfs::cstr).collect();
-    if !spec.env.iter().any(|e| e.starts_with("PATH=")) {
-        env.push(rootfs::cstr(format!("PATH={DEFAULT_PATH}")));
+    let argv = command.iter().map(rootfs::cstr).collect();
+    let mut envp: Vec<CString> = env.iter().map(rootfs::cstr).collect();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        envp.push(rootfs::cstr(format!("PATH={DEFAULT_PATH}")));
     }
-    Ok((rootfs::cstr(&path), argv, env))
+    Ok((rootfs::cstr(&path), argv, envp))
 }
 
 /// Clean process state for exec: no blocked or ignored signals, and every fd

@@ -408,18 +408,8 @@ pub fn system_mounts(root: &OwnedFd, devices: &[PathBuf], own_netns: bool) -> St
     for d in devices {
         bind_device(root, d, &format!("device {}", d.display()))?;
     }
-    mount_in(
-        root,
-        Path::new("/dev/pts"),
-        false,
-        Some("devpts"),
-        Some("devpts"),
-        libc::MS_NOSUID | libc::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620"),
-        "mount /dev/pts",
-    )
-    .or_else(|_| {
-        // In a user namespace the gid= option may be refused; retry plainly.
+    // In a user namespace the mode= option may be refused: then without it.
+    let devpts = |opts: &str| {
         mount_in(
             root,
             Path::new("/dev/pts"),
@@ -427,10 +417,12 @@ pub fn system_mounts(root: &OwnedFd, devices: &[PathBuf], own_netns: bool) -> St
             Some("devpts"),
             Some("devpts"),
             libc::MS_NOSUID | libc::MS_NOEXEC,
-            Some("newinstance,ptmxmode=0666"),
+            Some(opts),
             "mount /dev/pts",
         )
-    })?;
+    };
+    devpts("newinstance,ptmxmode=0666,mode=0620")
+        .or_else(|_| devpts("newinstance,ptmxmode=0666"))?;
     mount_in(
         root,
         Path::new("/dev/shm"),

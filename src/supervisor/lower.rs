@@ -110,44 +110,13 @@ pub fn sandbox_spec(
             gid: gid.iter().map(|m| (m.inside, m.outside, m.count)).collect(),
         }),
     };
-    let capabilities: Vec<String> = c
-        .security
-        .capabilities
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let seccomp = match &c.security.seccomp {
-        Seccomp::Unconfined => SeccompSpec::Unconfined,
-        profile => SeccompSpec::Bpf(
-            compiled_seccomp(profile, &capabilities, seccomp_cache).map_err(|source| {
-                LowerError::Seccomp {
-                    name: name.clone(),
-                    source,
-                }
-            })?,
-        ),
-    };
-    let user = match &c.user {
-        None => UserSpec::Id {
-            uid: 0,
-            gid: Some(0),
-        },
-        Some(User::Id { uid, gid }) => UserSpec::Id {
-            uid: *uid,
-            gid: *gid,
-        },
-        Some(User::Name { name, group }) => UserSpec::Name {
-            name: name.clone(),
-            group: group.clone(),
-        },
-    };
-    let mut env: Vec<String> = c.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    if !c.env.contains_key("HOSTNAME") {
-        env.push(format!("HOSTNAME={}", c.hostname));
-    }
-    if !c.env.contains_key("HOME") {
-        env.push("HOME=/root".into());
-    }
+    let Identity {
+        capabilities,
+        seccomp,
+        user,
+        env,
+    } = identity(c, seccomp_cache)?;
+
     Ok(SandboxSpec {
         name,
         root,
@@ -204,7 +173,37 @@ pub fn exec_spec(
     cgroup_procs: Vec<PathBuf>,
     seccomp_cache: Option<&Path>,
 ) -> Result<ExecSpec, LowerError> {
-    let name = c.name.to_string();
+    let Identity {
+        capabilities,
+        seccomp,
+        user,
+        env,
+    } = identity(c, seccomp_cache)?;
+    Ok(ExecSpec {
+        name: c.name.to_string(),
+        target,
+        command,
+        env,
+        workdir: c.workdir.clone(),
+        user,
+        user_ns: c.security.user_namespace != UserNamespace::Off,
+        capabilities,
+        no_new_privileges: c.security.no_new_privileges,
+        seccomp,
+        cgroup_procs,
+    })
+}
+
+/// What every process of a container runs as: capabilities, seccomp
+/// program, user, environment.
+struct Identity {
+    capabilities: Vec<String>,
+    seccomp: SeccompSpec,
+    user: UserSpec,
+    env: Vec<String>,
+}
+
+fn identity(c: &Container, seccomp_cache: Option<&Path>) -> Result<Identity, LowerError> {
     let capabilities: Vec<String> = c
         .security
         .capabilities
@@ -216,7 +215,7 @@ pub fn exec_spec(
         profile => SeccompSpec::Bpf(
             compiled_seccomp(profile, &capabilities, seccomp_cache).map_err(|source| {
                 LowerError::Seccomp {
-                    name: name.clone(),
+                    name: c.name.to_string(),
                     source,
                 }
             })?,
@@ -240,18 +239,14 @@ pub fn exec_spec(
     if !c.env.contains_key("HOSTNAME") {
         env.push(format!("HOSTNAME={}", c.hostname));
     }
-    Ok(ExecSpec {
-        name,
-        target,
-        command,
-        env,
-        workdir: c.workdir.clone(),
-        user,
-        user_ns: c.security.user_namespace != UserNamespace::Off,
+    if !c.env.contains_key("HOME") {
+        env.push("HOME=/root".into());
+    }
+    Ok(Identity {
         capabilities,
-        no_new_privileges: c.security.no_new_privileges,
         seccomp,
-        cgroup_procs,
+        user,
+        env,
     })
 }
 

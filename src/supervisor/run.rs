@@ -68,7 +68,8 @@ const FORWARDED: &[i32] = &[
     libc::SIGCONT,
 ];
 
-fn sigset(sigs: &[i32]) -> libc::sigset_t {
+/// A signal set of these signals.
+pub fn sigset(sigs: &[i32]) -> libc::sigset_t {
     // SAFETY: building a signal set in a zeroed struct we own.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::logs::Log;
 use super::lower::{self, Paths};
 use super::restart::{self, Decision, Ended, History};
-use super::run::Exit;
+use super::run::{Exit, sigset};
 use super::userns;
 use crate::config::{self, UserNamespace};
 use crate::plan::{self, Action, ContainerSpec, DesiredState, ObservedState, Plan, Record, Target};
@@ -168,18 +168,6 @@ struct Supervisor {
 const RELOAD_DEBOUNCE: Duration = Duration::from_millis(25);
 
 const HANDLED: &[i32] = &[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
-
-fn sigset(sigs: &[i32]) -> libc::sigset_t {
-    // SAFETY: building a signal set in a zeroed struct we own.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in sigs {
-            libc::sigaddset(&mut set, *s);
-        }
-        set
-    }
-}
 
 /// Records one lifecycle event (see [`super::events`]).
 fn event(stack: &str, msg: impl std::fmt::Display) {
@@ -945,15 +933,19 @@ impl Supervisor {
         }
     }
 
-    /// Starts, in dependency order, the waiting containers whose
-    /// dependencies are now met.
-    fn start_ready(&mut self) {
-        let order: Vec<String> = self
-            .desired
+    /// Container names in start order (dependencies first).
+    fn start_order(&self) -> Vec<String> {
+        self.desired
             .containers
             .iter()
             .map(|c| c.name.clone())
-            .collect();
+            .collect()
+    }
+
+    /// Starts, in dependency order, the waiting containers whose
+    /// dependencies are now met.
+    fn start_ready(&mut self) {
+        let order = self.start_order();
         for name in order {
             let waiting = self
                 .live
@@ -1202,12 +1194,7 @@ impl Supervisor {
     /// Stops every container, dependents first: all containers of one
     /// dependency level at once, the deepest level first.
     fn shutdown(&mut self) {
-        let order: Vec<String> = self
-            .desired
-            .containers
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
+        let order = self.start_order();
         let others: Vec<String> = self
             .live
             .keys()

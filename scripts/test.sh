@@ -13,6 +13,9 @@ pkg-config --exists libseccomp 2>/dev/null || need+=(libseccomp-dev)
 # The sandbox tests' root filesystems are made of the host's static busybox.
 [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static || need+=(busybox-static)
 command -v file >/dev/null || need+=(file)
+# Networks: iproute2's ip; nsenter and unshare from util-linux.
+command -v ip >/dev/null || need+=(iproute2)
+command -v nsenter >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing: ${need[*]}"

@@ -5,6 +5,7 @@
 
 pub mod hosts;
 pub mod ipam;
+pub mod linux;
 pub mod names;
 
 pub use ipam::{IpamError, Subnet};

@@ -20,6 +20,11 @@ pub enum Message {
     Exec(Box<ExecSpec>),
     /// `__init` → runtime: the process runs (it has exec'd) with this host pid.
     Started { pid: i32 },
+    /// `__init` → runtime: the process exists, in its namespaces and cgroup,
+    /// and waits (asked for with `hold_before_exec`), e.g. for its network.
+    Created { pid: i32 },
+    /// runtime → `__init`: go on to exec.
+    Continue,
     /// Any stage → its parent: a setup step failed.
     Failed(StepError),
 }

@@ -45,7 +45,7 @@ pub fn main() -> ! {
 
 fn run(chan: &OwnedFd) -> StepResult<i32> {
     match channel::recv(chan.as_fd()) {
-        Ok(Some(Message::Start(spec))) => stage(&spec),
+        Ok(Some(Message::Start(spec))) => stage(&spec, chan),
         Ok(Some(Message::Exec(spec))) => super::enter::stage(&spec),
         Ok(other) => Err(errno_err(
             "init",
@@ -71,7 +71,7 @@ pub(super) enum Job<'a> {
 /// same work as `__init`, with the spec already in memory. Never returns.
 pub(super) fn forked(chan: OwnedFd, job: Job<'_>) -> ! {
     let result = match job {
-        Job::Start(spec) => stage(spec),
+        Job::Start(spec) => stage(spec, &chan),
         Job::Exec(spec) => super::enter::stage(spec),
     };
     let msg = match result {
@@ -84,7 +84,7 @@ pub(super) fn forked(chan: OwnedFd, job: Job<'_>) -> ! {
 }
 
 /// Clones the container's first process and sees it to its exec.
-fn stage(spec: &SandboxSpec) -> StepResult<i32> {
+fn stage(spec: &SandboxSpec, runtime: &OwnedFd) -> StepResult<i32> {
     if spec.user_ns.is_some() {
         precreate_mountpoints(spec)?;
     }
@@ -165,6 +165,9 @@ fn stage(spec: &SandboxSpec) -> StepResult<i32> {
             ));
         }
     }
+    if spec.hold_before_exec {
+        hold(runtime, pid)?;
+    }
     poke_child(&parent_end)?;
     match channel::recv(parent_end.as_fd()) {
         Ok(None) => Ok(pid),
@@ -175,6 +178,38 @@ fn stage(spec: &SandboxSpec) -> StepResult<i32> {
             e.raw_os_error().unwrap_or(0),
             "waiting for exec",
         )),
+    }
+}
+
+/// Tells the runtime the process exists and waits for it to say go on; a
+/// runtime that fails (or goes away) has the process killed.
+fn hold(runtime: &OwnedFd, pid: i32) -> StepResult<()> {
+    let kill = || {
+        // SAFETY: killing the child this stage made.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    };
+    if let Err(e) = channel::send(runtime.as_fd(), &Message::Created { pid }) {
+        kill();
+        return Err(errno_err(
+            "init",
+            e.raw_os_error().unwrap_or(0),
+            "tell the runtime",
+        ));
+    }
+    match channel::recv(runtime.as_fd()) {
+        Ok(Some(Message::Continue)) => Ok(()),
+        Ok(Some(Message::Failed(e))) => {
+            kill();
+            Err(e)
+        }
+        other => {
+            kill();
+            Err(errno_err(
+                "init",
+                0,
+                format!("runtime went away while the process was held ({other:?})"),
+            ))
+        }
     }
 }
 

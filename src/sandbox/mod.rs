@@ -134,17 +134,42 @@ pub enum Stdio3 {
 /// Starts the container. Returns the host pid of its first process, a direct
 /// child of the calling process, once it has exec'd its command.
 pub fn spawn(spec: &SandboxSpec, stdio: Stdio3) -> Result<i32, SandboxError> {
-    launch(&spec.name, init::Job::Start(spec), stdio)
+    launch(&spec.name, init::Job::Start(spec), stdio, None)
+}
+
+/// [`spawn`], calling `prepare(pid)` once the process is in its namespaces
+/// and cgroup and before it runs anything of the container (its network is
+/// set up there). An error from `prepare` kills it and is the error.
+pub fn spawn_prepared(
+    spec: &SandboxSpec,
+    stdio: Stdio3,
+    prepare: &mut dyn FnMut(i32) -> Result<(), String>,
+) -> Result<i32, SandboxError> {
+    let mut held = spec.clone();
+    held.hold_before_exec = true;
+    launch(
+        &held.name.clone(),
+        init::Job::Start(&held),
+        stdio,
+        Some(prepare),
+    )
 }
 
 /// Runs a process inside a running container (its namespaces, cgroup,
 /// user, capabilities, no_new_privs and seccomp). Returns its host pid, a
 /// direct child of the caller, once it has exec'd.
 pub fn exec(spec: &ExecSpec, stdio: Stdio3) -> Result<i32, SandboxError> {
-    launch(&spec.name, init::Job::Exec(spec), stdio)
+    launch(&spec.name, init::Job::Exec(spec), stdio, None)
 }
 
-fn launch(name: &str, job: init::Job<'_>, stdio: Stdio3) -> Result<i32, SandboxError> {
+type Prepare<'a> = Option<&'a mut dyn FnMut(i32) -> Result<(), String>>;
+
+fn launch(
+    name: &str,
+    job: init::Job<'_>,
+    stdio: Stdio3,
+    prepare: Prepare<'_>,
+) -> Result<i32, SandboxError> {
     // A single-threaded caller (`rkstack run`) may fork its init stage
     // directly: no other thread can hold a lock across the fork, and the
     // stage execs the container's command before anything of the container
@@ -152,9 +177,9 @@ fn launch(name: &str, job: init::Job<'_>, stdio: Stdio3) -> Result<i32, SandboxE
     // RKSTACK_SPAWN=reexec forces the sealed re-exec (its tests use it).
     let reexec = std::env::var_os("RKSTACK_SPAWN").is_some_and(|v| v == "reexec");
     if !reexec && single_threaded() {
-        return spawn_forked(name, job, stdio);
+        return spawn_forked(name, job, stdio, prepare);
     }
-    spawn_reexec(name, job, stdio)
+    spawn_reexec(name, job, stdio, prepare)
 }
 
 fn single_threaded() -> bool {
@@ -163,7 +188,12 @@ fn single_threaded() -> bool {
         .unwrap_or(false)
 }
 
-fn spawn_forked(name: &str, job: init::Job<'_>, stdio: Stdio3) -> Result<i32, SandboxError> {
+fn spawn_forked(
+    name: &str,
+    job: init::Job<'_>,
+    stdio: Stdio3,
+    prepare: Prepare<'_>,
+) -> Result<i32, SandboxError> {
     let name = name.to_string();
     let (ours, theirs) = channel::pair().map_err(|source| SandboxError::Spawn {
         name: name.clone(),
@@ -193,14 +223,19 @@ fn spawn_forked(name: &str, job: init::Job<'_>, stdio: Stdio3) -> Result<i32, Sa
     }
     drop(theirs);
     drop(stdio);
-    let result = reply(&ours, &name);
+    let result = reply(&ours, &name, prepare);
     let mut status = 0;
     // SAFETY: reaping the init stage we forked.
     unsafe { libc::waitpid(pid, &mut status, 0) };
     result
 }
 
-fn spawn_reexec(name: &str, job: init::Job<'_>, stdio: Stdio3) -> Result<i32, SandboxError> {
+fn spawn_reexec(
+    name: &str,
+    job: init::Job<'_>,
+    stdio: Stdio3,
+    prepare: Prepare<'_>,
+) -> Result<i32, SandboxError> {
     let name = name.to_string();
     let exe = sealed_exe()?;
     let (ours, theirs) = channel::pair().map_err(|source| SandboxError::Spawn {
@@ -235,13 +270,18 @@ fn spawn_reexec(name: &str, job: init::Job<'_>, stdio: Stdio3) -> Result<i32, Sa
         source,
     })?;
     drop(theirs);
-    let result = talk(&ours, &name, job);
+    let result = talk(&ours, &name, job, prepare);
     // `__init` exits as soon as it has answered; reap it.
     let _ = init.wait();
     result
 }
 
-fn talk(chan: &OwnedFd, name: &str, job: init::Job<'_>) -> Result<i32, SandboxError> {
+fn talk(
+    chan: &OwnedFd,
+    name: &str,
+    job: init::Job<'_>,
+    prepare: Prepare<'_>,
+) -> Result<i32, SandboxError> {
     let msg = match job {
         init::Job::Start(spec) => channel::Message::Start(Box::new(spec.clone())),
         init::Job::Exec(spec) => channel::Message::Exec(Box::new(spec.clone())),
@@ -250,24 +290,42 @@ fn talk(chan: &OwnedFd, name: &str, job: init::Job<'_>) -> Result<i32, SandboxEr
         name: name.to_string(),
         detail: e.to_string(),
     })?;
-    reply(chan, name)
+    reply(chan, name, prepare)
 }
 
 /// The init stage's answer: the container's pid, or what failed.
-fn reply(chan: &OwnedFd, name: &str) -> Result<i32, SandboxError> {
+fn reply(chan: &OwnedFd, name: &str, mut prepare: Prepare<'_>) -> Result<i32, SandboxError> {
     let name = name.to_string();
     let broke = |detail: String| SandboxError::Protocol {
         name: name.clone(),
         detail,
     };
-    match channel::recv(chan.as_fd()) {
-        Ok(Some(channel::Message::Started { pid })) => Ok(pid),
-        Ok(Some(channel::Message::Failed(error))) => Err(SandboxError::Step {
-            name: name.clone(),
-            error,
-        }),
-        Ok(Some(other)) => Err(broke(format!("unexpected message {other:?}"))),
-        Ok(None) => Err(broke("it exited without an answer".into())),
-        Err(e) => Err(broke(e.to_string())),
+    loop {
+        match channel::recv(chan.as_fd()) {
+            Ok(Some(channel::Message::Started { pid })) => return Ok(pid),
+            Ok(Some(channel::Message::Created { pid })) => {
+                let Some(p) = prepare.as_mut() else {
+                    return Err(broke("it waited, but nothing was to be prepared".into()));
+                };
+                let answer = match p(pid) {
+                    Ok(()) => channel::Message::Continue,
+                    Err(detail) => channel::Message::Failed(StepError {
+                        step: "prepare".into(),
+                        errno: 0,
+                        detail,
+                    }),
+                };
+                channel::send(chan.as_fd(), &answer).map_err(|e| broke(e.to_string()))?;
+            }
+            Ok(Some(channel::Message::Failed(error))) => {
+                return Err(SandboxError::Step {
+                    name: name.clone(),
+                    error,
+                });
+            }
+            Ok(Some(other)) => return Err(broke(format!("unexpected message {other:?}"))),
+            Ok(None) => return Err(broke("it exited without an answer".into())),
+            Err(e) => return Err(broke(e.to_string())),
+        }
     }
 }

@@ -41,6 +41,11 @@ pub struct SandboxSpec {
     pub apparmor: Option<String>,
     /// SELinux label to exec with (only where SELinux is enabled).
     pub selinux_label: Option<String>,
+    /// Stop after the process is in its namespaces and cgroup and before it
+    /// runs anything of the container, until the runtime says go on (set by
+    /// [`crate::sandbox::spawn_prepared`]).
+    #[serde(default)]
+    pub hold_before_exec: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

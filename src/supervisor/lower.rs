@@ -151,6 +151,7 @@ pub fn sandbox_spec(
         seccomp,
         cgroup_procs,
         die_with_parent: false,
+        hold_before_exec: false,
         apparmor: c
             .security
             .apparmor

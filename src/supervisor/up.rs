@@ -105,6 +105,8 @@ pub enum Health {
 }
 
 struct Live {
+    /// Its address on each network it joins (kept across restarts).
+    ips: BTreeMap<String, std::net::IpAddr>,
     /// OOM kills the cgroup had counted when this run started (the cgroup
     /// is kept across restarts, so its counter is too).
     oom_base: u64,
@@ -634,18 +636,32 @@ impl Supervisor {
                     }
                 }
                 (Target::Network, Action::Create) => {
-                    if let Some(n) = self.desired.networks.get(&op.name) {
-                        self.networks.insert(op.name.clone(), n.record());
+                    let Some(n) = self.desired.networks.get(&op.name).cloned() else {
+                        continue;
+                    };
+                    if let (Some(subnet), Some(gw)) = (n.config.subnet, n.config.gateway) {
+                        let bridge = crate::network::names::bridge(&self.stack(), &op.name);
+                        match crate::network::linux::ensure_bridge(&bridge, gw, subnet.prefix) {
+                            Ok(()) => event(
+                                &self.stack(),
+                                format!(
+                                    "network {}: bridge {bridge} up ({subnet}, gateway {gw})",
+                                    op.name
+                                ),
+                            ),
+                            Err(e) => event(
+                                &self.stack(),
+                                format!("network {}: cannot be made: {e}", op.name),
+                            ),
+                        }
                     }
-                    event(
-                        &self.stack(),
-                        format!(
-                            "network {}: bridge networks are not implemented yet; its members get loopback only",
-                            op.name
-                        ),
-                    );
+                    self.networks.insert(op.name.clone(), n.record());
                 }
                 (Target::Network, Action::Remove) => {
+                    let bridge = crate::network::names::bridge(&self.stack(), &op.name);
+                    if let Err(e) = crate::network::linux::delete_link(&bridge) {
+                        event(&self.stack(), format!("network {}: {e}", op.name));
+                    }
                     self.networks.remove(&op.name);
                 }
                 _ => {}
@@ -682,6 +698,7 @@ impl Supervisor {
             pid: None,
             started: None,
             state: State::Stopped,
+            ips: BTreeMap::new(),
             oom_base: 0,
             last_error: None,
             pidfd: None,
@@ -729,6 +746,7 @@ impl Supervisor {
                         Timer::HealthCheck(name.to_string()),
                     )));
                 }
+                self.refresh_hosts();
                 self.start_ready();
             }
             Err(e) => {
@@ -743,6 +761,15 @@ impl Supervisor {
     fn try_start(&mut self, name: &str) -> Result<i32, String> {
         let opts = self.opts.clone();
         let stack = self.stack();
+        let nets = self.network_plan(name)?;
+        if let Some(l) = self.live.get_mut(name) {
+            l.ips = nets.iter().map(|n| (n.network.clone(), n.ip)).collect();
+        }
+        let etc = if nets.is_empty() {
+            None
+        } else {
+            Some(self.write_etc(name)?)
+        };
         let l = self.live.get_mut(name).ok_or("not known")?;
         let c = l.spec.config.clone();
         if c.security.user_namespace == UserNamespace::Auto && l.claim.is_none() {
@@ -791,10 +818,193 @@ impl Supervisor {
         for w in lower::warnings(&c) {
             event(&stack, w);
         }
+        let mut spec = spec;
+        if let Some((hosts, resolv)) = etc {
+            for (source, target) in [(hosts, "/etc/hosts"), (resolv, "/etc/resolv.conf")] {
+                spec.mounts.push(crate::sandbox::spec::MountSpec::Bind {
+                    source,
+                    target: PathBuf::from(target),
+                    read_only: true,
+                });
+            }
+        }
         let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| e.to_string());
         let null = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
         let stdio = Stdio3::Fds(OwnedFd::from(null), dup(&l.log.out_w)?, dup(&l.log.err_w)?);
-        sandbox::spawn(&spec, stdio).map_err(|e| e.to_string())
+        if nets.is_empty() {
+            return sandbox::spawn(&spec, stdio).map_err(|e| e.to_string());
+        }
+        // Its network is set up after its namespaces exist, before it runs.
+        let mut attach = |pid: i32| -> Result<(), String> {
+            for n in &nets {
+                crate::network::linux::attach(&crate::network::linux::Attach {
+                    pid,
+                    bridge: &n.bridge,
+                    host_if: &n.host_if,
+                    inside: &n.inside,
+                    addr: n.ip,
+                    prefix: n.prefix,
+                    gateway: n.gateway,
+                })
+                .map_err(|e| format!("network {}: {e}", n.network))?;
+            }
+            Ok(())
+        };
+        sandbox::spawn_prepared(&spec, stdio, &mut attach).map_err(|e| e.to_string())
+    }
+
+    /// The networks `name` joins, with its address on each (IPAM over every
+    /// member of the network; a previous address is kept while valid).
+    fn network_plan(&self, name: &str) -> Result<Vec<NetPlan>, String> {
+        let Some(c) = self.desired.container(name) else {
+            return Ok(Vec::new());
+        };
+        let config::NetworkMode::Networks(atts) = &c.config.network else {
+            return Ok(Vec::new());
+        };
+        let stack = self.stack();
+        let mut out = Vec::new();
+        for (i, att) in atts.iter().enumerate() {
+            let Some(n) = self.desired.networks.get(att.network.as_str()) else {
+                continue;
+            };
+            let (Some(cidr), Some(gw)) = (n.config.subnet, n.config.gateway) else {
+                continue;
+            };
+            let subnet = crate::network::Subnet {
+                addr: cidr.addr,
+                prefix: cidr.prefix,
+            };
+            let mut members: BTreeMap<String, Option<std::net::IpAddr>> = BTreeMap::new();
+            let mut previous: BTreeMap<String, std::net::IpAddr> = BTreeMap::new();
+            for other in &self.desired.containers {
+                if let config::NetworkMode::Networks(oa) = &other.config.network
+                    && let Some(a) = oa.iter().find(|a| a.network == att.network)
+                {
+                    members.insert(other.name.clone(), a.ip);
+                    if let Some(ip) = self
+                        .live
+                        .get(&other.name)
+                        .and_then(|l| l.ips.get(att.network.as_str()))
+                    {
+                        previous.insert(other.name.clone(), *ip);
+                    }
+                }
+            }
+            let req = crate::network::ipam::Request {
+                network: att.network.as_str(),
+                subnet,
+                gateway: gw,
+                members: &members,
+                previous: &previous,
+            };
+            let ips = crate::network::ipam::assign(&req).map_err(|e| e.to_string())?;
+            let Some(ip) = ips.get(name).copied() else {
+                continue;
+            };
+            out.push(NetPlan {
+                network: att.network.to_string(),
+                bridge: crate::network::names::bridge(&stack, att.network.as_str()),
+                host_if: crate::network::names::veth_host(&stack, name, att.network.as_str()),
+                inside: crate::network::names::inside(out.len()),
+                ip,
+                prefix: cidr.prefix,
+                // The first network gives the default route, unless it is internal.
+                gateway: (i == 0 && !n.config.internal).then_some(gw),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Writes `name`'s /etc/hosts and /etc/resolv.conf (bind-mounted into it);
+    /// rewriting them in place later changes what the running container sees.
+    fn write_etc(&self, name: &str) -> Result<(PathBuf, PathBuf), String> {
+        let dir = self
+            .opts
+            .state_dir
+            .join(self.stack())
+            .join("etc")
+            .join(name);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let hosts = dir.join("hosts");
+        let resolv = dir.join("resolv.conf");
+        std::fs::write(&hosts, self.hosts_of(name))
+            .map_err(|e| format!("{}: {e}", hosts.display()))?;
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        std::fs::write(&resolv, crate::network::hosts::resolv_conf(&host_resolv))
+            .map_err(|e| format!("{}: {e}", resolv.display()))?;
+        Ok((hosts, resolv))
+    }
+
+    fn hosts_of(&self, name: &str) -> String {
+        let Some(c) = self.desired.container(name) else {
+            return String::new();
+        };
+        let config::NetworkMode::Networks(atts) = &c.config.network else {
+            return String::new();
+        };
+        let mut networks = Vec::new();
+        for att in atts {
+            let mut peers = Vec::new();
+            for other in &self.desired.containers {
+                let config::NetworkMode::Networks(oa) = &other.config.network else {
+                    continue;
+                };
+                let Some(a) = oa.iter().find(|a| a.network == att.network) else {
+                    continue;
+                };
+                let Some(l) = self.live.get(&other.name) else {
+                    continue;
+                };
+                let Some(ip) = l.ips.get(att.network.as_str()) else {
+                    continue;
+                };
+                if other.name != name && l.state != State::Running {
+                    continue;
+                }
+                peers.push(crate::network::hosts::Peer {
+                    name: other.name.clone(),
+                    aliases: a.aliases.clone(),
+                    ip: *ip,
+                });
+            }
+            networks.push(peers);
+        }
+        crate::network::hosts::hosts_file(name, &c.config.hostname, &networks)
+    }
+
+    /// Removes the host ends of a stopped container's veths at once: the
+    /// kernel would only do it some time after its network namespace is gone.
+    fn detach(&self, name: &str) {
+        let Some(l) = self.live.get(name) else { return };
+        for net in l.ips.keys() {
+            let _ = crate::network::linux::delete_link(&crate::network::names::veth_host(
+                &self.stack(),
+                name,
+                net,
+            ));
+        }
+    }
+
+    /// Rewrites every running container's /etc/hosts (members came or went).
+    fn refresh_hosts(&self) {
+        for (name, l) in &self.live {
+            if l.state != State::Running || l.ips.is_empty() {
+                continue;
+            }
+            let path = self
+                .opts
+                .state_dir
+                .join(self.stack())
+                .join("etc")
+                .join(name)
+                .join("hosts");
+            let text = self.hosts_of(name);
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                // In place: the container sees the same file, with new contents.
+                let _ = std::fs::write(&path, text);
+            }
+        }
     }
 
     /// Reaps every child that ended; containers go through their policy.
@@ -842,6 +1052,15 @@ impl Supervisor {
             return;
         };
         l.health = None;
+        let nets: Vec<String> = l.ips.keys().cloned().collect();
+        for net in nets {
+            let _ = crate::network::linux::delete_link(&crate::network::names::veth_host(
+                &stack, name, &net,
+            ));
+        }
+        let Some(l) = self.live.get_mut(name) else {
+            return;
+        };
         // Whatever it left in its cgroup goes with it; the cgroup itself is
         // kept for the next run (making one costs more than the restart).
         l.cgroup.kill_all();
@@ -889,6 +1108,7 @@ impl Supervisor {
                 );
             }
         }
+        self.refresh_hosts();
         // A dependency that completed may let others start.
         self.start_ready();
     }
@@ -1178,7 +1398,9 @@ impl Supervisor {
                 &stack,
                 format!("{name}: stopped ({})", describe(decode(status))),
             );
+            self.detach(&name);
         }
+        self.refresh_hosts();
         // Other children may have ended meanwhile; their SIGCHLD was taken here.
         self.reap();
     }
@@ -1187,6 +1409,13 @@ impl Supervisor {
         if let Some(l) = self.live.remove(name) {
             let _ = l.cgroup.destroy();
             let _ = std::fs::remove_dir(&l.staging);
+            let _ = std::fs::remove_dir_all(
+                self.opts
+                    .state_dir
+                    .join(self.stack())
+                    .join("etc")
+                    .join(name),
+            );
             l.log.remove_pipes();
         }
     }
@@ -1226,6 +1455,13 @@ impl Supervisor {
         for name in order.iter().chain(others.iter()) {
             self.remove(name);
         }
+        for net in std::mem::take(&mut self.networks).into_keys() {
+            let bridge = crate::network::names::bridge(&self.stack(), &net);
+            if let Err(e) = crate::network::linux::delete_link(&bridge) {
+                event(&self.stack(), format!("network {net}: {e}"));
+            }
+        }
+        let _ = std::fs::remove_dir(self.opts.state_dir.join(self.stack()).join("etc"));
         // Stopped on purpose: nothing is left to adopt.
         let _ = std::fs::remove_file(self.state_path());
         let _ = std::fs::remove_dir(self.opts.state_dir.join(self.stack()).join("rootfs"));
@@ -1259,6 +1495,8 @@ struct SavedState {
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Saved {
+    #[serde(default)]
+    ips: BTreeMap<String, std::net::IpAddr>,
     pid: Option<i32>,
     starttime: Option<u64>,
     record: Record,
@@ -1368,6 +1606,7 @@ impl Supervisor {
                     (
                         n.clone(),
                         Saved {
+                            ips: l.ips.clone(),
                             pid: l.pid,
                             starttime: l.starttime,
                             record: l.record.clone(),
@@ -1423,6 +1662,7 @@ impl Supervisor {
                         continue;
                     };
                     l.pid = Some(pid);
+                    l.ips = sv.ips;
                     l.starttime = sv.starttime;
                     l.pidfd = pidfd_open(pid);
                     l.record = sv.record;
@@ -1505,6 +1745,17 @@ fn claim_cgroup_base(layout: &Layout, stack: &str) -> PathBuf {
         }
     }
     base
+}
+
+/// One network of a container about to start.
+struct NetPlan {
+    network: String,
+    bridge: String,
+    host_if: String,
+    inside: String,
+    ip: std::net::IpAddr,
+    prefix: u8,
+    gateway: Option<std::net::IpAddr>,
 }
 
 #[cfg(test)]

@@ -1,0 +1,212 @@
+//! Bridge networks for real, as root. Each test runs rkstack inside a
+//! network namespace it creates (`unshare -n`), so the host's own network is
+//! never touched and all traffic stays between the test's namespaces.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct NetUp {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    stack: String,
+    fs: Rootfs,
+}
+
+impl NetUp {
+    fn start(stack: &str, body: &str) -> NetUp {
+        let fs = Rootfs::new();
+        std::fs::set_permissions(
+            fs.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        for applet in ["wget", "httpd", "ip", "grep"] {
+            std::os::unix::fs::symlink("busybox", fs.path().join("bin").join(applet)).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut up = NetUp {
+            child: None,
+            dir,
+            stack: stack.to_string(),
+            fs,
+        };
+        up.write(body);
+        let script = format!(
+            "ip link set lo up; {rk} --state-dir {d}/state --data-dir {d}/data up {d}/stack.toml 2>{d}/events.log & echo $! > {d}/pid; wait $!; ip -o link > {d}/links; ip -o addr > {d}/addrs",
+            rk = rkstack(),
+            d = up.dir.path().display()
+        );
+        let child = Command::new("unshare")
+            .args(["-n", "sh", "-c", &script])
+            .spawn()
+            .unwrap();
+        up.child = Some(child);
+        up
+    }
+
+    fn write(&self, body: &str) {
+        let text = format!(
+            "name = \"{}\"\n[defaults]\nstop_timeout = \"300ms\"\nstop_signal = \"SIGKILL\"\n{}",
+            self.stack,
+            body.replace("ROOTFS", &self.fs.path().display().to_string())
+        );
+        let tmp = self.dir.path().join(".stack.swp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, self.dir.path().join("stack.toml")).unwrap();
+    }
+
+    fn file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+
+    fn log_of(&self, container: &str) -> String {
+        self.file(&format!("data/{}/logs/{container}.log", self.stack))
+    }
+
+    fn wait_for(&self, what: impl Fn(&NetUp) -> bool, why: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !what(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out: {why}\nevents:\n{}",
+                self.file("events.log")
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn pid_of(&self, container: &str) -> i32 {
+        let marker = format!("{container}: started (pid ");
+        self.wait_for(|u| u.file("events.log").contains(&marker), "started");
+        let log = self.file("events.log");
+        let at = log.rfind(&marker).unwrap() + marker.len();
+        log[at..].split(')').next().unwrap().parse().unwrap()
+    }
+
+    /// SIGTERM to rkstack; returns the links and addresses left in the namespace.
+    fn stop(&mut self) -> (String, String) {
+        let pid: i32 = self.file("pid").trim().parse().unwrap();
+        // SAFETY: signalling the rkstack this test started.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let status = self.child.take().unwrap().wait().unwrap();
+        assert!(status.success());
+        (self.file("links"), self.file("addrs"))
+    }
+}
+
+impl Drop for NetUp {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if let Ok(pid) = self.file("pid").trim().parse::<i32>() {
+                // SAFETY: signalling the rkstack this test started.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            let _ = c.wait();
+        }
+    }
+}
+
+const TWO_NETWORKS: &str = r#"
+[networks.back]
+subnet = "10.123.0.0/24"
+[networks.other]
+subnet = "10.124.0.0/24"
+[networks.quiet]
+subnet = "10.125.0.0/24"
+internal = true
+[containers.srv]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "mkdir -p /tmp/www; echo hello-from-srv > /tmp/www/index.html; exec httpd -f -p 8080 -h /tmp/www"]
+networks = { back = { ip = "10.123.0.50", aliases = ["web"] } }
+[containers.cli]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "sleep 0.3; wget -q -O- http://web:8080/ && echo by-alias; wget -q -O- http://srv:8080/ && echo by-name; sleep 1000"]
+networks = ["back"]
+depends_on = ["srv"]
+[containers.stranger]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "sleep 0.3; wget -q -T 1 -O- http://10.123.0.50:8080/ || echo unreachable; sleep 1000"]
+networks = ["other"]
+depends_on = ["srv"]
+[containers.hermit]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "ip route; echo routes-done; sleep 1000"]
+networks = ["quiet"]
+"#;
+
+#[test]
+fn containers_reach_each_other_by_name_and_nothing_is_left_behind() {
+    require_root!();
+    let mut up = NetUp::start(&unique("net"), TWO_NETWORKS);
+    up.wait_for(|u| u.log_of("cli").contains("by-name"), "cli reaches srv");
+    let cli = up.log_of("cli");
+    assert_eq!(cli.matches("hello-from-srv").count(), 2, "{cli}");
+    assert!(cli.contains("by-alias") && cli.contains("by-name"));
+    up.wait_for(
+        |u| u.log_of("stranger").contains("unreachable"),
+        "the other network is cut off",
+    );
+    assert!(!up.log_of("stranger").contains("hello-from-srv"));
+    up.wait_for(
+        |u| u.log_of("hermit").contains("routes-done"),
+        "internal network",
+    );
+    let hermit = up.log_of("hermit");
+    assert!(
+        !hermit.contains("default"),
+        "an internal network has a default route:\n{hermit}"
+    );
+    assert!(hermit.contains("10.125.0.0/24"), "{hermit}");
+    // The static address is the one asked for.
+    let hosts = up.file(&format!("state/{}/etc/cli/hosts", up.stack));
+    assert!(hosts.contains("10.123.0.50\tsrv web"), "{hosts}");
+    let (links, addrs) = up.stop();
+    assert_eq!(links.lines().count(), 1, "links left behind:\n{links}");
+    assert!(!addrs.contains("10.12"), "addresses left behind:\n{addrs}");
+}
+
+#[test]
+fn addresses_are_stable_and_hosts_files_follow_reloads() {
+    require_root!();
+    let body = r#"
+[networks.back]
+subnet = "10.126.0.0/24"
+[containers.a]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "ip -o -4 addr show eth0; sleep 1000"]
+networks = ["back"]
+restart = "always"
+restart_backoff = { initial = "50ms" }
+"#;
+    let mut up = NetUp::start(&unique("ipam"), body);
+    let first = up.pid_of("a");
+    up.wait_for(|u| u.log_of("a").contains("inet 10.126.0."), "address");
+    let addr = |log: &str| {
+        log.lines()
+            .filter_map(|l| l.split("inet ").nth(1))
+            .map(|a| a.split('/').next().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    // SAFETY: killing a container process this test's stack started.
+    unsafe { libc::kill(first, libc::SIGKILL) };
+    up.wait_for(|u| addr(&u.log_of("a")).len() >= 2, "restarted");
+    let seen = addr(&up.log_of("a"));
+    assert_eq!(seen[0], seen[1], "the address changed across a restart");
+    // A container joins: a's /etc/hosts gains it, a keeps its process.
+    let a_pid = up.pid_of("a");
+    up.write(&format!("{body}[containers.b]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\nnetworks = [\"back\"]\n"));
+    let hosts = PathBuf::from(format!("state/{}/etc/a/hosts", up.stack));
+    up.wait_for(
+        |u| u.file(hosts.to_str().unwrap()).contains("\tb\n"),
+        "hosts gains b",
+    );
+    assert_eq!(up.pid_of("a"), a_pid);
+    let (links, _) = up.stop();
+    assert_eq!(links.lines().count(), 1, "links left behind:\n{links}");
+}

@@ -5,6 +5,8 @@
 - file saved -> changed container running: rename a new stack file over the
   old one (as editors do) until the recreated container runs;
 compared with a cold start (`rkstack run ROOTFS -- /bin/true`). Medians of 20.
+NET=1 puts the container on a bridge network (run it inside `unshare -n`):
+the difference in crash -> running is the network setup per container.
 Needs busybox-static; builds a busybox rootfs in a temporary folder."""
 import json, os, shutil, signal, statistics, subprocess, sys, tempfile, time
 
@@ -24,11 +26,13 @@ try:
 
     def write(arg):
         tmp = stack + ".tmp"
+        net = '[networks.n]\nsubnet = "10.199.0.0/24"\n' if os.environ.get("NET") else ""
+        joins = 'networks = ["n"]\n' if net else ""
         open(tmp, "w").write(
-            'name = "bench-rl"\n[containers.app]\n'
+            f'name = "bench-rl"\n{net}[containers.app]\n'
             f'image = "dir:{fs}"\ncommand = ["/bin/sleep", "{arg}"]\n'
             'restart = "always"\nstop_signal = "SIGKILL"\n'
-            'restart_backoff = { initial = "0", max = "0" }\n'
+            'restart_backoff = { initial = "0", max = "0" }\n' + joins
         )
         os.rename(tmp, stack)
 

@@ -115,20 +115,24 @@ pub struct Attach<'a> {
 }
 
 pub fn attach(a: &Attach<'_>) -> Result<(), NetError> {
-    // A pair left by a container that died uncleanly has the same name.
-    let _ = delete_link(a.host_if);
-    batch(
-        &format!("veth {}", a.host_if),
-        None,
-        &[
-            format!(
-                "link add {} type veth peer name {} netns {}",
-                a.host_if, a.inside, a.pid
-            ),
-            format!("link set {} master {}", a.host_if, a.bridge),
-            format!("link set {} up", a.host_if),
-        ],
-    )?;
+    let host = [
+        format!(
+            "link add {} type veth peer name {} netns {}",
+            a.host_if, a.inside, a.pid
+        ),
+        format!("link set {} master {}", a.host_if, a.bridge),
+        format!("link set {} up", a.host_if),
+    ];
+    let what = format!("veth {}", a.host_if);
+    match batch(&what, None, &host) {
+        // The host end of a pair whose container just died can linger a
+        // moment (the kernel removes it with the namespace): remove, retry.
+        Err(NetError::Ip { detail, .. }) if detail.contains("File exists") => {
+            delete_link(a.host_if)?;
+            batch(&what, None, &host)?;
+        }
+        other => other?,
+    }
     let mut inside = vec![
         format!("addr add {}/{} dev {}", a.addr, a.prefix, a.inside),
         format!("link set {} up", a.inside),

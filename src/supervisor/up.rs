@@ -1052,15 +1052,6 @@ impl Supervisor {
             return;
         };
         l.health = None;
-        let nets: Vec<String> = l.ips.keys().cloned().collect();
-        for net in nets {
-            let _ = crate::network::linux::delete_link(&crate::network::names::veth_host(
-                &stack, name, &net,
-            ));
-        }
-        let Some(l) = self.live.get_mut(name) else {
-            return;
-        };
         // Whatever it left in its cgroup goes with it; the cgroup itself is
         // kept for the next run (making one costs more than the restart).
         l.cgroup.kill_all();

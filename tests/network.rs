@@ -20,12 +20,7 @@ struct NetUp {
 
 impl NetUp {
     fn start(stack: &str, body: &str) -> NetUp {
-        let fs = Rootfs::new();
-        std::fs::set_permissions(
-            fs.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        let fs = Rootfs::readable();
         for applet in ["wget", "httpd", "ip", "grep"] {
             std::os::unix::fs::symlink("busybox", fs.path().join("bin").join(applet)).unwrap();
         }

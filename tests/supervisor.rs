@@ -27,12 +27,7 @@ impl Up {
     }
 
     fn start_env(stack: &str, body: &str, env: &[(&str, String)]) -> Up {
-        let fs = Rootfs::new();
-        std::fs::set_permissions(
-            fs.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        let fs = Rootfs::readable();
         let dir = tempfile::tempdir().unwrap();
         let mut up = Up {
             child: None,
@@ -125,10 +120,7 @@ impl Up {
         // SAFETY: signalling the rkstack we started.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let status = child.wait().unwrap();
-        for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-            let d = h.path().join("rkstack").join(&self.stack);
-            assert!(!d.exists(), "left behind: {}", d.display());
-        }
+        assert_no_cgroups(&self.stack);
         status
     }
 }
@@ -466,12 +458,7 @@ fn zombies_of(pid: i32) -> Vec<i32> {
 fn as_pid_1_it_reaps_orphans_and_stops_on_sigterm() {
     require_root!();
     let stack = unique("p1");
-    let fs = Rootfs::new();
-    std::fs::set_permissions(
-        fs.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let fs = Rootfs::readable();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("stack.toml");
     std::fs::write(
@@ -540,9 +527,7 @@ fn as_pid_1_it_reaps_orphans_and_stops_on_sigterm() {
             .unwrap()
             .contains("stack stopped")
     );
-    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        assert!(!h.path().join("rkstack").join(&stack).exists());
-    }
+    assert_no_cgroups(&stack);
 }
 
 #[test]
@@ -632,9 +617,7 @@ fn stop_detached(pid: i32, stack: &str) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        assert!(!h.path().join("rkstack").join(stack).exists());
-    }
+    assert_no_cgroups(stack);
 }
 
 fn reported_pid(text: &str) -> i32 {
@@ -650,12 +633,7 @@ fn reported_pid(text: &str) -> i32 {
 #[test]
 fn up_detached_returns_once_the_stack_is_up_or_failed() {
     require_root!();
-    let fs = Rootfs::new();
-    std::fs::set_permissions(
-        fs.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let fs = Rootfs::readable();
     let dir = tempfile::tempdir().unwrap();
     let run_d = |stack: &str, body: &str| {
         let file = dir.path().join(format!("{stack}.toml"));
@@ -726,12 +704,7 @@ depends_on = { db = "healthy" }
 fn a_vanished_log_reader_does_not_take_the_supervisor_down() {
     require_root!();
     let stack = unique("pipe");
-    let fs = Rootfs::new();
-    std::fs::set_permissions(
-        fs.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let fs = Rootfs::readable();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("s.toml");
     std::fs::write(
@@ -763,9 +736,7 @@ fn a_vanished_log_reader_does_not_take_the_supervisor_down() {
     // SAFETY: signalling the rkstack this test started.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert_eq!(child.wait().unwrap().code(), Some(0));
-    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        assert!(!h.path().join("rkstack").join(&stack).exists());
-    }
+    assert_no_cgroups(&stack);
 }
 
 /// A small tmpfs mounted for one test, unmounted even if the test fails.

@@ -103,8 +103,27 @@ impl Rootfs {
         Rootfs { dir }
     }
 
+    /// A rootfs every user may enter (a user namespace's root, a supervisor's containers).
+    pub fn readable() -> Rootfs {
+        let fs = Rootfs::new();
+        std::fs::set_permissions(
+            fs.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        fs
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+}
+
+/// No cgroup of this stack is left in any hierarchy.
+pub fn assert_no_cgroups(stack: &str) {
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let d = h.path().join("rkstack").join(stack);
+        assert!(!d.exists(), "left behind: {}", d.display());
     }
 }
 

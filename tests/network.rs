@@ -20,6 +20,11 @@ struct NetUp {
 
 impl NetUp {
     fn start(stack: &str, body: &str) -> NetUp {
+        NetUp::start_after(stack, body, "true")
+    }
+
+    /// Starts rkstack after `setup` ran in the test's network namespace.
+    fn start_after(stack: &str, body: &str, setup: &str) -> NetUp {
         let fs = Rootfs::readable();
         for applet in ["wget", "httpd", "ip", "grep"] {
             std::os::unix::fs::symlink("busybox", fs.path().join("bin").join(applet)).unwrap();
@@ -33,7 +38,7 @@ impl NetUp {
         };
         up.write(body);
         let script = format!(
-            "ip link set lo up; {rk} --state-dir {d}/state --data-dir {d}/data up {d}/stack.toml 2>{d}/events.log & echo $! > {d}/pid; wait $!; ip -o link > {d}/links; ip -o addr > {d}/addrs",
+            "ip link set lo up; {setup}; {rk} --state-dir {d}/state --data-dir {d}/data up {d}/stack.toml 2>{d}/events.log & echo $! > {d}/pid; wait $!; ip -o link > {d}/links; ip -o addr > {d}/addrs",
             rk = rkstack(),
             d = up.dir.path().display()
         );
@@ -203,5 +208,38 @@ restart_backoff = { initial = "50ms" }
     );
     assert_eq!(up.pid_of("a"), a_pid);
     let (links, _) = up.stop();
-    assert_eq!(links.lines().count(), 1, "links left behind:\n{links}");
+    assert!(!links.contains("rkb"), "a bridge was left behind:\n{links}");
+}
+
+#[test]
+fn a_subnet_the_host_already_routes_is_refused() {
+    require_root!();
+    let body = r#"
+[networks.clash]
+subnet = "10.127.1.0/24"
+[containers.a]
+image = "dir:ROOTFS"
+command = ["/bin/sleep", "1000"]
+networks = ["clash"]
+"#;
+    // The test's namespace routes 10.127.0.0/16 already (a bridge of its own).
+    let mut up = NetUp::start_after(
+        &unique("clash"),
+        body,
+        "ip link add rkt-br0 type bridge && ip addr add 10.127.0.1/16 dev rkt-br0 && ip link set rkt-br0 up",
+    );
+    up.wait_for(
+        |u| u.file("events.log").contains("a: failed to start"),
+        "refused",
+    );
+    let events = up.file("events.log");
+    assert!(
+        events.contains(
+            "network clash: not made: 10.127.1.0/24 overlaps the host's route to 10.127.0.0/16"
+        ),
+        "{events}"
+    );
+    assert!(events.contains("network clash is not up"), "{events}");
+    let (links, _) = up.stop();
+    assert!(!links.contains("rkb"), "a bridge was left behind:\n{links}");
 }

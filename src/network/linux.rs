@@ -146,3 +146,30 @@ pub fn attach(a: &Attach<'_>) -> Result<(), NetError> {
         &inside,
     )
 }
+
+/// The host's IPv4 routes (from /proc/net/route) with their interface.
+pub fn ipv4_routes() -> Vec<(String, super::Subnet)> {
+    let text = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(iface), Some(dst), Some(mask)) = (f.first(), f.get(1), f.get(7)) else {
+            continue;
+        };
+        let (Ok(dst), Ok(mask)) = (u32::from_str_radix(dst, 16), u32::from_str_radix(mask, 16))
+        else {
+            continue;
+        };
+        // The file shows each address as the hex of its bytes read as a
+        // little-endian number: 10.89.0.0 is 0000590A.
+        let addr = IpAddr::V4(std::net::Ipv4Addr::from(dst.to_le_bytes()));
+        out.push((
+            iface.to_string(),
+            super::Subnet {
+                addr,
+                prefix: mask.count_ones() as u8,
+            },
+        ));
+    }
+    out
+}

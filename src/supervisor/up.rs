@@ -641,6 +641,32 @@ impl Supervisor {
                     };
                     if let (Some(subnet), Some(gw)) = (n.config.subnet, n.config.gateway) {
                         let bridge = crate::network::names::bridge(&self.stack(), &op.name);
+                        // A subnet the host already routes elsewhere would cut it off.
+                        let ours = [(
+                            op.name.clone(),
+                            crate::network::Subnet {
+                                addr: subnet.addr,
+                                prefix: subnet.prefix,
+                            },
+                        )];
+                        let routes: Vec<crate::network::Subnet> =
+                            crate::network::linux::ipv4_routes()
+                                .into_iter()
+                                .filter(|(iface, _)| *iface != bridge)
+                                .map(|(_, r)| r)
+                                .collect();
+                        if let Some((_, r)) =
+                            crate::network::ipam::host_overlaps(&ours, &routes).first()
+                        {
+                            event(
+                                &self.stack(),
+                                format!(
+                                    "network {}: not made: {subnet} overlaps the host's route to {r}; choose another subnet",
+                                    op.name
+                                ),
+                            );
+                            continue;
+                        }
                         match crate::network::linux::ensure_bridge(&bridge, gw, subnet.prefix) {
                             Ok(()) => event(
                                 &self.stack(),
@@ -871,6 +897,9 @@ impl Supervisor {
             let (Some(cidr), Some(gw)) = (n.config.subnet, n.config.gateway) else {
                 continue;
             };
+            if !self.networks.contains_key(att.network.as_str()) {
+                return Err(format!("network {} is not up (see why above)", att.network));
+            }
             let subnet = crate::network::Subnet {
                 addr: cidr.addr,
                 prefix: cidr.prefix,

@@ -16,6 +16,7 @@ command -v file >/dev/null || need+=(file)
 # Networks: iproute2's ip; nsenter and unshare from util-linux.
 command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)
+command -v nft >/dev/null || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing: ${need[*]}"

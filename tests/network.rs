@@ -38,7 +38,7 @@ impl NetUp {
         };
         up.write(body);
         let script = format!(
-            "ip link set lo up; {setup}; {rk} --state-dir {d}/state --data-dir {d}/data up {d}/stack.toml 2>{d}/events.log & echo $! > {d}/pid; wait $!; ip -o link > {d}/links; ip -o addr > {d}/addrs",
+            "ip link set lo up; {setup}; {rk} --state-dir {d}/state --data-dir {d}/data up {d}/stack.toml 2>{d}/events.log & echo $! > {d}/pid; wait $!; ip -o link > {d}/links; ip -o addr > {d}/addrs; nft list tables > {d}/nft 2>&1",
             rk = rkstack(),
             d = up.dir.path().display()
         );
@@ -242,4 +242,57 @@ networks = ["clash"]
     assert!(events.contains("network clash is not up"), "{events}");
     let (links, _) = up.stop();
     assert!(!links.contains("rkb"), "a bridge was left behind:\n{links}");
+}
+
+/// Fetches a URL from inside the network namespace of `pid` (the test's
+/// namespace, where rkstack runs): what the "host" of the stack sees.
+fn fetch_in(pid: &str, url: &str) -> String {
+    let py = "import urllib.request,sys\ntry:\n print(urllib.request.urlopen(sys.argv[1],timeout=2).read().decode().strip())\nexcept Exception as e:\n print('failed', e)";
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["python3", "-c", py, url])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn published_ports_answer_from_the_host_side_and_go_with_down() {
+    require_root!();
+    let body = r#"
+[networks.front]
+subnet = "10.128.0.0/24"
+[containers.web]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "mkdir -p /tmp/www; echo published-ok > /tmp/www/index.html; exec httpd -f -p 8080 -h /tmp/www"]
+networks = ["front"]
+ports = ["18080:8080", "127.0.0.1:18081:8080"]
+"#;
+    let mut up = NetUp::start(&unique("ports"), body);
+    up.pid_of("web");
+    let pid = up.file("pid").trim().to_string();
+    for url in [
+        "http://127.0.0.1:18080/",
+        "http://127.0.0.1:18081/",
+        "http://10.128.0.1:18080/",
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = fetch_in(&pid, url);
+            if got == "published-ok" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{url}: {got}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // 127.0.0.1:18081 is published on loopback only: not on the bridge's address.
+    assert!(fetch_in(&pid, "http://10.128.0.1:18081/").starts_with("failed"));
+    let (links, _) = up.stop();
+    assert_eq!(links.lines().count(), 1, "links left behind:\n{links}");
+    assert!(
+        !up.file("nft").contains("rkstack"),
+        "nft table left behind: {}",
+        up.file("nft")
+    );
 }

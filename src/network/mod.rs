@@ -7,5 +7,6 @@ pub mod hosts;
 pub mod ipam;
 pub mod linux;
 pub mod names;
+pub mod nft;
 
 pub use ipam::{IpamError, Subnet};

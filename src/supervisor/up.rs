@@ -163,6 +163,8 @@ struct Supervisor {
     cgroup_base: PathBuf,
     /// Networks made, as the plan sees them.
     networks: BTreeMap<String, plan::NetworkRecord>,
+    /// The nftables rules last applied (ports and NAT), to apply only changes.
+    nft_rules: Option<String>,
 }
 
 /// Editors save in a burst of events (write, rename, chmod) within a few
@@ -223,6 +225,7 @@ pub fn up_with(opts: UpOptions, ready: Option<ReadyPipe>) -> Result<(), UpError>
     let layout = Layout::detect()?;
     let cgroup_base = claim_cgroup_base(&layout, &desired.stack);
     let mut sup = Supervisor {
+        nft_rules: None,
         networks: BTreeMap::new(),
         cgroup_base,
         layout,
@@ -1015,8 +1018,83 @@ impl Supervisor {
         }
     }
 
+    /// Published ports of the running containers and NAT of the networks,
+    /// applied to the stack's nftables table when they changed.
+    fn apply_ports(&mut self) {
+        use crate::network::nft;
+        let stack = self.stack();
+        let mut publish = Vec::new();
+        for c in &self.desired.containers {
+            let config::NetworkMode::Networks(atts) = &c.config.network else {
+                continue;
+            };
+            let Some(l) = self.live.get(&c.name).filter(|l| l.state == State::Running) else {
+                continue;
+            };
+            // Ports go to the address on its first bridge network that is not internal.
+            let Some(ip) = atts
+                .iter()
+                .filter(|a| {
+                    self.desired
+                        .networks
+                        .get(a.network.as_str())
+                        .is_some_and(|n| !n.config.internal)
+                })
+                .find_map(|a| l.ips.get(a.network.as_str()))
+            else {
+                continue;
+            };
+            for p in &c.config.ports {
+                publish.push(nft::Publish {
+                    proto: if p.proto == config::Proto::Udp {
+                        "udp"
+                    } else {
+                        "tcp"
+                    },
+                    host_ip: p.host_ip,
+                    host_port: p.host_port,
+                    container_ip: *ip,
+                    container_port: p.container_port,
+                });
+            }
+        }
+        let bridges: Vec<nft::Bridge> = self
+            .desired
+            .networks
+            .values()
+            .filter(|n| self.networks.contains_key(&n.name))
+            .filter_map(|n| {
+                n.config.subnet.map(|s| nft::Bridge {
+                    name: crate::network::names::bridge(&stack, &n.name),
+                    subnet: crate::network::Subnet {
+                        addr: s.addr,
+                        prefix: s.prefix,
+                    },
+                    nat: n.config.nat,
+                })
+            })
+            .collect();
+        let wanted = !publish.is_empty() || bridges.iter().any(|b| b.nat);
+        let rules = nft::ruleset(&stack, &publish, &bridges);
+        if (!wanted && self.nft_rules.is_none())
+            || self.nft_rules.as_deref() == Some(rules.as_str())
+        {
+            return;
+        }
+        let result = if wanted {
+            nft::apply(&stack, &publish, &bridges)
+        } else {
+            nft::remove(&stack)
+        };
+        match result {
+            Ok(()) => self.nft_rules = wanted.then_some(rules),
+            Err(e) => event(&stack, format!("ports and nat not applied: {e}")),
+        }
+    }
+
     /// Rewrites every running container's /etc/hosts (members came or went).
-    fn refresh_hosts(&self) {
+    fn refresh_hosts(&mut self) {
+        self.apply_ports();
         for (name, l) in &self.live {
             if l.state != State::Running || l.ips.is_empty() {
                 continue;
@@ -1482,6 +1560,11 @@ impl Supervisor {
             }
         }
         let _ = std::fs::remove_dir(self.opts.state_dir.join(self.stack()).join("etc"));
+        if self.nft_rules.take().is_some()
+            && let Err(e) = crate::network::nft::remove(&self.stack())
+        {
+            event(&self.stack(), format!("ports and nat: {e}"));
+        }
         // Stopped on purpose: nothing is left to adopt.
         let _ = std::fs::remove_file(self.state_path());
         let _ = std::fs::remove_dir(self.opts.state_dir.join(self.stack()).join("rootfs"));

@@ -296,3 +296,47 @@ ports = ["18080:8080", "127.0.0.1:18081:8080"]
         up.file("nft")
     );
 }
+
+#[test]
+fn a_host_port_held_by_a_socket_is_refused_before_anything_changes() {
+    require_root!();
+    let fs = Rootfs::readable();
+    let dir = tempfile::tempdir().unwrap();
+    let stack = unique("held");
+    let file = dir.path().join("s.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"{stack}\"\n[networks.n]\nsubnet = \"10.129.0.0/24\"\n[containers.web]\nimage = \"dir:{}\"\ncommand = [\"/bin/sleep\", \"1000\"]\nnetworks = [\"n\"]\nports = [\"18090:80\"]\n",
+            fs.path().display()
+        ),
+    )
+    .unwrap();
+    // In the test's own namespace: a listener holds port 18090 (0x46AA), then rkstack tries.
+    let script = format!(
+        "ip link set lo up; python3 -m http.server 18090 --bind 127.0.0.1 >/dev/null 2>&1 & h=$!; \
+         for i in $(seq 100); do grep -q ':46AA 00000000:0000 0A' /proc/net/tcp && break; sleep 0.05; done; \
+         timeout -s TERM 10 {rk} --state-dir {d}/state --data-dir {d}/data up {f}; echo exit=$?; ip -o link | grep -c rkb; kill $h",
+        rk = rkstack(),
+        d = dir.path().display(),
+        f = file.display()
+    );
+    let out = Command::new("unshare")
+        .args(["-n", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "web: host port 18090/tcp is already in use on this host; nothing was started"
+        ),
+        "{stderr}"
+    );
+    assert!(stdout.contains("exit=1"), "{stdout}");
+    assert!(
+        stdout.trim_end().ends_with('0'),
+        "a bridge was made: {stdout}"
+    );
+    assert_no_cgroups(&stack);
+}

@@ -173,3 +173,34 @@ pub fn ipv4_routes() -> Vec<(String, super::Subnet)> {
     }
     out
 }
+
+/// Ports held by sockets on this host (in our network namespace): TCP
+/// sockets listening, UDP sockets bound. `(proto, port)`.
+pub fn ports_in_use() -> std::collections::BTreeSet<(&'static str, u16)> {
+    let mut out = std::collections::BTreeSet::new();
+    for (file, proto, listen_only) in [
+        ("tcp", "tcp", true),
+        ("tcp6", "tcp", true),
+        ("udp", "udp", false),
+        ("udp6", "udp", false),
+    ] {
+        let text = std::fs::read_to_string(format!("/proc/net/{file}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state)) = (f.get(1), f.get(3)) else {
+                continue;
+            };
+            if listen_only && *state != "0A" {
+                continue;
+            }
+            if let Some(port) = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok())
+            {
+                out.insert((proto, port));
+            }
+        }
+    }
+    out
+}

@@ -36,6 +36,9 @@ pub enum UpError {
         "stack {stack} is already running (supervisor pid {pid}); stop it first, or edit its file to change it"
     )]
     AlreadyRunning { stack: String, pid: String },
+    /// Host ports the stack would publish are held by other sockets.
+    #[error("{0}; nothing was started")]
+    PortsInUse(String),
 }
 
 /// Takes `STATE_DIR/STACK.lock` for as long as the returned file lives.
@@ -257,6 +260,10 @@ pub fn up_with(opts: UpOptions, ready: Option<ReadyPipe>) -> Result<(), UpError>
         )));
     }
     let plan = plan::reconcile(&sup.desired, &sup.observed());
+    if let Err(e) = sup.check_ports(&sup.desired, &plan) {
+        // Nothing was changed yet; containers adopted from a crash run on.
+        return Err(UpError::PortsInUse(e));
+    }
     event(&sup.desired.stack, format!("plan:\n{plan}"));
     sup.execute(&plan);
     sup.save_state();
@@ -553,6 +560,14 @@ impl Supervisor {
             Ok(stack) => {
                 let desired = DesiredState::from_stack(stack);
                 let plan = plan::reconcile(&desired, &self.observed());
+                if let Err(e) = self.check_ports(&desired, &plan) {
+                    event(
+                        &self.stack(),
+                        format!("reload ({why}) rejected, the stack keeps running as it was: {e}"),
+                    );
+                    self.notify_status("READY=1");
+                    return;
+                }
                 self.desired = desired;
                 if plan.is_noop() {
                     event(&self.stack(), format!("reload ({why}): nothing to do"));
@@ -1015,6 +1030,72 @@ impl Supervisor {
                 name,
                 net,
             ));
+        }
+    }
+
+    /// Before a plan changes anything: the host ports it will publish must
+    /// not be held by a socket of this host (those rkstack already publishes
+    /// for this stack are its own).
+    fn check_ports(&self, desired: &DesiredState, plan: &Plan) -> Result<(), String> {
+        let starting: Vec<&str> = plan
+            .ops
+            .iter()
+            .filter(|o| o.target == Target::Container && o.action == Action::Start)
+            .map(|o| o.name.as_str())
+            .collect();
+        if starting.is_empty() {
+            return Ok(());
+        }
+        let ours: std::collections::BTreeSet<(&str, u16)> = self
+            .desired
+            .containers
+            .iter()
+            .filter(|c| {
+                self.live
+                    .get(&c.name)
+                    .is_some_and(|l| l.state == State::Running)
+            })
+            .flat_map(|c| {
+                c.config.ports.iter().map(|p| {
+                    (
+                        if p.proto == config::Proto::Udp {
+                            "udp"
+                        } else {
+                            "tcp"
+                        },
+                        p.host_port,
+                    )
+                })
+            })
+            .collect();
+        let held = crate::network::linux::ports_in_use();
+        let mut problems = Vec::new();
+        for c in desired
+            .containers
+            .iter()
+            .filter(|c| starting.contains(&c.name.as_str()))
+        {
+            for p in &c.config.ports {
+                let key = (
+                    if p.proto == config::Proto::Udp {
+                        "udp"
+                    } else {
+                        "tcp"
+                    },
+                    p.host_port,
+                );
+                if held.contains(&key) && !ours.contains(&key) {
+                    problems.push(format!(
+                        "{}: host port {}/{} is already in use on this host",
+                        c.name, p.host_port, key.0
+                    ));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
         }
     }
 

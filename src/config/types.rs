@@ -554,6 +554,16 @@ pub enum Proto {
     Udp,
 }
 
+impl Proto {
+    /// `tcp` or `udp`, as nftables and /proc spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
 /// `[host_ip:]host_port:container_port[/tcp|udp]`; an IPv6 host address goes in brackets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct PortSpec {
@@ -630,10 +640,7 @@ impl fmt::Display for PortSpec {
             Some(ip) => write!(f, "{ip}:")?,
             None => {}
         }
-        let p = match self.proto {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        };
+        let p = self.proto.as_str();
         write!(f, "{}:{}/{p}", self.host_port, self.container_port)
     }
 }

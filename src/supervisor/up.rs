@@ -1056,16 +1056,10 @@ impl Supervisor {
                     .is_some_and(|l| l.state == State::Running)
             })
             .flat_map(|c| {
-                c.config.ports.iter().map(|p| {
-                    (
-                        if p.proto == config::Proto::Udp {
-                            "udp"
-                        } else {
-                            "tcp"
-                        },
-                        p.host_port,
-                    )
-                })
+                c.config
+                    .ports
+                    .iter()
+                    .map(|p| (p.proto.as_str(), p.host_port))
             })
             .collect();
         let held = crate::network::linux::ports_in_use();
@@ -1076,14 +1070,7 @@ impl Supervisor {
             .filter(|c| starting.contains(&c.name.as_str()))
         {
             for p in &c.config.ports {
-                let key = (
-                    if p.proto == config::Proto::Udp {
-                        "udp"
-                    } else {
-                        "tcp"
-                    },
-                    p.host_port,
-                );
+                let key = (p.proto.as_str(), p.host_port);
                 if held.contains(&key) && !ours.contains(&key) {
                     problems.push(format!(
                         "{}: host port {}/{} is already in use on this host",
@@ -1127,11 +1114,7 @@ impl Supervisor {
             };
             for p in &c.config.ports {
                 publish.push(nft::Publish {
-                    proto: if p.proto == config::Proto::Udp {
-                        "udp"
-                    } else {
-                        "tcp"
-                    },
+                    proto: p.proto.as_str(),
                     host_ip: p.host_ip,
                     host_port: p.host_port,
                     container_ip: *ip,

@@ -1,101 +1,60 @@
-//! Links and addresses on the real kernel, through iproute2 in batch mode:
-//! one `ip` process for the host side of a change and one inside the
-//! container's network namespace (via nsenter). Bridges, veth pairs,
-//! addresses, routes. Everything here is idempotent where it can be.
+//! Links and addresses on the real kernel, through rtnetlink (one socket
+//! in the supervisor's network namespace for the host side, one made inside
+//! the container's for its side). Bridges, veth pairs, addresses, routes.
+//! Everything here is idempotent where it can be.
 
-use std::io::Write;
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
+
+use super::netlink::{self, Netlink};
 
 #[derive(Debug, thiserror::Error)]
-pub enum NetError {
-    #[error("{what}: {detail}")]
-    Ip { what: String, detail: String },
-    #[error("{what}: cannot run {program}")]
-    Spawn {
-        what: String,
-        program: String,
-        #[source]
-        source: std::io::Error,
-    },
+#[error("{what}: {source}")]
+pub struct NetError {
+    what: String,
+    #[source]
+    source: std::io::Error,
 }
 
-/// Runs `ip -batch -` (inside the network namespace of `pid`, when given)
-/// with these commands.
-fn batch(what: &str, netns_of: Option<i32>, commands: &[String]) -> Result<(), NetError> {
-    let mut cmd = match netns_of {
-        Some(pid) => {
-            let mut c = Command::new("nsenter");
-            c.arg(format!("--net=/proc/{pid}/ns/net")).arg("ip");
-            c
-        }
-        None => Command::new("ip"),
-    };
-    cmd.args(["-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let program = if netns_of.is_some() { "nsenter" } else { "ip" };
-    let mut child = cmd.spawn().map_err(|source| NetError::Spawn {
-        what: what.into(),
-        program: program.into(),
+fn ctx(what: impl Fn() -> String) -> impl FnOnce(std::io::Error) -> NetError {
+    move |source| NetError {
+        what: what(),
         source,
-    })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(commands.join("\n").as_bytes());
-        let _ = stdin.write_all(b"\n");
-    }
-    let out = child.wait_with_output().map_err(|source| NetError::Spawn {
-        what: what.into(),
-        program: program.into(),
-        source,
-    })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        let detail = String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .next()
-            .unwrap_or("failed")
-            .trim()
-            .to_string();
-        Err(NetError::Ip {
-            what: what.into(),
-            detail,
-        })
     }
 }
 
 /// Whether a link of that name exists (in our network namespace).
 pub fn link_exists(name: &str) -> bool {
-    Command::new("ip")
-        .args(["link", "show", "dev", name])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    Netlink::open()
+        .and_then(|mut nl| nl.link_index(name))
+        .is_ok_and(|i| i.is_some())
 }
 
 /// A bridge with its gateway address, up. Kept as it is if it exists.
 pub fn ensure_bridge(name: &str, gateway: IpAddr, prefix: u8) -> Result<(), NetError> {
-    let mut cmds = Vec::new();
-    if !link_exists(name) {
-        cmds.push(format!("link add name {name} type bridge"));
-    }
-    cmds.push(format!("addr replace {gateway}/{prefix} dev {name}"));
-    cmds.push(format!("link set {name} up"));
-    batch(&format!("bridge {name}"), None, &cmds)
+    let what = || format!("bridge {name}");
+    let mut nl = Netlink::open().map_err(ctx(what))?;
+    let index = match nl.link_index(name).map_err(ctx(what))? {
+        Some(i) => i,
+        None => {
+            nl.request(netlink::new_link(name, "bridge"))
+                .map_err(ctx(what))?;
+            nl.index_of(name).map_err(ctx(what))?
+        }
+    };
+    nl.request(netlink::add_addr(index, gateway, prefix))
+        .map_err(ctx(|| format!("bridge {name}: address {gateway}/{prefix}")))?;
+    nl.request(netlink::set_up(index, None))
+        .map_err(ctx(what))?;
+    Ok(())
 }
 
 /// Removes a link; one that is already gone is fine.
 pub fn delete_link(name: &str) -> Result<(), NetError> {
-    match batch(
-        &format!("remove {name}"),
-        None,
-        &[format!("link del {name}")],
-    ) {
-        Err(NetError::Ip { detail, .. }) if detail.contains("Cannot find device") => Ok(()),
-        other => other,
+    let what = || format!("remove {name}");
+    let mut nl = Netlink::open().map_err(ctx(what))?;
+    match nl.request(netlink::del_link(name)) {
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+        other => other.map(|_| ()).map_err(ctx(what)),
     }
 }
 
@@ -114,37 +73,55 @@ pub struct Attach<'a> {
     pub gateway: Option<IpAddr>,
 }
 
-pub fn attach(a: &Attach<'_>) -> Result<(), NetError> {
-    let host = [
-        format!(
-            "link add {} type veth peer name {} netns {}",
-            a.host_if, a.inside, a.pid
-        ),
-        format!("link set {} master {}", a.host_if, a.bridge),
-        format!("link set {} up", a.host_if),
-    ];
-    let what = format!("veth {}", a.host_if);
-    match batch(&what, None, &host) {
-        // The host end of a pair whose container just died can linger a
-        // moment (the kernel removes it with the namespace): remove, retry.
-        Err(NetError::Ip { detail, .. }) if detail.contains("File exists") => {
-            delete_link(a.host_if)?;
-            batch(&what, None, &host)?;
+/// Makes the pair and returns the name its host end got (see
+/// [`super::names::veth_host_names`]).
+pub fn attach(a: &Attach<'_>) -> Result<String, NetError> {
+    let mut nl = Netlink::open().map_err(ctx(|| format!("veth {}", a.host_if)))?;
+    let bridge = nl
+        .index_of(a.bridge)
+        .map_err(ctx(|| format!("bridge {}", a.bridge)))?;
+    let pid = a.pid.unsigned_abs();
+    let names = super::names::veth_host_names(a.host_if);
+    let mut made = None;
+    for name in &names {
+        match nl.request(netlink::new_veth(name, a.inside, pid)) {
+            Ok(_) => {
+                made = Some(name.clone());
+                break;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
+            Err(e) => return Err(ctx(|| format!("veth {name}"))(e)),
         }
-        other => other?,
     }
-    let mut inside = vec![
-        format!("addr add {}/{} dev {}", a.addr, a.prefix, a.inside),
-        format!("link set {} up", a.inside),
-    ];
+    let host_if = match made {
+        Some(n) => n,
+        None => {
+            // Every name still held: wait for the kernel by removing one.
+            delete_link(a.host_if)?;
+            nl.request(netlink::new_veth(a.host_if, a.inside, pid))
+                .map_err(ctx(|| format!("veth {}", a.host_if)))?;
+            a.host_if.to_string()
+        }
+    };
+    let what = || format!("veth {host_if}");
+    let host = nl.index_of(&host_if).map_err(ctx(what))?;
+    nl.request(netlink::set_up(host, Some(bridge)))
+        .map_err(ctx(what))?;
+
+    let inside = || format!("{} in the container", a.inside);
+    let mut nl = Netlink::open_in(a.pid).map_err(ctx(inside))?;
+    let index = nl.index_of(a.inside).map_err(ctx(inside))?;
+    nl.request(netlink::add_addr(index, a.addr, a.prefix))
+        .map_err(ctx(|| {
+            format!("{}: address {}/{}", a.inside, a.addr, a.prefix)
+        }))?;
+    nl.request(netlink::set_up(index, None))
+        .map_err(ctx(inside))?;
     if let Some(gw) = a.gateway {
-        inside.push(format!("route add default via {gw} dev {}", a.inside));
+        nl.request(netlink::default_route(gw, index))
+            .map_err(ctx(|| format!("{}: default route via {gw}", a.inside)))?;
     }
-    batch(
-        &format!("{} in the container", a.inside),
-        Some(a.pid),
-        &inside,
-    )
+    Ok(host_if)
 }
 
 /// The host's IPv4 routes (from /proc/net/route) with their interface.

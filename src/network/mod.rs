@@ -7,6 +7,7 @@ pub mod hosts;
 pub mod ipam;
 pub mod linux;
 pub mod names;
+pub mod netlink;
 pub mod nft;
 
 pub use ipam::{IpamError, Subnet};

@@ -32,6 +32,19 @@ pub fn veth_host(stack: &str, container: &str, network: &str) -> String {
     format!("rkv{}", short_hash(&[stack, container, network], 10))
 }
 
+/// The names the host end of one veth may have: its own, then alternates
+/// (the last hex digit replaced by `g`..`z`, so no other veth's own name)
+/// used while the end of a pair whose container just died still holds the
+/// name: the kernel frees it only some time after that container's network
+/// namespace is gone, and removing it ourselves waits as long.
+pub fn veth_host_names(own: &str) -> Vec<String> {
+    let mut out = vec![own.to_string()];
+    if let Some(stem) = own.get(..own.len().saturating_sub(1)) {
+        out.extend(('g'..='z').map(|c| format!("{stem}{c}")));
+    }
+    out
+}
+
 /// Inside the container, the n-th network it joins is `eth{n}`.
 pub fn inside(n: usize) -> String {
     format!("eth{n}")
@@ -60,6 +73,18 @@ pub fn valid(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alternate_veth_names_stay_within_the_limit_and_apart_from_own_names() {
+        let own = veth_host("s", "c", "n");
+        let names = veth_host_names(&own);
+        assert_eq!(names[0], own);
+        assert_eq!(names.len(), 21);
+        for n in &names[1..] {
+            assert!(n.len() <= MAX && n.starts_with(&own[..12]));
+            assert!(!n.ends_with(|c: char| c.is_ascii_hexdigit()));
+        }
+    }
 
     #[test]
     fn names_fit_and_are_stable() {

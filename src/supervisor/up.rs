@@ -1025,11 +1025,10 @@ impl Supervisor {
     fn detach(&self, name: &str) {
         let Some(l) = self.live.get(name) else { return };
         for net in l.ips.keys() {
-            let _ = crate::network::linux::delete_link(&crate::network::names::veth_host(
-                &self.stack(),
-                name,
-                net,
-            ));
+            let own = crate::network::names::veth_host(&self.stack(), name, net);
+            for n in crate::network::names::veth_host_names(&own) {
+                let _ = crate::network::linux::delete_link(&n);
+            }
         }
     }
 

@@ -25,6 +25,12 @@ impl NetUp {
 
     /// Starts rkstack after `setup` ran in the test's network namespace.
     fn start_after(stack: &str, body: &str, setup: &str) -> NetUp {
+        NetUp::start_runs(stack, body, setup, 1)
+    }
+
+    /// Like `start_after`, but rkstack is started `runs` times in the same
+    /// namespace: after each run ends, the next waits for [`NetUp::again`].
+    fn start_runs(stack: &str, body: &str, setup: &str, runs: usize) -> NetUp {
         let fs = Rootfs::readable();
         for applet in ["wget", "httpd", "ip", "grep"] {
             std::os::unix::fs::symlink("busybox", fs.path().join("bin").join(applet)).unwrap();
@@ -38,7 +44,10 @@ impl NetUp {
         };
         up.write(body);
         let script = format!(
-            "ip link set lo up; {setup}; {rk} --state-dir {d}/state --data-dir {d}/data up {d}/stack.toml 2>{d}/events.log & echo $! > {d}/pid; wait $!; ip -o link > {d}/links; ip -o addr > {d}/addrs; nft list tables > {d}/nft 2>&1",
+            "ip link set lo up; {setup}; for run in $(seq {runs}); do \
+               if [ $run -gt 1 ]; then while [ ! -e {d}/go ]; do [ -e {d}/stop ] && exit 0; sleep 0.02; done; rm {d}/go; fi; \
+               {rk} --state-dir {d}/state --data-dir {d}/data up {d}/stack.toml 2>>{d}/events.log & echo $! > {d}/pid; wait $!; \
+             done; ip -o link > {d}/links; ip -o addr > {d}/addrs; nft list tables > {d}/nft 2>&1",
             rk = rkstack(),
             d = up.dir.path().display()
         );
@@ -48,6 +57,26 @@ impl NetUp {
             .unwrap();
         up.child = Some(child);
         up
+    }
+
+    /// Lets the next run of rkstack start.
+    fn again(&self) {
+        std::fs::write(self.dir.path().join("go"), "").unwrap();
+    }
+
+    /// The pid of the rkstack running now.
+    fn supervisor(&self) -> i32 {
+        self.file("pid").trim().parse().unwrap()
+    }
+
+    /// Runs `cmd` in the test's network namespace (where rkstack runs).
+    fn host(&self, cmd: &str) -> String {
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/proc/{}/ns/net", self.supervisor()))
+            .args(["sh", "-c", cmd])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
     }
 
     fn write(&self, body: &str) {
@@ -103,6 +132,7 @@ impl NetUp {
 impl Drop for NetUp {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            let _ = std::fs::write(self.dir.path().join("stop"), "");
             if let Ok(pid) = self.file("pid").trim().parse::<i32>() {
                 // SAFETY: signalling the rkstack this test started.
                 unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -339,4 +369,194 @@ fn a_host_port_held_by_a_socket_is_refused_before_anything_changes() {
         "a bridge was made: {stdout}"
     );
     assert_no_cgroups(&stack);
+}
+
+/// Sends a datagram from inside the network namespace of `pid` and returns
+/// the answer (or "failed ...").
+fn udp_in(pid: i32, host: &str, port: u16, msg: &str) -> String {
+    let py = "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(1)\ntry:\n s.sendto(sys.argv[3].encode(),(sys.argv[1],int(sys.argv[2])))\n print(s.recv(600).decode())\nexcept Exception as e:\n print('failed',e)";
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["python3", "-c", py, host, &port.to_string(), msg])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_published_udp_port_answers_from_the_host_side() {
+    require_root!();
+    let body = r#"
+[networks.front]
+subnet = "10.132.0.0/24"
+[containers.dns]
+image = "dir:ROOTFS"
+command = ["/probe", "udp", "5353"]
+networks = ["front"]
+ports = ["15353:5353/udp"]
+"#;
+    let mut up = NetUp::start(&unique("udp"), body);
+    up.wait_for(|u| u.log_of("dns").contains("udp listening"), "listening");
+    let sup = up.supervisor();
+    for (i, host) in ["127.0.0.1", "10.132.0.1"].iter().enumerate() {
+        let msg = format!("hello{i}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = udp_in(sup, host, 15353, &msg);
+            if got == format!("echo:{msg}") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{host}: {got}");
+        }
+    }
+    assert!(up.log_of("dns").contains("udp got hello1"));
+    let (links, _) = up.stop();
+    assert_eq!(links.lines().count(), 1, "links left behind:\n{links}");
+    assert!(!up.file("nft").contains("rkstack"), "{}", up.file("nft"));
+}
+
+#[test]
+fn a_reload_that_changes_a_network_recreates_it_and_its_members_only() {
+    require_root!();
+    let body = |subnet: &str| {
+        format!(
+            r#"
+[networks.a]
+subnet = "{subnet}"
+[networks.b]
+subnet = "10.134.0.0/24"
+[containers.x]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "ip -o -4 addr show eth0; sleep 1000"]
+networks = ["a"]
+[containers.y]
+image = "dir:ROOTFS"
+command = ["/bin/sleep", "1000"]
+networks = ["b"]
+"#
+        )
+    };
+    let mut up = NetUp::start(&unique("netchg"), &body("10.133.0.0/24"));
+    up.wait_for(|u| u.log_of("x").contains("inet 10.133.0."), "x on a");
+    let y = up.pid_of("y");
+    let x = up.pid_of("x");
+    up.write(&body("10.135.0.0/24"));
+    up.wait_for(
+        |u| u.log_of("x").contains("inet 10.135.0."),
+        "x on the new a",
+    );
+    assert_ne!(
+        up.pid_of("x"),
+        x,
+        "x kept its process on a recreated network"
+    );
+    assert_eq!(up.pid_of("y"), y, "y was touched");
+    let addrs = up.host("ip -o -4 addr");
+    assert!(addrs.contains("10.135.0.1/24"), "{addrs}");
+    assert!(
+        !addrs.contains("10.133.0.1"),
+        "the old gateway stayed:\n{addrs}"
+    );
+    let (links, _) = up.stop();
+    assert_eq!(links.lines().count(), 1, "links left behind:\n{links}");
+}
+
+#[test]
+fn after_a_supervisor_crash_its_networks_are_adopted_or_removed() {
+    require_root!();
+    let keep = r#"
+[networks.keep]
+subnet = "10.136.0.0/24"
+[containers.a]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "ip -o -4 addr show eth0; sleep 1000"]
+networks = ["keep"]
+[containers.c]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "ip -o -4 addr show eth0; sleep 1000"]
+networks = ["keep"]
+"#;
+    let gone = r#"
+[networks.gone]
+subnet = "10.137.0.0/24"
+nat = true
+[containers.b]
+image = "dir:ROOTFS"
+command = ["/bin/sleep", "1000"]
+networks = ["gone"]
+ports = ["18137:80"]
+"#;
+    let mut up = NetUp::start_runs(&unique("crash"), &format!("{keep}{gone}"), "true", 2);
+    let a = up.pid_of("a");
+    let b = up.pid_of("b");
+    let c = up.pid_of("c");
+    up.wait_for(|u| u.log_of("c").contains("inet 10.136.0."), "c's address");
+    let c_addr = up.log_of("c");
+    assert_eq!(
+        up.host("ip -o link show type bridge | grep -c rkb").trim(),
+        "2"
+    );
+    assert!(up.host("nft list tables").contains("rkstack"));
+    let first = up.supervisor();
+    // SAFETY: killing the rkstack this test started.
+    unsafe { libc::kill(first, libc::SIGKILL) };
+    up.wait_for(
+        |u| {
+            !std::path::Path::new(&format!("/proc/{first}/status")).exists()
+                || u.supervisor() != first
+        },
+        "the supervisor is gone",
+    );
+    // While it is down, c dies, and the file drops a network and its
+    // member and adds a container that sorts before c.
+    // SAFETY: killing a container process this test's stack started.
+    unsafe { libc::kill(c, libc::SIGKILL) };
+    up.write(&format!(
+        "{keep}[containers.aa]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\nnetworks = [\"keep\"]\n"
+    ));
+    up.again();
+    up.wait_for(
+        |u| {
+            u.file("events.log")
+                .contains("b: cleaned up after the previous supervisor")
+        },
+        "b cleaned up",
+    );
+    up.wait_for(
+        |u| {
+            u.file("events.log")
+                .contains(&format!("a: adopted (pid {a})"))
+        },
+        "a adopted",
+    );
+    up.wait_for(
+        |u| u.host("ip -o link show type bridge | grep -c rkb").trim() == "1",
+        "the dropped network's bridge is removed",
+    );
+    up.wait_for(
+        |u| !u.host("nft list tables").contains("rkstack"),
+        "the stack's nft table is removed",
+    );
+    up.wait_for(
+        |_| !std::path::Path::new(&format!("/proc/{b}/status")).exists(),
+        "b's process is gone",
+    );
+    assert!(up.log_of("a").contains("inet 10.136.0."));
+    // c started again with the address it had.
+    up.wait_for(
+        |u| u.log_of("c").matches("inet 10.136.0.").count() == 2,
+        "c restarted",
+    );
+    let lines: Vec<String> = up
+        .log_of("c")
+        .lines()
+        .filter_map(|l| l.split("inet ").nth(1))
+        .map(|a| a.split('/').next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        lines[0], lines[1],
+        "c's address changed:\n{c_addr}\n{lines:?}"
+    );
+    let (links, _) = up.stop();
+    assert_eq!(links.lines().count(), 1, "links left behind:\n{links}");
 }

@@ -168,6 +168,9 @@ struct Supervisor {
     networks: BTreeMap<String, plan::NetworkRecord>,
     /// The nftables rules last applied (ports and NAT), to apply only changes.
     nft_rules: Option<String>,
+    /// Addresses of containers that ended while no supervisor ran: they
+    /// get them back when they start again (network → address).
+    past_ips: BTreeMap<String, BTreeMap<String, std::net::IpAddr>>,
 }
 
 /// Editors save in a burst of events (write, rename, chmod) within a few
@@ -229,6 +232,7 @@ pub fn up_with(opts: UpOptions, ready: Option<ReadyPipe>) -> Result<(), UpError>
     let cgroup_base = claim_cgroup_base(&layout, &desired.stack);
     let mut sup = Supervisor {
         nft_rules: None,
+        past_ips: BTreeMap::new(),
         networks: BTreeMap::new(),
         cgroup_base,
         layout,
@@ -593,6 +597,12 @@ impl Supervisor {
 
     /// Carries out a plan, op by op, in its order. No decisions here.
     fn execute(&mut self, plan: &Plan) {
+        self.execute_ops(plan);
+        // Networks may have gone or changed without any container event.
+        self.apply_ports();
+    }
+
+    fn execute_ops(&mut self, plan: &Plan) {
         for op in &plan.ops {
             match (op.target, op.action) {
                 (Target::Container, Action::Stop) => {
@@ -932,7 +942,10 @@ impl Supervisor {
                     if let Some(ip) = self
                         .live
                         .get(&other.name)
-                        .and_then(|l| l.ips.get(att.network.as_str()))
+                        .map(|l| &l.ips)
+                        .filter(|ips| !ips.is_empty())
+                        .or_else(|| self.past_ips.get(&other.name))
+                        .and_then(|ips| ips.get(att.network.as_str()))
                     {
                         previous.insert(other.name.clone(), *ip);
                     }
@@ -1657,6 +1670,9 @@ fn describe(e: Exit) -> String {
 struct SavedState {
     stack: String,
     containers: BTreeMap<String, Saved>,
+    /// The networks whose bridges exist, with what they were made from.
+    #[serde(default)]
+    networks: BTreeMap<String, plan::NetworkRecord>,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -1782,6 +1798,7 @@ impl Supervisor {
                     )
                 })
                 .collect(),
+            networks: self.networks.clone(),
         };
         let Ok(text) = serde_json::to_string_pretty(&saved) else {
             return;
@@ -1817,6 +1834,20 @@ impl Supervisor {
                 return;
             }
         };
+        let had_networks = !saved.networks.is_empty();
+        // Bridges it made are known again, so the first plan keeps, recreates
+        // or removes them like any others; one gone meanwhile is made anew.
+        for (name, record) in saved.networks {
+            let bridge = crate::network::names::bridge(&self.stack(), &name);
+            if crate::network::linux::link_exists(&bridge) {
+                self.networks.insert(name, record);
+            }
+        }
+        // Its nftables table may hold rules the file no longer asks for:
+        // the first update replaces or removes it whatever it holds.
+        if had_networks {
+            self.nft_rules = Some(String::new());
+        }
         for (name, sv) in saved.containers {
             let alive = sv.pid.filter(|p| {
                 sv.starttime.is_some() && proc_starttime(*p) == sv.starttime && !proc_dead(*p)
@@ -1846,7 +1877,10 @@ impl Supervisor {
                     event(&self.stack(), format!("{name}: adopted (pid {pid})"));
                     self.live.insert(name, l);
                 }
-                (alive, _) => {
+                (alive, spec) => {
+                    if spec.is_some() && !sv.ips.is_empty() {
+                        self.past_ips.insert(name.clone(), sv.ips.clone());
+                    }
                     // Dead, or no longer in the file: nothing of it stays.
                     let cg = Cgroup::new(self.layout.clone(), self.cgroup_base.join(&name));
                     if let Some(pid) = alive {

@@ -56,8 +56,10 @@ static void write_attempt(const char *k, const char *path) {
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
-/* Modes: "hog" allocates until killed; "forkbomb" forks until refused and
+/* Modes: "udp PORT" answers datagrams; "hog" allocates until killed; "forkbomb" forks until refused and
  * prints how many children it got; "spin MS" burns CPU for MS of wall time
  * and prints the CPU time it got. */
 static int modes(int argc, char **argv) {
@@ -92,6 +94,26 @@ static int modes(int argc, char **argv) {
         clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c);
         printf("{\"cpu_ms\":%ld}\n", c.tv_sec * 1000 + c.tv_nsec / 1000000);
         return 0;
+    }
+    if (argc > 2 && !strcmp(argv[1], "udp")) {
+        /* Prints every datagram received on PORT and answers "echo:" + it. */
+        int s = socket(AF_INET, SOCK_DGRAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
+        if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) < 0) { perror("udp"); return 2; }
+        printf("udp listening\n");
+        fflush(stdout);
+        for (;;) {
+            char m[512], r[600];
+            struct sockaddr_in from;
+            socklen_t fl = sizeof from;
+            ssize_t n = recvfrom(s, m, sizeof m - 1, 0, (struct sockaddr *)&from, &fl);
+            if (n < 0) continue;
+            m[n] = 0;
+            printf("udp got %s\n", m);
+            fflush(stdout);
+            int k = snprintf(r, sizeof r, "echo:%s", m);
+            sendto(s, r, k, 0, (struct sockaddr *)&from, fl);
+        }
     }
     return -1;
 }

@@ -278,9 +278,15 @@ networks = ["clash"]
 /// namespace, where rkstack runs): what the "host" of the stack sees.
 fn fetch_in(pid: &str, url: &str) -> String {
     let py = "import urllib.request,sys\ntry:\n print(urllib.request.urlopen(sys.argv[1],timeout=2).read().decode().strip())\nexcept Exception as e:\n print('failed', e)";
+    python_in(pid, py, &[url])
+}
+
+/// Runs a Python script in the network namespace of `pid`; its stdout.
+fn python_in(pid: impl std::fmt::Display, script: &str, args: &[&str]) -> String {
     let out = Command::new("nsenter")
         .arg(format!("--net=/proc/{pid}/ns/net"))
-        .args(["python3", "-c", py, url])
+        .args(["python3", "-c", script])
+        .args(args)
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -375,12 +381,7 @@ fn a_host_port_held_by_a_socket_is_refused_before_anything_changes() {
 /// the answer (or "failed ...").
 fn udp_in(pid: i32, host: &str, port: u16, msg: &str) -> String {
     let py = "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(1)\ntry:\n s.sendto(sys.argv[3].encode(),(sys.argv[1],int(sys.argv[2])))\n print(s.recv(600).decode())\nexcept Exception as e:\n print('failed',e)";
-    let out = Command::new("nsenter")
-        .arg(format!("--net=/proc/{pid}/ns/net"))
-        .args(["python3", "-c", py, host, &port.to_string(), msg])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    python_in(pid, py, &[host, &port.to_string(), msg])
 }
 
 #[test]

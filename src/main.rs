@@ -339,10 +339,24 @@ fn detach_supervisor(log: &std::path::Path) -> anyhow::Result<Detached> {
         pid => {
             drop(w);
             let mut msg = String::new();
-            let _ = std::fs::File::from(r).read_to_string(&mut msg);
+            // One message, written at once (far below PIPE_BUF), or none
+            // when the supervisor ends without a word. Not "until EOF": the
+            // supervisor keeps a copy of the pipe while it runs.
+            let mut buf = [0u8; 4096];
+            let mut f = std::fs::File::from(r);
+            let n = loop {
+                match f.read(&mut buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    other => break other.unwrap_or(0),
+                }
+            };
+            msg.push_str(&String::from_utf8_lossy(&buf[..n]));
             if msg == "ok" {
                 println!("stack up (supervisor pid {pid}, log {})", log.display());
                 Ok(Detached::Parent(ExitCode::SUCCESS))
+            } else if let Some(e) = msg.strip_prefix(rkstack::supervisor::up::READY_EXITED) {
+                eprintln!("rkstack: {e}");
+                Ok(Detached::Parent(ExitCode::from(EXIT_FAILED)))
             } else if msg.is_empty() {
                 eprintln!(
                     "rkstack: the supervisor exited before the stack was up; see {}",

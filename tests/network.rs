@@ -561,3 +561,65 @@ ports = ["18137:80"]
     let (links, _) = up.stop();
     assert_eq!(links.lines().count(), 1, "links left behind:\n{links}");
 }
+
+#[test]
+fn a_host_port_another_stack_publishes_is_refused() {
+    require_root!();
+    let body = r#"
+[networks.n]
+subnet = "10.138.0.0/24"
+[containers.web]
+image = "dir:ROOTFS"
+command = ["/bin/sleep", "1000"]
+networks = ["n"]
+ports = ["18138:80"]
+"#;
+    let first = unique("pub1");
+    let mut up = NetUp::start(&first, body);
+    up.pid_of("web");
+    up.wait_for(
+        |u| {
+            u.file(&format!("state/{first}/state.json"))
+                .contains("18138")
+        },
+        "the port is recorded",
+    );
+    let second = unique("pub2");
+    let file = up.dir.path().join("second.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"{second}\"\n{}",
+            body.replace("10.138.", "10.139.")
+                .replace("ROOTFS", &up.fs.path().display().to_string())
+        ),
+    )
+    .unwrap();
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/proc/{}/ns/net", up.supervisor()))
+        .arg(rkstack())
+        .arg("--state-dir")
+        .arg(up.dir.path().join("state"))
+        .arg("--data-dir")
+        .arg(up.dir.path().join("data"))
+        .args(["up", "-d"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "web: host port 18138/tcp is already published by stack {first}"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        up.host("ip -o link show type bridge | grep -c rkb").trim(),
+        "1",
+        "the second stack made its bridge"
+    );
+    let (links, _) = up.stop();
+    assert_eq!(links.lines().count(), 1, "links left behind:\n{links}");
+    assert_no_cgroups(&second);
+}

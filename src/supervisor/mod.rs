@@ -6,5 +6,6 @@ pub mod logs;
 pub mod lower;
 pub mod restart;
 pub mod run;
+pub mod stacks;
 pub mod up;
 pub mod userns;

@@ -171,6 +171,8 @@ struct Supervisor {
     /// Addresses of containers that ended while no supervisor ran: they
     /// get them back when they start again (network → address).
     past_ips: BTreeMap<String, BTreeMap<String, std::net::IpAddr>>,
+    /// Host ports in the nftables table now.
+    published: Vec<super::stacks::Published>,
 }
 
 /// Editors save in a burst of events (write, rename, chmod) within a few
@@ -207,8 +209,25 @@ pub fn up(opts: UpOptions) -> Result<(), UpError> {
     up_with(opts, None)
 }
 
-/// [`up`], reporting to `ready` once every container is up or one failed.
+/// What `up -d`'s waiting parent is told when the supervisor gives up
+/// before the stack is up: this prefix, then the error.
+pub const READY_EXITED: &str = "exited: ";
+
+/// [`up`], reporting to `ready` once every container is up or one failed,
+/// or why the supervisor could not carry on.
 pub fn up_with(opts: UpOptions, ready: Option<ReadyPipe>) -> Result<(), UpError> {
+    let report = ready.as_ref().and_then(|r| r.0.try_clone().ok());
+    let result = supervise(opts, ready);
+    if let (Err(e), Some(fd)) = (&result, report) {
+        // Nobody reads any more once the stack was reported up: harmless.
+        let msg = format!("{READY_EXITED}{e}");
+        // SAFETY: writing our message to the pipe we were given.
+        unsafe { libc::write(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };
+    }
+    result
+}
+
+fn supervise(opts: UpOptions, ready: Option<ReadyPipe>) -> Result<(), UpError> {
     // Orphans of the containers' processes come to us, and are reaped.
     // SAFETY: plain prctl.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -233,6 +252,7 @@ pub fn up_with(opts: UpOptions, ready: Option<ReadyPipe>) -> Result<(), UpError>
     let mut sup = Supervisor {
         nft_rules: None,
         past_ips: BTreeMap::new(),
+        published: Vec::new(),
         networks: BTreeMap::new(),
         cgroup_base,
         layout,
@@ -1075,6 +1095,7 @@ impl Supervisor {
             })
             .collect();
         let held = crate::network::linux::ports_in_use();
+        let others = super::stacks::published_by_others(&self.opts.state_dir, &desired.stack);
         let mut problems = Vec::new();
         for c in desired
             .containers
@@ -1083,7 +1104,15 @@ impl Supervisor {
         {
             for p in &c.config.ports {
                 let key = (p.proto.as_str(), p.host_port);
-                if held.contains(&key) && !ours.contains(&key) {
+                if let Some((other, _)) = others
+                    .iter()
+                    .find(|(_, o)| o.proto == key.0 && o.port == key.1)
+                {
+                    problems.push(format!(
+                        "{}: host port {}/{} is already published by stack {other}",
+                        c.name, p.host_port, key.0
+                    ));
+                } else if held.contains(&key) && !ours.contains(&key) {
                     problems.push(format!(
                         "{}: host port {}/{} is already in use on this host",
                         c.name, p.host_port, key.0
@@ -1163,7 +1192,19 @@ impl Supervisor {
             nft::remove(&stack)
         };
         match result {
-            Ok(()) => self.nft_rules = wanted.then_some(rules),
+            Ok(()) => {
+                self.nft_rules = wanted.then_some(rules);
+                let mut published: Vec<_> = publish
+                    .iter()
+                    .map(|p| super::stacks::Published {
+                        proto: p.proto.to_string(),
+                        port: p.host_port,
+                    })
+                    .collect();
+                published.sort();
+                published.dedup();
+                self.published = published;
+            }
             Err(e) => event(&stack, format!("ports and nat not applied: {e}")),
         }
     }
@@ -1673,6 +1714,9 @@ struct SavedState {
     /// The networks whose bridges exist, with what they were made from.
     #[serde(default)]
     networks: BTreeMap<String, plan::NetworkRecord>,
+    /// Host ports published now (other stacks check theirs against them).
+    #[serde(default)]
+    published: Vec<super::stacks::Published>,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -1799,6 +1843,7 @@ impl Supervisor {
                 })
                 .collect(),
             networks: self.networks.clone(),
+            published: self.published.clone(),
         };
         let Ok(text) = serde_json::to_string_pretty(&saved) else {
             return;

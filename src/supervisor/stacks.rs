@@ -1,0 +1,109 @@
+//! The stacks running on this machine, found by their lock files under the
+//! state directory (`STATE/STACK.lock`, held by each `rkstack up`), and what
+//! they publish, from their state files.
+
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+/// One running stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Running {
+    pub name: String,
+    /// The supervisor's pid, as written in its lock file.
+    pub pid: Option<i32>,
+}
+
+/// Whether the lock file at `path` is held by a supervisor.
+fn held(path: &Path) -> Option<Option<i32>> {
+    let f = std::fs::File::open(path).ok()?;
+    // SAFETY: flock on a descriptor we own; a shared lock taken here is
+    // dropped with the file at the end of this function.
+    let free = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
+    if free {
+        return None;
+    }
+    let pid = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    Some(pid)
+}
+
+/// The stacks whose supervisor runs now, by name.
+pub fn running(state_dir: &Path) -> Vec<Running> {
+    let Ok(dir) = std::fs::read_dir(state_dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Running> = dir
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.strip_suffix(".lock")?.to_string();
+            let pid = held(&e.path())?;
+            Some(Running { name, pid })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// A host port a stack publishes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct Published {
+    pub proto: String,
+    pub port: u16,
+}
+
+/// The host ports published by the other running stacks: (stack, port).
+pub fn published_by_others(state_dir: &Path, us: &str) -> Vec<(String, Published)> {
+    #[derive(serde::Deserialize)]
+    struct State {
+        #[serde(default)]
+        published: Vec<Published>,
+    }
+    let mut out = Vec::new();
+    for r in running(state_dir).into_iter().filter(|r| r.name != us) {
+        let path = state_dir.join(&r.name).join("state.json");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        if let Ok(s) = serde_json::from_str::<State>(&text) {
+            out.extend(s.published.into_iter().map(|p| (r.name.clone(), p)));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stack_is_running_while_its_lock_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("web.lock");
+        std::fs::write(&lock, "4242").unwrap();
+        std::fs::write(dir.path().join("idle.lock"), "1").unwrap();
+        assert!(running(dir.path()).is_empty());
+        let f = std::fs::File::open(&lock).unwrap();
+        // SAFETY: flock on a file this test opened.
+        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+        assert_eq!(
+            running(dir.path()),
+            vec![Running {
+                name: "web".into(),
+                pid: Some(4242)
+            }]
+        );
+        std::fs::create_dir(dir.path().join("web")).unwrap();
+        std::fs::write(
+            dir.path().join("web/state.json"),
+            r#"{"stack":"web","containers":{},"published":[{"proto":"tcp","port":8080}]}"#,
+        )
+        .unwrap();
+        let p = published_by_others(dir.path(), "other");
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].1.port, 8080);
+        assert!(published_by_others(dir.path(), "web").is_empty());
+        drop(f);
+        assert!(running(dir.path()).is_empty());
+    }
+}

@@ -3,6 +3,7 @@
 //! Data flows one way: stack file → [`config`] → [`plan`] → supervisor →
 //! sandbox / network / image. See `architecture.md` in the design folder.
 
+pub mod api;
 pub mod config;
 pub mod network;
 pub mod plan;

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use rkstack::config::{self, ConfigError};
 use rkstack::plan;
 
+mod cli_api;
 mod cli_run;
 
 /// Exit status: the request failed.
@@ -79,13 +80,72 @@ enum Command {
     },
     /// Run one container in the foreground, without a stack file.
     Run(Box<RunArgs>),
-    /// Show what `up` or a reload would create, recreate, update, stop and keep, and why.
+    /// Show what `up` or a reload would create, recreate, update, stop and keep, and why
+    /// (against the running supervisor of that stack, or against nothing).
     Plan {
         /// The stack file.
         file: PathBuf,
         /// Print the plan as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// List the stack's containers: state, pid, restarts, health, uptime, address, memory.
+    Ps {
+        /// JSON: one object per container (the fields of GET /v1/containers).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a container's output (stdout and stderr), from its log files.
+    Logs {
+        /// Keep printing new lines as they come.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+        /// Print whole records: timestamp, stream, text.
+        #[arg(short = 't', long)]
+        timestamps: bool,
+        /// The container.
+        name: String,
+    },
+    /// Run a command inside a running container (its namespaces, cgroup, user, capabilities, seccomp).
+    Exec {
+        /// The container.
+        name: String,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Stop a container and hold it stopped until `start` or a reload that changes it.
+    Stop {
+        /// The container.
+        name: String,
+    },
+    /// Start a stopped or failed container.
+    Start {
+        /// The container.
+        name: String,
+    },
+    /// Stop a container, then start it.
+    Restart {
+        /// The container.
+        name: String,
+    },
+    /// Re-read the stack file now (as saving it does); print the plan carried out.
+    Reload,
+    /// Stop the stack and its supervisor.
+    Down,
+    /// Follow lifecycle events (start, exit, restart, oom, health, reload).
+    Events {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything about one container, as JSON: state, usage, effective configuration.
+    Inspect {
+        /// The container.
+        name: String,
     },
 }
 
@@ -173,7 +233,31 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
+    let Cli { global, command } = cli;
+    let g = &global;
+    match command {
+        Command::Ps { json } => Ok(with_client(g, None, |c| cli_api::ps(c, json))),
+        Command::Logs {
+            follow,
+            tail,
+            timestamps,
+            name,
+        } => Ok(with_client(g, None, |c| {
+            cli_api::logs(c, &name, follow, tail, timestamps)
+        })),
+        Command::Exec { name, command } => {
+            Ok(with_client(g, None, |c| cli_api::exec(c, &name, &command)))
+        }
+        Command::Stop { name } => Ok(with_client(g, None, |c| cli_api::action(c, &name, "stop"))),
+        Command::Start { name } => Ok(with_client(g, None, |c| cli_api::action(c, &name, "start"))),
+        Command::Restart { name } => Ok(with_client(g, None, |c| {
+            cli_api::action(c, &name, "restart")
+        })),
+        Command::Reload => Ok(with_client(g, None, cli_api::reload)),
+        Command::Down => Ok(with_client(g, None, cli_api::down)),
+        Command::Events { json } => Ok(with_client(g, None, |c| cli_api::events(c, json))),
+        Command::Inspect { name } => Ok(with_client(g, None, |c| cli_api::inspect(c, &name))),
+
         Command::Check { file, json } => {
             let stack = match load(&file) {
                 Ok(s) => s,
@@ -197,12 +281,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let file = std::path::absolute(&file).unwrap_or(file);
             let opts = rkstack::supervisor::up::UpOptions {
                 file,
-                state_dir: cli.global.state_dir.clone(),
-                data_dir: cli.global.data_dir.clone(),
+                state_dir: global.state_dir.clone(),
+                data_dir: global.data_dir.clone(),
             };
             let ready = if detach {
-                let log = cli
-                    .global
+                let log = global
                     .data_dir
                     .join(stack.name.as_str())
                     .join("supervisor.log");
@@ -213,7 +296,43 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 None
             };
-            match rkstack::supervisor::up::up_with(opts, ready) {
+            let socket = global.socket.clone().unwrap_or_else(|| {
+                global
+                    .state_dir
+                    .join(format!("{}.sock", stack.name.as_str()))
+            });
+            // The supervisor takes the stack's lock; a running one answers on
+            // the socket too, so say so before touching it.
+            let running = rkstack::supervisor::stacks::running(&global.state_dir)
+                .into_iter()
+                .find(|r| r.name == stack.name.as_str());
+            if let Some(r) = running {
+                let e = rkstack::supervisor::up::UpError::AlreadyRunning {
+                    stack: r.name,
+                    pid: r.pid.map(|p| p.to_string()).unwrap_or_default(),
+                };
+                eprintln!("rkstack: {e}");
+                if let Some(p) = &ready {
+                    p.tell(&format!("{}{e}", rkstack::supervisor::up::READY_EXITED));
+                }
+                return Ok(ExitCode::from(EXIT_FAILED));
+            }
+            let listener = match rkstack::api::server::bind(&socket) {
+                Ok(l) => l,
+                Err(e) => {
+                    let msg = format!("API socket {}: {e}", socket.display());
+                    eprintln!("rkstack: {msg}");
+                    if let Some(r) = &ready {
+                        r.tell(&format!("{}{msg}", rkstack::supervisor::up::READY_EXITED));
+                    }
+                    return Ok(ExitCode::from(EXIT_FAILED));
+                }
+            };
+            let logs_dir = global.data_dir.join(stack.name.as_str()).join("logs");
+            let control = rkstack::api::server::control(listener, logs_dir);
+            let result = rkstack::supervisor::up::up_with(opts, ready, Some(control));
+            let _ = std::fs::remove_file(&socket);
+            match result {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(e) => {
                     eprintln!("rkstack: {e}");
@@ -234,8 +353,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             let opts = rkstack::supervisor::run::RunOptions {
-                state_dir: cli.global.state_dir.clone(),
-                data_dir: cli.global.data_dir.clone(),
+                state_dir: global.state_dir.clone(),
+                data_dir: global.data_dir.clone(),
                 stack: "run".into(),
             };
             match rkstack::supervisor::run::run(&container, &opts) {
@@ -260,6 +379,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
             };
+            // A running supervisor of this stack plans against what runs.
+            let running = global.socket.is_some()
+                || rkstack::supervisor::stacks::running(&global.state_dir)
+                    .iter()
+                    .any(|r| r.name == stack.name.as_str());
+            if running {
+                let name = stack.name.to_string();
+                return Ok(with_client(&global, Some(&name), |c| {
+                    cli_api::plan(c, &file, json)
+                }));
+            }
             let desired = plan::DesiredState::from_stack(stack);
             // Until a supervisor runs, the stack is planned against nothing.
             let observed = plan::ObservedState::default();
@@ -273,6 +403,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Runs a command against the supervisor that the global options pick
+/// (`stack` overrides `--stack` when given).
+fn with_client(
+    g: &Global,
+    stack: Option<&str>,
+    f: impl FnOnce(&rkstack::api::client::Client) -> Result<ExitCode, rkstack::api::client::ClientError>,
+) -> ExitCode {
+    let stack = stack.or(g.stack.as_deref());
+    match cli_api::connect(&g.state_dir, stack, g.socket.as_deref()).and_then(|c| f(&c)) {
+        Ok(code) => code,
+        Err(e) => cli_api::fail(&e),
     }
 }
 

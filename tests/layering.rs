@@ -67,6 +67,11 @@ fn lower_layers_do_not_reach_up() {
             "crate::network",
         ],
     );
+    // The API is a client of the supervisor, never the other way round:
+    // the supervisor knows control requests, not HTTP.
+    forbid("supervisor", &["crate::api", "axum", "hyper"]);
+    forbid("sandbox", &["crate::api"]);
+    forbid("network", &["crate::api"]);
 }
 
 #[test]

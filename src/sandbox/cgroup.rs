@@ -47,6 +47,14 @@ const V1_CONTROLLERS: &[&str] = &[
     "memory", "pids", "cpu", "cpuacct", "cpuset", "blkio", "devices", "freezer",
 ];
 
+/// Resources a cgroup uses now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Usage {
+    pub memory_bytes: Option<u64>,
+    pub cpu_seconds: Option<f64>,
+    pub pids: Option<u64>,
+}
+
 impl Layout {
     /// Reads the mount table (`/proc/self/mountinfo` text). A cgroup2 mount
     /// with controllers at `expected_v2` makes a pure v2 layout; otherwise
@@ -484,6 +492,32 @@ impl Cgroup {
             })
             .unwrap_or(0);
         Events { oom_kills }
+    }
+
+    /// What the cgroup uses now (what a controller does not account is `None`).
+    pub fn usage(&self) -> Usage {
+        let read = |controller: &str, file: &str| -> Option<String> {
+            self.dir_of(controller)
+                .and_then(|d| std::fs::read_to_string(d.join(file)).ok())
+        };
+        let num = |text: Option<String>| text.and_then(|t| t.trim().parse::<u64>().ok());
+        match self.layout {
+            Layout::V2 { .. } => Usage {
+                memory_bytes: num(read("memory", "memory.current")),
+                cpu_seconds: read("cpu", "cpu.stat").and_then(|t| {
+                    t.lines()
+                        .find_map(|l| l.strip_prefix("usage_usec "))
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        .map(|us| us as f64 / 1e6)
+                }),
+                pids: num(read("pids", "pids.current")),
+            },
+            Layout::V1 { .. } => Usage {
+                memory_bytes: num(read("memory", "memory.usage_in_bytes")),
+                cpu_seconds: num(read("cpuacct", "cpuacct.usage")).map(|ns| ns as f64 / 1e9),
+                pids: num(read("pids", "pids.current")),
+            },
+        }
     }
 
     /// Pids still in the cgroup.

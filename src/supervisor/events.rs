@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 /// One lifecycle event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Event {
     /// Increases by one per event, so a client can ask for what it missed.
     pub seq: u64,
@@ -34,6 +34,18 @@ static JOURNAL: Mutex<Journal> = Mutex::new(Journal {
     next: 1,
     events: VecDeque::new(),
 });
+
+static LIVE: std::sync::OnceLock<tokio::sync::broadcast::Sender<Event>> =
+    std::sync::OnceLock::new();
+
+fn live() -> &'static tokio::sync::broadcast::Sender<Event> {
+    LIVE.get_or_init(|| tokio::sync::broadcast::channel(256).0)
+}
+
+/// Events from now on, as they are recorded.
+pub fn subscribe() -> tokio::sync::broadcast::Receiver<Event> {
+    live().subscribe()
+}
 
 /// Records and logs an event. A message of the form `NAME: rest` where NAME
 /// is a container name is attributed to that container.
@@ -62,13 +74,19 @@ pub fn record(stack: &str, message: String) {
     if j.events.len() >= KEEP {
         j.events.pop_front();
     }
-    j.events.push_back(Event {
+    let e = Event {
         seq,
         time: super::logs::timestamp(SystemTime::now()),
         stack: stack.to_string(),
         container,
         message: text,
-    });
+    };
+    j.events.push_back(e.clone());
+    drop(j);
+    let live = live();
+    if live.receiver_count() > 0 {
+        let _ = live.send(e);
+    }
 }
 
 /// Events after `seq` (all kept ones for 0), oldest first.

@@ -10,6 +10,26 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+/// One record written to a container's log, for those following it.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    pub container: String,
+    /// The line as written: `TIMESTAMP STREAM text`.
+    pub record: String,
+}
+
+static TAP: std::sync::OnceLock<tokio::sync::broadcast::Sender<LogLine>> =
+    std::sync::OnceLock::new();
+
+fn tap() -> &'static tokio::sync::broadcast::Sender<LogLine> {
+    TAP.get_or_init(|| tokio::sync::broadcast::channel(1024).0)
+}
+
+/// Every container's log records from now on.
+pub fn subscribe() -> tokio::sync::broadcast::Receiver<LogLine> {
+    tap().subscribe()
+}
+
 /// One container's log file and its two pipes.
 #[derive(Debug)]
 pub struct Log {
@@ -142,6 +162,19 @@ impl Log {
         match self.file.as_mut().map(|f| f.write_all(&rec)) {
             Some(Ok(())) => self.size += rec.len() as u64,
             _ => self.dropped += 1,
+        }
+        let tap = tap();
+        if tap.receiver_count() > 0 {
+            let container = self
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            rec.pop();
+            let _ = tap.send(LogLine {
+                container,
+                record: String::from_utf8_lossy(&rec).into_owned(),
+            });
         }
     }
 

@@ -10,15 +10,19 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::control::{ApiError, Command, ContainerInfo, Request};
 use super::logs::Log;
 use super::lower::{self, Paths};
 use super::restart::{self, Decision, Ended, History};
 use super::run::{Exit, sigset};
 use super::userns;
+
+mod requests;
 use crate::config::{self, UserNamespace};
 use crate::plan::{self, Action, ContainerSpec, DesiredState, ObservedState, Plan, Record, Target};
 use crate::sandbox::cgroup::{Cgroup, Layout};
 use crate::sandbox::{self, Stdio3};
+use requests::wait_ready;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpError {
@@ -86,6 +90,14 @@ pub struct UpOptions {
 #[derive(Debug)]
 pub struct ReadyPipe(pub OwnedFd);
 
+impl ReadyPipe {
+    /// Writes the one message the waiting parent reads.
+    pub fn tell(&self, msg: &str) {
+        // SAFETY: writing our message to the pipe we were given.
+        unsafe { libc::write(self.0.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };
+    }
+}
+
 /// Where a container is in its life.
 #[derive(Debug, Clone, PartialEq)]
 pub enum State {
@@ -115,6 +127,8 @@ struct Live {
     oom_base: u64,
     /// Why the last start failed, for `up -d` and `ps`.
     last_error: Option<String>,
+    /// How its last run ended.
+    last_exit: Option<Exit>,
     /// Set for a container adopted from a previous supervisor: it is not our
     /// child, so its end is seen through this pidfd instead of waitpid.
     pidfd: Option<OwnedFd>,
@@ -173,6 +187,10 @@ struct Supervisor {
     past_ips: BTreeMap<String, BTreeMap<String, std::net::IpAddr>>,
     /// Host ports in the nftables table now.
     published: Vec<super::stacks::Published>,
+    /// Processes run by `exec` requests: pid → who waits for its status.
+    execs: BTreeMap<i32, tokio::sync::oneshot::Sender<i32>>,
+    reloads: u64,
+    last_reload_ok: bool,
 }
 
 /// Editors save in a burst of events (write, rename, chmod) within a few
@@ -206,7 +224,7 @@ pub fn sd_notify(msg: &str) {
 
 /// Runs the stack until SIGTERM/SIGINT. Returns when every container is stopped.
 pub fn up(opts: UpOptions) -> Result<(), UpError> {
-    up_with(opts, None)
+    up_with(opts, None, None)
 }
 
 /// What `up -d`'s waiting parent is told when the supervisor gives up
@@ -215,9 +233,13 @@ pub const READY_EXITED: &str = "exited: ";
 
 /// [`up`], reporting to `ready` once every container is up or one failed,
 /// or why the supervisor could not carry on.
-pub fn up_with(opts: UpOptions, ready: Option<ReadyPipe>) -> Result<(), UpError> {
+pub fn up_with(
+    opts: UpOptions,
+    ready: Option<ReadyPipe>,
+    control: Option<Control>,
+) -> Result<(), UpError> {
     let report = ready.as_ref().and_then(|r| r.0.try_clone().ok());
-    let result = supervise(opts, ready);
+    let result = supervise(opts, ready, control);
     if let (Err(e), Some(fd)) = (&result, report) {
         // Nobody reads any more once the stack was reported up: harmless.
         let msg = format!("{READY_EXITED}{e}");
@@ -227,7 +249,24 @@ pub fn up_with(opts: UpOptions, ready: Option<ReadyPipe>) -> Result<(), UpError>
     result
 }
 
-fn supervise(opts: UpOptions, ready: Option<ReadyPipe>) -> Result<(), UpError> {
+/// Control requests for the event loop, and the server that produces them
+/// (run on the loop's own thread while the loop waits).
+pub struct Control {
+    pub requests: tokio::sync::mpsc::UnboundedReceiver<Request>,
+    pub server: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Control")
+    }
+}
+
+fn supervise(
+    opts: UpOptions,
+    ready: Option<ReadyPipe>,
+    control: Option<Control>,
+) -> Result<(), UpError> {
     // Orphans of the containers' processes come to us, and are reaped.
     // SAFETY: plain prctl.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -253,6 +292,9 @@ fn supervise(opts: UpOptions, ready: Option<ReadyPipe>) -> Result<(), UpError> {
         nft_rules: None,
         past_ips: BTreeMap::new(),
         published: Vec::new(),
+        execs: BTreeMap::new(),
+        reloads: 0,
+        last_reload_ok: true,
         networks: BTreeMap::new(),
         cgroup_base,
         layout,
@@ -293,7 +335,25 @@ fn supervise(opts: UpOptions, ready: Option<ReadyPipe>) -> Result<(), UpError> {
     sup.save_state();
     sup.report_ready();
     sup.notify_status("READY=1");
-    let result = sup.run_loop();
+    // One thread throughout: the runtime only waits for the loop's file
+    // descriptors and serves the API in between (the fork fast path of the
+    // sandbox needs a single-threaded process).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(os("the event loop's runtime"))?;
+    let local = tokio::task::LocalSet::new();
+    let result = local.block_on(&rt, async {
+        let requests = match control {
+            Some(c) => {
+                tokio::task::spawn_local(c.server);
+                Some(c.requests)
+            }
+            None => None,
+        };
+        sup.run_loop(requests).await
+    });
     sd_notify("STOPPING=1");
     sup.shutdown();
     result
@@ -339,7 +399,10 @@ impl Supervisor {
         ));
     }
 
-    fn run_loop(&mut self) -> Result<(), UpError> {
+    async fn run_loop(
+        &mut self,
+        mut requests: Option<tokio::sync::mpsc::UnboundedReceiver<Request>>,
+    ) -> Result<(), UpError> {
         loop {
             let now = Instant::now();
             while let Some(std::cmp::Reverse((at, _))) = self.timers.peek() {
@@ -393,8 +456,15 @@ impl Supervisor {
                     adopted.push(name.clone());
                 }
             }
-            // SAFETY: fds is a valid array of pollfd for the call.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            let (n, asked) = wait_ready(&mut fds, timeout, requests.as_mut()).await;
+            for r in asked {
+                if self.on_request(r) {
+                    // Let the server send the answer before the loop ends.
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    event(&self.stack(), "stopping the stack (down)");
+                    return Ok(());
+                }
+            }
             if n < 0 {
                 continue;
             }
@@ -555,6 +625,12 @@ impl Supervisor {
 
     /// Re-reads the stack file. An invalid file changes nothing.
     fn reload(&mut self, why: &str) {
+        let _ = self.try_reload(why);
+    }
+
+    /// [`Supervisor::reload`], with its outcome: the plan carried out, or why
+    /// the file was rejected (the stack then runs on as it was).
+    fn try_reload(&mut self, why: &str) -> Result<Plan, ApiError> {
         let now_us = {
             let mut ts = libc::timespec {
                 tv_sec: 0,
@@ -565,43 +641,51 @@ impl Supervisor {
             ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
         };
         sd_notify(&format!("RELOADING=1\nMONOTONIC_USEC={now_us}"));
-        match config::load(&self.opts.file) {
-            Err(e) => {
-                event(
-                    &self.stack(),
-                    format!("reload ({why}) rejected, the stack keeps running as it was:\n{e}"),
-                );
-            }
-            Ok(stack) if stack.name.as_str() != self.desired.stack => {
-                event(
-                    &self.stack(),
-                    format!(
-                        "reload ({why}) rejected: the stack's name changed to {}; restart rkstack to rename a stack",
-                        stack.name
-                    ),
-                );
-            }
-            Ok(stack) => {
-                let desired = DesiredState::from_stack(stack);
-                let plan = plan::reconcile(&desired, &self.observed());
-                if let Err(e) = self.check_ports(&desired, &plan) {
-                    event(
-                        &self.stack(),
-                        format!("reload ({why}) rejected, the stack keeps running as it was: {e}"),
-                    );
-                    self.notify_status("READY=1");
-                    return;
-                }
-                self.desired = desired;
-                if plan.is_noop() {
-                    event(&self.stack(), format!("reload ({why}): nothing to do"));
-                } else {
-                    event(&self.stack(), format!("reload ({why}):\n{plan}"));
-                    self.execute(&plan);
-                }
-            }
+        self.reloads += 1;
+        let result = self.reload_plan(why);
+        self.last_reload_ok = result.is_ok();
+        if let Err(e) = &result {
+            let detail = if e.problems.is_empty() {
+                e.error.clone()
+            } else {
+                e.problems.join("\n")
+            };
+            event(
+                &self.stack(),
+                format!("reload ({why}) rejected, the stack keeps running as it was:\n{detail}"),
+            );
         }
         self.notify_status("READY=1");
+        result
+    }
+
+    fn reload_plan(&mut self, why: &str) -> Result<Plan, ApiError> {
+        let stack = config::load(&self.opts.file).map_err(|e| {
+            ApiError::invalid(
+                format!("{} is not a valid stack file", self.opts.file.display()),
+                e.diagnostics().iter().map(|d| d.to_string()).collect(),
+            )
+        })?;
+        if stack.name.as_str() != self.desired.stack {
+            return Err(ApiError::conflict(format!(
+                "the stack's name changed to {}; restart rkstack to rename a stack",
+                stack.name
+            )));
+        }
+        let desired = DesiredState::from_stack(stack);
+        let plan = plan::reconcile(&desired, &self.observed());
+        self.check_ports(&desired, &plan)
+            .map_err(ApiError::conflict)?;
+        self.desired = desired;
+        if plan.is_noop() {
+            event(&self.stack(), format!("reload ({why}): nothing to do"));
+        } else {
+            event(&self.stack(), format!("reload ({why}):\n{plan}"));
+        }
+        // Also a plan of keeps: policy keys (restart, stop_signal, health
+        // timing, ...) take effect through them without a restart.
+        self.execute(&plan);
+        Ok(plan)
     }
 
     fn observed(&self) -> ObservedState {
@@ -775,6 +859,7 @@ impl Supervisor {
             ips: BTreeMap::new(),
             oom_base: 0,
             last_error: None,
+            last_exit: None,
             pidfd: None,
             starttime: None,
             health: None,
@@ -1244,6 +1329,10 @@ impl Supervisor {
                 self.on_check(&name, decode(status));
                 continue;
             }
+            if let Some(waiter) = self.execs.remove(&pid) {
+                let _ = waiter.send(status);
+                continue;
+            }
             let Some(name) = self
                 .live
                 .iter()
@@ -1276,6 +1365,7 @@ impl Supervisor {
             return;
         };
         l.health = None;
+        l.last_exit = Some(exit);
         // Whatever it left in its cgroup goes with it; the cgroup itself is
         // kept for the next run (making one costs more than the restart).
         l.cgroup.kill_all();
@@ -1920,6 +2010,22 @@ impl Supervisor {
                         )));
                     }
                     event(&self.stack(), format!("{name}: adopted (pid {pid})"));
+                    self.live.insert(name, l);
+                }
+                (None, Some(spec)) if sv.user_stopped => {
+                    // Stopped by a user: it stays stopped (`start` brings it back).
+                    let Ok(mut l) = self.admit(spec) else {
+                        continue;
+                    };
+                    l.ips = sv.ips;
+                    l.record = sv.record;
+                    l.restarts = sv.restarts;
+                    l.user_stopped = true;
+                    l.state = State::Stopped;
+                    event(
+                        &self.stack(),
+                        format!("{name}: stays stopped (stopped by a user)"),
+                    );
                     self.live.insert(name, l);
                 }
                 (alive, spec) => {

@@ -1,0 +1,241 @@
+//! The CLI's side of the API: HTTP/1.1 over the stack's unix socket
+//! (hyper), one request per connection, blocking for the caller.
+
+use std::path::{Path, PathBuf};
+
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+
+use super::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no stack named {stack} is running (looked in {dir})")]
+    NotRunning { stack: String, dir: String },
+    #[error("no stack is running (looked in {0})")]
+    NoneRunning(String),
+    #[error("several stacks are running ({0}); say which with --stack NAME")]
+    Several(String),
+    #[error("{path}: {source}")]
+    Connect {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the supervisor's answer broke off: {0}")]
+    Http(String),
+    #[error("{0}")]
+    Api(ApiError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The socket to talk to: `--socket`, or `--stack`'s, or the one stack running.
+pub fn resolve(
+    state_dir: &Path,
+    stack: Option<&str>,
+    socket: Option<&Path>,
+) -> Result<PathBuf, ClientError> {
+    if let Some(s) = socket {
+        return Ok(s.to_path_buf());
+    }
+    let running = crate::supervisor::stacks::running(state_dir);
+    let dir = state_dir.display().to_string();
+    match stack {
+        Some(name) => {
+            if running.iter().any(|r| r.name == name) {
+                Ok(state_dir.join(format!("{name}.sock")))
+            } else {
+                Err(ClientError::NotRunning {
+                    stack: name.to_string(),
+                    dir,
+                })
+            }
+        }
+        None => match running.as_slice() {
+            [] => Err(ClientError::NoneRunning(dir)),
+            [one] => Ok(state_dir.join(format!("{}.sock", one.name))),
+            many => Err(ClientError::Several(
+                many.iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )),
+        },
+    }
+}
+
+/// A client of one supervisor.
+#[derive(Debug)]
+pub struct Client {
+    socket: PathBuf,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Client {
+    pub fn new(socket: PathBuf) -> Result<Client, ClientError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
+        Ok(Client { socket, rt })
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|source| ClientError::Connect {
+                path: self.socket.display().to_string(),
+                source,
+            })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        tokio::spawn(conn);
+        let bytes = body
+            .map(|b| serde_json::to_vec(b).unwrap_or_default())
+            .unwrap_or_default();
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "rkstack");
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(bytes)))
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?
+            .to_bytes();
+        let mut err: ApiError = serde_json::from_slice(&body).unwrap_or_else(|_| {
+            ApiError::new(
+                status,
+                "http",
+                format!("HTTP {status}: {}", String::from_utf8_lossy(&body).trim()),
+            )
+        });
+        err.status = status;
+        Err(ClientError::Api(err))
+    }
+
+    /// One request; the whole JSON answer.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.rt.block_on(async {
+            let resp = self.send(method, path, body.as_ref()).await?;
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| ClientError::Http(e.to_string()))?
+                .to_bytes();
+            if bytes.is_empty() {
+                return Ok(serde_json::Value::Null);
+            }
+            serde_json::from_slice(&bytes).or_else(|_| {
+                Ok(serde_json::Value::String(
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                ))
+            })
+        })
+    }
+
+    /// One request whose answer is a stream: `each` gets every chunk as it
+    /// comes, until the stream ends or `each` says stop (false).
+    pub fn stream(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+        each: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<(), ClientError> {
+        self.rt.block_on(async {
+            let resp = self.send(method, path, body.as_ref()).await?;
+            let mut body = resp.into_body();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| ClientError::Http(e.to_string()))?;
+                if let Some(data) = frame.data_ref()
+                    && !each(data)
+                {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Splits a byte stream into lines across chunks.
+#[derive(Debug, Default)]
+pub struct Lines {
+    partial: Vec<u8>,
+}
+
+impl Lines {
+    /// The whole lines completed by `chunk` (without their newline).
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<String> {
+        self.partial.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        while let Some(i) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=i).collect();
+            out.push(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_whole_across_chunks() {
+        let mut l = Lines::default();
+        assert!(l.feed(b"ab").is_empty());
+        assert_eq!(l.feed(b"c\nde\nf"), vec!["abc", "de"]);
+        assert_eq!(l.feed(b"\n"), vec!["f"]);
+    }
+
+    #[test]
+    fn the_socket_is_the_one_asked_for_or_the_only_running_stack() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            resolve(dir.path(), None, Some(Path::new("/x.sock"))).unwrap(),
+            PathBuf::from("/x.sock")
+        );
+        let e = resolve(dir.path(), Some("web"), None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "no stack named web is running (looked in {})",
+                dir.path().display()
+            )
+        );
+        assert!(matches!(
+            resolve(dir.path(), None, None),
+            Err(ClientError::NoneRunning(_))
+        ));
+    }
+}

@@ -1,0 +1,675 @@
+//! The API's HTTP side (axum). Handlers turn requests into [`Command`]s for
+//! the supervisor's event loop and its answers into responses; streams
+//! (logs, events, exec output) are served here from the supervisor's
+//! broadcasts and files, without holding up the loop.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path as FsPath, PathBuf};
+
+use axum::body::{Body, Bytes};
+use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::{Path, Query, Request as HttpRequest, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use tokio::net::UnixListener;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::{ApiError, Command, Exec, Request};
+use crate::supervisor::events::{self, Event};
+use crate::supervisor::logs::{self, LogLine};
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub tx: mpsc::UnboundedSender<Request>,
+    /// `DATA/STACK/logs`: `NAME.log` and its rotations.
+    pub logs_dir: PathBuf,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self)).into_response()
+    }
+}
+
+/// The peer of a connection, from `SO_PEERCRED`.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub pid: Option<i32>,
+}
+
+impl Connected<axum::serve::IncomingStream<'_, UnixListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, UnixListener>) -> Self {
+        match stream.io().peer_cred() {
+            Ok(c) => Peer {
+                uid: Some(c.uid()),
+                gid: Some(c.gid()),
+                pid: c.pid(),
+            },
+            Err(_) => Peer {
+                uid: None,
+                gid: None,
+                pid: None,
+            },
+        }
+    }
+}
+
+async fn check_peer(req: HttpRequest, next: Next) -> Response {
+    let peer = req.extensions().get::<ConnectInfo<Peer>>().map(|c| c.0);
+    let ok = match peer {
+        // Not a unix socket peer (tests driving the router directly).
+        None => true,
+        Some(Peer {
+            uid: Some(uid),
+            gid: Some(gid),
+            pid,
+        }) => super::peer::allowed_peer(uid, gid, pid),
+        Some(_) => false,
+    };
+    if !ok {
+        tracing::warn!(
+            ?peer,
+            "API request refused: not root nor in the rkstack group"
+        );
+        return ApiError::new(
+            403,
+            "forbidden",
+            format!(
+                "only root and members of the {} group may use this API",
+                super::peer::GROUP
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Every route the API serves (method, path), as the OpenAPI file lists them.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/v1/health"),
+    ("get", "/v1/containers"),
+    ("get", "/v1/containers/{name}"),
+    ("post", "/v1/containers/{name}/stop"),
+    ("post", "/v1/containers/{name}/start"),
+    ("post", "/v1/containers/{name}/restart"),
+    ("get", "/v1/containers/{name}/logs"),
+    ("post", "/v1/containers/{name}/exec"),
+    ("get", "/v1/events"),
+    ("post", "/v1/reload"),
+    ("get", "/v1/plan"),
+    ("post", "/v1/down"),
+    ("get", "/metrics"),
+];
+
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/containers", get(list))
+        .route("/v1/containers/{name}", get(inspect))
+        .route("/v1/containers/{name}/stop", post(stop))
+        .route("/v1/containers/{name}/start", post(start))
+        .route("/v1/containers/{name}/restart", post(restart))
+        .route("/v1/containers/{name}/logs", get(logs_route))
+        .route("/v1/containers/{name}/exec", post(exec))
+        .route("/v1/events", get(events_route))
+        .route("/v1/reload", post(reload))
+        .route("/v1/plan", get(plan))
+        .route("/v1/down", post(down))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            ApiError::new(404, "not_found", "no such route (see api/openapi.yaml)")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                405,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .layer(middleware::from_fn(check_peer))
+        .with_state(api)
+}
+
+/// Serves the API on `listener` until the runtime ends.
+pub async fn serve(listener: UnixListener, api: Api) {
+    let app = router(api).into_make_service_with_connect_info::<Peer>();
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!("API server stopped: {e}");
+    }
+}
+
+/// Binds the stack's socket: a stale one (its supervisor died) is replaced,
+/// a live one means the stack runs already. Mode 0660, group `rkstack`
+/// where it exists. A std listener: [`control`] hands it to the runtime.
+pub fn bind(path: &FsPath) -> std::io::Result<std::os::unix::net::UnixListener> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{}: the stack is already running", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
+    listener.set_nonblocking(true)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    let gid = std::fs::read_to_string("/etc/group")
+        .ok()
+        .and_then(|t| super::peer::group_gid(&t, super::peer::GROUP));
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(path, Some(0), Some(gid))?;
+    }
+    Ok(listener)
+}
+
+/// The supervisor's control channel fed by an API server on `listener`.
+pub fn control(
+    listener: std::os::unix::net::UnixListener,
+    logs_dir: PathBuf,
+) -> crate::supervisor::up::Control {
+    let (tx, requests) = mpsc::unbounded_channel();
+    let api = Api { tx, logs_dir };
+    let server = Box::pin(async move {
+        match UnixListener::from_std(listener) {
+            Ok(l) => serve(l, api).await,
+            Err(e) => tracing::error!("API socket: {e}"),
+        }
+    });
+    crate::supervisor::up::Control { requests, server }
+}
+
+async fn ask(api: &Api, command: Command) -> Result<serde_json::Value, ApiError> {
+    let (reply, rx) = oneshot::channel();
+    api.tx
+        .send(Request { command, reply })
+        .map_err(|_| ApiError::unavailable("the supervisor is shutting down"))?;
+    rx.await
+        .map_err(|_| ApiError::unavailable("the supervisor is shutting down"))?
+}
+
+async fn answer(api: &Api, command: Command) -> Response {
+    match ask(api, command).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn health(State(api): State<Api>) -> Response {
+    answer(&api, Command::Health).await
+}
+
+async fn list(State(api): State<Api>) -> Response {
+    answer(&api, Command::List).await
+}
+
+async fn inspect(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    answer(&api, Command::Inspect(name)).await
+}
+
+async fn stop(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    answer(&api, Command::Stop(name)).await
+}
+
+async fn start(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    answer(&api, Command::Start(name)).await
+}
+
+async fn restart(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    answer(&api, Command::Restart(name)).await
+}
+
+async fn reload(State(api): State<Api>) -> Response {
+    answer(&api, Command::Reload).await
+}
+
+#[derive(Debug, Deserialize)]
+struct PlanQuery {
+    file: Option<PathBuf>,
+}
+
+async fn plan(
+    State(api): State<Api>,
+    q: Result<Query<PlanQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    match q {
+        Ok(Query(q)) => answer(&api, Command::Plan(q.file)).await,
+        Err(e) => ApiError::bad_request(e.body_text()).into_response(),
+    }
+}
+
+async fn down(State(api): State<Api>) -> Response {
+    match ask(&api, Command::Down).await {
+        Ok(v) => (StatusCode::ACCEPTED, Json(v)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn metrics(State(api): State<Api>) -> Response {
+    match ask(&api, Command::Metrics).await {
+        Ok(serde_json::Value::String(text)) => {
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+        }
+        Ok(_) => ApiError::internal("metrics came back in the wrong shape").into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `1`, `true`, `yes` or an empty value.
+fn truthy(v: &Option<String>) -> bool {
+    v.as_deref()
+        .is_some_and(|v| matches!(v, "" | "1" | "true" | "yes"))
+}
+
+#[derive(Debug, Deserialize)]
+struct LogsQuery {
+    follow: Option<String>,
+    tail: Option<usize>,
+    /// RFC 3339 (as the log lines' own timestamps): lines from then on.
+    since: Option<String>,
+}
+
+/// The last `tail` records (all for `None`) at or after `since`, from the
+/// container's log file and its rotations, oldest first.
+pub fn read_log(dir: &FsPath, name: &str, tail: Option<usize>, since: Option<&str>) -> Vec<String> {
+    let base = dir.join(format!("{name}.log"));
+    let mut files: Vec<PathBuf> = (1..10)
+        .map(|i| PathBuf::from(format!("{}.{i}", base.display())))
+        .filter(|p| p.exists())
+        .collect();
+    files.reverse();
+    files.push(base);
+    let mut lines: Vec<String> = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        lines.extend(
+            text.lines()
+                .filter(|l| since.is_none_or(|s| l.get(..s.len()).is_some_and(|t| t >= s)))
+                .map(str::to_string),
+        );
+    }
+    if let Some(n) = tail {
+        let skip = lines.len().saturating_sub(n);
+        lines.drain(..skip);
+    }
+    lines
+}
+
+fn ndjson_or_text(content_type: &'static str, rx: mpsc::Receiver<Bytes>) -> Response {
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<Bytes, std::convert::Infallible>(b), rx))
+    });
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+async fn logs_route(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    q: Result<Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return ApiError::bad_request(e.body_text()).into_response(),
+    };
+    if let Err(e) = ask(&api, Command::Inspect(name.clone())).await {
+        return e.into_response();
+    }
+    let follow = truthy(&q.follow);
+    // Subscribed before the file is read: nothing written in between is lost.
+    let mut live = follow.then(logs::subscribe);
+    let lines = read_log(&api.logs_dir, &name, q.tail, q.since.as_deref());
+    let last = lines.last().cloned();
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        for l in lines {
+            if tx.send(Bytes::from(l + "\n")).await.is_err() {
+                return;
+            }
+        }
+        let Some(live) = live.as_mut() else { return };
+        loop {
+            match live.recv().await {
+                Ok(LogLine { container, record }) => {
+                    if container != name || last.as_deref().is_some_and(|l| record.as_str() <= l) {
+                        continue;
+                    }
+                    if tx.send(Bytes::from(record + "\n")).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    ndjson_or_text("text/plain; charset=utf-8", rx)
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    /// Also the kept events after this sequence number (0: all kept).
+    since: Option<u64>,
+}
+
+async fn events_route(
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return ApiError::bad_request(e.body_text()).into_response(),
+    };
+    let mut live = events::subscribe();
+    let backlog = q.since.map(events::since).unwrap_or_default();
+    let mut seen = backlog.last().map_or(q.since.unwrap_or(0), |e| e.seq);
+    if q.since.is_none() {
+        seen = events::since(0).last().map_or(0, |e| e.seq);
+    }
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let line = |e: &Event| {
+        let mut v = serde_json::to_vec(e).unwrap_or_default();
+        v.push(b'\n');
+        Bytes::from(v)
+    };
+    tokio::spawn(async move {
+        for e in &backlog {
+            if tx.send(line(e)).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            match live.recv().await {
+                Ok(e) if e.seq > seen => {
+                    seen = e.seq;
+                    if tx.send(line(&e)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    ndjson_or_text("application/x-ndjson", rx)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecBody {
+    command: Vec<String>,
+    #[serde(default)]
+    env: Vec<String>,
+    /// Given to the process on its stdin (then closed); none: /dev/null-like EOF.
+    #[serde(default)]
+    stdin: Option<String>,
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)
+}
+
+/// A wait status as a shell reports it: the exit code, or 128 + signal.
+pub fn exit_code(status: i32) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        255
+    }
+}
+
+async fn exec(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    body: Result<Json<ExecBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let body = match body {
+        Ok(Json(b)) => b,
+        Err(e) => return ApiError::bad_request(e.body_text()).into_response(),
+    };
+    if body.command.is_empty() {
+        return ApiError::bad_request("command must not be empty").into_response();
+    }
+    let pipes = (|| Ok::<_, std::io::Error>((pipe()?, pipe()?, pipe()?)))();
+    let ((in_r, in_w), (out_r, out_w), (err_r, err_w)) = match pipes {
+        Ok(p) => p,
+        Err(e) => return ApiError::internal(format!("pipes: {e}")).into_response(),
+    };
+    let (exit_tx, exit_rx) = oneshot::channel();
+    let cmd = Command::Exec(Exec {
+        container: name,
+        command: body.command,
+        env: body.env,
+        stdio: [in_r, out_w, err_w],
+        exit: exit_tx,
+    });
+    if let Err(e) = ask(&api, cmd).await {
+        return e.into_response();
+    }
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let frame = |v: serde_json::Value| {
+        let mut b = serde_json::to_vec(&v).unwrap_or_default();
+        b.push(b'\n');
+        Bytes::from(b)
+    };
+    // stdin: written, then closed.
+    let input = body.stdin.unwrap_or_default();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        if let Ok(mut w) = tokio::net::unix::pipe::Sender::from_owned_fd(in_w) {
+            let _ = w.write_all(input.as_bytes()).await;
+        }
+    });
+    let mut readers = Vec::new();
+    for (stream, fd) in [("stdout", out_r), ("stderr", err_r)] {
+        let tx = tx.clone();
+        readers.push(tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let Ok(mut r) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+                return;
+            };
+            let mut buf = vec![0u8; 16384];
+            loop {
+                match r.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        let data = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        let v = serde_json::json!({ "stream": stream, "data": data });
+                        if tx.send(frame(v)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    tokio::spawn(async move {
+        for r in readers {
+            let _ = r.await;
+        }
+        let code = exit_rx.await.map(exit_code).unwrap_or(255);
+        let _ = tx.send(frame(serde_json::json!({ "exit": code }))).await;
+    });
+    ndjson_or_text("application/x-ndjson", rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    /// A stand-in for the event loop: answers every command at once.
+    fn fake() -> Api {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
+        tokio::spawn(async move {
+            while let Some(r) = rx.recv().await {
+                let answer = match r.command {
+                    Command::Inspect(n)
+                    | Command::Stop(n)
+                    | Command::Start(n)
+                    | Command::Restart(n)
+                        if n == "nope" =>
+                    {
+                        Err(ApiError::no_container(&n))
+                    }
+                    Command::Reload => Err(ApiError::invalid(
+                        "s.toml is not a valid stack file",
+                        vec!["s.toml:3:9: bad".into()],
+                    )),
+                    Command::Metrics => Ok(serde_json::json!("rkstack_reloads_total 1\n")),
+                    Command::Exec(e) => {
+                        let _ = e.exit.send(3 << 8);
+                        Ok(serde_json::json!({ "pid": 1 }))
+                    }
+                    _ => Ok(serde_json::json!({ "name": "web" })),
+                };
+                let _ = r.reply.send(answer);
+            }
+        });
+        Api {
+            tx,
+            logs_dir: std::env::temp_dir().join("rkstack-no-logs"),
+        }
+    }
+
+    async fn call(method: &str, uri: &str, body: &str) -> (u16, String) {
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let resp = router(fake()).oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn openapi_routes() -> Vec<(String, String)> {
+        let text = include_str!("../../api/openapi.yaml");
+        let mut out = Vec::new();
+        let mut path = None;
+        let mut in_paths = false;
+        for line in text.lines() {
+            if !line.starts_with(' ') {
+                in_paths = line == "paths:";
+                continue;
+            }
+            if !in_paths {
+                continue;
+            }
+            if let Some(p) = line.strip_prefix("  /") {
+                path = Some(format!("/{}", p.trim_end_matches(':')));
+            } else if let (Some(m), Some(p)) = (
+                line.strip_prefix("    ").and_then(|m| m.strip_suffix(':')),
+                &path,
+            ) && ["get", "post", "put", "delete", "patch"].contains(&m)
+            {
+                out.push((m.to_string(), p.clone()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn the_openapi_file_describes_exactly_the_routes_served() {
+        let mut served: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        served.sort();
+        assert_eq!(openapi_routes(), served);
+    }
+
+    #[tokio::test]
+    async fn every_route_answers_and_errors_are_json() {
+        for (method, path) in ROUTES {
+            let uri = path.replace("{name}", "web");
+            let body = if uri.ends_with("/exec") {
+                r#"{"command":["true"]}"#
+            } else {
+                ""
+            };
+            let uri = if uri.ends_with("/events") || uri.ends_with("/logs") {
+                // Streams: ask for what is kept only, so the answer ends.
+                continue;
+            } else {
+                uri
+            };
+            let (status, text) = call(&method.to_uppercase(), &uri, body).await;
+            let expected = match *path {
+                "/v1/reload" => 422,
+                "/v1/down" => 202,
+                _ => 200,
+            };
+            assert_eq!(status, expected, "{method} {uri}: {text}");
+        }
+        let (s, t) = call("GET", "/v1/nothing", "").await;
+        assert_eq!(s, 404);
+        assert!(t.contains(r#""kind":"not_found""#), "{t}");
+        let (s, t) = call("DELETE", "/v1/containers", "").await;
+        assert_eq!(s, 405, "{t}");
+        assert!(t.contains("method_not_allowed"));
+        let (s, t) = call("GET", "/v1/containers/nope", "").await;
+        assert_eq!(s, 404);
+        assert!(t.contains("no container named nope"), "{t}");
+        let (s, t) = call("POST", "/v1/containers/web/exec", "{not json").await;
+        assert_eq!(s, 400, "{t}");
+        assert!(t.contains(r#""kind":"bad_request""#), "{t}");
+        let (s, _) = call("POST", "/v1/containers/web/exec", r#"{"command":[]}"#).await;
+        assert_eq!(s, 400);
+        let (s, t) = call("POST", "/v1/reload", "").await;
+        assert_eq!(s, 422);
+        assert!(t.contains(r#""problems":["s.toml:3:9: bad"]"#), "{t}");
+        let (_, t) = call("POST", "/v1/containers/web/exec", r#"{"command":["x"]}"#).await;
+        assert!(t.trim_end().ends_with(r#"{"exit":3}"#), "{t}");
+        let (s, t) = call("GET", "/metrics", "").await;
+        assert_eq!((s, t.as_str()), (200, "rkstack_reloads_total 1\n"));
+        let (s, _) = call("GET", "/v1/events?since=x", "").await;
+        assert_eq!(s, 400);
+    }
+
+    #[test]
+    fn logs_are_read_from_the_file_and_its_rotations() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("web.log.1"),
+            "2026-01-01T00:00:00.000Z stdout a\n2026-01-01T00:00:01.000Z stdout b\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("web.log"),
+            "2026-01-01T00:00:02.000Z stderr c\n",
+        )
+        .unwrap();
+        let all = read_log(dir.path(), "web", None, None);
+        assert_eq!(all.len(), 3);
+        assert!(all[0].ends_with(" a") && all[2].ends_with(" c"));
+        assert_eq!(read_log(dir.path(), "web", Some(1), None).len(), 1);
+        let since = read_log(dir.path(), "web", None, Some("2026-01-01T00:00:01"));
+        assert_eq!(since.len(), 2);
+        assert!(read_log(dir.path(), "none", None, None).is_empty());
+    }
+}

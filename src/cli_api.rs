@@ -1,0 +1,377 @@
+//! The commands that talk to a running supervisor through its API: output
+//! and exit codes only.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use rkstack::api::ContainerInfo;
+use rkstack::api::client::{Client, ClientError, Lines};
+
+use super::{EXIT_FAILED, EXIT_INVALID};
+
+/// How a failed request ends the command: its message, and exit 2 for an
+/// invalid stack file, 1 otherwise.
+pub fn fail(e: &ClientError) -> ExitCode {
+    match e {
+        ClientError::Api(a) if !a.problems.is_empty() => {
+            eprintln!("rkstack: {}", a.error);
+            for p in &a.problems {
+                eprintln!("{p}");
+            }
+        }
+        other => eprintln!("rkstack: {other}"),
+    }
+    match e {
+        ClientError::Api(a) if a.status == 422 => ExitCode::from(EXIT_INVALID),
+        _ => ExitCode::from(EXIT_FAILED),
+    }
+}
+
+pub fn connect(
+    state_dir: &Path,
+    stack: Option<&str>,
+    socket: Option<&Path>,
+) -> Result<Client, ClientError> {
+    Client::new(rkstack::api::client::resolve(state_dir, stack, socket)?)
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.1}{}", UNITS[u])
+    }
+}
+
+fn human_duration(s: u64) -> String {
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+/// Aligned columns, like `docker compose ps`.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                line.push_str(&format!("{c:<w$}   ", w = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+pub fn ps_rows(list: &[ContainerInfo]) -> Vec<Vec<String>> {
+    let mut rows = vec![
+        [
+            "NAME", "STATE", "PID", "RESTARTS", "HEALTH", "UPTIME", "IP", "MEMORY",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    let dash = || "-".to_string();
+    for c in list {
+        let state = if c.user_stopped && c.state == "stopped" {
+            "stopped (by user)".to_string()
+        } else {
+            c.state.clone()
+        };
+        rows.push(vec![
+            c.name.clone(),
+            state,
+            c.pid.map_or_else(dash, |p| p.to_string()),
+            c.restarts.to_string(),
+            c.health.clone().unwrap_or_else(dash),
+            c.uptime_seconds.map_or_else(dash, human_duration),
+            if c.ips.is_empty() {
+                dash()
+            } else {
+                c.ips
+                    .values()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
+            c.memory_bytes.map_or_else(dash, human_bytes),
+        ]);
+    }
+    rows
+}
+
+pub fn ps(client: &Client, json: bool) -> Result<ExitCode, ClientError> {
+    let v = client.call("GET", "/v1/containers", None)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&v).unwrap_or_default()
+        )?;
+    } else {
+        let list: Vec<ContainerInfo> = serde_json::from_value(v)
+            .map_err(|e| ClientError::Http(format!("unexpected answer: {e}")))?;
+        write!(out, "{}", table(&ps_rows(&list)))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn inspect(client: &Client, name: &str) -> Result<ExitCode, ClientError> {
+    let v = client.call("GET", &format!("/v1/containers/{name}"), None)?;
+    writeln!(
+        std::io::stdout(),
+        "{}",
+        serde_json::to_string_pretty(&v).unwrap_or_default()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn action(client: &Client, name: &str, what: &str) -> Result<ExitCode, ClientError> {
+    let v = client.call("POST", &format!("/v1/containers/{name}/{what}"), None)?;
+    let info: ContainerInfo = serde_json::from_value(v)
+        .map_err(|e| ClientError::Http(format!("unexpected answer: {e}")))?;
+    let pid = info.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+    writeln!(std::io::stdout(), "{name}: {}{pid}", info.state)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn reload(client: &Client) -> Result<ExitCode, ClientError> {
+    let v = client.call("POST", "/v1/reload", None)?;
+    write!(
+        std::io::stdout(),
+        "{}",
+        v["plan"].as_str().unwrap_or_default()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn plan(client: &Client, file: &Path, json: bool) -> Result<ExitCode, ClientError> {
+    let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    let q = percent_encode(&file.display().to_string());
+    let v = client.call("GET", &format!("/v1/plan?file={q}"), None)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&v["ops"]).unwrap_or_default()
+        )?;
+    } else {
+        write!(out, "{}", v["plan"].as_str().unwrap_or_default())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Query-string encoding of a value (RFC 3986 unreserved characters kept).
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+pub fn down(client: &Client) -> Result<ExitCode, ClientError> {
+    let v = client.call("POST", "/v1/down", None)?;
+    let pid = v["pid"].as_i64().and_then(|p| i32::try_from(p).ok());
+    // Wait until the supervisor has stopped everything and exited.
+    if let Some(pid) = pid {
+        // SAFETY: plain syscall; the descriptor is closed below.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+        if fd >= 0 {
+            let mut p = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd; waits for the process to end.
+            unsafe {
+                libc::poll(&mut p, 1, -1);
+                libc::close(fd);
+            }
+        }
+    }
+    writeln!(std::io::stdout(), "stack stopped")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn logs(
+    client: &Client,
+    name: &str,
+    follow: bool,
+    tail: Option<usize>,
+    timestamps: bool,
+) -> Result<ExitCode, ClientError> {
+    let mut q = Vec::new();
+    if follow {
+        q.push("follow=1".to_string());
+    }
+    if let Some(n) = tail {
+        q.push(format!("tail={n}"));
+    }
+    let path = format!("/v1/containers/{name}/logs?{}", q.join("&"));
+    let mut lines = Lines::default();
+    let mut failed = None;
+    client.stream("GET", &path, None, &mut |chunk| {
+        for record in lines.feed(chunk) {
+            let r = if timestamps {
+                writeln!(std::io::stdout(), "{record}")
+            } else {
+                // TIMESTAMP STREAM text
+                let mut parts = record.splitn(3, ' ');
+                let (_, stream, text) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
+                if stream == Some("stderr") {
+                    writeln!(std::io::stderr(), "{text}")
+                } else {
+                    writeln!(std::io::stdout(), "{text}")
+                }
+            };
+            if let Err(e) = r {
+                failed = Some(e);
+                return false;
+            }
+        }
+        true
+    })?;
+    match failed {
+        Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+pub fn events(client: &Client, json: bool) -> Result<ExitCode, ClientError> {
+    let mut lines = Lines::default();
+    let mut ok = true;
+    client.stream("GET", "/v1/events", None, &mut |chunk| {
+        for line in lines.feed(chunk) {
+            let text = if json {
+                line
+            } else {
+                match serde_json::from_str::<rkstack::supervisor::events::Event>(&line) {
+                    Ok(e) => format!(
+                        "{}  {:<12} {}",
+                        e.time,
+                        e.container.as_deref().unwrap_or("-"),
+                        e.message
+                    ),
+                    Err(_) => line,
+                }
+            };
+            if writeln!(std::io::stdout(), "{text}").is_err() {
+                ok = false;
+                return false;
+            }
+        }
+        true
+    })?;
+    let _ = ok;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn exec(client: &Client, name: &str, command: &[String]) -> Result<ExitCode, ClientError> {
+    use std::io::IsTerminal;
+    // Input from a pipe or file goes to the process; a terminal is not read
+    // (interactive sessions are not supported yet).
+    let stdin = if std::io::stdin().is_terminal() {
+        None
+    } else {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        Some(s)
+    };
+    let body = serde_json::json!({ "command": command, "stdin": stdin });
+    let mut lines = Lines::default();
+    let mut code = None;
+    client.stream(
+        "POST",
+        &format!("/v1/containers/{name}/exec"),
+        Some(body),
+        &mut |chunk| {
+            for line in lines.feed(chunk) {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if let Some(c) = v["exit"].as_i64() {
+                    code = Some(c);
+                    continue;
+                }
+                let data = v["data"].as_str().unwrap_or_default();
+                let _ = if v["stream"] == "stderr" {
+                    std::io::stderr().write_all(data.as_bytes())
+                } else {
+                    let mut o = std::io::stdout();
+                    o.write_all(data.as_bytes()).and_then(|_| o.flush())
+                };
+            }
+            true
+        },
+    )?;
+    Ok(match code {
+        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(EXIT_FAILED)),
+        None => {
+            eprintln!("rkstack: the process's exit status did not arrive");
+            ExitCode::from(EXIT_FAILED)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ps_is_an_aligned_table() {
+        let c = ContainerInfo {
+            name: "web".into(),
+            state: "running".into(),
+            pid: Some(42),
+            restarts: 1,
+            health: Some("healthy".into()),
+            uptime_seconds: Some(125),
+            ips: [("back".to_string(), "10.0.0.2".parse().unwrap())].into(),
+            memory_bytes: Some(3 << 20),
+            cpu_seconds: None,
+            pids: None,
+            last_exit: None,
+            error: None,
+            user_stopped: false,
+        };
+        let text = table(&ps_rows(&[c]));
+        assert_eq!(
+            text,
+            "NAME   STATE     PID   RESTARTS   HEALTH    UPTIME   IP         MEMORY\n\
+             web    running   42    1          healthy   2m5s     10.0.0.2   3.0MiB\n"
+        );
+        assert_eq!(percent_encode("/a b/c.toml"), "/a%20b/c.toml");
+    }
+}

@@ -1,0 +1,432 @@
+//! Control requests, answered by the event loop: the same operations the
+//! stack file, signals and timers cause, with their outcome sent back.
+
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use super::*;
+
+/// Waits until one of `fds` is ready, a control request comes, or
+/// `timeout_ms` passes; fills the `revents` of `fds` like poll(2) and
+/// returns poll's count with the requests received. Without a request
+/// channel it is a plain poll(2).
+pub(super) async fn wait_ready(
+    fds: &mut [libc::pollfd],
+    timeout_ms: i32,
+    requests: Option<&mut tokio::sync::mpsc::UnboundedReceiver<Request>>,
+) -> (i32, Vec<Request>) {
+    let poll = |fds: &mut [libc::pollfd], t: i32| {
+        // SAFETY: fds is a valid array of pollfd for the call.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, t) }
+    };
+    let Some(rx) = requests else {
+        return (poll(fds, timeout_ms), Vec::new());
+    };
+    let mut asked = Vec::new();
+    let drain = |rx: &mut tokio::sync::mpsc::UnboundedReceiver<Request>, out: &mut Vec<Request>| {
+        while let Ok(r) = rx.try_recv() {
+            out.push(r);
+        }
+    };
+    let n = poll(fds, 0);
+    drain(rx, &mut asked);
+    if n != 0 || !asked.is_empty() {
+        return (n, asked);
+    }
+    // One epoll set of the loop's descriptors, awaited beside the requests.
+    match Epoll::of(fds) {
+        // SAFETY: the Epoll owns its descriptor, open and unchanged for as
+        // long as the AsyncFd that owns the Epoll.
+        Ok(ep) => match unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(ep, tokio::io::Interest::READABLE)
+        } {
+            Ok(afd) => {
+                tokio::select! {
+                    _ = afd.readable() => {}
+                    Some(r) = rx.recv() => asked.push(r),
+                    _ = tokio::time::sleep(Duration::from_millis(timeout_ms.max(0) as u64)) => {}
+                }
+            }
+            Err(_) => {
+                poll(fds, timeout_ms.min(50));
+            }
+        },
+        Err(_) => {
+            poll(fds, timeout_ms.min(50));
+        }
+    }
+    let n = poll(fds, 0);
+    drain(rx, &mut asked);
+    (n, asked)
+}
+
+/// An epoll instance watching some descriptors for input.
+struct Epoll(OwnedFd);
+
+impl Epoll {
+    fn of(fds: &[libc::pollfd]) -> std::io::Result<Epoll> {
+        // SAFETY: plain syscall.
+        let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a new descriptor, ours.
+        let ep = Epoll(unsafe { OwnedFd::from_raw_fd(raw) });
+        for p in fds {
+            let mut ev = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: p.fd as u64,
+            };
+            // SAFETY: valid descriptors and event.
+            if unsafe { libc::epoll_ctl(raw, libc::EPOLL_CTL_ADD, p.fd, &mut ev) } < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(ep)
+    }
+}
+
+impl AsRawFd for Epoll {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+fn state_word(s: &State) -> &'static str {
+    match s {
+        State::Waiting => "waiting",
+        State::Running => "running",
+        State::Backoff(_) => "backoff",
+        State::Exited(_) => "exited",
+        State::Failed(_) => "failed",
+        State::Stopped => "stopped",
+    }
+}
+
+fn health_word(h: Health) -> &'static str {
+    match h {
+        Health::Starting => "starting",
+        Health::Healthy => "healthy",
+        Health::Unhealthy => "unhealthy",
+    }
+}
+
+fn exit_words(e: Exit) -> String {
+    match e {
+        Exit::Code(c) => format!("exited {c}"),
+        Exit::Signal(s) => format!("killed by signal {s}"),
+        Exit::Oom => "killed by the out-of-memory killer".into(),
+    }
+}
+
+impl Supervisor {
+    fn info(&self, name: &str, l: &Live) -> ContainerInfo {
+        let running = l.state == State::Running;
+        let usage = if running {
+            l.cgroup.usage()
+        } else {
+            Default::default()
+        };
+        ContainerInfo {
+            name: name.to_string(),
+            state: state_word(&l.state).into(),
+            pid: l.pid.filter(|_| running),
+            restarts: l.restarts,
+            health: l.health.map(|h| health_word(h).into()),
+            uptime_seconds: l.started.filter(|_| running).map(|s| s.elapsed().as_secs()),
+            ips: l.ips.clone(),
+            memory_bytes: usage.memory_bytes,
+            cpu_seconds: usage.cpu_seconds,
+            pids: usage.pids,
+            last_exit: l.last_exit.map(exit_words),
+            error: match &l.state {
+                State::Failed(why) => Some(why.clone()),
+                _ => l.last_error.clone(),
+            },
+            user_stopped: l.user_stopped,
+        }
+    }
+
+    /// The containers in start order (those not set up yet included).
+    fn list(&self) -> Vec<ContainerInfo> {
+        self.desired
+            .containers
+            .iter()
+            .map(|c| match self.live.get(&c.name) {
+                Some(l) => self.info(&c.name, l),
+                None => ContainerInfo {
+                    name: c.name.clone(),
+                    state: "created".into(),
+                    pid: None,
+                    restarts: 0,
+                    health: None,
+                    uptime_seconds: None,
+                    ips: Default::default(),
+                    memory_bytes: None,
+                    cpu_seconds: None,
+                    pids: None,
+                    last_exit: None,
+                    error: None,
+                    user_stopped: false,
+                },
+            })
+            .collect()
+    }
+
+    fn one(&self, name: &str) -> Result<serde_json::Value, ApiError> {
+        let info = self
+            .list()
+            .into_iter()
+            .find(|i| i.name == name)
+            .ok_or_else(|| ApiError::no_container(name))?;
+        to_json(&info)
+    }
+
+    /// Answers one request. True when the supervisor is to stop (`down`).
+    pub(super) fn on_request(&mut self, r: Request) -> bool {
+        let down = matches!(r.command, Command::Down);
+        let answer = self.answer(r.command);
+        let _ = r.reply.send(answer);
+        down
+    }
+
+    fn known(&self, name: &str) -> Result<(), ApiError> {
+        if self.desired.container(name).is_some() {
+            Ok(())
+        } else {
+            Err(ApiError::no_container(name))
+        }
+    }
+
+    fn answer(&mut self, command: Command) -> Result<serde_json::Value, ApiError> {
+        let stack = self.stack();
+        match command {
+            Command::Health => {
+                let running = self
+                    .live
+                    .values()
+                    .filter(|l| l.state == State::Running)
+                    .count();
+                Ok(serde_json::json!({
+                    "status": "ok",
+                    "stack": stack,
+                    "pid": std::process::id(),
+                    "containers": self.desired.containers.len(),
+                    "running": running,
+                    "file": self.opts.file,
+                }))
+            }
+            Command::List => to_json(&self.list()),
+            Command::Inspect(name) => {
+                self.known(&name)?;
+                let mut v = self.one(&name)?;
+                if let (Some(c), Some(obj)) = (self.desired.container(&name), v.as_object_mut()) {
+                    obj.insert("spec_hash".into(), serde_json::json!(c.hash));
+                    obj.insert("config".into(), to_json(&c.config)?);
+                }
+                Ok(v)
+            }
+            Command::Stop(name) => {
+                self.known(&name)?;
+                event(&stack, format!("{name}: stop requested"));
+                self.stop(&name);
+                self.refresh_hosts();
+                self.one(&name)
+            }
+            Command::Start(name) => {
+                self.known(&name)?;
+                let running = self
+                    .live
+                    .get(&name)
+                    .is_some_and(|l| l.state == State::Running);
+                if !running {
+                    event(&stack, format!("{name}: start requested"));
+                    self.start_by_user(&name);
+                }
+                self.one(&name)
+            }
+            Command::Restart(name) => {
+                self.known(&name)?;
+                event(&stack, format!("{name}: restart requested"));
+                self.stop(&name);
+                self.start_by_user(&name);
+                self.one(&name)
+            }
+            Command::Reload => {
+                let plan = self.try_reload("API")?;
+                Ok(serde_json::json!({
+                    "changed": !plan.is_noop(),
+                    "plan": plan.to_string(),
+                    "ops": plan,
+                }))
+            }
+            Command::Plan(file) => {
+                let file = file.unwrap_or_else(|| self.opts.file.clone());
+                let stack = config::load(&file).map_err(|e| {
+                    ApiError::invalid(
+                        format!("{} is not a valid stack file", file.display()),
+                        e.diagnostics().iter().map(|d| d.to_string()).collect(),
+                    )
+                })?;
+                if stack.name.as_str() != self.desired.stack {
+                    return Err(ApiError::conflict(format!(
+                        "{} is stack {}, not the running stack {}",
+                        file.display(),
+                        stack.name,
+                        self.desired.stack
+                    )));
+                }
+                let desired = DesiredState::from_stack(stack);
+                let plan = plan::reconcile(&desired, &self.observed());
+                Ok(serde_json::json!({ "plan": plan.to_string(), "ops": plan }))
+            }
+            Command::Down => Ok(serde_json::json!({
+                "stopping": true,
+                "pid": std::process::id(),
+            })),
+            Command::Metrics => Ok(serde_json::Value::String(self.metrics())),
+            Command::Exec(e) => self.exec(e),
+        }
+    }
+
+    /// A user's `start`: clears a `stop`, a failure and the backoff history.
+    fn start_by_user(&mut self, name: &str) {
+        if let Some(l) = self.live.get_mut(name) {
+            l.user_stopped = false;
+            l.history = History::default();
+            l.state = State::Stopped;
+        } else if let Some(spec) = self.desired.container(name).cloned() {
+            match self.admit(spec) {
+                Ok(l) => {
+                    self.live.insert(name.to_string(), l);
+                }
+                Err(e) => {
+                    event(&self.stack(), format!("{name}: cannot be set up: {e}"));
+                    return;
+                }
+            }
+        }
+        self.start(name);
+    }
+
+    fn exec(&mut self, e: super::super::control::Exec) -> Result<serde_json::Value, ApiError> {
+        self.known(&e.container)?;
+        let cache = self.opts.state_dir.join("seccomp");
+        let l = self
+            .live
+            .get(&e.container)
+            .filter(|l| l.state == State::Running)
+            .ok_or_else(|| ApiError::conflict(format!("{} is not running", e.container)))?;
+        let pid = l
+            .pid
+            .ok_or_else(|| ApiError::conflict(format!("{} is not running", e.container)))?;
+        let mut spec = lower::exec_spec(
+            &l.spec.config,
+            pid,
+            e.command,
+            l.cgroup.procs_files(),
+            Some(&cache),
+        )
+        .map_err(|err| ApiError::internal(err.to_string()))?;
+        spec.env.extend(e.env);
+        let [i, o, er] = e.stdio;
+        let child = sandbox::exec(&spec, Stdio3::Fds(i, o, er))
+            .map_err(|err| ApiError::new(500, "exec_failed", err.to_string()))?;
+        self.execs.insert(child, e.exit);
+        Ok(serde_json::json!({ "pid": child }))
+    }
+
+    /// The Prometheus text exposition of the stack.
+    fn metrics(&self) -> String {
+        let stack = self.stack();
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for (labels, value) in rows {
+                out.push_str(&format!("{name}{{{labels}}} {value}\n"));
+            }
+        };
+        let list = self.list();
+        let label = |c: &ContainerInfo| format!("stack=\"{stack}\",container=\"{}\"", c.name);
+        family(
+            "rkstack_container_up",
+            "gauge",
+            "1 when the container runs.",
+            list.iter()
+                .map(|c| (label(c), u8::from(c.state == "running").to_string()))
+                .collect(),
+        );
+        family(
+            "rkstack_container_state",
+            "gauge",
+            "The container's state (1 for the current one).",
+            list.iter()
+                .map(|c| (format!("{},state=\"{}\"", label(c), c.state), "1".into()))
+                .collect(),
+        );
+        family(
+            "rkstack_container_restarts_total",
+            "counter",
+            "Restarts by the restart policy.",
+            list.iter()
+                .map(|c| (label(c), c.restarts.to_string()))
+                .collect(),
+        );
+        family(
+            "rkstack_container_cpu_seconds_total",
+            "counter",
+            "CPU time used by the container's cgroup in this run.",
+            list.iter()
+                .filter_map(|c| c.cpu_seconds.map(|v| (label(c), format!("{v:.6}"))))
+                .collect(),
+        );
+        family(
+            "rkstack_container_memory_bytes",
+            "gauge",
+            "Memory used by the container's cgroup.",
+            list.iter()
+                .filter_map(|c| c.memory_bytes.map(|v| (label(c), v.to_string())))
+                .collect(),
+        );
+        family(
+            "rkstack_container_pids",
+            "gauge",
+            "Processes in the container's cgroup.",
+            list.iter()
+                .filter_map(|c| c.pids.map(|v| (label(c), v.to_string())))
+                .collect(),
+        );
+        family(
+            "rkstack_container_healthy",
+            "gauge",
+            "1 when the container's health check passes (containers with one).",
+            list.iter()
+                .filter_map(|c| {
+                    c.health
+                        .as_ref()
+                        .map(|h| (label(c), u8::from(h == "healthy").to_string()))
+                })
+                .collect(),
+        );
+        family(
+            "rkstack_reloads_total",
+            "counter",
+            "Reloads of the stack file (file change, SIGHUP, API).",
+            vec![(format!("stack=\"{stack}\""), self.reloads.to_string())],
+        );
+        family(
+            "rkstack_last_reload_success",
+            "gauge",
+            "1 when the last reload was applied, 0 when it was rejected.",
+            vec![(
+                format!("stack=\"{stack}\""),
+                u8::from(self.last_reload_ok).to_string(),
+            )],
+        );
+        out
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(v).map_err(|e| ApiError::internal(e.to_string()))
+}

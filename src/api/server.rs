@@ -191,6 +191,23 @@ pub fn control(
     crate::supervisor::up::Control { requests, server }
 }
 
+/// A query string, or 400 with the reason as an API error.
+struct Q<T>(T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| Q(q))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
 async fn ask(api: &Api, command: Command) -> Result<serde_json::Value, ApiError> {
     let (reply, rx) = oneshot::channel();
     api.tx
@@ -240,14 +257,8 @@ struct PlanQuery {
     file: Option<PathBuf>,
 }
 
-async fn plan(
-    State(api): State<Api>,
-    q: Result<Query<PlanQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    match q {
-        Ok(Query(q)) => answer(&api, Command::Plan(q.file)).await,
-        Err(e) => ApiError::bad_request(e.body_text()).into_response(),
-    }
+async fn plan(State(api): State<Api>, Q(q): Q<PlanQuery>) -> Response {
+    answer(&api, Command::Plan(q.file)).await
 }
 
 async fn down(State(api): State<Api>) -> Response {
@@ -323,12 +334,8 @@ fn ndjson_or_text(content_type: &'static str, rx: mpsc::Receiver<Bytes>) -> Resp
 async fn logs_route(
     State(api): State<Api>,
     Path(name): Path<String>,
-    q: Result<Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
+    Q(q): Q<LogsQuery>,
 ) -> Response {
-    let q = match q {
-        Ok(Query(q)) => q,
-        Err(e) => return ApiError::bad_request(e.body_text()).into_response(),
-    };
     if let Err(e) = ask(&api, Command::Inspect(name.clone())).await {
         return e.into_response();
     }
@@ -369,13 +376,7 @@ struct EventsQuery {
     since: Option<u64>,
 }
 
-async fn events_route(
-    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let q = match q {
-        Ok(Query(q)) => q,
-        Err(e) => return ApiError::bad_request(e.body_text()).into_response(),
-    };
+async fn events_route(Q(q): Q<EventsQuery>) -> Response {
     let mut live = events::subscribe();
     let backlog = q.since.map(events::since).unwrap_or_default();
     let mut seen = backlog.last().map_or(q.since.unwrap_or(0), |e| e.seq);

@@ -15,7 +15,9 @@ pkg-config --exists libseccomp 2>/dev/null || need+=(libseccomp-dev)
 command -v file >/dev/null || need+=(file)
 # Networks: iproute2's ip; nsenter and unshare from util-linux.
 command -v ip >/dev/null || need+=(iproute2)
-command -v nsenter >/dev/null || need+=(util-linux)
+command -v nsenter >/dev/null && command -v setpriv >/dev/null || need+=(util-linux)
+command -v curl >/dev/null || need+=(curl)
+command -v python3 >/dev/null || need+=(python3)
 command -v nft >/dev/null || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -1,0 +1,431 @@
+//! The control API and the CLI commands that use it, as root against a real
+//! running stack: every route, curl as the README shows it, exec inside the
+//! container, logs -f and events as streams, a refused caller, bad input,
+//! and a user's stop that survives a supervisor restart.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Stack {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    name: String,
+    fs: Rootfs,
+}
+
+const BODY: &str = r#"
+[containers.web]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"]
+restart = "always"
+restart_backoff = { initial = "0" }
+[containers.db]
+image = "dir:ROOTFS"
+hostname = "dbhost"
+command = ["/bin/sleep", "1000"]
+security = { capabilities = { drop = ["ALL"], add = ["CHOWN"] } }
+"#;
+
+impl Stack {
+    fn start(tag: &str, body: &str) -> Stack {
+        let fs = Rootfs::readable();
+        for applet in ["hostname", "grep", "cat", "echo", "id"] {
+            let _ = std::os::unix::fs::symlink("busybox", fs.path().join("bin").join(applet));
+        }
+        let mut s = Stack {
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            name: unique(tag),
+            fs,
+        };
+        s.write(body);
+        s.spawn();
+        s
+    }
+
+    fn write(&self, body: &str) {
+        let text = format!(
+            "name = \"{}\"\n[defaults]\nstop_timeout = \"300ms\"\nstop_signal = \"SIGKILL\"\n{}",
+            self.name,
+            body.replace("ROOTFS", &self.fs.path().display().to_string())
+        );
+        let tmp = self.dir.path().join(".stack.swp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, self.dir.path().join("stack.toml")).unwrap();
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("events.log"))
+            .unwrap();
+        let child = self
+            .cli()
+            .arg("up")
+            .arg(self.dir.path().join("stack.toml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_for(
+            |s| s.socket().exists() && s.events().contains("db: "),
+            "the stack is up",
+        );
+    }
+
+    /// `rkstack` with this stack's state and data folders.
+    fn cli(&self) -> Command {
+        let mut c = Command::new(rkstack());
+        c.arg("--state-dir")
+            .arg(self.dir.path().join("state"))
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"));
+        c
+    }
+
+    fn rk(&self, args: &[&str]) -> Output {
+        self.cli().args(args).output().unwrap()
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join(format!("state/{}.sock", self.name))
+    }
+
+    fn events(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("events.log")).unwrap_or_default()
+    }
+
+    fn wait_for(&self, what: impl Fn(&Stack) -> bool, why: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !what(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out: {why}\nevents:\n{}",
+                self.events()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// curl on the socket: (status, body).
+    fn curl(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-w", "\n%{http_code}", "--unix-socket"])
+            .arg(self.socket())
+            .args(["-X", method, &format!("http://rkstack{path}")]);
+        if let Some(b) = body {
+            c.args(["-H", "content-type: application/json", "-d", b]);
+        }
+        let out = c.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    fn ps(&self) -> Vec<serde_json::Value> {
+        let out = self.rk(&["ps", "--json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+    }
+
+    fn container(&self, name: &str) -> serde_json::Value {
+        self.ps().into_iter().find(|c| c["name"] == name).unwrap()
+    }
+
+    fn supervisor_pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling the rkstack this test started.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn every_route_answers_on_a_running_stack() {
+    require_root!();
+    let mut s = Stack::start("api", BODY);
+    let (code, body) = s.curl("GET", "/v1/health", None);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(r#""status":"ok""#), "{body}");
+
+    // ps, human and JSON.
+    let out = s.rk(&["ps"]);
+    let table = text(&out);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("web") && l.contains("running")),
+        "{table}"
+    );
+    assert_eq!(s.ps().len(), 2);
+    let (code, body) = s.curl("GET", "/v1/containers", None);
+    assert_eq!(code, 200);
+    assert!(body.contains(r#""name":"db""#));
+
+    // inspect: the effective configuration and what the cgroup uses.
+    let out = s.rk(&["inspect", "db"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["config"]["hostname"], "dbhost");
+    assert!(v["memory_bytes"].as_u64().is_some(), "{v}");
+    assert!(v["spec_hash"].as_str().unwrap().starts_with("v1:"));
+
+    // exec runs inside the container: its hostname, PID namespace, capabilities.
+    let out = s.rk(&["exec", "db", "--", "hostname"]);
+    assert_eq!(text(&out).trim(), "dbhost", "{}", stderr(&out));
+    let out = s.rk(&["exec", "db", "--", "cat", "/proc/1/cmdline"]);
+    assert_eq!(text(&out), "/bin/sleep\u{0}1000\u{0}");
+    let db_pid = s.container("db")["pid"].as_i64().unwrap();
+    let host_status = std::fs::read_to_string(format!("/proc/{db_pid}/status")).unwrap();
+    let out = s.rk(&["exec", "db", "--", "grep", "CapEff", "/proc/self/status"]);
+    let inside = text(&out);
+    assert_eq!(
+        inside.split_whitespace().nth(1),
+        Some(status_field(&host_status, "CapEff")),
+        "{inside}"
+    );
+    // Its exit status and stdin.
+    let mut child = s
+        .cli()
+        .args(["exec", "db", "--", "/bin/sh", "-c", "cat; exit 7"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from-stdin")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(text(&out), "from-stdin");
+
+    // logs: the tail, then -f as lines are written.
+    s.wait_for(
+        |s| text(&s.rk(&["logs", "web"])).lines().count() >= 3,
+        "ticks",
+    );
+    let out = s.rk(&["logs", "--tail", "1", "web"]);
+    assert_eq!(text(&out).lines().count(), 1);
+    assert!(text(&out).starts_with("tick "));
+    let mut follow = s
+        .cli()
+        .args(["logs", "-f", "--tail", "0", "web"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let second = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("tick ") && second.starts_with("tick ") && first != second);
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+
+    // events: a kill, the exit, the restart, in that order.
+    let mut events = s
+        .cli()
+        .args(["events", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let web = s.container("web")["pid"].as_i64().unwrap() as i32;
+    // SAFETY: killing a container process this test's stack started.
+    unsafe { libc::kill(web, libc::SIGKILL) };
+    let mut seen = Vec::new();
+    for line in BufReader::new(events.stdout.take().unwrap()).lines() {
+        let e: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if e["container"] == "web" {
+            seen.push(e["message"].as_str().unwrap().to_string());
+        }
+        if seen.iter().any(|m| m.starts_with("started")) {
+            break;
+        }
+    }
+    events.kill().unwrap();
+    events.wait().unwrap();
+    assert!(
+        seen[0].starts_with("killed by signal 9; restarting"),
+        "{seen:?}"
+    );
+    assert!(seen.last().unwrap().starts_with("started (pid"), "{seen:?}");
+
+    // stop holds it stopped; start brings it back; restart gives a new process.
+    let out = s.rk(&["stop", "db"]);
+    assert_eq!(text(&out).trim(), "db: stopped", "{}", stderr(&out));
+    assert!(text(&s.rk(&["ps"])).contains("stopped (by user)"));
+    let out = s.rk(&["start", "db"]);
+    assert!(
+        text(&out).starts_with("db: running (pid "),
+        "{}",
+        text(&out)
+    );
+    let before = s.container("db")["pid"].clone();
+    let (code, body) = s.curl("POST", "/v1/containers/db/restart", None);
+    assert_eq!(code, 200, "{body}");
+    assert_ne!(s.container("db")["pid"], before);
+
+    // Bad input: clear errors, nothing changes.
+    let (code, body) = s.curl("GET", "/v1/containers/nope", None);
+    assert_eq!(code, 404);
+    assert!(body.contains(r#""kind":"not_found""#));
+    let out = s.rk(&["logs", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no container named nope"));
+    let (code, _) = s.curl("GET", "/v1/nowhere", None);
+    assert_eq!(code, 404);
+    let (code, body) = s.curl("POST", "/v1/containers/db/exec", Some("{\"command\": "));
+    assert_eq!(code, 400, "{body}");
+    let web_pid = s.container("web")["pid"].clone();
+    std::fs::write(
+        s.dir.path().join("stack.toml"),
+        format!("name = \"{}\"\n[containers.web]\nimage = 3\n", s.name),
+    )
+    .unwrap();
+    let (code, body) = s.curl("POST", "/v1/reload", None);
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("stack.toml:3:9"), "{body}");
+    let out = s.rk(&["reload"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("stack.toml:3:9"), "{}", stderr(&out));
+    assert_eq!(
+        s.container("web")["pid"],
+        web_pid,
+        "the old stack did not run on"
+    );
+    s.write(BODY);
+
+    // plan against what runs, and the metrics.
+    let out = s.rk(&["plan", s.dir.path().join("stack.toml").to_str().unwrap()]);
+    assert!(
+        text(&out).contains("nothing to do"),
+        "{}{}",
+        text(&out),
+        stderr(&out)
+    );
+    let (code, body) = s.curl("GET", "/metrics", None);
+    assert_eq!(code, 200);
+    assert!(
+        body.contains(&format!(
+            "rkstack_container_up{{stack=\"{}\",container=\"web\"}} 1",
+            s.name
+        )),
+        "{body}"
+    );
+    assert!(body.contains("rkstack_reloads_total"));
+
+    // down: everything stops, the supervisor ends, nothing is left.
+    let out = s.rk(&["down"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = s.child.take().unwrap().wait().unwrap();
+    assert!(status.success());
+    assert!(!s.socket().exists());
+    assert_no_cgroups(&s.name);
+    let out = s.rk(&["ps"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no stack is running"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_caller_neither_root_nor_in_the_group_is_refused() {
+    require_root!();
+    let s = Stack::start("peer", BODY);
+    let as_nobody = |s: &Stack| {
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "curl",
+                "-s",
+            ])
+            .args(["-w", "\n%{http_code}", "--unix-socket"])
+            .arg(s.socket())
+            .arg("http://rkstack/v1/health")
+            .output()
+            .unwrap()
+    };
+    // The socket's mode keeps others out at connect already (curl: 7).
+    assert_eq!(as_nobody(&s).status.code(), Some(7));
+    // Opened up, the peer check answers 403.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(s.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = as_nobody(&s);
+    let body = text(&out);
+    assert!(body.ends_with("\n403"), "{body}");
+    assert!(body.contains(r#""kind":"forbidden""#), "{body}");
+    assert!(s.events().contains("API request refused"), "{}", s.events());
+}
+
+#[test]
+fn a_users_stop_survives_a_supervisor_restart() {
+    require_root!();
+    let mut s = Stack::start("keepstop", BODY);
+    assert!(s.rk(&["stop", "db"]).status.success());
+    let sup = s.supervisor_pid();
+    // SAFETY: killing the rkstack this test started.
+    unsafe { libc::kill(sup, libc::SIGKILL) };
+    s.child.take().unwrap().wait().unwrap();
+    let web = s.container_after_restart(&mut |s| s.spawn());
+    assert!(
+        s.events().contains("db: stays stopped (stopped by a user)"),
+        "{}",
+        s.events()
+    );
+    assert_eq!(s.container("db")["state"], "stopped");
+    assert_eq!(s.container("web")["pid"], web, "web was not adopted");
+    let out = s.rk(&["start", "db"]);
+    assert!(
+        text(&out).starts_with("db: running"),
+        "{}{}",
+        text(&out),
+        stderr(&out)
+    );
+}
+
+impl Stack {
+    /// web's pid before `restart` runs, checked to be running after it.
+    fn container_after_restart(
+        &mut self,
+        restart: &mut dyn FnMut(&mut Stack),
+    ) -> serde_json::Value {
+        let state = std::fs::read_to_string(
+            self.dir
+                .path()
+                .join(format!("state/{}/state.json", self.name)),
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&state).unwrap();
+        let web = v["containers"]["web"]["pid"].clone();
+        restart(self);
+        self.wait_for(|s| s.events().contains("web: adopted"), "web adopted");
+        web
+    }
+}

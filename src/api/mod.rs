@@ -9,4 +9,4 @@ pub mod client;
 pub mod peer;
 pub mod server;
 
-pub use crate::supervisor::control::{ApiError, Command, ContainerInfo, Exec, Request};
+pub use crate::supervisor::control::{ApiError, Command, ContainerInfo, Exec, Reply, Request};

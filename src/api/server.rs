@@ -18,7 +18,7 @@ use serde::Deserialize;
 use tokio::net::UnixListener;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::{ApiError, Command, Exec, Request};
+use super::{ApiError, Command, Exec, Reply, Request};
 use crate::supervisor::events::{self, Event};
 use crate::supervisor::logs::{self, LogLine};
 
@@ -208,7 +208,7 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestP
     }
 }
 
-async fn ask(api: &Api, command: Command) -> Result<serde_json::Value, ApiError> {
+async fn ask(api: &Api, command: Command) -> Result<Reply, ApiError> {
     let (reply, rx) = oneshot::channel();
     api.tx
         .send(Request { command, reply })
@@ -217,9 +217,22 @@ async fn ask(api: &Api, command: Command) -> Result<serde_json::Value, ApiError>
         .map_err(|_| ApiError::unavailable("the supervisor is shutting down"))?
 }
 
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        match self {
+            Reply::Json(bytes) => {
+                ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+            }
+            Reply::Text(text) => {
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+            }
+        }
+    }
+}
+
 async fn answer(api: &Api, command: Command) -> Response {
     match ask(api, command).await {
-        Ok(v) => Json(v).into_response(),
+        Ok(r) => r.into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -263,19 +276,13 @@ async fn plan(State(api): State<Api>, Q(q): Q<PlanQuery>) -> Response {
 
 async fn down(State(api): State<Api>) -> Response {
     match ask(&api, Command::Down).await {
-        Ok(v) => (StatusCode::ACCEPTED, Json(v)).into_response(),
+        Ok(r) => (StatusCode::ACCEPTED, r).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
 async fn metrics(State(api): State<Api>) -> Response {
-    match ask(&api, Command::Metrics).await {
-        Ok(serde_json::Value::String(text)) => {
-            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
-        }
-        Ok(_) => ApiError::internal("metrics came back in the wrong shape").into_response(),
-        Err(e) => e.into_response(),
-    }
+    answer(&api, Command::Metrics).await
 }
 
 /// `1`, `true`, `yes` or an empty value.
@@ -535,12 +542,12 @@ mod tests {
                         "s.toml is not a valid stack file",
                         vec!["s.toml:3:9: bad".into()],
                     )),
-                    Command::Metrics => Ok(serde_json::json!("rkstack_reloads_total 1\n")),
+                    Command::Metrics => Ok(Reply::Text("rkstack_reloads_total 1\n".into())),
                     Command::Exec(e) => {
                         let _ = e.exit.send(3 << 8);
-                        Ok(serde_json::json!({ "pid": 1 }))
+                        Reply::json(&serde_json::json!({ "pid": 1 }))
                     }
-                    _ => Ok(serde_json::json!({ "name": "web" })),
+                    _ => Reply::json(&serde_json::json!({ "name": "web" })),
                 };
                 let _ = r.reply.send(answer);
             }

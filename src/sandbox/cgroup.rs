@@ -55,6 +55,44 @@ pub struct Usage {
     pub pids: Option<u64>,
 }
 
+/// Open accounting files of one cgroup (see [`Cgroup::usage_reader`]).
+#[derive(Debug)]
+pub struct UsageReader {
+    v2: bool,
+    memory: Option<std::fs::File>,
+    cpu: Option<std::fs::File>,
+    pids: Option<std::fs::File>,
+}
+
+impl UsageReader {
+    /// Reads the files again from their start (cgroup files answer each
+    /// read afresh). `None` where a file cannot be read (the cgroup went).
+    pub fn read(&self) -> Usage {
+        use std::os::unix::fs::FileExt;
+        let text = |f: &Option<std::fs::File>| -> Option<String> {
+            let mut buf = [0u8; 1024];
+            let n = f.as_ref()?.read_at(&mut buf, 0).ok()?;
+            Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+        };
+        let num = |t: Option<String>| t.and_then(|t| t.trim().parse::<u64>().ok());
+        let cpu = text(&self.cpu);
+        Usage {
+            memory_bytes: num(text(&self.memory)),
+            cpu_seconds: if self.v2 {
+                cpu.and_then(|t| {
+                    t.lines()
+                        .find_map(|l| l.strip_prefix("usage_usec "))
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        .map(|us| us as f64 / 1e6)
+                })
+            } else {
+                num(cpu).map(|ns| ns as f64 / 1e9)
+            },
+            pids: num(text(&self.pids)),
+        }
+    }
+}
+
 impl Layout {
     /// Reads the mount table (`/proc/self/mountinfo` text). A cgroup2 mount
     /// with controllers at `expected_v2` makes a pure v2 layout; otherwise
@@ -492,6 +530,29 @@ impl Cgroup {
             })
             .unwrap_or(0);
         Events { oom_kills }
+    }
+
+    /// An open handle on the cgroup's accounting files, for reading its
+    /// usage often (no path lookups after the first).
+    pub fn usage_reader(&self) -> UsageReader {
+        let open = |controller: &str, file: &str| {
+            self.dir_of(controller)
+                .and_then(|d| std::fs::File::open(d.join(file)).ok())
+        };
+        match self.layout {
+            Layout::V2 { .. } => UsageReader {
+                v2: true,
+                memory: open("memory", "memory.current"),
+                cpu: open("cpu", "cpu.stat"),
+                pids: open("pids", "pids.current"),
+            },
+            Layout::V1 { .. } => UsageReader {
+                v2: false,
+                memory: open("memory", "memory.usage_in_bytes"),
+                cpu: open("cpuacct", "cpuacct.usage"),
+                pids: open("pids", "pids.current"),
+            },
+        }
     }
 
     /// What the cgroup uses now (what a controller does not account is `None`).

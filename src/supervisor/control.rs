@@ -27,6 +27,20 @@ pub enum Command {
     Exec(Exec),
 }
 
+impl Command {
+    /// Whether it only asks and changes nothing.
+    pub fn reads_only(&self) -> bool {
+        matches!(
+            self,
+            Command::Health
+                | Command::List
+                | Command::Inspect(_)
+                | Command::Plan(_)
+                | Command::Metrics
+        )
+    }
+}
+
 /// A process to run inside a running container.
 #[derive(Debug)]
 pub struct Exec {
@@ -43,7 +57,23 @@ pub struct Exec {
 #[derive(Debug)]
 pub struct Request {
     pub command: Command,
-    pub reply: oneshot::Sender<Result<serde_json::Value, ApiError>>,
+    pub reply: oneshot::Sender<Result<Reply, ApiError>>,
+}
+
+/// An answer, ready to send: JSON text, or plain text (metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Json(Vec<u8>),
+    Text(String),
+}
+
+impl Reply {
+    /// `v` as JSON.
+    pub fn json<T: Serialize + ?Sized>(v: &T) -> Result<Reply, ApiError> {
+        serde_json::to_vec(v)
+            .map(Reply::Json)
+            .map_err(|e| ApiError::internal(e.to_string()))
+    }
 }
 
 /// An error as the API reports it: `{ "error": ..., "kind": ... }` with an

@@ -22,7 +22,7 @@ use crate::config::{self, UserNamespace};
 use crate::plan::{self, Action, ContainerSpec, DesiredState, ObservedState, Plan, Record, Target};
 use crate::sandbox::cgroup::{Cgroup, Layout};
 use crate::sandbox::{self, Stdio3};
-use requests::wait_ready;
+use requests::{Waiter, wait_ready};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpError {
@@ -129,6 +129,8 @@ struct Live {
     last_error: Option<String>,
     /// How its last run ended.
     last_exit: Option<Exit>,
+    /// Its cgroup's accounting files, opened when first read in a run.
+    usage: std::cell::RefCell<Option<crate::sandbox::cgroup::UsageReader>>,
     /// Set for a container adopted from a previous supervisor: it is not our
     /// child, so its end is seen through this pidfd instead of waitpid.
     pidfd: Option<OwnedFd>,
@@ -403,7 +405,13 @@ impl Supervisor {
         &mut self,
         mut requests: Option<tokio::sync::mpsc::UnboundedReceiver<Request>>,
     ) -> Result<(), UpError> {
+        let mut waiter = Waiter::default();
+        // Whether the last pass only answered questions (then the loop's
+        // descriptors are those of the last wait).
+        let mut questions_only = false;
         loop {
+            // Whether a timer did something in this pass.
+            let mut fired = false;
             let now = Instant::now();
             while let Some(std::cmp::Reverse((at, _))) = self.timers.peek() {
                 if *at > now {
@@ -411,6 +419,7 @@ impl Supervisor {
                 }
                 if let Some(std::cmp::Reverse((_, t))) = self.timers.pop() {
                     self.on_timer(t);
+                    fired = true;
                 }
             }
             let timeout = self
@@ -456,7 +465,10 @@ impl Supervisor {
                     adopted.push(name.clone());
                 }
             }
-            let (n, asked) = wait_ready(&mut fds, timeout, requests.as_mut()).await;
+            let same_fds = questions_only && !fired;
+            let (n, asked) =
+                wait_ready(&mut fds, timeout, requests.as_mut(), &mut waiter, same_fds).await;
+            questions_only = !asked.is_empty() && asked.iter().all(|r| r.command.reads_only());
             for r in asked {
                 if self.on_request(r) {
                     // Let the server send the answer before the loop ends.
@@ -468,6 +480,11 @@ impl Supervisor {
             if n < 0 {
                 continue;
             }
+            if n == 0 && questions_only && !fired {
+                // Nothing happened but questions: nothing to save or report.
+                continue;
+            }
+            questions_only = false;
             let base = 1 + usize::from(self.inotify.is_some());
             for (i, (name, stream)) in pipes.iter().enumerate() {
                 if fds[base + i].revents != 0
@@ -860,6 +877,7 @@ impl Supervisor {
             oom_base: 0,
             last_error: None,
             last_exit: None,
+            usage: Default::default(),
             pidfd: None,
             starttime: None,
             health: None,
@@ -1696,6 +1714,7 @@ impl Supervisor {
             l.log.drain(1);
             l.pid = None;
             l.pidfd = None;
+            l.usage.replace(None);
             let _ = l.cgroup.destroy();
             let _ = std::fs::remove_dir(&l.staging);
             l.state = State::Stopped;
@@ -1712,6 +1731,7 @@ impl Supervisor {
 
     fn remove(&mut self, name: &str) {
         if let Some(l) = self.live.remove(name) {
+            l.usage.replace(None);
             let _ = l.cgroup.destroy();
             let _ = std::fs::remove_dir(&l.staging);
             let _ = std::fs::remove_dir_all(

@@ -5,15 +5,26 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use super::*;
+use crate::supervisor::control::Reply;
+
+/// The epoll set of the last wait, kept while the loop's descriptors stay
+/// the same (a pass that only answered questions changes none).
+#[derive(Default)]
+pub(super) struct Waiter {
+    cached: Option<(Vec<std::os::fd::RawFd>, tokio::io::unix::AsyncFd<Epoll>)>,
+}
 
 /// Waits until one of `fds` is ready, a control request comes, or
 /// `timeout_ms` passes; fills the `revents` of `fds` like poll(2) and
 /// returns poll's count with the requests received. Without a request
-/// channel it is a plain poll(2).
+/// channel it is a plain poll(2). `same_fds`: the descriptors are those of
+/// the last wait, unchanged (its epoll set may serve again).
 pub(super) async fn wait_ready(
     fds: &mut [libc::pollfd],
     timeout_ms: i32,
     requests: Option<&mut tokio::sync::mpsc::UnboundedReceiver<Request>>,
+    waiter: &mut Waiter,
+    same_fds: bool,
 ) -> (i32, Vec<Request>) {
     let poll = |fds: &mut [libc::pollfd], t: i32| {
         // SAFETY: fds is a valid array of pollfd for the call.
@@ -33,28 +44,37 @@ pub(super) async fn wait_ready(
     if n != 0 || !asked.is_empty() {
         return (n, asked);
     }
-    // One epoll set of the loop's descriptors, awaited beside the requests.
-    match Epoll::of(fds) {
-        // SAFETY: the Epoll owns its descriptor, open and unchanged for as
-        // long as the AsyncFd that owns the Epoll.
-        Ok(ep) => match unsafe {
-            tokio::io::unix::AsyncFd::register_with_interest(ep, tokio::io::Interest::READABLE)
-        } {
-            Ok(afd) => {
-                tokio::select! {
-                    _ = afd.readable() => {}
-                    Some(r) = rx.recv() => asked.push(r),
-                    _ = tokio::time::sleep(Duration::from_millis(timeout_ms.max(0) as u64)) => {}
+    let key: Vec<std::os::fd::RawFd> = fds.iter().map(|p| p.fd).collect();
+    let afd = match waiter.cached.take() {
+        Some((k, afd)) if same_fds && k == key => Some(afd),
+        // One epoll set of the loop's descriptors, awaited beside the requests.
+        _ => Epoll::of(fds).ok().and_then(|ep| {
+            // SAFETY: the Epoll owns its descriptor, open and unchanged for
+            // as long as the AsyncFd that owns the Epoll.
+            unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(ep, tokio::io::Interest::READABLE)
+            }
+            .ok()
+        }),
+    };
+    match &afd {
+        Some(afd) => {
+            tokio::select! {
+                r = afd.readable() => {
+                    // What is ready is read below; the next wait polls first.
+                    if let Ok(mut guard) = r {
+                        guard.clear_ready();
+                    }
                 }
+                Some(r) = rx.recv() => asked.push(r),
+                _ = tokio::time::sleep(Duration::from_millis(timeout_ms.max(0) as u64)) => {}
             }
-            Err(_) => {
-                poll(fds, timeout_ms.min(50));
-            }
-        },
-        Err(_) => {
+        }
+        None => {
             poll(fds, timeout_ms.min(50));
         }
     }
+    waiter.cached = afd.map(|a| (key, a));
     let n = poll(fds, 0);
     drain(rx, &mut asked);
     (n, asked)
@@ -123,7 +143,16 @@ impl Supervisor {
     fn info(&self, name: &str, l: &Live) -> ContainerInfo {
         let running = l.state == State::Running;
         let usage = if running {
-            l.cgroup.usage()
+            let mut reader = l.usage.borrow_mut();
+            let reader = reader.get_or_insert_with(|| l.cgroup.usage_reader());
+            let u = reader.read();
+            if u.memory_bytes.is_none() && u.pids.is_none() {
+                // The cgroup was made anew since: open its files again.
+                *reader = l.cgroup.usage_reader();
+                reader.read()
+            } else {
+                u
+            }
         } else {
             Default::default()
         };
@@ -173,13 +202,15 @@ impl Supervisor {
             .collect()
     }
 
-    fn one(&self, name: &str) -> Result<serde_json::Value, ApiError> {
-        let info = self
-            .list()
+    fn one(&self, name: &str) -> Result<Reply, ApiError> {
+        Reply::json(&self.info_of(name)?)
+    }
+
+    fn info_of(&self, name: &str) -> Result<ContainerInfo, ApiError> {
+        self.list()
             .into_iter()
             .find(|i| i.name == name)
-            .ok_or_else(|| ApiError::no_container(name))?;
-        to_json(&info)
+            .ok_or_else(|| ApiError::no_container(name))
     }
 
     /// Answers one request. True when the supervisor is to stop (`down`).
@@ -198,7 +229,7 @@ impl Supervisor {
         }
     }
 
-    fn answer(&mut self, command: Command) -> Result<serde_json::Value, ApiError> {
+    fn answer(&mut self, command: Command) -> Result<Reply, ApiError> {
         let stack = self.stack();
         match command {
             Command::Health => {
@@ -207,7 +238,7 @@ impl Supervisor {
                     .values()
                     .filter(|l| l.state == State::Running)
                     .count();
-                Ok(serde_json::json!({
+                Reply::json(&serde_json::json!({
                     "status": "ok",
                     "stack": stack,
                     "pid": std::process::id(),
@@ -216,15 +247,24 @@ impl Supervisor {
                     "file": self.opts.file,
                 }))
             }
-            Command::List => to_json(&self.list()),
+            Command::List => Reply::json(&self.list()),
             Command::Inspect(name) => {
-                self.known(&name)?;
-                let mut v = self.one(&name)?;
-                if let (Some(c), Some(obj)) = (self.desired.container(&name), v.as_object_mut()) {
-                    obj.insert("spec_hash".into(), serde_json::json!(c.hash));
-                    obj.insert("config".into(), to_json(&c.config)?);
+                #[derive(serde::Serialize)]
+                struct Inspected<'a> {
+                    #[serde(flatten)]
+                    info: ContainerInfo,
+                    spec_hash: &'a str,
+                    config: &'a config::Container,
                 }
-                Ok(v)
+                let c = self
+                    .desired
+                    .container(&name)
+                    .ok_or_else(|| ApiError::no_container(&name))?;
+                Reply::json(&Inspected {
+                    info: self.info_of(&name)?,
+                    spec_hash: &c.hash,
+                    config: &c.config,
+                })
             }
             Command::Stop(name) => {
                 self.known(&name)?;
@@ -254,7 +294,7 @@ impl Supervisor {
             }
             Command::Reload => {
                 let plan = self.try_reload("API")?;
-                Ok(serde_json::json!({
+                Reply::json(&serde_json::json!({
                     "changed": !plan.is_noop(),
                     "plan": plan.to_string(),
                     "ops": plan,
@@ -278,13 +318,13 @@ impl Supervisor {
                 }
                 let desired = DesiredState::from_stack(stack);
                 let plan = plan::reconcile(&desired, &self.observed());
-                Ok(serde_json::json!({ "plan": plan.to_string(), "ops": plan }))
+                Reply::json(&serde_json::json!({ "plan": plan.to_string(), "ops": plan }))
             }
-            Command::Down => Ok(serde_json::json!({
+            Command::Down => Reply::json(&serde_json::json!({
                 "stopping": true,
                 "pid": std::process::id(),
             })),
-            Command::Metrics => Ok(serde_json::Value::String(self.metrics())),
+            Command::Metrics => Ok(Reply::Text(self.metrics())),
             Command::Exec(e) => self.exec(e),
         }
     }
@@ -309,7 +349,7 @@ impl Supervisor {
         self.start(name);
     }
 
-    fn exec(&mut self, e: super::super::control::Exec) -> Result<serde_json::Value, ApiError> {
+    fn exec(&mut self, e: super::super::control::Exec) -> Result<Reply, ApiError> {
         self.known(&e.container)?;
         let cache = self.opts.state_dir.join("seccomp");
         let l = self
@@ -333,7 +373,7 @@ impl Supervisor {
         let child = sandbox::exec(&spec, Stdio3::Fds(i, o, er))
             .map_err(|err| ApiError::new(500, "exec_failed", err.to_string()))?;
         self.execs.insert(child, e.exit);
-        Ok(serde_json::json!({ "pid": child }))
+        Reply::json(&serde_json::json!({ "pid": child }))
     }
 
     /// The Prometheus text exposition of the stack.
@@ -425,8 +465,4 @@ impl Supervisor {
         );
         out
     }
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, ApiError> {
-    serde_json::to_value(v).map_err(|e| ApiError::internal(e.to_string()))
 }

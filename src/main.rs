@@ -55,6 +55,22 @@ struct Global {
         default_value = "/var/lib/rkstack"
     )]
     data_dir: PathBuf,
+    /// A remote supervisor: https://ADDR:PORT (its `up --listen`).
+    #[arg(long, global = true, value_name = "URL")]
+    host: Option<String>,
+    /// With --host: the CA that signed the supervisor's certificate (PEM).
+    #[arg(long, global = true, value_name = "PATH")]
+    ca: Option<PathBuf>,
+    /// With --host: this client's certificate (PEM), for a supervisor that asks for one.
+    #[arg(long, global = true, value_name = "PATH")]
+    cert: Option<PathBuf>,
+    /// With --host: the key of --cert (PEM).
+    #[arg(long, global = true, value_name = "PATH")]
+    key: Option<PathBuf>,
+    /// The bearer token (a file holding it): the one a client sends with
+    /// --host, or the one `up --listen` requires.
+    #[arg(long, global = true, value_name = "PATH")]
+    token_file: Option<PathBuf>,
     /// error, warn, info, debug or trace.
     #[arg(long, global = true, value_name = "LEVEL", default_value = "info")]
     log_level: String,
@@ -77,6 +93,18 @@ enum Command {
         /// Detach: return once the stack is up (exit 0) or failed (exit 1).
         #[arg(short = 'd', long)]
         detach: bool,
+        /// Also serve the API on TCP, over TLS only: tcp://ADDR:PORT.
+        #[arg(long, value_name = "tcp://ADDR:PORT")]
+        listen: Option<String>,
+        /// With --listen: the server's certificate chain (PEM).
+        #[arg(long, value_name = "PATH")]
+        tls_cert: Option<PathBuf>,
+        /// With --listen: the server's private key (PEM).
+        #[arg(long, value_name = "PATH")]
+        tls_key: Option<PathBuf>,
+        /// With --listen: require client certificates signed by this CA (PEM).
+        #[arg(long, value_name = "PATH")]
+        client_ca: Option<PathBuf>,
     },
     /// Run one container in the foreground, without a stack file.
     Run(Box<RunArgs>),
@@ -272,13 +300,47 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Up { file, detach } => {
+        Command::Up {
+            file,
+            detach,
+            listen,
+            tls_cert,
+            tls_key,
+            client_ca,
+        } => {
             // Problems in the file are reported like `check` does, exit 2.
             let stack = match load(&file) {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
             };
             let file = std::path::absolute(&file).unwrap_or(file);
+            // Remote access is checked before anything starts.
+            #[cfg(feature = "remote")]
+            let remote = match listen {
+                Some(l) => {
+                    match rkstack::api::remote::prepare(&rkstack::api::remote::ListenOptions {
+                        listen: l,
+                        cert: tls_cert,
+                        key: tls_key,
+                        client_ca,
+                        token_file: global.token_file.clone(),
+                    }) {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            eprintln!("rkstack: {e}");
+                            return Ok(ExitCode::from(EXIT_INVALID));
+                        }
+                    }
+                }
+                None => None,
+            };
+            #[cfg(not(feature = "remote"))]
+            if listen.is_some() || tls_cert.is_some() || tls_key.is_some() || client_ca.is_some() {
+                eprintln!(
+                    "rkstack: --listen: this build has no remote access (the `remote` feature)"
+                );
+                return Ok(ExitCode::from(EXIT_INVALID));
+            }
             let opts = rkstack::supervisor::up::UpOptions {
                 file,
                 state_dir: global.state_dir.clone(),
@@ -329,7 +391,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             let logs_dir = global.data_dir.join(stack.name.as_str()).join("logs");
-            let control = rkstack::api::server::control(listener, logs_dir);
+            #[cfg(feature = "remote")]
+            let tls = match remote {
+                Some(r) => match std::net::TcpListener::bind(r.addr)
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                {
+                    Ok(l) => {
+                        let at = l.local_addr().map_or(r.addr, |a| a);
+                        tracing::info!("API over TLS on {at}");
+                        Some((l, r))
+                    }
+                    Err(e) => {
+                        let msg = format!("--listen {}: {e}", r.addr);
+                        eprintln!("rkstack: {msg}");
+                        if let Some(p) = &ready {
+                            p.tell(&format!("{}{msg}", rkstack::supervisor::up::READY_EXITED));
+                        }
+                        return Ok(ExitCode::from(EXIT_FAILED));
+                    }
+                },
+                None => None,
+            };
+            let control = rkstack::api::server::control(
+                listener,
+                logs_dir,
+                #[cfg(feature = "remote")]
+                tls,
+            );
             let result = rkstack::supervisor::up::up_with(opts, ready, Some(control));
             let _ = std::fs::remove_file(&socket);
             match result {
@@ -414,7 +502,24 @@ fn with_client(
     f: impl FnOnce(&rkstack::api::client::Client) -> Result<ExitCode, rkstack::api::client::ClientError>,
 ) -> ExitCode {
     let stack = stack.or(g.stack.as_deref());
-    match cli_api::connect(&g.state_dir, stack, g.socket.as_deref()).and_then(|c| f(&c)) {
+    let client = match &g.host {
+        #[cfg(feature = "remote")]
+        Some(host) => rkstack::api::remote::client(&rkstack::api::remote::RemoteOptions {
+            host: host.clone(),
+            ca: g.ca.clone(),
+            cert: g.cert.clone(),
+            key: g.key.clone(),
+            token_file: g.token_file.clone(),
+        })
+        .map_err(|e| rkstack::api::client::ClientError::Api(rkstack::api::ApiError::bad_request(e)))
+        .and_then(rkstack::api::client::Client::remote),
+        #[cfg(not(feature = "remote"))]
+        Some(_) => Err(rkstack::api::client::ClientError::Api(
+            rkstack::api::ApiError::bad_request("--host: this build has no remote access"),
+        )),
+        None => cli_api::connect(&g.state_dir, stack, g.socket.as_deref()),
+    };
+    match client.and_then(|c| f(&c)) {
         Ok(code) => code,
         Err(e) => cli_api::fail(&e),
     }

@@ -66,20 +66,82 @@ pub fn resolve(
     }
 }
 
+#[derive(Debug)]
+enum Transport {
+    Unix(PathBuf),
+    #[cfg(feature = "remote")]
+    Tls(super::remote::Remote),
+}
+
 /// A client of one supervisor.
 #[derive(Debug)]
 pub struct Client {
-    socket: PathBuf,
+    transport: Transport,
     rt: tokio::runtime::Runtime,
 }
 
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+fn broke(e: impl std::fmt::Display) -> ClientError {
+    ClientError::Http(e.to_string())
+}
+
 impl Client {
+    /// A client of the supervisor on this unix socket.
     pub fn new(socket: PathBuf) -> Result<Client, ClientError> {
+        Client::with(Transport::Unix(socket))
+    }
+
+    /// A client of a remote supervisor, over TLS.
+    #[cfg(feature = "remote")]
+    pub fn remote(r: super::remote::Remote) -> Result<Client, ClientError> {
+        Client::with(Transport::Tls(r))
+    }
+
+    fn with(transport: Transport) -> Result<Client, ClientError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
             .build()?;
-        Ok(Client { socket, rt })
+        Ok(Client { transport, rt })
+    }
+
+    /// A connection, ready for one request; the token to send, if any.
+    async fn connect(&self) -> Result<(Sender, Option<&str>), ClientError> {
+        match &self.transport {
+            Transport::Unix(path) => {
+                let stream = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(|source| ClientError::Connect {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(broke)?;
+                tokio::spawn(conn);
+                Ok((sender, None))
+            }
+            #[cfg(feature = "remote")]
+            Transport::Tls(r) => {
+                let connect = |source| ClientError::Connect {
+                    path: r.addr.clone(),
+                    source,
+                };
+                let tcp = tokio::net::TcpStream::connect(&r.addr)
+                    .await
+                    .map_err(connect)?;
+                let tls = tokio_rustls::TlsConnector::from(r.config.clone())
+                    .connect(r.name.clone(), tcp)
+                    .await
+                    .map_err(connect)?;
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                    .await
+                    .map_err(broke)?;
+                tokio::spawn(conn);
+                Ok((sender, r.token.as_deref()))
+            }
+        }
     }
 
     async fn send(
@@ -88,16 +150,7 @@ impl Client {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .map_err(|source| ClientError::Connect {
-                path: self.socket.display().to_string(),
-                source,
-            })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
-        tokio::spawn(conn);
+        let (mut sender, token) = self.connect().await?;
         let bytes = body
             .map(|b| serde_json::to_vec(b).unwrap_or_default())
             .unwrap_or_default();
@@ -107,6 +160,9 @@ impl Client {
             .header("host", "rkstack");
         if body.is_some() {
             req = req.header("content-type", "application/json");
+        }
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
         }
         let req = req
             .body(Full::new(Bytes::from(bytes)))

@@ -7,6 +7,8 @@
 
 pub mod client;
 pub mod peer;
+#[cfg(feature = "remote")]
+pub mod remote;
 pub mod server;
 
 pub use crate::supervisor::control::{ApiError, Command, ContainerInfo, Exec, Reply, Request};

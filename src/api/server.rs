@@ -62,32 +62,72 @@ impl Connected<axum::serve::IncomingStream<'_, UnixListener>> for Peer {
     }
 }
 
-async fn check_peer(req: HttpRequest, next: Next) -> Response {
-    let peer = req.extensions().get::<ConnectInfo<Peer>>().map(|c| c.0);
-    let ok = match peer {
-        // Not a unix socket peer (tests driving the router directly).
-        None => true,
-        Some(Peer {
-            uid: Some(uid),
-            gid: Some(gid),
-            pid,
-        }) => super::peer::allowed_peer(uid, gid, pid),
-        Some(_) => false,
-    };
-    if !ok {
-        tracing::warn!(
-            ?peer,
-            "API request refused: not root nor in the rkstack group"
-        );
-        return ApiError::new(
-            403,
-            "forbidden",
-            format!(
-                "only root and members of the {} group may use this API",
-                super::peer::GROUP
-            ),
-        )
-        .into_response();
+/// Who may call: what the transport established.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// The unix socket: the peer's credentials decide (root or the group).
+    Peer,
+    /// TCP with TLS: a bearer token is required (and a client certificate
+    /// too, when the server asks for one at the handshake).
+    Token(String),
+    /// TCP with TLS: the client certificate was verified at the handshake.
+    Verified,
+}
+
+/// The remote address of a TCP client (for the log).
+#[derive(Debug, Clone, Copy)]
+pub struct Remote(pub std::net::SocketAddr);
+
+/// Compares without stopping at the first difference.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn check(State(auth): State<Auth>, req: HttpRequest, next: Next) -> Response {
+    match &auth {
+        Auth::Verified => {}
+        Auth::Token(token) => {
+            let given = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            if !given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
+                let from = req.extensions().get::<Remote>().map(|r| r.0.to_string());
+                tracing::warn!(
+                    "API request refused: no valid bearer token (from {})",
+                    from.as_deref().unwrap_or("?")
+                );
+                return ApiError::new(401, "unauthorized", "a valid bearer token is required")
+                    .into_response();
+            }
+        }
+        Auth::Peer => {
+            let peer = req.extensions().get::<ConnectInfo<Peer>>().map(|c| c.0);
+            let ok = match peer {
+                Some(Peer {
+                    uid: Some(uid),
+                    gid: Some(gid),
+                    pid,
+                }) => super::peer::allowed_peer(uid, gid, pid),
+                _ => false,
+            };
+            if !ok {
+                tracing::warn!(
+                    ?peer,
+                    "API request refused: not root nor in the rkstack group"
+                );
+                return ApiError::new(
+                    403,
+                    "forbidden",
+                    format!(
+                        "only root and members of the {} group may use this API",
+                        super::peer::GROUP
+                    ),
+                )
+                .into_response();
+            }
+        }
     }
     next.run(req).await
 }
@@ -109,7 +149,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/metrics"),
 ];
 
+/// The routes, for callers on the unix socket.
 pub fn router(api: Api) -> Router {
+    router_with(api, Auth::Peer)
+}
+
+/// The routes, with callers let in by `auth`.
+pub fn router_with(api: Api, auth: Auth) -> Router {
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/containers", get(list))
@@ -134,7 +180,7 @@ pub fn router(api: Api) -> Router {
                 "this route does not take that method",
             )
         })
-        .layer(middleware::from_fn(check_peer))
+        .layer(middleware::from_fn_with_state(auth, check))
         .with_state(api)
 }
 
@@ -175,18 +221,37 @@ pub fn bind(path: &FsPath) -> std::io::Result<std::os::unix::net::UnixListener> 
     Ok(listener)
 }
 
-/// The supervisor's control channel fed by an API server on `listener`.
+/// The supervisor's control channel fed by an API server on `listener`
+/// (and over TLS on `tls`, when given).
 pub fn control(
     listener: std::os::unix::net::UnixListener,
     logs_dir: PathBuf,
+    #[cfg(feature = "remote")] tls: Option<(std::net::TcpListener, super::remote::Listen)>,
 ) -> crate::supervisor::up::Control {
     let (tx, requests) = mpsc::unbounded_channel();
     let api = Api { tx, logs_dir };
-    let server = Box::pin(async move {
-        match UnixListener::from_std(listener) {
-            Ok(l) => serve(l, api).await,
-            Err(e) => tracing::error!("API socket: {e}"),
+    #[cfg(feature = "remote")]
+    let remote = {
+        let api = api.clone();
+        async move {
+            if let Some((l, listen)) = tls {
+                match tokio::net::TcpListener::from_std(l) {
+                    Ok(l) => super::remote::serve(l, listen, api).await,
+                    Err(e) => tracing::error!("API over TLS: {e}"),
+                }
+            }
         }
+    };
+    #[cfg(not(feature = "remote"))]
+    let remote = async {};
+    let server = Box::pin(async move {
+        let local = async move {
+            match UnixListener::from_std(listener) {
+                Ok(l) => serve(l, api).await,
+                Err(e) => tracing::error!("API socket: {e}"),
+            }
+        };
+        tokio::join!(local, remote);
     });
     crate::supervisor::up::Control { requests, server }
 }
@@ -565,7 +630,10 @@ mod tests {
             .header("content-type", "application/json")
             .body(Body::from(body.to_string()))
             .unwrap();
-        let resp = router(fake()).oneshot(req).await.unwrap();
+        let resp = router_with(fake(), Auth::Verified)
+            .oneshot(req)
+            .await
+            .unwrap();
         let status = resp.status().as_u16();
         let bytes = http_body_util::BodyExt::collect(resp.into_body())
             .await

@@ -531,20 +531,22 @@ fn the_api_over_tls_needs_a_client_certificate_or_a_token() {
     assert!(stderr(&out).contains("--client-ca"), "{}", stderr(&out));
     drop(probe);
 
+    let listen = |how: &[&str]| -> Vec<String> {
+        [
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--tls-cert",
+            &p("server.pem"),
+            "--tls-key",
+            &p("server.key"),
+        ]
+        .iter()
+        .chain(how)
+        .map(|s| s.to_string())
+        .collect()
+    };
     // Client certificates.
-    let args: Vec<String> = [
-        "--listen",
-        "tcp://127.0.0.1:0",
-        "--tls-cert",
-        &p("server.pem"),
-        "--tls-key",
-        &p("server.key"),
-        "--client-ca",
-        &p("ca.pem"),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = listen(&["--client-ca", &p("ca.pem")]);
     let s = Stack::start_with("tlscert", BODY, &args);
     let url = format!("https://{}", s.tls_addr());
     let remote = |extra: &[&str]| {
@@ -576,19 +578,7 @@ fn the_api_over_tls_needs_a_client_certificate_or_a_token() {
     drop(s);
 
     // A bearer token.
-    let args: Vec<String> = [
-        "--listen",
-        "tcp://127.0.0.1:0",
-        "--tls-cert",
-        &p("server.pem"),
-        "--tls-key",
-        &p("server.key"),
-        "--token-file",
-        &p("token"),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = listen(&["--token-file", &p("token")]);
     let s = Stack::start_with("tlstoken", BODY, &args);
     let url = format!("https://{}", s.tls_addr());
     let out = Command::new(rkstack())

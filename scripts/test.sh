@@ -17,6 +17,7 @@ command -v file >/dev/null || need+=(file)
 command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null && command -v setpriv >/dev/null || need+=(util-linux)
 command -v curl >/dev/null || need+=(curl)
+command -v script >/dev/null || need+=(bsdutils)
 command -v python3 >/dev/null || need+=(python3)
 command -v nft >/dev/null || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then

@@ -298,10 +298,64 @@ pub fn events(client: &Client, json: bool) -> Result<ExitCode, ClientError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The terminal in raw mode while it lives (restored on drop).
+struct Raw(Option<nix::sys::termios::Termios>);
+
+impl Raw {
+    fn enter() -> Raw {
+        use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+        let stdin = std::io::stdin();
+        let Ok(saved) = tcgetattr(&stdin) else {
+            return Raw(None);
+        };
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &raw);
+        Raw(Some(saved))
+    }
+}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.0 {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                saved,
+            );
+        }
+    }
+}
+
+/// The size of the terminal on stdout: (rows, cols).
+fn window() -> (u16, u16) {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills the winsize it is given.
+    let r = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
+    if r == 0 && ws.ws_row > 0 {
+        (ws.ws_row, ws.ws_col)
+    } else {
+        (24, 80)
+    }
+}
+
 pub fn exec(client: &Client, name: &str, command: &[String]) -> Result<ExitCode, ClientError> {
     use std::io::IsTerminal;
-    // Input from a pipe or file goes to the process; a terminal is not read
-    // (interactive sessions are not supported yet).
+    if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+        // Interactive: a terminal in the container, this one in raw mode.
+        let (rows, cols) = window();
+        let body = serde_json::json!({ "command": command, "rows": rows, "cols": cols });
+        let raw = Raw::enter();
+        let code = client.exec_tty(name, body);
+        drop(raw);
+        return code.map(|c| ExitCode::from(u8::try_from(c).unwrap_or(EXIT_FAILED)));
+    }
+    // Input from a pipe or file goes to the process.
     let stdin = if std::io::stdin().is_terminal() {
         None
     } else {

@@ -627,3 +627,32 @@ fn the_api_over_tls_needs_a_client_certificate_or_a_token() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("bearer token"), "{}", stderr(&out));
 }
+
+#[test]
+fn exec_on_a_terminal_is_interactive() {
+    require_root!();
+    let s = Stack::start("tty", BODY);
+    // `script` gives the CLI a terminal, as a user's shell would.
+    let cmd = format!(
+        "{} --state-dir {} exec db -- /bin/sh",
+        rkstack(),
+        s.dir.path().join("state").display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"[ -t 0 ] && [ -t 1 ] && echo on-a-$((6*7))-terminal\nexit 4\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = text(&out);
+    assert!(text.contains("on-a-42-terminal"), "{text}");
+    assert_eq!(out.status.code(), Some(4), "{text}");
+}

@@ -119,7 +119,7 @@ impl Client {
                 let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                     .await
                     .map_err(broke)?;
-                tokio::spawn(conn);
+                tokio::spawn(conn.with_upgrades());
                 Ok((sender, None))
             }
             #[cfg(feature = "remote")]
@@ -138,7 +138,7 @@ impl Client {
                 let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
                     .await
                     .map_err(broke)?;
-                tokio::spawn(conn);
+                tokio::spawn(conn.with_upgrades());
                 Ok((sender, r.token.as_deref()))
             }
         }
@@ -174,13 +174,84 @@ impl Client {
         if resp.status().is_success() {
             return Ok(resp);
         }
+        Err(error_of(resp).await)
+    }
+
+    /// An interactive `exec` on a terminal (see [`super::tty`]): input from
+    /// this process's stdin, output to its stdout; the exit code.
+    pub fn exec_tty(&self, name: &str, body: serde_json::Value) -> Result<i32, ClientError> {
+        use tokio::io::AsyncWriteExt;
+        self.rt.block_on(async {
+            let (mut sender, token) = self.connect().await?;
+            let mut req = hyper::Request::builder()
+                .method("POST")
+                .uri(format!("/v1/containers/{name}/exec"))
+                .header("host", "rkstack")
+                .header("content-type", "application/json")
+                .header("connection", "upgrade")
+                .header("upgrade", super::tty::PROTOCOL);
+            if let Some(t) = token {
+                req = req.header("authorization", format!("Bearer {t}"));
+            }
+            let req = req
+                .body(Full::new(Bytes::from(
+                    serde_json::to_vec(&body).unwrap_or_default(),
+                )))
+                .map_err(broke)?;
+            let resp = sender.send_request(req).await.map_err(broke)?;
+            if resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
+                return Err(error_of(resp).await);
+            }
+            let io = TokioIo::new(hyper::upgrade::on(resp).await.map_err(broke)?);
+            let (mut rd, mut wr) = tokio::io::split(io);
+            // Input: a thread reads stdin (blocking), the session sends it.
+            let (tx, mut input) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut buf = [0u8; 1024];
+                loop {
+                    match std::io::stdin().read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+            loop {
+                tokio::select! {
+                    Some(chunk) = input.recv() => {
+                        wr.write_all(&chunk).await?;
+                    }
+                    f = super::tty::read_frame(&mut rd) => match f? {
+                        Some((super::tty::OUTPUT, data)) => {
+                            use std::io::Write;
+                            let mut out = std::io::stdout();
+                            out.write_all(&data)?;
+                            out.flush()?;
+                        }
+                        Some((super::tty::EXIT, p)) if p.len() == 4 => {
+                            return Ok(i32::from_be_bytes([p[0], p[1], p[2], p[3]]));
+                        }
+                        Some(_) => {}
+                        None => return Err(broke("the session ended without an exit status")),
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// The error a failed answer carries.
+async fn error_of(resp: hyper::Response<hyper::body::Incoming>) -> ClientError {
+    {
         let status = resp.status().as_u16();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?
-            .to_bytes();
+        let body = match resp.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return broke(e),
+        };
         let mut err: ApiError = serde_json::from_slice(&body).unwrap_or_else(|_| {
             ApiError::new(
                 status,
@@ -189,9 +260,11 @@ impl Client {
             )
         });
         err.status = status;
-        Err(ClientError::Api(err))
+        ClientError::Api(err)
     }
+}
 
+impl Client {
     /// One request; the whole JSON answer.
     pub fn call(
         &self,

@@ -10,5 +10,6 @@ pub mod peer;
 #[cfg(feature = "remote")]
 pub mod remote;
 pub mod server;
+pub mod tty;
 
 pub use crate::supervisor::control::{ApiError, Command, ContainerInfo, Exec, Reply, Request};

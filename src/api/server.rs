@@ -492,6 +492,57 @@ struct ExecBody {
     /// Given to the process on its stdin (then closed); none: /dev/null-like EOF.
     #[serde(default)]
     stdin: Option<String>,
+    /// The terminal's size, for an interactive session.
+    #[serde(default)]
+    rows: Option<u16>,
+    #[serde(default)]
+    cols: Option<u16>,
+}
+
+/// An interactive session on a pseudo-terminal (see [`super::tty`]).
+async fn exec_tty(
+    api: Api,
+    name: String,
+    body: ExecBody,
+    upgrade: hyper::upgrade::OnUpgrade,
+) -> Response {
+    let pty = super::tty::open(body.rows.unwrap_or(24), body.cols.unwrap_or(80)).and_then(
+        |(master, slave)| {
+            let a = slave.try_clone()?;
+            let b = slave.try_clone()?;
+            Ok((master, [slave, a, b]))
+        },
+    );
+    let (master, stdio) = match pty {
+        Ok(p) => p,
+        Err(e) => return ApiError::internal(format!("terminal: {e}")).into_response(),
+    };
+    let (exit_tx, exit_rx) = oneshot::channel();
+    let cmd = Command::Exec(Exec {
+        container: name,
+        command: body.command,
+        env: body.env,
+        stdio,
+        terminal: true,
+        exit: exit_tx,
+    });
+    if let Err(e) = ask(&api, cmd).await {
+        return e.into_response();
+    }
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(io) => super::tty::serve(hyper_util::rt::TokioIo::new(io), master, exit_rx).await,
+            Err(e) => tracing::warn!("exec: the connection was not upgraded: {e}"),
+        }
+    });
+    (
+        StatusCode::SWITCHING_PROTOCOLS,
+        [
+            (header::CONNECTION, "upgrade"),
+            (header::UPGRADE, super::tty::PROTOCOL),
+        ],
+    )
+        .into_response()
 }
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
@@ -509,17 +560,26 @@ pub fn exit_code(status: i32) -> i32 {
     }
 }
 
-async fn exec(
-    State(api): State<Api>,
-    Path(name): Path<String>,
-    body: Result<Json<ExecBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let body = match body {
-        Ok(Json(b)) => b,
-        Err(e) => return ApiError::bad_request(e.body_text()).into_response(),
+async fn exec(State(api): State<Api>, Path(name): Path<String>, mut req: HttpRequest) -> Response {
+    let interactive = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case(super::tty::PROTOCOL));
+    let upgrade = interactive.then(|| hyper::upgrade::on(&mut req));
+    let bytes = match axum::body::to_bytes(req.into_body(), 1 << 20).await {
+        Ok(b) => b,
+        Err(e) => return ApiError::bad_request(format!("body: {e}")).into_response(),
+    };
+    let body: ExecBody = match serde_json::from_slice(&bytes) {
+        Ok(b) => b,
+        Err(e) => return ApiError::bad_request(format!("body: {e}")).into_response(),
     };
     if body.command.is_empty() {
         return ApiError::bad_request("command must not be empty").into_response();
+    }
+    if let Some(upgrade) = upgrade {
+        return exec_tty(api, name, body, upgrade).await;
     }
     let pipes = (|| Ok::<_, std::io::Error>((pipe()?, pipe()?, pipe()?)))();
     let ((in_r, in_w), (out_r, out_w), (err_r, err_w)) = match pipes {
@@ -532,6 +592,7 @@ async fn exec(
         command: body.command,
         env: body.env,
         stdio: [in_r, out_w, err_w],
+        terminal: false,
         exit: exit_tx,
     });
     if let Err(e) = ask(&api, cmd).await {

@@ -96,6 +96,16 @@ pub(super) fn stage(spec: &ExecSpec) -> StepResult<i32> {
 }
 
 fn child(spec: &ExecSpec) -> StepError {
+    if spec.terminal {
+        // SAFETY: plain syscalls on this new process and its stdin.
+        let r = unsafe {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 0)
+        };
+        if r < 0 {
+            return os_err("terminal", "TIOCSCTTY");
+        }
+    }
     become_and_exec(
         &Identity {
             user: &spec.user,

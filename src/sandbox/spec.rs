@@ -134,4 +134,8 @@ pub struct ExecSpec {
     pub no_new_privileges: bool,
     pub seccomp: SeccompSpec,
     pub cgroup_procs: Vec<PathBuf>,
+    /// Its stdin is a terminal, to become its controlling terminal (in a
+    /// session of its own).
+    #[serde(default)]
+    pub terminal: bool,
 }

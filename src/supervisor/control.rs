@@ -49,6 +49,8 @@ pub struct Exec {
     pub env: Vec<String>,
     /// stdin, stdout, stderr of the process.
     pub stdio: [OwnedFd; 3],
+    /// stdin is a terminal, to become its controlling terminal.
+    pub terminal: bool,
     /// Its wait status when it ends.
     pub exit: oneshot::Sender<i32>,
 }

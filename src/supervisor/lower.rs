@@ -192,6 +192,7 @@ pub fn exec_spec(
         no_new_privileges: c.security.no_new_privileges,
         seccomp,
         cgroup_procs,
+        terminal: false,
     })
 }
 

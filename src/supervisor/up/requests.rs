@@ -369,6 +369,7 @@ impl Supervisor {
         )
         .map_err(|err| ApiError::internal(err.to_string()))?;
         spec.env.extend(e.env);
+        spec.terminal = e.terminal;
         let [i, o, er] = e.stdio;
         let child = sandbox::exec(&spec, Stdio3::Fds(i, o, er))
             .map_err(|err| ApiError::new(500, "exec_failed", err.to_string()))?;

@@ -156,6 +156,18 @@ impl Drop for Stack {
     }
 }
 
+/// Runs `cmd` with `input` on its stdin; its output.
+fn fed(cmd: &mut Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -205,21 +217,11 @@ fn every_route_answers_on_a_running_stack() {
         "{inside}"
     );
     // Its exit status and stdin.
-    let mut child = s
-        .cli()
-        .args(["exec", "db", "--", "/bin/sh", "-c", "cat; exit 7"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"from-stdin")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = fed(
+        s.cli()
+            .args(["exec", "db", "--", "/bin/sh", "-c", "cat; exit 7"]),
+        b"from-stdin",
+    );
     assert_eq!(out.status.code(), Some(7));
     assert_eq!(text(&out), "from-stdin");
 
@@ -638,20 +640,10 @@ fn exec_on_a_terminal_is_interactive() {
         rkstack(),
         s.dir.path().join("state").display()
     );
-    let mut child = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"[ -t 0 ] && [ -t 1 ] && echo on-a-$((6*7))-terminal\nexit 4\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = fed(
+        Command::new("script").args(["-qec", &cmd, "/dev/null"]),
+        b"[ -t 0 ] && [ -t 1 ] && echo on-a-$((6*7))-terminal\nexit 4\n",
+    );
     let text = text(&out);
     assert!(text.contains("on-a-42-terminal"), "{text}");
     assert_eq!(out.status.code(), Some(4), "{text}");

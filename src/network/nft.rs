@@ -29,6 +29,8 @@ pub struct Bridge {
     pub subnet: Subnet,
     /// Masquerade what leaves it for elsewhere (`nat = true`).
     pub nat: bool,
+    /// Nothing is forwarded into or out of it (`internal = true`).
+    pub internal: bool,
 }
 
 pub fn table(stack: &str) -> String {
@@ -64,6 +66,25 @@ pub fn ruleset(stack: &str, publish: &[Publish], bridges: &[Bridge]) -> String {
             ));
         }
     }
+    // Networks are apart: nothing is forwarded from one rkstack bridge to
+    // another (of any stack), nor into or out of an internal one.
+    let mut forward = Vec::new();
+    for b in bridges {
+        forward.push(format!(
+            "iifname \"{n}\" oifname \"rkb*\" oifname != \"{n}\" drop",
+            n = b.name
+        ));
+        if b.internal {
+            forward.push(format!(
+                "iifname \"{n}\" oifname != \"{n}\" drop",
+                n = b.name
+            ));
+            forward.push(format!(
+                "oifname \"{n}\" iifname != \"{n}\" drop",
+                n = b.name
+            ));
+        }
+    }
     let body = |rules: &[String]| {
         rules
             .iter()
@@ -71,9 +92,10 @@ pub fn ruleset(stack: &str, publish: &[Publish], bridges: &[Bridge]) -> String {
             .collect::<String>()
     };
     format!(
-        "add table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{d}  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n{d}  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n{s}  }}\n}}\n",
+        "add table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{d}  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n{d}  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n{s}  }}\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n{f}  }}\n}}\n",
         d = body(&dnat),
-        s = body(&snat)
+        s = body(&snat),
+        f = body(&forward)
     )
 }
 
@@ -103,9 +125,9 @@ fn nft(input: &str) -> Result<(), String> {
     }
 }
 
-/// Replaces the stack's table; with nothing to publish or masquerade, removes it.
+/// Replaces the stack's table; with no bridge and nothing to publish, removes it.
 pub fn apply(stack: &str, publish: &[Publish], bridges: &[Bridge]) -> Result<(), String> {
-    if publish.is_empty() && !bridges.iter().any(|b| b.nat) {
+    if publish.is_empty() && bridges.is_empty() {
         return remove(stack);
     }
     for b in bridges {
@@ -116,6 +138,18 @@ pub fn apply(stack: &str, publish: &[Publish], bridges: &[Bridge]) -> Result<(),
         );
     }
     nft(&ruleset(stack, publish, bridges))
+}
+
+/// Turns IPv4 forwarding on (published ports reached from elsewhere and
+/// NAT need it), as Docker does. True when it was off.
+pub fn enable_forwarding() -> Result<bool, String> {
+    let path = "/proc/sys/net/ipv4/ip_forward";
+    let now = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    if now.trim() == "1" {
+        return Ok(false);
+    }
+    std::fs::write(path, "1").map_err(|e| format!("{path}: {e}"))?;
+    Ok(true)
 }
 
 pub fn remove(stack: &str) -> Result<(), String> {
@@ -150,12 +184,26 @@ mod tests {
                 prefix: 24,
             },
             nat: true,
+            internal: false,
         };
-        let r = ruleset("my-demo", &[p, q], &[b]);
+        let i = Bridge {
+            name: "rkb2".into(),
+            subnet: Subnet {
+                addr: "10.90.0.0".parse().unwrap(),
+                prefix: 24,
+            },
+            nat: false,
+            internal: true,
+        };
+        let r = ruleset("my-demo", &[p, q], &[b, i]);
         assert!(r.starts_with("add table ip rkstack_my_demo\ndelete table ip rkstack_my_demo\n"));
         assert!(r.contains("fib daddr type local tcp dport 8080 dnat to 10.89.0.10:80"));
         assert!(r.contains("ip daddr 127.0.0.1 udp dport 5353 dnat to 10.89.0.10:53"));
         assert!(r.contains("ip saddr 10.89.0.0/24 oifname != \"rkb1\" masquerade"));
         assert!(r.contains("ip saddr 127.0.0.0/8 ip daddr 10.89.0.0/24 masquerade"));
+        assert!(r.contains("iifname \"rkb1\" oifname \"rkb*\" oifname != \"rkb1\" drop"));
+        assert!(r.contains("iifname \"rkb2\" oifname != \"rkb2\" drop"));
+        assert!(r.contains("oifname \"rkb2\" iifname != \"rkb2\" drop"));
+        assert!(!r.contains("oifname != \"rkb1\" iifname"));
     }
 }

@@ -1279,10 +1279,24 @@ impl Supervisor {
                         prefix: s.prefix,
                     },
                     nat: n.config.nat,
+                    internal: n.config.internal,
                 })
             })
             .collect();
-        let wanted = !publish.is_empty() || bridges.iter().any(|b| b.nat);
+        let wanted = !publish.is_empty() || !bridges.is_empty();
+        if !publish.is_empty() || bridges.iter().any(|b| b.nat) {
+            match nft::enable_forwarding() {
+                Ok(true) => event(
+                    &stack,
+                    "IPv4 forwarding turned on (net.ipv4.ip_forward = 1) for published ports and NAT",
+                ),
+                Ok(false) => {}
+                Err(e) => event(
+                    &stack,
+                    format!("IPv4 forwarding could not be turned on: {e}"),
+                ),
+            }
+        }
         let rules = nft::ruleset(&stack, &publish, &bridges);
         if (!wanted && self.nft_rules.is_none())
             || self.nft_rules.as_deref() == Some(rules.as_str())

@@ -282,6 +282,20 @@ fn fetch_in(pid: &str, url: &str) -> String {
     python_in(pid, py, &[url])
 }
 
+/// Fetches `url` from the network namespace of `pid` until it answers `want`
+/// (10 s at most).
+fn fetch_until(pid: &str, url: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = fetch_in(pid, url);
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url}: {got}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Runs a Python script in the network namespace of `pid`; its stdout.
 fn python_in(pid: impl std::fmt::Display, script: &str, args: &[&str]) -> String {
     let out = Command::new("nsenter")
@@ -313,15 +327,7 @@ ports = ["18080:8080", "127.0.0.1:18081:8080"]
         "http://127.0.0.1:18081/",
         "http://10.128.0.1:18080/",
     ] {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let got = fetch_in(&pid, url);
-            if got == "published-ok" {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{url}: {got}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        fetch_until(&pid, url, "published-ok");
     }
     // 127.0.0.1:18081 is published on loopback only: not on the bridge's address.
     assert!(fetch_in(&pid, "http://10.128.0.1:18081/").starts_with("failed"));
@@ -673,19 +679,11 @@ networks = ["side"]
         .trim()
         .parse()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = python_in(
-            outside,
-            "import urllib.request,sys\ntry:\n print(urllib.request.urlopen(sys.argv[1],timeout=2).read().decode().strip())\nexcept Exception as e:\n print('failed', e)",
-            &["http://192.168.77.1:18200/"],
-        );
-        if got == "inside-ok" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "from outside: {got}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    fetch_until(
+        &outside.to_string(),
+        "http://192.168.77.1:18200/",
+        "inside-ok",
+    );
     // Forwarding is on now, and still the other network cannot reach web.
     assert_eq!(up.host("cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
     assert!(up.file("events.log").contains("IPv4 forwarding turned on"));

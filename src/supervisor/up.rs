@@ -197,7 +197,7 @@ struct Supervisor {
 
 /// Editors save in a burst of events (write, rename, chmod) within a few
 /// milliseconds; one reload after the burst is enough.
-const RELOAD_DEBOUNCE: Duration = Duration::from_millis(25);
+const RELOAD_DEBOUNCE: Duration = Duration::from_millis(10);
 
 const HANDLED: &[i32] = &[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod config;
+pub mod image;
 pub mod network;
 pub mod plan;
 pub mod sandbox;

@@ -70,7 +70,16 @@ fn lower_layers_do_not_reach_up() {
     // The API is a client of the supervisor, never the other way round:
     // the supervisor knows control requests, not HTTP.
     forbid("supervisor", &["crate::api", "axum", "hyper"]);
-    forbid("sandbox", &["crate::api"]);
+    forbid("sandbox", &["crate::api", "crate::image"]);
+    forbid(
+        "image",
+        &[
+            "crate::config",
+            "crate::plan",
+            "crate::supervisor",
+            "crate::api",
+        ],
+    );
     forbid("network", &["crate::api"]);
 }
 

@@ -10,7 +10,7 @@ pub mod cgroup;
 mod channel;
 mod enter;
 pub mod init;
-mod rootfs;
+pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
 mod users;

@@ -63,7 +63,9 @@ fn fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
-fn openat2_in_root(root: RawFd, rel: &Path, flags: i32) -> io::Result<OwnedFd> {
+/// Opens `rel` under `root` as if `root` were `/` (symlinks and `..` never
+/// leave it).
+pub fn openat2_in_root(root: RawFd, rel: &Path, flags: i32) -> io::Result<OwnedFd> {
     let path = cstr(if rel.as_os_str().is_empty() {
         Path::new(".")
     } else {

@@ -1,0 +1,7 @@
+//! Images: a content-addressed store of blobs (verified by digest on
+//! write) and layers unpacked once, safely, for overlayfs to stack.
+//! Still to come: OCI layout and docker-archive import, registry pulls,
+//! per-container overlay mounts, squashfs/erofs (see the images issue).
+
+pub mod store;
+pub mod unpack;

@@ -1,0 +1,163 @@
+//! Blobs by digest under `DATA/images/blobs/sha256/HEX`. A blob is written
+//! to a temporary file while its digest is computed, and kept only when
+//! the digest is the one expected: a mismatch leaves nothing behind.
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+/// A `sha256:HEX` content digest.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Digest(String);
+
+impl Digest {
+    pub fn parse(s: &str) -> Result<Digest, StoreError> {
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| StoreError::BadDigest(s.to_string()))?;
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(StoreError::BadDigest(s.to_string()));
+        }
+        Ok(Digest(hex.to_string()))
+    }
+
+    /// The digest of some bytes.
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest(hex(&Sha256::digest(bytes)))
+    }
+
+    pub fn hex(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.0)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0:?} is not a sha256 digest (sha256: and 64 lowercase hex digits)")]
+    BadDigest(String),
+    #[error("blob {expected}: its content has digest {got}; nothing was kept")]
+    Mismatch { expected: Digest, got: Digest },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The store's folder.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// The store under `root` (`DATA/images`), made if missing.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        for d in ["blobs/sha256", "tmp"] {
+            let p = root.join(d);
+            std::fs::create_dir_all(&p).map_err(io(&p))?;
+        }
+        Ok(Store {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(d.hex())
+    }
+
+    pub fn has(&self, d: &Digest) -> bool {
+        self.blob_path(d).is_file()
+    }
+
+    /// Writes a blob that must have digest `expected`; returns its size.
+    /// One already stored is not written again.
+    pub fn put(&self, expected: &Digest, mut from: impl Read) -> Result<u64, StoreError> {
+        let dest = self.blob_path(expected);
+        if dest.is_file() {
+            return std::fs::metadata(&dest).map(|m| m.len()).map_err(io(&dest));
+        }
+        let tmp_dir = self.root.join("tmp");
+        let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io(&tmp_dir))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut size = 0u64;
+        loop {
+            let n = from.read(&mut buf).map_err(io(&dest))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            tmp.write_all(&buf[..n]).map_err(io(tmp.path()))?;
+            size += n as u64;
+        }
+        let got = Digest(hex(&hasher.finalize()));
+        if &got != expected {
+            // The temporary file goes with `tmp`.
+            return Err(StoreError::Mismatch {
+                expected: expected.clone(),
+                got,
+            });
+        }
+        tmp.as_file().sync_all().map_err(io(&dest))?;
+        tmp.persist(&dest).map_err(|e| StoreError::Io {
+            path: dest.clone(),
+            source: e.error,
+        })?;
+        Ok(size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blob_is_kept_only_under_its_own_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let good = Digest::of(b"layer bytes");
+        assert_eq!(store.put(&good, &b"layer bytes"[..]).unwrap(), 11);
+        assert!(store.has(&good));
+        assert_eq!(
+            std::fs::read(store.blob_path(&good)).unwrap(),
+            b"layer bytes"
+        );
+        // Tampered content: an error, and nothing kept (not even a temporary file).
+        let claimed = Digest::of(b"something else");
+        let e = store.put(&claimed, &b"layer bytes!"[..]).unwrap_err();
+        assert!(e.to_string().contains("nothing was kept"), "{e}");
+        assert!(!store.has(&claimed));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+        assert!(Digest::parse("sha256:xyz").is_err());
+        assert!(Digest::parse("md5:0123").is_err());
+        assert_eq!(Digest::parse(&good.to_string()).unwrap(), good);
+    }
+}

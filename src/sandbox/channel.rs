@@ -104,12 +104,20 @@ pub fn send(fd: BorrowedFd<'_>, msg: &Message) -> io::Result<()> {
 /// the container's first process: it has exec'd or died).
 pub fn recv(fd: BorrowedFd<'_>) -> io::Result<Option<Message>> {
     let mut buf = vec![0u8; MAX_MESSAGE];
+    let mut reset_seen = false;
     loop {
         // SAFETY: buf is valid for writes of its length.
         let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            // A peer that exits with one of our messages still unread makes
+            // the kernel report ECONNRESET once; what it sent before (its
+            // failure, most often) is still queued behind that report.
+            if e.raw_os_error() == Some(libc::ECONNRESET) && !reset_seen {
+                reset_seen = true;
                 continue;
             }
             return Err(e);
@@ -156,5 +164,29 @@ pub fn wait_poke(fd: impl AsFd) -> io::Result<bool> {
             return Err(e);
         }
         return Ok(n == 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_sent_before_the_peer_went_is_read_even_with_ours_unread() {
+        let (stage, child) = pair().unwrap();
+        // The stage's poke is still unread when the child fails and exits.
+        poke(&stage).unwrap();
+        let failed = Message::Failed(StepError {
+            step: "mount /data".into(),
+            errno: libc::ENOENT,
+            detail: "source /nonexistent".into(),
+        });
+        send(child.as_fd(), &failed).unwrap();
+        drop(child);
+        match recv(stage.as_fd()).unwrap() {
+            Some(Message::Failed(e)) => assert_eq!(e.step, "mount /data"),
+            other => panic!("got {other:?}"),
+        }
+        assert!(recv(stage.as_fd()).unwrap().is_none());
     }
 }

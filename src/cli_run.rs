@@ -21,9 +21,21 @@ pub fn container(a: &RunArgs, name: &str) -> Result<Container, String> {
         s if s.starts_with("dir:") => ImageRef::Dir {
             path: types::host_path(&s[4..], &cwd)?,
         },
-        s if s.contains("://") || s.starts_with("oci:") || s.starts_with("tar:") => {
+        s if s.starts_with("oci:") => {
+            let p = &s[4..];
+            // oci:LAYOUT_DIR[:TAG]; a tag never holds '/'.
+            let (dir, tag) = match p.rsplit_once(':') {
+                Some((d, t)) if !t.is_empty() && !t.contains('/') => (d, Some(t.to_string())),
+                _ => (p, None),
+            };
+            ImageRef::Oci {
+                layout: types::host_path(dir, &cwd)?,
+                tag,
+            }
+        }
+        s if s.contains("://") || s.starts_with("tar:") => {
             return Err(format!(
-                "image {s}: only a directory, dir:PATH or host can be run for now"
+                "image {s}: only a directory, dir:PATH, oci:DIR[:TAG] or host can be run for now"
             ));
         }
         s => ImageRef::Dir {

@@ -541,6 +541,50 @@ fn assemble_root(spec: &SandboxSpec) -> StepResult<PathBuf> {
             })?;
             Ok(spec.staging.clone())
         }
+        Root::Overlay { lowers, upper } => {
+            let lower = lowers
+                .iter()
+                .map(|l| l.display().to_string())
+                .collect::<Vec<_>>()
+                .join(":");
+            let result = match (upper, lowers.as_slice()) {
+                (Some((u, w)), _) => rootfs::mount(
+                    Some("overlay"),
+                    &spec.staging,
+                    Some("overlay"),
+                    0,
+                    Some(&format!(
+                        "lowerdir={lower},upperdir={},workdir={}",
+                        u.display(),
+                        w.display()
+                    )),
+                ),
+                // Read-only, one layer: overlayfs wants two lower layers
+                // without an upper one; a bind mount does the same.
+                (None, [one]) => rootfs::mount(
+                    Some(&one.to_string_lossy()),
+                    &spec.staging,
+                    None,
+                    libc::MS_BIND,
+                    None,
+                ),
+                (None, _) => rootfs::mount(
+                    Some("overlay"),
+                    &spec.staging,
+                    Some("overlay"),
+                    0,
+                    Some(&format!("lowerdir={lower}")),
+                ),
+            };
+            result.map_err(|e| {
+                errno_err(
+                    "rootfs",
+                    e.raw_os_error().unwrap_or(0),
+                    "image layers (overlayfs)",
+                )
+            })?;
+            Ok(spec.staging.clone())
+        }
         Root::Host => {
             // The host's root read-only under a small private tmpfs layer, so
             // that mount points can be made without touching the host.

@@ -55,6 +55,13 @@ pub enum Root {
     /// The host's own root filesystem, read-only, under a private writable
     /// layer that only holds mount points.
     Host,
+    /// Image layers stacked by overlayfs (`lowers` top first), with the
+    /// container's own writable layer (`upper`, `work`) unless it is
+    /// read-only.
+    Overlay {
+        lowers: Vec<PathBuf>,
+        upper: Option<(PathBuf, PathBuf)>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,6 +33,8 @@ pub struct Paths {
     pub stack: String,
     /// Volumes with a configured `path`.
     pub volume_paths: std::collections::BTreeMap<String, PathBuf>,
+    /// The container's image layers, for an image from the store.
+    pub image: Option<super::images::ImageFs>,
 }
 
 impl Paths {
@@ -59,6 +61,16 @@ pub fn sandbox_spec(
     let root = match &c.image {
         ImageRef::Dir { path } => Root::Dir(path.clone()),
         ImageRef::Host => Root::Host,
+        ImageRef::Oci { .. } if paths.image.is_some() => {
+            let fs = paths.image.as_ref().ok_or_else(|| LowerError::Invalid {
+                name: name.clone(),
+                what: "image not prepared".into(),
+            })?;
+            Root::Overlay {
+                lowers: fs.lowers.clone(),
+                upper: fs.upper.clone(),
+            }
+        }
         other => {
             return Err(LowerError::Image {
                 name,
@@ -66,10 +78,20 @@ pub fn sandbox_spec(
             });
         }
     };
-    let command = c.command.clone().ok_or_else(|| LowerError::Invalid {
-        name: name.clone(),
-        what: "no command".into(),
-    })?;
+    let defaults = paths.image.as_ref().map(|i| &i.defaults);
+    // Without a command of its own: the image's entrypoint and command.
+    let command = c
+        .command
+        .clone()
+        .or_else(|| {
+            defaults
+                .map(|d| [d.entrypoint.clone(), d.cmd.clone()].concat())
+                .filter(|v| !v.is_empty())
+        })
+        .ok_or_else(|| LowerError::Invalid {
+            name: name.clone(),
+            what: "no command (neither in the stack file nor in the image)".into(),
+        })?;
     let mounts = c
         .mounts
         .iter()
@@ -116,6 +138,27 @@ pub fn sandbox_spec(
         user,
         env,
     } = identity(c, seccomp_cache)?;
+    // The image's environment and working directory under the file's own.
+    let mut env = env;
+    let mut workdir = c.workdir.clone();
+    if let Some(d) = defaults {
+        let set: Vec<String> = env
+            .iter()
+            .filter_map(|e| e.split_once('=').map(|(k, _)| k.to_string()))
+            .collect();
+        for e in &d.env {
+            let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+            if !set.iter().any(|k| k == key) || key == "HOME" && !c.env.contains_key("HOME") {
+                env.retain(|x| x.split_once('=').is_none_or(|(k, _)| k != key));
+                env.push(e.clone());
+            }
+        }
+        if workdir == Path::new("/")
+            && let Some(w) = &d.workdir
+        {
+            workdir = PathBuf::from(w);
+        }
+    }
 
     Ok(SandboxSpec {
         name,
@@ -124,7 +167,7 @@ pub fn sandbox_spec(
         read_only: c.read_only,
         command,
         env,
-        workdir: c.workdir.clone(),
+        workdir,
         user,
         hostname: c.hostname.clone(),
         net: if c.network == NetworkMode::Host {

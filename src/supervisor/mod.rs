@@ -3,6 +3,7 @@
 
 pub mod control;
 pub mod events;
+pub mod images;
 pub mod logs;
 pub mod lower;
 pub mod restart;

@@ -103,6 +103,15 @@ pub fn run(c: &Container, opts: &RunOptions) -> Result<Exit, RunError> {
         .join(format!("{}-{}", c.name, std::process::id()));
     let result = start_and_wait(c, opts, &cg, &staging, &set);
     let _ = std::fs::remove_dir(&staging);
+    // A one-off container's writable layer goes with it (like `docker run --rm`).
+    if matches!(c.image, crate::config::ImageRef::Oci { .. }) {
+        let dir = super::images::container_dir(&opts.data_dir, &opts.stack, c.name.as_str());
+        let _ = std::fs::remove_dir_all(&dir);
+        if let Some(parent) = dir.parent() {
+            let _ = std::fs::remove_dir(parent);
+            let _ = parent.parent().map(std::fs::remove_dir);
+        }
+    }
     let cleanup = cg.destroy();
     let exit = result?;
     cleanup?;
@@ -137,10 +146,17 @@ fn start_and_wait(
         // The mapped root must be able to enter the staging directory.
         let _ = std::os::unix::fs::chown(staging, Some(cl.start), Some(cl.start));
     }
+    let image = super::images::prepare(c, &opts.data_dir, &opts.stack).map_err(|what| {
+        LowerError::Invalid {
+            name: c.name.to_string(),
+            what,
+        }
+    })?;
     let paths = Paths {
         data_dir: opts.data_dir.clone(),
         stack: opts.stack.clone(),
         volume_paths: Default::default(),
+        image,
     };
     let mut spec = lower::sandbox_spec(
         c,

@@ -736,6 +736,14 @@ impl Supervisor {
                     let Some(spec) = self.desired.container(&op.name).cloned() else {
                         continue;
                     };
+                    if op.why == plan::Why::Recreate {
+                        // A new container: a fresh writable layer (a restart keeps it).
+                        let _ = std::fs::remove_dir_all(super::images::container_dir(
+                            &self.opts.data_dir,
+                            &self.stack(),
+                            &op.name,
+                        ));
+                    }
                     match self.live.get_mut(&op.name) {
                         Some(l) => {
                             l.spec = spec;
@@ -958,7 +966,9 @@ impl Supervisor {
         if let Some(cl) = &l.claim {
             let _ = std::os::unix::fs::chown(&l.staging, Some(cl.start), Some(cl.start));
         }
+        let image = super::images::prepare(&c, &opts.data_dir, &stack)?;
         let paths = Paths {
+            image,
             data_dir: opts.data_dir.clone(),
             stack: stack.clone(),
             volume_paths: self
@@ -1757,6 +1767,12 @@ impl Supervisor {
             );
             l.log.remove_pipes();
         }
+        // Its writable layer goes with it.
+        let _ = std::fs::remove_dir_all(super::images::container_dir(
+            &self.opts.data_dir,
+            &self.stack(),
+            name,
+        ));
     }
 
     /// Stops every container, dependents first: all containers of one

@@ -1,0 +1,62 @@
+//! A container's root filesystem from an image: the image imported into
+//! the store (once), its layers unpacked (once, shared), and the
+//! container's own writable layer under `DATA/STACK/containers/NAME/`
+//! (kept across restarts, discarded when the container is recreated).
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{Container, ImageRef};
+use crate::image::{oci, store::Store};
+
+/// The layers of a container's root, and what its image sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageFs {
+    /// Top first.
+    pub lowers: Vec<PathBuf>,
+    /// `(upper, work)`; none for a read-only container.
+    pub upper: Option<(PathBuf, PathBuf)>,
+    pub defaults: oci::Defaults,
+    pub manifest: String,
+}
+
+/// The container's writable layer folder.
+pub fn container_dir(data_dir: &Path, stack: &str, name: &str) -> PathBuf {
+    data_dir.join(stack).join("containers").join(name)
+}
+
+/// Prepares the image of `c`, if it has one from the store (`oci:`).
+pub fn prepare(c: &Container, data_dir: &Path, stack: &str) -> Result<Option<ImageFs>, String> {
+    let ImageRef::Oci { layout, tag } = &c.image else {
+        return Ok(None);
+    };
+    let root = data_dir.join("images");
+    let store = Store::open(&root).map_err(|e| e.to_string())?;
+    let image = oci::import(&store, layout, tag.as_deref())
+        .map_err(|e| format!("image {}: {e}", c.image))?;
+    let mut lowers = Vec::new();
+    for (d, media) in image.layers.iter().rev() {
+        lowers.push(
+            oci::layer_dir(&store, &root, d, media)
+                .map_err(|e| format!("image {}: {e}", c.image))?,
+        );
+    }
+    if lowers.is_empty() {
+        return Err(format!("image {}: it has no layers", c.image));
+    }
+    let upper = if c.read_only {
+        None
+    } else {
+        let base = container_dir(data_dir, stack, c.name.as_str());
+        let (u, w) = (base.join("upper"), base.join("work"));
+        for d in [&u, &w] {
+            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+        Some((u, w))
+    };
+    Ok(Some(ImageFs {
+        lowers,
+        upper,
+        defaults: image.defaults,
+        manifest: image.manifest.to_string(),
+    }))
+}

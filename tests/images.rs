@@ -1,0 +1,298 @@
+//! Images from an OCI layout, as root: layers unpacked once and stacked
+//! with overlayfs, the image's command, environment and working directory,
+//! whiteouts, copy-on-write apart per container, and a tampered blob
+//! refused.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use sha2::{Digest, Sha256};
+
+fn sha(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn blob(layout: &Path, bytes: &[u8]) -> String {
+    let hex = sha(bytes);
+    std::fs::write(layout.join("blobs/sha256").join(&hex), bytes).unwrap();
+    format!("sha256:{hex}")
+}
+
+fn tar_of(files: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, kind, link, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_mode(
+            if *kind == tar::EntryType::Directory || path.starts_with("bin/busybox") {
+                0o755
+            } else {
+                0o644
+            },
+        );
+        h.set_size(data.len() as u64);
+        if !link.is_empty() {
+            h.set_link_name(link).unwrap();
+        }
+        b.append_data(&mut h, path, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// An OCI layout with one image, tagged v1: busybox in a gzip layer, and
+/// a second layer that deletes /etc/old-file and adds /etc/new-file.
+fn layout(dir: &Path) {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let busybox = std::fs::read(busybox()).unwrap();
+    let d = tar::EntryType::Directory;
+    let f = tar::EntryType::Regular;
+    let l = tar::EntryType::Symlink;
+    let mut files: Vec<(&str, tar::EntryType, &str, &[u8])> = vec![
+        ("bin", d, "", b""),
+        ("bin/busybox", f, "", &busybox),
+        ("etc", d, "", b""),
+        ("etc/passwd", f, "", b"root:x:0:0:root:/root:/bin/sh\n"),
+        ("etc/old-file", f, "", b"old\n"),
+        ("tmp", d, "", b""),
+        ("proc", d, "", b""),
+        ("dev", d, "", b""),
+        ("sys", d, "", b""),
+    ];
+    for applet in ["sh", "cat", "ls", "touch", "sleep", "echo", "pwd"] {
+        files.push((
+            Box::leak(format!("bin/{applet}").into_boxed_str()),
+            l,
+            "busybox",
+            b"",
+        ));
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar_of(&files)).unwrap();
+    let layer1 = gz.finish().unwrap();
+    let layer2 = tar_of(&[
+        ("etc/.wh.old-file", f, "", b""),
+        ("etc/new-file", f, "", b"from layer 2\n"),
+    ]);
+    let l1 = blob(dir, &layer1);
+    let l2 = blob(dir, &layer2);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {
+            "Cmd": ["/bin/sh", "-c", "echo from-image-cmd; sleep 1000"],
+            "Env": ["PATH=/bin", "FROM_IMAGE=yes"],
+            "WorkingDir": "/tmp"
+        },
+        "rootfs": {"type": "layers", "diff_ids": []}
+    })
+    .to_string();
+    let c = blob(dir, config.as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": config.len()},
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": l1, "size": layer1.len()},
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l2, "size": layer2.len()}
+        ]
+    })
+    .to_string();
+    let m = blob(dir, manifest.as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": m, "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "v1"}
+        }]
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+}
+
+struct Up {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    stack: String,
+}
+
+impl Up {
+    fn start(tag: &str, body: &str) -> Up {
+        let dir = tempfile::tempdir().unwrap();
+        layout(&dir.path().join("layout"));
+        let stack = unique(tag);
+        let text = format!(
+            "name = \"{stack}\"\n[defaults]\nstop_signal = \"SIGKILL\"\n{}",
+            body.replace("LAYOUT", &dir.path().join("layout").display().to_string())
+        );
+        std::fs::write(dir.path().join("stack.toml"), text).unwrap();
+        let log = std::fs::File::create(dir.path().join("events.log")).unwrap();
+        let child = Command::new(rkstack())
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("up")
+            .arg(dir.path().join("stack.toml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Up {
+            child: Some(child),
+            dir,
+            stack,
+        }
+    }
+
+    fn file(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(rel)).unwrap_or_default()
+    }
+
+    fn log_of(&self, c: &str) -> String {
+        self.file(&format!("data/{}/logs/{c}.log", self.stack))
+    }
+
+    fn wait_for(&self, what: impl Fn(&Up) -> bool, why: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !what(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out: {why}\nevents:\n{}",
+                self.file("events.log")
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling the rkstack this test started.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn containers_run_from_an_oci_layout_each_on_its_own_writable_layer() {
+    require_root!();
+    let body = r#"
+[containers.a]
+image = "oci:LAYOUT:v1"
+[containers.b]
+image = "oci:LAYOUT:v1"
+command = ["/bin/sh", "-c", "cat /etc/new-file; ls /etc/old-file || echo old-gone; echo env-$FROM_IMAGE; pwd; touch /made-by-b && echo made; sleep 1000"]
+[containers.c]
+image = "oci:LAYOUT:v1"
+command = ["/bin/sh", "-c", "sleep 0.5; ls /made-by-b || echo absent-in-c; sleep 1000"]
+depends_on = ["b"]
+"#;
+    let up = Up::start("oci", body);
+    up.wait_for(
+        |u| u.log_of("a").contains("from-image-cmd"),
+        "the image's command",
+    );
+    up.wait_for(|u| u.log_of("b").contains("made"), "b ran");
+    let b = up.log_of("b");
+    assert!(b.contains("from layer 2"), "{b}");
+    assert!(
+        b.contains("old-gone"),
+        "the whiteout did not hide old-file:\n{b}"
+    );
+    assert!(b.contains("env-yes"), "{b}");
+    assert!(b.contains("stdout /tmp"), "the image's WorkingDir:\n{b}");
+    up.wait_for(
+        |u| u.log_of("c").contains("absent-in-c"),
+        "c does not see b's file",
+    );
+    // b's file is in b's own upper layer; the layers were unpacked once for all three.
+    let data = up.dir.path().join("data");
+    assert!(
+        data.join(&up.stack)
+            .join("containers/b/upper/made-by-b")
+            .exists()
+    );
+    assert_eq!(
+        std::fs::read_dir(data.join("images/layers"))
+            .unwrap()
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn a_tampered_blob_is_refused_and_nothing_of_it_kept() {
+    require_root!();
+    // A layout whose second layer is changed after its digest was taken.
+    let dir = tempfile::tempdir().unwrap();
+    let l = dir.path().join("layout");
+    layout(&l);
+    // Whole, it runs (and a one-off container leaves no writable layer).
+    let run = |args: &[&str]| {
+        Command::new(rkstack())
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("run")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let image = format!("oci:{}:v1", l.display());
+    let out = run(&[&image, "--", "/bin/cat", "/etc/new-file"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "from layer 2\n",
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&[&format!("oci:{}:v9", l.display()), "--", "/bin/true"]);
+    assert!(
+        stderr(&out).contains("no image tagged v9 (tags: v1)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        std::fs::read_dir(dir.path().join("data"))
+            .unwrap()
+            .all(|e| e.unwrap().file_name() == "images"),
+        "a container's layer was left behind"
+    );
+    std::fs::remove_dir_all(dir.path().join("data")).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(l.join("index.json")).unwrap()).unwrap();
+    let m = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(l.join("blobs/sha256").join(&m)).unwrap()).unwrap();
+    let layer = manifest["layers"][1]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    std::fs::write(l.join("blobs/sha256").join(&layer), b"not the layer").unwrap();
+    let out = run(&[&image, "--", "/bin/true"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("nothing was kept"), "{err}");
+    assert!(
+        !dir.path()
+            .join(format!("data/images/blobs/sha256/{layer}"))
+            .exists()
+    );
+}

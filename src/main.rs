@@ -478,7 +478,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     cli_api::plan(c, &file, json)
                 }));
             }
-            let desired = plan::DesiredState::from_stack(stack);
+            let ids = rkstack::supervisor::images::ids(&stack);
+            let desired = plan::DesiredState::from_stack_with_images(stack, &ids);
             // Until a supervisor runs, the stack is planned against nothing.
             let observed = plan::ObservedState::default();
             let p = plan::reconcile(&desired, &observed);

@@ -51,6 +51,11 @@ fn tar_of(files: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
 /// An OCI layout with one image, tagged v1: busybox in a gzip layer, and
 /// a second layer that deletes /etc/old-file and adds /etc/new-file.
 fn layout(dir: &Path) {
+    layout_with(dir, b"from layer 2\n");
+}
+
+/// [`layout`], with `new_file` as the second layer's /etc/new-file.
+fn layout_with(dir: &Path, new_file: &[u8]) {
     std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
     std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let busybox = std::fs::read(busybox()).unwrap();
@@ -81,7 +86,7 @@ fn layout(dir: &Path) {
     let layer1 = gz.finish().unwrap();
     let layer2 = tar_of(&[
         ("etc/.wh.old-file", f, "", b""),
-        ("etc/new-file", f, "", b"from layer 2\n"),
+        ("etc/new-file", f, "", new_file),
     ]);
     let l1 = blob(dir, &layer1);
     let l2 = blob(dir, &layer2);
@@ -228,6 +233,33 @@ depends_on = ["b"]
             .unwrap()
             .count(),
         2
+    );
+
+    // The same tag now names another image: a reload recreates the
+    // containers that use it, each with a fresh writable layer.
+    let a = up.log_of("a").matches("from-image-cmd").count();
+    let upper_marker = data
+        .join(&up.stack)
+        .join("containers/b/upper/old-run-marker");
+    std::fs::write(&upper_marker, "x").unwrap();
+    let l = up.dir.path().join("layout");
+    std::fs::remove_dir_all(&l).unwrap();
+    layout_with(&l, b"from layer 2, second edition\n");
+    // SAFETY: signalling the rkstack this test started.
+    unsafe { libc::kill(up.child.as_ref().unwrap().id() as i32, libc::SIGHUP) };
+    up.wait_for(
+        |u| u.log_of("b").contains("second edition"),
+        "b recreated on the new image",
+    );
+    let events = up.file("events.log");
+    assert!(events.contains("recreate: image changed"), "{events}");
+    up.wait_for(
+        |u| u.log_of("a").matches("from-image-cmd").count() > a,
+        "a recreated",
+    );
+    assert!(
+        !upper_marker.exists(),
+        "the old writable layer was kept across a recreate"
     );
 }
 

@@ -88,8 +88,20 @@ fn digest_of(v: &serde_json::Value, path: &Path) -> Result<Digest, ImageError> {
     Ok(Digest::parse(s)?)
 }
 
-/// Imports the image `tag` (or the only one) of the OCI layout at `layout`.
-pub fn import(store: &Store, layout: &Path, tag: Option<&str>) -> Result<Image, ImageError> {
+/// The digest of the manifest `tag` (or the only image) of the layout at
+/// `layout` selects for this host. Nothing is copied; the blobs read are
+/// verified when imported.
+pub fn resolve(layout: &Path, tag: Option<&str>) -> Result<Digest, ImageError> {
+    choose(layout, tag, |d| {
+        Ok(layout.join("blobs/sha256").join(d.hex()))
+    })
+}
+
+fn choose(
+    layout: &Path,
+    tag: Option<&str>,
+    blob: impl Fn(&Digest) -> Result<PathBuf, ImageError>,
+) -> Result<Digest, ImageError> {
     let index_path = layout.join("index.json");
     if !layout.join("oci-layout").is_file() && !index_path.is_file() {
         return Err(layout_err(
@@ -132,7 +144,7 @@ pub fn import(store: &Store, layout: &Path, tag: Option<&str>) -> Result<Image, 
             break;
         }
         let d = digest_of(&desc, &index_path)?;
-        let sub = read_json(&take(store, layout, &d)?)?;
+        let sub = read_json(&blob(&d)?)?;
         let list = sub["manifests"].as_array().cloned().unwrap_or_default();
         desc = list
             .iter()
@@ -148,7 +160,12 @@ pub fn import(store: &Store, layout: &Path, tag: Option<&str>) -> Result<Image, 
                 )
             })?;
     }
-    let manifest_digest = digest_of(&desc, &index_path)?;
+    digest_of(&desc, &index_path)
+}
+
+/// Imports the image `tag` (or the only one) of the OCI layout at `layout`.
+pub fn import(store: &Store, layout: &Path, tag: Option<&str>) -> Result<Image, ImageError> {
+    let manifest_digest = choose(layout, tag, |d| take(store, layout, d))?;
     let manifest_path = take(store, layout, &manifest_digest)?;
     let manifest = read_json(&manifest_path)?;
     let config_digest = digest_of(&manifest["config"], &manifest_path)?;

@@ -93,6 +93,16 @@ pub struct DesiredState {
 
 impl DesiredState {
     pub fn from_stack(stack: Stack) -> DesiredState {
+        DesiredState::from_stack_with_images(stack, &BTreeMap::new())
+    }
+
+    /// [`DesiredState::from_stack`], with the identity (manifest digest) of
+    /// each container's image where it has one: a new image under the same
+    /// reference recreates that container.
+    pub fn from_stack_with_images(
+        stack: Stack,
+        image_ids: &BTreeMap<String, String>,
+    ) -> DesiredState {
         let networks = stack
             .networks
             .into_values()
@@ -113,7 +123,7 @@ impl DesiredState {
             .containers
             .into_values()
             .map(|c| {
-                let (hash, keys) = container_keys(&c);
+                let (hash, keys) = container_keys(&c, image_ids.get(c.name.as_str()));
                 (
                     c.name.to_string(),
                     ContainerSpec {
@@ -250,7 +260,10 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// backoff, start limit, depends_on, health, stop signal and timeout, logging
 /// and the limits of [`Limits`] are deliberately left out: the supervisor
 /// applies those without touching the running process.
-fn container_keys(c: &Container) -> (String, BTreeMap<Cow<'static, str>, u64>) {
+fn container_keys(
+    c: &Container,
+    image_id: Option<&String>,
+) -> (String, BTreeMap<Cow<'static, str>, u64>) {
     #[derive(Serialize)]
     struct Net<'a> {
         network: &'a str,
@@ -258,7 +271,10 @@ fn container_keys(c: &Container) -> (String, BTreeMap<Cow<'static, str>, u64>) {
     }
     let s = &c.security;
     let mut h = SpecHasher::new();
-    h.add("image", &c.image.to_string());
+    match image_id {
+        Some(id) => h.add("image", &format!("{}@{id}", c.image)),
+        None => h.add("image", &c.image.to_string()),
+    }
     h.add("command", &c.command);
     h.add("env", &c.env);
     h.add("workdir", &c.workdir);

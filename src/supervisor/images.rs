@@ -24,6 +24,23 @@ pub fn container_dir(data_dir: &Path, stack: &str, name: &str) -> PathBuf {
     data_dir.join(stack).join("containers").join(name)
 }
 
+/// The identity (manifest digest) of each container's image where it has
+/// one, for the spec hash: a layout whose tag now names another image
+/// recreates its containers. An image that cannot be read has none here
+/// (starting the container reports why).
+pub fn ids(stack: &crate::config::Stack) -> std::collections::BTreeMap<String, String> {
+    stack
+        .containers
+        .values()
+        .filter_map(|c| match &c.image {
+            ImageRef::Oci { layout, tag } => oci::resolve(layout, tag.as_deref())
+                .ok()
+                .map(|d| (c.name.to_string(), d.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Prepares the image of `c`, if it has one from the store (`oci:`).
 pub fn prepare(c: &Container, data_dir: &Path, stack: &str) -> Result<Option<ImageFs>, String> {
     let ImageRef::Oci { layout, tag } = &c.image else {

@@ -286,7 +286,10 @@ fn supervise(
     // One supervisor per stack: a second would adopt, and fight over, the
     // first one's containers. The lock goes with the process, however it ends.
     let _lock = lock_stack(&opts.state_dir, stack.name.as_str())?;
-    let desired = DesiredState::from_stack(stack);
+    let desired = {
+        let ids = super::images::ids(&stack);
+        DesiredState::from_stack_with_images(stack, &ids)
+    };
     let (inotify, file_name) = watch(&opts.file);
     let layout = Layout::detect()?;
     let cgroup_base = claim_cgroup_base(&layout, &desired.stack);
@@ -689,7 +692,10 @@ impl Supervisor {
                 stack.name
             )));
         }
-        let desired = DesiredState::from_stack(stack);
+        let desired = {
+            let ids = super::images::ids(&stack);
+            DesiredState::from_stack_with_images(stack, &ids)
+        };
         let plan = plan::reconcile(&desired, &self.observed());
         self.check_ports(&desired, &plan)
             .map_err(ApiError::conflict)?;

@@ -316,7 +316,10 @@ impl Supervisor {
                         self.desired.stack
                     )));
                 }
-                let desired = DesiredState::from_stack(stack);
+                let desired = {
+                    let ids = crate::supervisor::images::ids(&stack);
+                    DesiredState::from_stack_with_images(stack, &ids)
+                };
                 let plan = plan::reconcile(&desired, &self.observed());
                 Reply::json(&serde_json::json!({ "plan": plan.to_string(), "ops": plan }))
             }

@@ -152,6 +152,50 @@ pub fn inspect(client: &Client, name: &str) -> Result<ExitCode, ClientError> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn diff(client: &Client, name: &str) -> Result<ExitCode, ClientError> {
+    let v = client.call("GET", &format!("/v1/containers/{name}/diff"), None)?;
+    let mut out = std::io::stdout().lock();
+    for c in v.as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "{} {}",
+            c["kind"].as_str().unwrap_or("?"),
+            c["path"].as_str().unwrap_or_default()
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rkstack images`: read from the store itself (no supervisor needed).
+pub fn images(data_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let root = data_dir.join("images");
+    let refs = if root.is_dir() {
+        rkstack::image::store::Store::open(&root)?.references()
+    } else {
+        Vec::new()
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&refs)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![
+        ["REFERENCE", "DIGEST", "SIZE", "IMPORTED"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for r in &refs {
+        rows.push(vec![
+            r.reference.clone(),
+            r.manifest.chars().take(19).collect(),
+            human_bytes(r.size),
+            r.imported.clone(),
+        ]);
+    }
+    write!(out, "{}", table(&rows))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn action(client: &Client, name: &str, what: &str) -> Result<ExitCode, ClientError> {
     let v = client.call("POST", &format!("/v1/containers/{name}/{what}"), None)?;
     let info: ContainerInfo = serde_json::from_value(v)

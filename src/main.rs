@@ -175,6 +175,17 @@ enum Command {
         /// The container.
         name: String,
     },
+    /// Paths a container added (A), changed (C) and deleted (D) in its writable layer.
+    Diff {
+        /// The container.
+        name: String,
+    },
+    /// The images in the store: reference, digest, size, when imported.
+    Images {
+        /// One JSON object per image.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -285,6 +296,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Down => Ok(with_client(g, None, cli_api::down)),
         Command::Events { json } => Ok(with_client(g, None, |c| cli_api::events(c, json))),
         Command::Inspect { name } => Ok(with_client(g, None, |c| cli_api::inspect(c, &name))),
+        Command::Diff { name } => Ok(with_client(g, None, |c| cli_api::diff(c, &name))),
+        Command::Images { json } => cli_api::images(&g.data_dir, json),
 
         Command::Check { file, json } => {
             let stack = match load(&file) {

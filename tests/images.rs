@@ -73,7 +73,7 @@ fn layout_with(dir: &Path, new_file: &[u8]) {
         ("dev", d, "", b""),
         ("sys", d, "", b""),
     ];
-    for applet in ["sh", "cat", "ls", "touch", "sleep", "echo", "pwd"] {
+    for applet in ["sh", "cat", "ls", "touch", "sleep", "echo", "pwd", "rm"] {
         files.push((
             Box::leak(format!("bin/{applet}").into_boxed_str()),
             l,
@@ -197,7 +197,7 @@ fn containers_run_from_an_oci_layout_each_on_its_own_writable_layer() {
 image = "oci:LAYOUT:v1"
 [containers.b]
 image = "oci:LAYOUT:v1"
-command = ["/bin/sh", "-c", "cat /etc/new-file; ls /etc/old-file || echo old-gone; echo env-$FROM_IMAGE; pwd; touch /made-by-b && echo made; sleep 1000"]
+command = ["/bin/sh", "-c", "cat /etc/new-file; ls /etc/old-file || echo old-gone; echo env-$FROM_IMAGE; pwd; touch /made-by-b && rm /etc/passwd && echo made; sleep 1000"]
 [containers.c]
 image = "oci:LAYOUT:v1"
 command = ["/bin/sh", "-c", "sleep 0.5; ls /made-by-b || echo absent-in-c; sleep 1000"]
@@ -234,6 +234,32 @@ depends_on = ["b"]
             .count(),
         2
     );
+
+    // What b changed, as `docker diff` shows it; the store lists the image.
+    let rk = |args: &[&str]| {
+        Command::new(rkstack())
+            .arg("--state-dir")
+            .arg(up.dir.path().join("state"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = rk(&["diff", "b"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text,
+        "C /etc\nD /etc/passwd\nA /made-by-b\n",
+        "{}",
+        stderr(&out)
+    );
+    let out = rk(&["diff", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = rk(&["images"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("REFERENCE"), "{text}");
+    assert!(text.contains(":v1") && text.contains("sha256:"), "{text}");
 
     // The same tag now names another image: a reload recreates the
     // containers that use it, each with a fresh writable layer.

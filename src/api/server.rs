@@ -142,6 +142,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/containers/{name}/restart"),
     ("get", "/v1/containers/{name}/logs"),
     ("post", "/v1/containers/{name}/exec"),
+    ("get", "/v1/containers/{name}/diff"),
     ("get", "/v1/events"),
     ("post", "/v1/reload"),
     ("get", "/v1/plan"),
@@ -165,6 +166,7 @@ pub fn router_with(api: Api, auth: Auth) -> Router {
         .route("/v1/containers/{name}/restart", post(restart))
         .route("/v1/containers/{name}/logs", get(logs_route))
         .route("/v1/containers/{name}/exec", post(exec))
+        .route("/v1/containers/{name}/diff", get(diff))
         .route("/v1/events", get(events_route))
         .route("/v1/reload", post(reload))
         .route("/v1/plan", get(plan))
@@ -324,6 +326,10 @@ async fn start(State(api): State<Api>, Path(name): Path<String>) -> Response {
 
 async fn restart(State(api): State<Api>, Path(name): Path<String>) -> Response {
     answer(&api, Command::Restart(name)).await
+}
+
+async fn diff(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    answer(&api, Command::Diff(name)).await
 }
 
 async fn reload(State(api): State<Api>) -> Response {

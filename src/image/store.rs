@@ -167,3 +167,50 @@ mod tests {
         assert_eq!(Digest::parse(&good.to_string()).unwrap(), good);
     }
 }
+
+/// A reference as the store knows it: what it named when last imported.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RefRecord {
+    pub reference: String,
+    pub manifest: String,
+    /// Bytes of the manifest's layers (compressed, as stored).
+    pub size: u64,
+    /// RFC 3339, when it was imported.
+    pub imported: String,
+}
+
+impl Store {
+    fn refs_dir(&self) -> PathBuf {
+        self.root.join("refs")
+    }
+
+    /// Records what `r.reference` names now (one file per reference, so
+    /// supervisors of different stacks never write the same file).
+    pub fn record(&self, r: &RefRecord) -> Result<(), StoreError> {
+        let dir = self.refs_dir();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let name = Digest::of(r.reference.as_bytes());
+        let path = dir.join(format!("{}.json", name.hex()));
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io(&dir))?;
+        let text = serde_json::to_vec_pretty(r).unwrap_or_default();
+        tmp.write_all(&text).map_err(io(&path))?;
+        tmp.persist(&path).map_err(|e| StoreError::Io {
+            path: path.clone(),
+            source: e.error,
+        })?;
+        Ok(())
+    }
+
+    /// Every reference recorded, by reference.
+    pub fn references(&self) -> Vec<RefRecord> {
+        let mut out: Vec<RefRecord> = std::fs::read_dir(self.refs_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|b| serde_json::from_slice(&b).ok())
+            .collect();
+        out.sort_by(|a, b| a.reference.cmp(&b.reference));
+        out
+    }
+}

@@ -25,6 +25,8 @@ pub enum Command {
     Down,
     Metrics,
     Exec(Exec),
+    /// What a container changed in its writable layer.
+    Diff(String),
 }
 
 impl Command {
@@ -37,6 +39,7 @@ impl Command {
                 | Command::Inspect(_)
                 | Command::Plan(_)
                 | Command::Metrics
+                | Command::Diff(_)
         )
     }
 }

@@ -50,6 +50,25 @@ pub fn prepare(c: &Container, data_dir: &Path, stack: &str) -> Result<Option<Ima
     let store = Store::open(&root).map_err(|e| e.to_string())?;
     let image = oci::import(&store, layout, tag.as_deref())
         .map_err(|e| format!("image {}: {e}", c.image))?;
+    let size = image
+        .layers
+        .iter()
+        .filter_map(|(d, _)| std::fs::metadata(store.blob_path(d)).ok())
+        .map(|m| m.len())
+        .sum();
+    let record = crate::image::store::RefRecord {
+        reference: c.image.to_string(),
+        manifest: image.manifest.to_string(),
+        size,
+        imported: super::logs::timestamp(std::time::SystemTime::now()),
+    };
+    let known = store
+        .references()
+        .iter()
+        .any(|r| r.reference == record.reference && r.manifest == record.manifest);
+    if !known {
+        store.record(&record).map_err(|e| e.to_string())?;
+    }
     let mut lowers = Vec::new();
     for (d, media) in image.layers.iter().rev() {
         lowers.push(

@@ -329,6 +329,31 @@ impl Supervisor {
             })),
             Command::Metrics => Ok(Reply::Text(self.metrics())),
             Command::Exec(e) => self.exec(e),
+            Command::Diff(name) => {
+                let c = self
+                    .desired
+                    .container(&name)
+                    .ok_or_else(|| ApiError::no_container(&name))?;
+                match crate::supervisor::images::prepare(
+                    &c.config,
+                    &self.opts.data_dir,
+                    &self.stack(),
+                ) {
+                    Ok(Some(fs)) => match &fs.upper {
+                        Some((upper, _)) => {
+                            Reply::json(&crate::image::diff::diff(upper, &fs.lowers))
+                        }
+                        None => Err(ApiError::conflict(format!(
+                            "{name} is read_only: it has no writable layer"
+                        ))),
+                    },
+                    Ok(None) => Err(ApiError::conflict(format!(
+                        "{name} runs {}: only containers of an image from the store (oci:) have a writable layer of their own",
+                        c.config.image
+                    ))),
+                    Err(e) => Err(ApiError::internal(e)),
+                }
+            }
         }
     }
 

@@ -33,9 +33,12 @@ pub fn container(a: &RunArgs, name: &str) -> Result<Container, String> {
                 tag,
             }
         }
-        s if s.contains("://") || s.starts_with("tar:") => {
+        s if s.starts_with("tar:") => ImageRef::Tar {
+            path: types::host_path(&s[4..], &cwd)?,
+        },
+        s if s.contains("://") => {
             return Err(format!(
-                "image {s}: only a directory, dir:PATH, oci:DIR[:TAG] or host can be run for now"
+                "image {s}: registry pulls are not there yet; run a directory, dir:PATH, oci:DIR[:TAG], tar:PATH or host"
             ));
         }
         s => ImageRef::Dir {

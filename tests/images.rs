@@ -55,9 +55,9 @@ fn layout(dir: &Path) {
 }
 
 /// [`layout`], with `new_file` as the second layer's /etc/new-file.
-fn layout_with(dir: &Path, new_file: &[u8]) {
-    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+/// The base layer (busybox, /etc/old-file), uncompressed, and the second
+/// (whiteout of old-file, /etc/new-file).
+fn layer_tars(new_file: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let busybox = std::fs::read(busybox()).unwrap();
     let d = tar::EntryType::Directory;
     let f = tar::EntryType::Regular;
@@ -81,13 +81,25 @@ fn layout_with(dir: &Path, new_file: &[u8]) {
             b"",
         ));
     }
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&tar_of(&files)).unwrap();
-    let layer1 = gz.finish().unwrap();
-    let layer2 = tar_of(&[
+    let base = tar_of(&files);
+    let top = tar_of(&[
         ("etc/.wh.old-file", f, "", b""),
         ("etc/new-file", f, "", new_file),
     ]);
+    (base, top)
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+fn layout_with(dir: &Path, new_file: &[u8]) {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let (base, layer2) = layer_tars(new_file);
+    let layer1 = gzip(&base);
     let l1 = blob(dir, &layer1);
     let l2 = blob(dir, &layer2);
     let config = serde_json::json!({
@@ -352,5 +364,85 @@ fn a_tampered_blob_is_refused_and_nothing_of_it_kept() {
         !dir.path()
             .join(format!("data/images/blobs/sha256/{layer}"))
             .exists()
+    );
+}
+
+#[test]
+fn docker_archives_and_rootfs_tarballs_run() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let (base, top) = layer_tars(b"from layer 2\n");
+    let id = |b: &[u8]| format!("sha256:{}", sha(b));
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/bin/cat", "/etc/new-file"], "Env": ["PATH=/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [id(&base), id(&top)]}
+    })
+    .to_string();
+    let archive = |top: &[u8], file: &str| {
+        let manifest = serde_json::json!([{
+            "Config": "config.json", "RepoTags": ["demo:v1"],
+            "Layers": ["l1/layer.tar", "l2/layer.tar"]
+        }])
+        .to_string();
+        let f = tar::EntryType::Regular;
+        let d = tar::EntryType::Directory;
+        let t = tar_of(&[
+            ("manifest.json", f, "", manifest.as_bytes()),
+            ("config.json", f, "", config.as_bytes()),
+            ("l1", d, "", b""),
+            ("l1/layer.tar", f, "", &base),
+            ("l2", d, "", b""),
+            ("l2/layer.tar", f, "", top),
+        ]);
+        std::fs::write(dir.path().join(file), t).unwrap();
+    };
+    archive(&top, "saved.tar");
+    std::fs::write(dir.path().join("rootfs.tgz"), gzip(&base)).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(rkstack())
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("run")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let saved = format!("tar:{}", dir.path().join("saved.tar").display());
+    // docker save's image, with its own command.
+    let out = run(&[
+        &saved,
+        "--",
+        "/bin/sh",
+        "-c",
+        "cat /etc/new-file; ls /etc/old-file || echo old-gone",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("from layer 2") && text.contains("old-gone"),
+        "{text}{}",
+        stderr(&out)
+    );
+    // A plain root filesystem tarball.
+    let rootfs = format!("tar:{}", dir.path().join("rootfs.tgz").display());
+    let out = run(&[&rootfs, "--", "/bin/cat", "/etc/old-file"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "old\n",
+        "{}",
+        stderr(&out)
+    );
+    // A layer that is not what the config's diff_ids say: refused, nothing kept.
+    archive(b"tampered", "bad.tar");
+    let bad = format!("tar:{}", dir.path().join("bad.tar").display());
+    std::fs::remove_dir_all(dir.path().join("data")).unwrap();
+    let out = run(&[&bad, "--", "/bin/true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("nothing was kept"),
+        "{}",
+        stderr(&out)
     );
 }

@@ -3,6 +3,7 @@
 //! Still to come: OCI layout and docker-archive import, registry pulls,
 //! per-container overlay mounts, squashfs/erofs (see the images issue).
 
+pub mod archive;
 pub mod diff;
 pub mod oci;
 pub mod store;

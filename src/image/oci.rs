@@ -49,14 +49,14 @@ const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-fn layout_err(path: &Path, what: impl Into<String>) -> ImageError {
+pub(super) fn layout_err(path: &Path, what: impl Into<String>) -> ImageError {
     ImageError::Layout {
         path: path.to_path_buf(),
         what: what.into(),
     }
 }
 
-fn read_json(path: &Path) -> Result<serde_json::Value, ImageError> {
+pub(super) fn read_json(path: &Path) -> Result<serde_json::Value, ImageError> {
     let text = std::fs::read(path).map_err(|e| layout_err(path, e.to_string()))?;
     serde_json::from_slice(&text).map_err(|e| layout_err(path, format!("not valid JSON: {e}")))
 }
@@ -176,6 +176,15 @@ pub fn import(store: &Store, layout: &Path, tag: Option<&str>) -> Result<Image, 
         take(store, layout, &d)?;
         layers.push((d, l["mediaType"].as_str().unwrap_or_default().to_string()));
     }
+    Ok(Image {
+        manifest: manifest_digest,
+        layers,
+        defaults: defaults_of(&config),
+    })
+}
+
+/// What an image config (OCI or Docker) sets for containers.
+pub fn defaults_of(config: &serde_json::Value) -> Defaults {
     let strings = |v: &serde_json::Value| -> Vec<String> {
         v.as_array()
             .map(|a| {
@@ -187,17 +196,13 @@ pub fn import(store: &Store, layout: &Path, tag: Option<&str>) -> Result<Image, 
     };
     let c = &config["config"];
     let text = |v: &serde_json::Value| v.as_str().filter(|s| !s.is_empty()).map(String::from);
-    Ok(Image {
-        manifest: manifest_digest,
-        layers,
-        defaults: Defaults {
-            entrypoint: strings(&c["Entrypoint"]),
-            cmd: strings(&c["Cmd"]),
-            env: strings(&c["Env"]),
-            workdir: text(&c["WorkingDir"]),
-            user: text(&c["User"]),
-        },
-    })
+    Defaults {
+        entrypoint: strings(&c["Entrypoint"]),
+        cmd: strings(&c["Cmd"]),
+        env: strings(&c["Env"]),
+        workdir: text(&c["WorkingDir"]),
+        user: text(&c["User"]),
+    }
 }
 
 /// The unpacked directory of a layer, unpacked now if it is not yet.

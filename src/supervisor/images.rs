@@ -41,15 +41,19 @@ pub fn ids(stack: &crate::config::Stack) -> std::collections::BTreeMap<String, S
         .collect()
 }
 
-/// Prepares the image of `c`, if it has one from the store (`oci:`).
+/// Prepares the image of `c`, if it has one from the store (`oci:`, `tar:`).
 pub fn prepare(c: &Container, data_dir: &Path, stack: &str) -> Result<Option<ImageFs>, String> {
-    let ImageRef::Oci { layout, tag } = &c.image else {
+    if !matches!(c.image, ImageRef::Oci { .. } | ImageRef::Tar { .. }) {
         return Ok(None);
-    };
+    }
     let root = data_dir.join("images");
     let store = Store::open(&root).map_err(|e| e.to_string())?;
-    let image = oci::import(&store, layout, tag.as_deref())
-        .map_err(|e| format!("image {}: {e}", c.image))?;
+    let image = match &c.image {
+        ImageRef::Oci { layout, tag } => oci::import(&store, layout, tag.as_deref()),
+        ImageRef::Tar { path } => crate::image::archive::import(&store, &root, path, None),
+        _ => return Ok(None),
+    }
+    .map_err(|e| format!("image {}: {e}", c.image))?;
     let size = image
         .layers
         .iter()

@@ -61,7 +61,7 @@ pub fn sandbox_spec(
     let root = match &c.image {
         ImageRef::Dir { path } => Root::Dir(path.clone()),
         ImageRef::Host => Root::Host,
-        ImageRef::Oci { .. } if paths.image.is_some() => {
+        ImageRef::Oci { .. } | ImageRef::Tar { .. } if paths.image.is_some() => {
             let fs = paths.image.as_ref().ok_or_else(|| LowerError::Invalid {
                 name: name.clone(),
                 what: "image not prepared".into(),

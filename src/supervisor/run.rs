@@ -104,7 +104,10 @@ pub fn run(c: &Container, opts: &RunOptions) -> Result<Exit, RunError> {
     let result = start_and_wait(c, opts, &cg, &staging, &set);
     let _ = std::fs::remove_dir(&staging);
     // A one-off container's writable layer goes with it (like `docker run --rm`).
-    if matches!(c.image, crate::config::ImageRef::Oci { .. }) {
+    if matches!(
+        c.image,
+        crate::config::ImageRef::Oci { .. } | crate::config::ImageRef::Tar { .. }
+    ) {
         let dir = super::images::container_dir(&opts.data_dir, &opts.stack, c.name.as_str());
         let _ = std::fs::remove_dir_all(&dir);
         if let Some(parent) = dir.parent() {

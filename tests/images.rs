@@ -135,6 +135,19 @@ fn layout_with(dir: &Path, new_file: &[u8]) {
     std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
 }
 
+/// `rkstack run ARGS` with state and data under `dir`.
+fn rk_run(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(rkstack())
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("run")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 struct Up {
     child: Option<Child>,
     dir: tempfile::TempDir,
@@ -309,17 +322,7 @@ fn a_tampered_blob_is_refused_and_nothing_of_it_kept() {
     let l = dir.path().join("layout");
     layout(&l);
     // Whole, it runs (and a one-off container leaves no writable layer).
-    let run = |args: &[&str]| {
-        Command::new(rkstack())
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("run")
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| rk_run(dir.path(), args);
     let image = format!("oci:{}:v1", l.display());
     let out = run(&[&image, "--", "/bin/cat", "/etc/new-file"]);
     assert_eq!(
@@ -399,17 +402,7 @@ fn docker_archives_and_rootfs_tarballs_run() {
     };
     archive(&top, "saved.tar");
     std::fs::write(dir.path().join("rootfs.tgz"), gzip(&base)).unwrap();
-    let run = |args: &[&str]| {
-        Command::new(rkstack())
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("run")
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| rk_run(dir.path(), args);
     let saved = format!("tar:{}", dir.path().join("saved.tar").display());
     // docker save's image, with its own command.
     let out = run(&[

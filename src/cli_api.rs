@@ -196,6 +196,43 @@ pub fn images(data_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `rkstack rmi`: forgets references no running stack declares, then
+/// collects what no reference uses.
+pub fn rmi(state_dir: &Path, data_dir: &Path, refs: &[String]) -> anyhow::Result<ExitCode> {
+    let root = data_dir.join("images");
+    if !root.is_dir() {
+        eprintln!("rkstack: the store is empty ({})", root.display());
+        return Ok(ExitCode::from(EXIT_FAILED));
+    }
+    let store = rkstack::image::store::Store::open(&root)?;
+    let used = rkstack::supervisor::stacks::images_in_use(state_dir);
+    let mut failed = false;
+    for r in refs {
+        if let Some((stack, _)) = used.iter().find(|(_, i)| i == r) {
+            eprintln!("rkstack: {r} is used by stack {stack}, which is running; not removed");
+            failed = true;
+        } else if store.forget(r) {
+            writeln!(std::io::stdout(), "removed {r}")?;
+        } else {
+            eprintln!("rkstack: no image {r} in the store (see rkstack images)");
+            failed = true;
+        }
+    }
+    let (n, bytes) = store.collect();
+    if n > 0 {
+        writeln!(
+            std::io::stdout(),
+            "freed {} ({n} blobs and layers no image uses)",
+            human_bytes(bytes)
+        )?;
+    }
+    Ok(if failed {
+        ExitCode::from(EXIT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 pub fn action(client: &Client, name: &str, what: &str) -> Result<ExitCode, ClientError> {
     let v = client.call("POST", &format!("/v1/containers/{name}/{what}"), None)?;
     let info: ContainerInfo = serde_json::from_value(v)

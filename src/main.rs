@@ -186,6 +186,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Remove images from the store (not those a running stack declares),
+    /// then everything no image uses any more.
+    Rmi {
+        /// Image references as `rkstack images` lists them (oci:DIR:TAG, tar:PATH).
+        #[arg(required = true)]
+        references: Vec<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -298,6 +305,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect { name } => Ok(with_client(g, None, |c| cli_api::inspect(c, &name))),
         Command::Diff { name } => Ok(with_client(g, None, |c| cli_api::diff(c, &name))),
         Command::Images { json } => cli_api::images(&g.data_dir, json),
+        Command::Rmi { references } => cli_api::rmi(&g.state_dir, &g.data_dir, &references),
 
         Command::Check { file, json } => {
             let stack = match load(&file) {

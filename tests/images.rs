@@ -439,3 +439,56 @@ fn docker_archives_and_rootfs_tarballs_run() {
         stderr(&out)
     );
 }
+
+#[test]
+fn rmi_spares_what_a_running_stack_declares_and_collects_the_rest() {
+    require_root!();
+    let mut up = Up::start(
+        "rmi",
+        "[containers.a]\nimage = \"oci:LAYOUT:v1\"\ncommand = [\"/bin/sleep\", \"1000\"]\n",
+    );
+    up.wait_for(|u| u.file("events.log").contains("a: started"), "a runs");
+    let reference = format!("oci:{}:v1", up.dir.path().join("layout").display());
+    let rk = |args: &[&str]| {
+        Command::new(rkstack())
+            .arg("--state-dir")
+            .arg(up.dir.path().join("state"))
+            .arg("--data-dir")
+            .arg(up.dir.path().join("data"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = rk(&["rmi", &reference]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("which is running; not removed"),
+        "{}",
+        stderr(&out)
+    );
+    let images = up.dir.path().join("data/images");
+    assert_eq!(std::fs::read_dir(images.join("layers")).unwrap().count(), 2);
+    // The stack stops: now it goes, with every blob and layer of it.
+    let mut child = up.child.take().unwrap();
+    // SAFETY: signalling the rkstack this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap();
+    let out = rk(&["rmi", &reference]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("freed"));
+    assert_eq!(std::fs::read_dir(images.join("layers")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(images.join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+    let out = rk(&["images"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    let out = rk(&["rmi", "oci:/nowhere:v1"]);
+    assert!(
+        stderr(&out).contains("no image oci:/nowhere:v1"),
+        "{}",
+        stderr(&out)
+    );
+}

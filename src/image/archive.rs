@@ -67,6 +67,7 @@ pub fn import(
         put_file(store, path, &d)?;
         return Ok(Image {
             manifest: d.clone(),
+            blobs: vec![d.clone()],
             layers: vec![(
                 d,
                 if gz {
@@ -150,9 +151,12 @@ pub fn import(
         store.put(&expected, f)?;
         layers.push((expected, TAR.to_string()));
     }
+    let mut blobs = vec![config_digest.clone()];
+    blobs.extend(layers.iter().map(|(d, _)| d.clone()));
     Ok(Image {
         manifest: config_digest,
         layers,
+        blobs,
         defaults: oci::defaults_of(&config),
     })
 }

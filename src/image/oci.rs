@@ -42,6 +42,8 @@ pub struct Image {
     pub manifest: Digest,
     /// Layers, bottom first, with their media types.
     pub layers: Vec<(Digest, String)>,
+    /// Every blob of the store it uses (manifest, config, layers, indexes).
+    pub blobs: Vec<Digest>,
     pub defaults: Defaults,
 }
 
@@ -165,7 +167,11 @@ fn choose(
 
 /// Imports the image `tag` (or the only one) of the OCI layout at `layout`.
 pub fn import(store: &Store, layout: &Path, tag: Option<&str>) -> Result<Image, ImageError> {
-    let manifest_digest = choose(layout, tag, |d| take(store, layout, d))?;
+    let indexes = std::cell::RefCell::new(Vec::new());
+    let manifest_digest = choose(layout, tag, |d| {
+        indexes.borrow_mut().push(d.clone());
+        take(store, layout, d)
+    })?;
     let manifest_path = take(store, layout, &manifest_digest)?;
     let manifest = read_json(&manifest_path)?;
     let config_digest = digest_of(&manifest["config"], &manifest_path)?;
@@ -176,9 +182,14 @@ pub fn import(store: &Store, layout: &Path, tag: Option<&str>) -> Result<Image, 
         take(store, layout, &d)?;
         layers.push((d, l["mediaType"].as_str().unwrap_or_default().to_string()));
     }
+    let mut blobs = indexes.into_inner();
+    blobs.push(manifest_digest.clone());
+    blobs.push(config_digest);
+    blobs.extend(layers.iter().map(|(d, _)| d.clone()));
     Ok(Image {
         manifest: manifest_digest,
         layers,
+        blobs,
         defaults: defaults_of(&config),
     })
 }

@@ -177,6 +177,9 @@ pub struct RefRecord {
     pub size: u64,
     /// RFC 3339, when it was imported.
     pub imported: String,
+    /// Every blob it uses (what garbage collection keeps for it).
+    #[serde(default)]
+    pub blobs: Vec<String>,
 }
 
 impl Store {
@@ -199,6 +202,59 @@ impl Store {
             source: e.error,
         })?;
         Ok(())
+    }
+
+    /// Forgets a reference (its blobs stay until [`Store::collect`]).
+    /// False when it was not there.
+    pub fn forget(&self, reference: &str) -> bool {
+        let name = Digest::of(reference.as_bytes());
+        std::fs::remove_file(self.refs_dir().join(format!("{}.json", name.hex()))).is_ok()
+    }
+
+    /// Removes every blob and unpacked layer no recorded reference uses,
+    /// and scratch files. Returns (items removed, bytes of blobs freed).
+    pub fn collect(&self) -> (usize, u64) {
+        let keep: std::collections::BTreeSet<String> = self
+            .references()
+            .into_iter()
+            .flat_map(|r| r.blobs)
+            .filter_map(|b| b.strip_prefix("sha256:").map(String::from))
+            .collect();
+        let mut removed = 0;
+        let mut freed = 0;
+        for (dir, is_layer) in [
+            (self.root.join("blobs/sha256"), false),
+            (self.root.join("layers"), true),
+        ] {
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if keep.contains(&name) {
+                    continue;
+                }
+                let size = if is_layer {
+                    0
+                } else {
+                    e.metadata().map(|m| m.len()).unwrap_or(0)
+                };
+                let gone = if is_layer {
+                    std::fs::remove_dir_all(e.path()).is_ok()
+                } else {
+                    std::fs::remove_file(e.path()).is_ok()
+                };
+                if gone {
+                    removed += 1;
+                    freed += size;
+                }
+            }
+        }
+        for e in std::fs::read_dir(self.root.join("tmp"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+        }
+        (removed, freed)
     }
 
     /// Every reference recorded, by reference.

@@ -65,11 +65,11 @@ pub fn prepare(c: &Container, data_dir: &Path, stack: &str) -> Result<Option<Ima
         manifest: image.manifest.to_string(),
         size,
         imported: super::logs::timestamp(std::time::SystemTime::now()),
+        blobs: image.blobs.iter().map(|d| d.to_string()).collect(),
     };
-    let known = store
-        .references()
-        .iter()
-        .any(|r| r.reference == record.reference && r.manifest == record.manifest);
+    let known = store.references().iter().any(|r| {
+        r.reference == record.reference && r.manifest == record.manifest && r.blobs == record.blobs
+    });
     if !known {
         store.record(&record).map_err(|e| e.to_string())?;
     }

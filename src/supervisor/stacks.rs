@@ -52,6 +52,27 @@ pub struct Published {
     pub port: u16,
 }
 
+/// The store images the running stacks' containers are declared with:
+/// (stack, reference).
+pub fn images_in_use(state_dir: &Path) -> Vec<(String, String)> {
+    #[derive(serde::Deserialize)]
+    struct State {
+        #[serde(default)]
+        images: Vec<String>,
+    }
+    let mut out = Vec::new();
+    for r in running(state_dir) {
+        let path = state_dir.join(&r.name).join("state.json");
+        if let Some(s) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<State>(&t).ok())
+        {
+            out.extend(s.images.into_iter().map(|i| (r.name.clone(), i)));
+        }
+    }
+    out
+}
+
 /// The host ports published by the other running stacks: (stack, port).
 pub fn published_by_others(state_dir: &Path, us: &str) -> Vec<(String, Published)> {
     #[derive(serde::Deserialize)]

@@ -1863,6 +1863,10 @@ struct SavedState {
     /// Host ports published now (other stacks check theirs against them).
     #[serde(default)]
     published: Vec<super::stacks::Published>,
+    /// Images from the store its containers are declared with (`rmi`
+    /// refuses to remove them while the stack runs).
+    #[serde(default)]
+    images: Vec<String>,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -1990,6 +1994,23 @@ impl Supervisor {
                 .collect(),
             networks: self.networks.clone(),
             published: self.published.clone(),
+            images: {
+                let mut v: Vec<String> = self
+                    .desired
+                    .containers
+                    .iter()
+                    .filter(|c| {
+                        matches!(
+                            c.config.image,
+                            config::ImageRef::Oci { .. } | config::ImageRef::Tar { .. }
+                        )
+                    })
+                    .map(|c| c.config.image.to_string())
+                    .collect();
+                v.sort();
+                v.dedup();
+                v
+            },
         };
         let Ok(text) = serde_json::to_string_pretty(&saved) else {
             return;

@@ -18,6 +18,9 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null && command -v setpriv >/dev/null || need+=(util-linux)
 command -v curl >/dev/null || need+=(curl)
 command -v script >/dev/null || need+=(bsdutils)
+# Filesystem images: squashfs and erofs.
+command -v mksquashfs >/dev/null || need+=(squashfs-tools)
+command -v mkfs.erofs >/dev/null || need+=(erofs-utils)
 command -v python3 >/dev/null || need+=(python3)
 command -v nft >/dev/null || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then

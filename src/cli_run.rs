@@ -36,6 +36,12 @@ pub fn container(a: &RunArgs, name: &str) -> Result<Container, String> {
         s if s.starts_with("tar:") => ImageRef::Tar {
             path: types::host_path(&s[4..], &cwd)?,
         },
+        s if s.starts_with("squashfs:") => ImageRef::Squashfs {
+            path: types::host_path(&s[9..], &cwd)?,
+        },
+        s if s.starts_with("erofs:") => ImageRef::Erofs {
+            path: types::host_path(&s[6..], &cwd)?,
+        },
         s if s.contains("://") => {
             return Err(format!(
                 "image {s}: registry pulls are not there yet; run a directory, dir:PATH, oci:DIR[:TAG], tar:PATH or host"

@@ -492,3 +492,100 @@ fn rmi_spares_what_a_running_stack_declares_and_collects_the_rest() {
         stderr(&out)
     );
 }
+
+/// Loop devices whose backing file is `file`.
+fn loops_of(file: &Path) -> usize {
+    std::fs::read_dir("/sys/block")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("loop/backing_file"))
+                .is_ok_and(|b| b.trim() == file.to_str().unwrap())
+        })
+        .count()
+}
+
+#[test]
+fn squashfs_and_erofs_images_run_and_their_loop_devices_go() {
+    require_root!();
+    let fs = Rootfs::readable();
+    for d in ["proc", "dev", "sys"] {
+        std::fs::create_dir_all(fs.path().join(d)).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap();
+    let mut tried = 0;
+    for (fstype, file, make) in [
+        (
+            "squashfs",
+            "img.sqfs",
+            vec!["mksquashfs", "SRC", "DST", "-quiet", "-noappend"],
+        ),
+        ("erofs", "img.erofs", vec!["mkfs.erofs", "DST", "SRC"]),
+    ] {
+        if !filesystems
+            .lines()
+            .any(|l| l.split_whitespace().last() == Some(fstype))
+        {
+            eprintln!("skipped {fstype}: this kernel has no {fstype} filesystem");
+            continue;
+        }
+        tried += 1;
+        let img = dir.path().join(file);
+        let args: Vec<String> = make[1..]
+            .iter()
+            .map(|a| match *a {
+                "SRC" => fs.path().display().to_string(),
+                "DST" => img.display().to_string(),
+                other => other.to_string(),
+            })
+            .collect();
+        let out = Command::new(make[0]).args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let image = format!("{fstype}:{}", img.display());
+        // Writable: the container's own layer over the image.
+        let out = rk_run(
+            dir.path(),
+            &[
+                &image,
+                "--",
+                "/bin/sh",
+                "-c",
+                "cat /etc/group; touch /new && echo wrote",
+            ],
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("extra:x:2000") && text.contains("wrote"),
+            "{fstype}: {text}{}",
+            stderr(&out)
+        );
+        // Read-only: the image itself.
+        let out = rk_run(
+            dir.path(),
+            &[
+                "--read-only",
+                &image,
+                "--",
+                "/bin/sh",
+                "-c",
+                "touch /new || echo refused",
+            ],
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("refused"),
+            "{fstype}: {}",
+            stderr(&out)
+        );
+        // The loop device went with the container's mount.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while loops_of(&img) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{fstype}: a loop device was left behind"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    eprintln!("{tried} of 2 image filesystems tried");
+}

@@ -84,10 +84,43 @@ pub(super) fn forked(chan: OwnedFd, job: Job<'_>) -> ! {
 }
 
 /// Clones the container's first process and sees it to its exec.
+/// The loop device of a filesystem-image root, attached by the stage.
+static LOOP_DEV: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Attaches a filesystem image to a loop device (kept by the returned
+/// handle until this stage exits; the device goes with the container's
+/// mount) and lets the container's device cgroup (v1) open just that one.
+fn attach_image(spec: &SandboxSpec) -> StepResult<Option<OwnedFd>> {
+    let Root::Image { file, .. } = &spec.root else {
+        return Ok(None);
+    };
+    let err = |e: std::io::Error| {
+        errno_err(
+            "rootfs",
+            e.raw_os_error().unwrap_or(0),
+            format!("loop device for {}", file.display()),
+        )
+    };
+    let (dev, fd) = super::loopdev::attach(file).map_err(err)?;
+    let meta = std::fs::metadata(&dev).map_err(err)?;
+    let rdev = std::os::unix::fs::MetadataExt::rdev(&meta);
+    let rule = format!("b {}:{} r", libc::major(rdev), libc::minor(rdev));
+    for procs in &spec.cgroup_procs {
+        if let Some(allow) = procs.parent().map(|d| d.join("devices.allow"))
+            && allow.exists()
+        {
+            std::fs::write(&allow, &rule).map_err(err)?;
+        }
+    }
+    let _ = LOOP_DEV.set(dev);
+    Ok(Some(fd))
+}
+
 fn stage(spec: &SandboxSpec, runtime: &OwnedFd) -> StepResult<i32> {
     if spec.user_ns.is_some() {
         precreate_mountpoints(spec)?;
     }
+    let _loop = attach_image(spec)?;
     let (parent_end, child_end) = channel::pair()
         .map_err(|e| errno_err("init", e.raw_os_error().unwrap_or(0), "socketpair"))?;
 
@@ -353,7 +386,11 @@ fn setup(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Never> {
         }
     }
     rootfs::system_mounts(&root, &spec.devices, spec.net == NetNs::New)?;
-    seal_root(&new_root, spec.read_only || spec.root == Root::Host)?;
+    let read_only_root = matches!(
+        spec.root,
+        Root::Host | Root::Image { upper: None, .. } | Root::Overlay { upper: None, .. }
+    );
+    seal_root(&new_root, spec.read_only || read_only_root)?;
     drop(root);
     rootfs::pivot(&new_root)?;
     rootfs::mask_paths(&spec.masked_paths)?;
@@ -584,6 +621,71 @@ fn assemble_root(spec: &SandboxSpec) -> StepResult<PathBuf> {
                 )
             })?;
             Ok(spec.staging.clone())
+        }
+        Root::Image {
+            file,
+            fstype,
+            upper,
+        } => {
+            let what = format!("{fstype} image {}", file.display());
+            let fail = |e: std::io::Error| {
+                errno_err("rootfs", e.raw_os_error().unwrap_or(0), what.clone())
+            };
+            // Attached by the stage, before this process was in the
+            // container's device cgroup (which then allows just that device).
+            let dev = LOOP_DEV
+                .get()
+                .ok_or_else(|| fail(std::io::Error::from_raw_os_error(libc::ENXIO)))?
+                .to_string_lossy()
+                .into_owned();
+            let Some((u, w)) = upper else {
+                rootfs::mount(
+                    Some(&dev),
+                    &spec.staging,
+                    Some(fstype),
+                    libc::MS_RDONLY,
+                    None,
+                )
+                .map_err(fail)?;
+                return Ok(spec.staging.clone());
+            };
+            // The image below the container's own layer: a small private
+            // tmpfs holds the two mount points.
+            let s = &spec.staging;
+            rootfs::mount(
+                Some("tmpfs"),
+                s,
+                Some("tmpfs"),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                Some("mode=755,size=1m"),
+            )
+            .map_err(fail)?;
+            for d in ["lower", "root"] {
+                std::fs::create_dir(s.join(d)).map_err(fail)?;
+            }
+            rootfs::mount(
+                Some(&dev),
+                &s.join("lower"),
+                Some(fstype),
+                libc::MS_RDONLY,
+                None,
+            )
+            .map_err(fail)?;
+            let data = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                s.join("lower").display(),
+                u.display(),
+                w.display()
+            );
+            rootfs::mount(
+                Some("overlay"),
+                &s.join("root"),
+                Some("overlay"),
+                0,
+                Some(&data),
+            )
+            .map_err(fail)?;
+            Ok(s.join("root"))
         }
         Root::Host => {
             // The host's root read-only under a small private tmpfs layer, so

@@ -10,6 +10,7 @@ pub mod cgroup;
 mod channel;
 mod enter;
 pub mod init;
+pub mod loopdev;
 pub mod rootfs;
 pub mod seccomp;
 pub mod spec;

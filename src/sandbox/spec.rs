@@ -62,6 +62,14 @@ pub enum Root {
         lowers: Vec<PathBuf>,
         upper: Option<(PathBuf, PathBuf)>,
     },
+    /// A filesystem image (`squashfs`, `erofs`) mounted read-only from a
+    /// loop device inside the container's mount namespace (so it goes with
+    /// it), under the container's writable layer unless it is read-only.
+    Image {
+        file: PathBuf,
+        fstype: String,
+        upper: Option<(PathBuf, PathBuf)>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

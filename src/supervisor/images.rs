@@ -17,6 +17,8 @@ pub struct ImageFs {
     pub upper: Option<(PathBuf, PathBuf)>,
     pub defaults: oci::Defaults,
     pub manifest: String,
+    /// A filesystem image to mount instead of layers: (file, fstype).
+    pub block: Option<(PathBuf, &'static str)>,
 }
 
 /// The container's writable layer folder.
@@ -43,8 +45,27 @@ pub fn ids(stack: &crate::config::Stack) -> std::collections::BTreeMap<String, S
 
 /// Prepares the image of `c`, if it has one from the store (`oci:`, `tar:`).
 pub fn prepare(c: &Container, data_dir: &Path, stack: &str) -> Result<Option<ImageFs>, String> {
-    if !matches!(c.image, ImageRef::Oci { .. } | ImageRef::Tar { .. }) {
-        return Ok(None);
+    let block = match &c.image {
+        ImageRef::Squashfs { path } => Some((path.clone(), "squashfs")),
+        ImageRef::Erofs { path } => Some((path.clone(), "erofs")),
+        ImageRef::Oci { .. } | ImageRef::Tar { .. } => None,
+        _ => return Ok(None),
+    };
+    if let Some((file, _)) = &block {
+        if !file.is_file() {
+            return Err(format!(
+                "image {}: {}: no such file",
+                c.image,
+                file.display()
+            ));
+        }
+        return Ok(Some(ImageFs {
+            lowers: Vec::new(),
+            upper: upper_of(c, data_dir, stack)?,
+            defaults: oci::Defaults::default(),
+            manifest: c.image.to_string(),
+            block,
+        }));
     }
     let root = data_dir.join("images");
     let store = Store::open(&root).map_err(|e| e.to_string())?;
@@ -83,20 +104,29 @@ pub fn prepare(c: &Container, data_dir: &Path, stack: &str) -> Result<Option<Ima
     if lowers.is_empty() {
         return Err(format!("image {}: it has no layers", c.image));
     }
-    let upper = if c.read_only {
-        None
-    } else {
-        let base = container_dir(data_dir, stack, c.name.as_str());
-        let (u, w) = (base.join("upper"), base.join("work"));
-        for d in [&u, &w] {
-            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
-        }
-        Some((u, w))
-    };
     Ok(Some(ImageFs {
         lowers,
-        upper,
+        upper: upper_of(c, data_dir, stack)?,
         defaults: image.defaults,
         manifest: image.manifest.to_string(),
+        block: None,
     }))
+}
+
+/// The container's writable layer and overlayfs work folder (none when it
+/// is read-only).
+fn upper_of(
+    c: &Container,
+    data_dir: &Path,
+    stack: &str,
+) -> Result<Option<(PathBuf, PathBuf)>, String> {
+    if c.read_only {
+        return Ok(None);
+    }
+    let base = container_dir(data_dir, stack, c.name.as_str());
+    let (u, w) = (base.join("upper"), base.join("work"));
+    for d in [&u, &w] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    Ok(Some((u, w)))
 }

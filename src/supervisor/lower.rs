@@ -61,6 +61,23 @@ pub fn sandbox_spec(
     let root = match &c.image {
         ImageRef::Dir { path } => Root::Dir(path.clone()),
         ImageRef::Host => Root::Host,
+        ImageRef::Squashfs { .. } | ImageRef::Erofs { .. } if paths.image.is_some() => {
+            let fs = paths.image.as_ref().ok_or_else(|| LowerError::Invalid {
+                name: name.clone(),
+                what: "image not prepared".into(),
+            })?;
+            let Some((file, fstype)) = &fs.block else {
+                return Err(LowerError::Invalid {
+                    name,
+                    what: "image not prepared".into(),
+                });
+            };
+            Root::Image {
+                file: file.clone(),
+                fstype: fstype.to_string(),
+                upper: fs.upper.clone(),
+            }
+        }
         ImageRef::Oci { .. } | ImageRef::Tar { .. } if paths.image.is_some() => {
             let fs = paths.image.as_ref().ok_or_else(|| LowerError::Invalid {
                 name: name.clone(),

@@ -106,7 +106,10 @@ pub fn run(c: &Container, opts: &RunOptions) -> Result<Exit, RunError> {
     // A one-off container's writable layer goes with it (like `docker run --rm`).
     if matches!(
         c.image,
-        crate::config::ImageRef::Oci { .. } | crate::config::ImageRef::Tar { .. }
+        crate::config::ImageRef::Oci { .. }
+            | crate::config::ImageRef::Tar { .. }
+            | crate::config::ImageRef::Squashfs { .. }
+            | crate::config::ImageRef::Erofs { .. }
     ) {
         let dir = super::images::container_dir(&opts.data_dir, &opts.stack, c.name.as_str());
         let _ = std::fs::remove_dir_all(&dir);

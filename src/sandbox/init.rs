@@ -544,6 +544,22 @@ fn set_lsm_labels(spec: &SandboxSpec) -> StepResult<()> {
     Ok(())
 }
 
+/// A small private tmpfs on `at` with these folders: mount points of a
+/// root assembled from layers.
+fn scratch(at: &Path, dirs: &[&str]) -> std::io::Result<()> {
+    rootfs::mount(
+        Some("tmpfs"),
+        at,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some("mode=755,size=1m"),
+    )?;
+    for d in dirs {
+        std::fs::create_dir(at.join(d))?;
+    }
+    Ok(())
+}
+
 /// Builds the new root on the staging directory and returns its path.
 fn assemble_root(spec: &SandboxSpec) -> StepResult<PathBuf> {
     match &spec.root {
@@ -652,17 +668,7 @@ fn assemble_root(spec: &SandboxSpec) -> StepResult<PathBuf> {
             // The image below the container's own layer: a small private
             // tmpfs holds the two mount points.
             let s = &spec.staging;
-            rootfs::mount(
-                Some("tmpfs"),
-                s,
-                Some("tmpfs"),
-                libc::MS_NOSUID | libc::MS_NODEV,
-                Some("mode=755,size=1m"),
-            )
-            .map_err(fail)?;
-            for d in ["lower", "root"] {
-                std::fs::create_dir(s.join(d)).map_err(fail)?;
-            }
+            scratch(s, &["lower", "root"]).map_err(fail)?;
             rootfs::mount(
                 Some(&dev),
                 &s.join("lower"),
@@ -691,19 +697,8 @@ fn assemble_root(spec: &SandboxSpec) -> StepResult<PathBuf> {
             // The host's root read-only under a small private tmpfs layer, so
             // that mount points can be made without touching the host.
             let s = &spec.staging;
-            rootfs::mount(
-                Some("tmpfs"),
-                s,
-                Some("tmpfs"),
-                libc::MS_NOSUID | libc::MS_NODEV,
-                Some("mode=755,size=1m"),
-            )
-            .map_err(|e| errno_err("rootfs", e.raw_os_error().unwrap_or(0), "host layer"))?;
-            for d in ["upper", "work", "root"] {
-                std::fs::create_dir(s.join(d)).map_err(|e| {
-                    errno_err("rootfs", e.raw_os_error().unwrap_or(0), "host layer")
-                })?;
-            }
+            scratch(s, &["upper", "work", "root"])
+                .map_err(|e| errno_err("rootfs", e.raw_os_error().unwrap_or(0), "host layer"))?;
             let data = format!(
                 "lowerdir=/,upperdir={},workdir={}",
                 s.join("upper").display(),

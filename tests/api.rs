@@ -9,7 +9,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -105,15 +105,7 @@ impl Stack {
     }
 
     fn wait_for(&self, what: impl Fn(&Stack) -> bool, why: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !what(self) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out: {why}\nevents:\n{}",
-                self.events()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        wait_until(|| what(self), why, || self.events());
     }
 
     /// curl on the socket: (status, body).

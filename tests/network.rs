@@ -100,15 +100,7 @@ impl NetUp {
     }
 
     fn wait_for(&self, what: impl Fn(&NetUp) -> bool, why: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !what(self) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out: {why}\nevents:\n{}",
-                self.file("events.log")
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        wait_until(|| what(self), why, || self.file("events.log"));
     }
 
     fn pid_of(&self, container: &str) -> i32 {

@@ -207,3 +207,17 @@ pub fn status_field<'a>(status: &'a str, key: &str) -> &'a str {
         .and_then(|l| l.split_whitespace().nth(1))
         .unwrap_or("")
 }
+
+/// Waits (20 s at most) until `done()`; on time-out, fails with `why` and
+/// the events log `events()` returns.
+pub fn wait_until(done: impl Fn() -> bool, why: &str, events: impl Fn() -> String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out: {why}\nevents:\n{}",
+            events()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+}

@@ -21,6 +21,9 @@ command -v script >/dev/null || need+=(bsdutils)
 # Filesystem images: squashfs and erofs.
 command -v mksquashfs >/dev/null || need+=(squashfs-tools)
 command -v mkfs.erofs >/dev/null || need+=(erofs-utils)
+# Registry pulls: a registry on loopback and the tool that pushes to it.
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v skopeo >/dev/null || need+=(skopeo)
 command -v python3 >/dev/null || need+=(python3)
 command -v nft >/dev/null || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then

@@ -196,6 +196,53 @@ pub fn images(data_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `rkstack pull`: fetches an image into the store.
+pub fn pull(data_dir: &Path, reference: &str, insecure: &[String]) -> anyhow::Result<ExitCode> {
+    let Some(r) = reference.strip_prefix("docker://") else {
+        eprintln!("rkstack: {reference}: expected docker://[REGISTRY/]REPO[:TAG|@DIGEST]");
+        return Ok(ExitCode::from(EXIT_INVALID));
+    };
+    #[cfg(feature = "remote")]
+    {
+        let root = data_dir.join("images");
+        let store = rkstack::image::store::Store::open(&root)?;
+        match rkstack::image::registry::pull(&store, r, insecure) {
+            Ok(image) => {
+                let size = image
+                    .layers
+                    .iter()
+                    .filter_map(|(d, _)| std::fs::metadata(store.blob_path(d)).ok())
+                    .map(|m| m.len())
+                    .sum();
+                store.record(&rkstack::image::store::RefRecord {
+                    reference: reference.to_string(),
+                    manifest: image.manifest.to_string(),
+                    size,
+                    imported: rkstack::supervisor::logs::timestamp(std::time::SystemTime::now()),
+                    blobs: image.blobs.iter().map(|d| d.to_string()).collect(),
+                })?;
+                writeln!(
+                    std::io::stdout(),
+                    "{reference}: {} ({})",
+                    image.manifest,
+                    human_bytes(size)
+                )?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("rkstack: {reference}: {e}");
+                Ok(ExitCode::from(EXIT_FAILED))
+            }
+        }
+    }
+    #[cfg(not(feature = "remote"))]
+    {
+        let _ = (data_dir, r, insecure);
+        eprintln!("rkstack: this build cannot pull images (the `remote` feature)");
+        Ok(ExitCode::from(EXIT_FAILED))
+    }
+}
+
 /// `rkstack rmi`: forgets references no running stack declares, then
 /// collects what no reference uses.
 pub fn rmi(state_dir: &Path, data_dir: &Path, refs: &[String]) -> anyhow::Result<ExitCode> {

@@ -42,9 +42,12 @@ pub fn container(a: &RunArgs, name: &str) -> Result<Container, String> {
         s if s.starts_with("erofs:") => ImageRef::Erofs {
             path: types::host_path(&s[6..], &cwd)?,
         },
+        s if s.starts_with("docker://") => ImageRef::Docker {
+            reference: s["docker://".len()..].to_string(),
+        },
         s if s.contains("://") => {
             return Err(format!(
-                "image {s}: registry pulls are not there yet; run a directory, dir:PATH, oci:DIR[:TAG], tar:PATH or host"
+                "image {s}: expected a directory, dir:PATH, oci:DIR[:TAG], tar:PATH, docker://REF, squashfs:PATH, erofs:PATH or host"
             ));
         }
         s => ImageRef::Dir {
@@ -188,7 +191,7 @@ pub fn container(a: &RunArgs, name: &str) -> Result<Container, String> {
         hostname: a.hostname.clone().unwrap_or_else(|| name.to_string()),
         name,
         image,
-        pull_policy: PullPolicy::Never,
+        pull_policy: PullPolicy::Missing,
         command: Some(a.command.clone()),
         env,
         workdir: a

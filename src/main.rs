@@ -71,6 +71,9 @@ struct Global {
     /// --host, or the one `up --listen` requires.
     #[arg(long, global = true, value_name = "PATH")]
     token_file: Option<PathBuf>,
+    /// A registry (HOST[:PORT]) to pull from over plain HTTP (repeatable).
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST[:PORT]")]
+    insecure_registries: Vec<String>,
     /// error, warn, info, debug or trace.
     #[arg(long, global = true, value_name = "LEVEL", default_value = "info")]
     log_level: String,
@@ -185,6 +188,11 @@ enum Command {
         /// One JSON object per image.
         #[arg(long)]
         json: bool,
+    },
+    /// Fetch an image from a registry into the store: docker://[REGISTRY/]REPO[:TAG|@DIGEST].
+    Pull {
+        /// The image reference.
+        reference: String,
     },
     /// Remove images from the store (not those a running stack declares),
     /// then everything no image uses any more.
@@ -306,6 +314,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diff { name } => Ok(with_client(g, None, |c| cli_api::diff(c, &name))),
         Command::Images { json } => cli_api::images(&g.data_dir, json),
         Command::Rmi { references } => cli_api::rmi(&g.state_dir, &g.data_dir, &references),
+        Command::Pull { reference } => {
+            cli_api::pull(&g.data_dir, &reference, &g.insecure_registries)
+        }
 
         Command::Check { file, json } => {
             let stack = match load(&file) {
@@ -363,6 +374,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(EXIT_INVALID));
             }
             let opts = rkstack::supervisor::up::UpOptions {
+                insecure_registries: global.insecure_registries.clone(),
                 file,
                 state_dir: global.state_dir.clone(),
                 data_dir: global.data_dir.clone(),
@@ -462,6 +474,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             let opts = rkstack::supervisor::run::RunOptions {
+                insecure_registries: global.insecure_registries.clone(),
                 state_dir: global.state_dir.clone(),
                 data_dir: global.data_dir.clone(),
                 stack: "run".into(),

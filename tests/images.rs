@@ -581,3 +581,138 @@ fn squashfs_and_erofs_images_run_and_their_loop_devices_go() {
     }
     eprintln!("{tried} of 2 image filesystems tried");
 }
+
+/// A registry on loopback (Debian's docker-registry), ended on drop.
+struct Registry {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the registry did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Registry { child, port, dir }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn images_are_pulled_from_a_registry_by_tag_and_digest_and_verified() {
+    require_root!();
+    let reg = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let l = work.path().join("layout");
+    layout(&l);
+    let out = Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", l.display()))
+        .arg(format!("docker://{}/demo:v1", reg.host()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo: {}", stderr(&out));
+    let rk = |data: &str, args: &[&str]| {
+        Command::new(rkstack())
+            .arg("--state-dir")
+            .arg(work.path().join("state"))
+            .arg("--data-dir")
+            .arg(work.path().join(data))
+            .args(["--insecure-registry", &reg.host()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let by_tag = format!("docker://{}/demo:v1", reg.host());
+    // Pulled at run (pull_policy missing), then run from the store.
+    let out = rk("d1", &["run", &by_tag, "--", "/bin/cat", "/etc/new-file"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "from layer 2\n",
+        "{}",
+        stderr(&out)
+    );
+    let out = rk("d1", &["images"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&by_tag));
+    // By digest.
+    let out = rk("d1", &["pull", &by_tag]);
+    let digest = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let out = rk(
+        "d2",
+        &["pull", &format!("docker://{}/demo@{digest}", reg.host())],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Bad input: an unknown tag, a registry that is down.
+    let out = rk(
+        "d2",
+        &["pull", &format!("docker://{}/demo:nope", reg.host())],
+    );
+    assert!(
+        stderr(&out).contains("manifest nope: HTTP 404"),
+        "{}",
+        stderr(&out)
+    );
+    let out = rk("d2", &["pull", "docker://127.0.0.1:9/demo:v1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("127.0.0.1:9"), "{}", stderr(&out));
+    // A blob changed in the registry's storage: refused, nothing kept.
+    let layers = reg.dir.path().join("data/docker/registry/v2/blobs/sha256");
+    // The biggest blob (the busybox layer) gets one byte changed.
+    let biggest = std::fs::read_dir(&layers)
+        .unwrap()
+        .flatten()
+        .flat_map(|sub| std::fs::read_dir(sub.path()).unwrap().flatten())
+        .map(|b| b.path().join("data"))
+        .max_by_key(|d| std::fs::metadata(d).map(|m| m.len()).unwrap_or(0))
+        .unwrap();
+    let mut bytes = std::fs::read(&biggest).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0xff;
+    std::fs::write(&biggest, bytes).unwrap();
+    let out = rk("d3", &["pull", &by_tag]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("nothing was kept"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -6,5 +6,7 @@
 pub mod archive;
 pub mod diff;
 pub mod oci;
+#[cfg(feature = "remote")]
+pub mod registry;
 pub mod store;
 pub mod unpack;

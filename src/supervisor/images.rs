@@ -44,11 +44,16 @@ pub fn ids(stack: &crate::config::Stack) -> std::collections::BTreeMap<String, S
 }
 
 /// Prepares the image of `c`, if it has one from the store (`oci:`, `tar:`).
-pub fn prepare(c: &Container, data_dir: &Path, stack: &str) -> Result<Option<ImageFs>, String> {
+pub fn prepare(
+    c: &Container,
+    data_dir: &Path,
+    stack: &str,
+    insecure: &[String],
+) -> Result<Option<ImageFs>, String> {
     let block = match &c.image {
         ImageRef::Squashfs { path } => Some((path.clone(), "squashfs")),
         ImageRef::Erofs { path } => Some((path.clone(), "erofs")),
-        ImageRef::Oci { .. } | ImageRef::Tar { .. } => None,
+        ImageRef::Oci { .. } | ImageRef::Tar { .. } | ImageRef::Docker { .. } => None,
         _ => return Ok(None),
     };
     if let Some((file, _)) = &block {
@@ -72,6 +77,7 @@ pub fn prepare(c: &Container, data_dir: &Path, stack: &str) -> Result<Option<Ima
     let image = match &c.image {
         ImageRef::Oci { layout, tag } => oci::import(&store, layout, tag.as_deref()),
         ImageRef::Tar { path } => crate::image::archive::import(&store, &root, path, None),
+        ImageRef::Docker { reference } => return_pulled(&store, c, reference, insecure),
         _ => return Ok(None),
     }
     .map_err(|e| format!("image {}: {e}", c.image))?;
@@ -129,4 +135,51 @@ fn upper_of(
         std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
     Ok(Some((u, w)))
+}
+
+/// The image of a `docker://` reference: the one recorded in the store, or
+/// pulled, as the container's `pull_policy` says.
+fn return_pulled(
+    store: &Store,
+    c: &Container,
+    reference: &str,
+    insecure: &[String],
+) -> Result<oci::Image, crate::image::oci::ImageError> {
+    use crate::config::PullPolicy;
+    use crate::image::oci::ImageError;
+    let key = c.image.to_string();
+    let known = store.references().into_iter().find(|r| r.reference == key);
+    let stored = |r: &crate::image::store::RefRecord| -> Result<oci::Image, ImageError> {
+        let d = crate::image::store::Digest::parse(&r.manifest)?;
+        pull::from_store(store, &d)
+    };
+    match (c.pull_policy, &known) {
+        (PullPolicy::Never, Some(r)) | (PullPolicy::Missing, Some(r)) => stored(r),
+        (PullPolicy::Never, None) => Err(ImageError::Layout {
+            path: PathBuf::from(key),
+            what: "not in the store, and pull_policy is never (rkstack pull it first)".into(),
+        }),
+        _ => pull::pull(store, reference, insecure),
+    }
+}
+
+#[cfg(feature = "remote")]
+use crate::image::registry as pull;
+
+#[cfg(not(feature = "remote"))]
+mod pull {
+    use crate::image::oci::{Image, ImageError};
+    use crate::image::store::{Digest, Store};
+    fn off() -> ImageError {
+        ImageError::Layout {
+            path: std::path::PathBuf::from("registry"),
+            what: "this build cannot pull images (the `remote` feature)".into(),
+        }
+    }
+    pub fn pull(_: &Store, _: &str, _: &[String]) -> Result<Image, ImageError> {
+        Err(off())
+    }
+    pub fn from_store(_: &Store, _: &Digest) -> Result<Image, ImageError> {
+        Err(off())
+    }
 }

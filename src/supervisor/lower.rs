@@ -78,7 +78,9 @@ pub fn sandbox_spec(
                 upper: fs.upper.clone(),
             }
         }
-        ImageRef::Oci { .. } | ImageRef::Tar { .. } if paths.image.is_some() => {
+        ImageRef::Oci { .. } | ImageRef::Tar { .. } | ImageRef::Docker { .. }
+            if paths.image.is_some() =>
+        {
             let fs = paths.image.as_ref().ok_or_else(|| LowerError::Invalid {
                 name: name.clone(),
                 what: "image not prepared".into(),

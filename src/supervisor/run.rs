@@ -55,6 +55,8 @@ pub struct RunOptions {
     pub data_dir: PathBuf,
     /// Stack name used in the cgroup path (`rkstack/STACK/NAME`).
     pub stack: String,
+    /// Registries (HOST[:PORT]) pulled from over plain HTTP.
+    pub insecure_registries: Vec<String>,
 }
 
 const FORWARDED: &[i32] = &[
@@ -108,6 +110,7 @@ pub fn run(c: &Container, opts: &RunOptions) -> Result<Exit, RunError> {
         c.image,
         crate::config::ImageRef::Oci { .. }
             | crate::config::ImageRef::Tar { .. }
+            | crate::config::ImageRef::Docker { .. }
             | crate::config::ImageRef::Squashfs { .. }
             | crate::config::ImageRef::Erofs { .. }
     ) {
@@ -152,11 +155,10 @@ fn start_and_wait(
         // The mapped root must be able to enter the staging directory.
         let _ = std::os::unix::fs::chown(staging, Some(cl.start), Some(cl.start));
     }
-    let image = super::images::prepare(c, &opts.data_dir, &opts.stack).map_err(|what| {
-        LowerError::Invalid {
-            name: c.name.to_string(),
-            what,
-        }
+    let image = super::images::prepare(c, &opts.data_dir, &opts.stack, &opts.insecure_registries)
+        .map_err(|what| LowerError::Invalid {
+        name: c.name.to_string(),
+        what,
     })?;
     let paths = Paths {
         data_dir: opts.data_dir.clone(),

@@ -83,6 +83,8 @@ pub struct UpOptions {
     pub file: PathBuf,
     pub state_dir: PathBuf,
     pub data_dir: PathBuf,
+    /// Registries (HOST[:PORT]) pulled from over plain HTTP.
+    pub insecure_registries: Vec<String>,
 }
 
 /// `up -d`: where the detached supervisor tells the command that started it
@@ -972,7 +974,7 @@ impl Supervisor {
         if let Some(cl) = &l.claim {
             let _ = std::os::unix::fs::chown(&l.staging, Some(cl.start), Some(cl.start));
         }
-        let image = super::images::prepare(&c, &opts.data_dir, &stack)?;
+        let image = super::images::prepare(&c, &opts.data_dir, &stack, &opts.insecure_registries)?;
         let paths = Paths {
             image,
             data_dir: opts.data_dir.clone(),

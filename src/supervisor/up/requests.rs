@@ -338,6 +338,7 @@ impl Supervisor {
                     &c.config,
                     &self.opts.data_dir,
                     &self.stack(),
+                    &self.opts.insecure_registries,
                 ) {
                     Ok(Some(fs)) => match &fs.upper {
                         Some((upper, _)) => {

@@ -1,0 +1,406 @@
+//! Pulls from an OCI/Docker registry (distribution API v2): the manifest
+//! for this host's platform, its config and layers, each streamed into the
+//! store and kept only when it has its digest. HTTPS with the system's
+//! certificate authorities; plain HTTP only for a registry named with
+//! `--insecure-registry`. Anonymous access (bearer tokens from the
+//! registry's realm when it asks).
+
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+
+use super::oci::{self, Image, ImageError};
+use super::store::{Digest, Store};
+
+const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// `[REGISTRY/]REPO[:TAG|@DIGEST]`, split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub registry: String,
+    pub repository: String,
+    /// A tag or a `sha256:` digest.
+    pub reference: String,
+}
+
+impl Reference {
+    pub fn parse(r: &str) -> Reference {
+        let (first, rest) = r.split_once('/').unwrap_or(("", r));
+        let (registry, path) = if first.contains('.') || first.contains(':') || first == "localhost"
+        {
+            (first.to_string(), rest.to_string())
+        } else {
+            ("registry-1.docker.io".to_string(), r.to_string())
+        };
+        let path = if registry == "registry-1.docker.io" && !path.contains('/') {
+            format!("library/{path}")
+        } else {
+            path
+        };
+        let (repository, reference) = match path.split_once('@') {
+            Some((repo, digest)) => (repo.to_string(), digest.to_string()),
+            None => match path.rsplit_once(':') {
+                Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), tag.to_string()),
+                _ => (path.clone(), "latest".to_string()),
+            },
+        };
+        Reference {
+            registry,
+            repository,
+            reference,
+        }
+    }
+}
+
+fn err(what: impl Into<String>) -> ImageError {
+    ImageError::Layout {
+        path: std::path::PathBuf::from("registry"),
+        what: what.into(),
+    }
+}
+
+/// One connection's worth of client.
+struct Client {
+    host: String,
+    insecure: bool,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    token: Option<String>,
+}
+
+impl Client {
+    async fn get(
+        &mut self,
+        path: &str,
+        accept: &str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ImageError> {
+        for _ in 0..4 {
+            let resp = self.request(&self.host.clone(), path, accept).await?;
+            match resp.status().as_u16() {
+                401 if self.token.is_none() => {
+                    let challenge = resp
+                        .headers()
+                        .get("www-authenticate")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    self.token = Some(self.fetch_token(&challenge).await?);
+                }
+                307 | 302 | 301 => {
+                    let to = resp
+                        .headers()
+                        .get("location")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    let (host, path) =
+                        split_url(&to).ok_or_else(|| err(format!("bad redirect to {to}")))?;
+                    return self.request(&host, &path, accept).await;
+                }
+                _ => return Ok(resp),
+            }
+        }
+        Err(err(format!("{path}: too many retries")))
+    }
+
+    async fn fetch_token(&mut self, challenge: &str) -> Result<String, ImageError> {
+        let field = |name: &str| {
+            challenge
+                .split(',')
+                .find_map(|p| {
+                    p.trim()
+                        .trim_start_matches("Bearer ")
+                        .strip_prefix(&format!("{name}="))
+                })
+                .map(|v| v.trim_matches('"').to_string())
+        };
+        let realm = field("realm")
+            .ok_or_else(|| err("the registry wants credentials (not supported yet)"))?;
+        let mut q = Vec::new();
+        for k in ["service", "scope"] {
+            if let Some(v) = field(k) {
+                q.push(format!("{k}={v}"));
+            }
+        }
+        let url = format!("{realm}?{}", q.join("&"));
+        let (host, path) =
+            split_url(&url).ok_or_else(|| err(format!("bad token realm {realm}")))?;
+        let resp = self.request(&host, &path, "application/json").await?;
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| err(e.to_string()))?;
+        v["token"]
+            .as_str()
+            .or(v["access_token"].as_str())
+            .map(String::from)
+            .ok_or_else(|| err("no token from the registry's realm"))
+    }
+
+    async fn request(
+        &self,
+        host: &str,
+        path: &str,
+        accept: &str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ImageError> {
+        let (scheme_host, tls) = match host.strip_prefix("http://") {
+            Some(h) => (h.to_string(), false),
+            None => (
+                host.trim_start_matches("https://").to_string(),
+                !self.insecure || host.starts_with("https://"),
+            ),
+        };
+        let addr = if scheme_host.contains(':') {
+            scheme_host.clone()
+        } else {
+            format!("{scheme_host}:{}", if tls { 443 } else { 80 })
+        };
+        let tcp = tokio::net::TcpStream::connect(&addr)
+            .await
+            .map_err(|e| err(format!("{addr}: {e}")))?;
+        let mut req = hyper::Request::builder()
+            .method("GET")
+            .uri(path)
+            .header("host", scheme_host.clone())
+            .header("accept", accept)
+            .header("user-agent", concat!("rkstack/", env!("CARGO_PKG_VERSION")));
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| err(e.to_string()))?;
+        let name = scheme_host
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        if tls {
+            let server =
+                rustls_pki_types::ServerName::try_from(name).map_err(|e| err(e.to_string()))?;
+            let stream = tokio_rustls::TlsConnector::from(self.tls.clone())
+                .connect(server, tcp)
+                .await
+                .map_err(|e| {
+                    err(format!(
+                        "{addr}: TLS: {e} (a registry serving plain HTTP needs --insecure-registry {scheme_host})"
+                    ))
+                })?;
+            let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| err(e.to_string()))?;
+            tokio::spawn(conn);
+            s.send_request(req).await.map_err(|e| err(e.to_string()))
+        } else {
+            let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                .await
+                .map_err(|e| err(e.to_string()))?;
+            tokio::spawn(conn);
+            s.send_request(req).await.map_err(|e| err(e.to_string()))
+        }
+    }
+
+    /// A blob into the store, verified; nothing is kept on a mismatch.
+    async fn blob(&mut self, store: &Store, repo: &str, d: &Digest) -> Result<(), ImageError> {
+        if store.has(d) {
+            return Ok(());
+        }
+        let resp = self.get(&format!("/v2/{repo}/blobs/{d}"), "*/*").await?;
+        if !resp.status().is_success() {
+            return Err(err(format!("blob {d}: HTTP {}", resp.status())));
+        }
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .to_bytes();
+        store.put(d, &body[..])?;
+        Ok(())
+    }
+}
+
+fn split_url(url: &str) -> Option<(String, String)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    Some((format!("{scheme}://{host}"), path.to_string()))
+}
+
+fn system_roots() -> rustls::RootCertStore {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for f in [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+    ] {
+        if let Ok(iter) = rustls_pki_types::CertificateDer::pem_file_iter(f) {
+            for c in iter.flatten() {
+                let _ = roots.add(c);
+            }
+        }
+    }
+    roots
+}
+
+/// Pulls `reference` (`[REGISTRY/]REPO[:TAG|@DIGEST]`) into the store.
+/// `insecure`: registries (HOST[:PORT]) reached over plain HTTP.
+pub fn pull(store: &Store, reference: &str, insecure: &[String]) -> Result<Image, ImageError> {
+    let r = Reference::parse(reference);
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(e.to_string()))?
+        .with_root_certificates(system_roots())
+        .with_no_client_auth();
+    let is_insecure = insecure.contains(&r.registry);
+    let mut client = Client {
+        host: if is_insecure {
+            format!("http://{}", r.registry)
+        } else {
+            format!("https://{}", r.registry)
+        },
+        insecure: is_insecure,
+        tls: std::sync::Arc::new(tls),
+        token: None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| err(e.to_string()))?;
+    rt.block_on(async move {
+        let repo = r.repository.clone();
+        let mut want = r.reference.clone();
+        // The manifest (through a multi-platform index to this host's).
+        let mut manifest_digest;
+        let mut manifest;
+        let mut hops = 0;
+        loop {
+            let resp = client
+                .get(&format!("/v2/{repo}/manifests/{want}"), ACCEPT)
+                .await?;
+            if !resp.status().is_success() {
+                return Err(err(format!(
+                    "{reference}: manifest {want}: HTTP {}",
+                    resp.status()
+                )));
+            }
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| err(e.to_string()))?
+                .to_bytes();
+            manifest_digest = Digest::of(&body);
+            if want.starts_with("sha256:") && want != manifest_digest.to_string() {
+                return Err(err(format!(
+                    "{reference}: the manifest has digest {manifest_digest}, not {want}"
+                )));
+            }
+            store.put(&manifest_digest, &body[..])?;
+            manifest = serde_json::from_slice::<serde_json::Value>(&body)
+                .map_err(|e| err(e.to_string()))?;
+            let Some(list) = manifest["manifests"].as_array() else {
+                break;
+            };
+            let chosen = list
+                .iter()
+                .find(|m| {
+                    m["platform"]["os"].as_str() == Some("linux")
+                        && m["platform"]["architecture"].as_str() == Some(oci::host_arch())
+                })
+                .and_then(|m| m["digest"].as_str())
+                .ok_or_else(|| {
+                    err(format!(
+                        "{reference}: no image for linux/{}",
+                        oci::host_arch()
+                    ))
+                })?;
+            want = chosen.to_string();
+            hops += 1;
+            if hops > 3 {
+                return Err(err("index nesting too deep"));
+            }
+        }
+        let config_digest =
+            Digest::parse(manifest["config"]["digest"].as_str().unwrap_or_default())?;
+        client.blob(store, &repo, &config_digest).await?;
+        let mut layers = Vec::new();
+        for l in manifest["layers"].as_array().cloned().unwrap_or_default() {
+            let d = Digest::parse(l["digest"].as_str().unwrap_or_default())?;
+            client.blob(store, &repo, &d).await?;
+            layers.push((d, l["mediaType"].as_str().unwrap_or_default().to_string()));
+        }
+        let config = oci::read_json(&store.blob_path(&config_digest))?;
+        let mut blobs = vec![manifest_digest.clone(), config_digest];
+        blobs.extend(layers.iter().map(|(d, _)| d.clone()));
+        Ok(Image {
+            manifest: manifest_digest,
+            layers,
+            blobs,
+            defaults: oci::defaults_of(&config),
+        })
+    })
+}
+
+/// An image already pulled: from its manifest in the store.
+pub fn from_store(store: &Store, manifest: &Digest) -> Result<Image, ImageError> {
+    let m = oci::read_json(&store.blob_path(manifest))?;
+    let config_digest = Digest::parse(m["config"]["digest"].as_str().unwrap_or_default())?;
+    let config = oci::read_json(&store.blob_path(&config_digest))?;
+    let mut layers = Vec::new();
+    for l in m["layers"].as_array().cloned().unwrap_or_default() {
+        let d = Digest::parse(l["digest"].as_str().unwrap_or_default())?;
+        if !store.has(&d) {
+            return Err(err(format!("layer {d} is missing from the store")));
+        }
+        layers.push((d, l["mediaType"].as_str().unwrap_or_default().to_string()));
+    }
+    let mut blobs = vec![manifest.clone(), config_digest];
+    blobs.extend(layers.iter().map(|(d, _)| d.clone()));
+    Ok(Image {
+        manifest: manifest.clone(),
+        layers,
+        blobs,
+        defaults: oci::defaults_of(&config),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_split_like_docker_does() {
+        let r = Reference::parse("127.0.0.1:5000/demo/app:v1");
+        assert_eq!(
+            (
+                r.registry.as_str(),
+                r.repository.as_str(),
+                r.reference.as_str()
+            ),
+            ("127.0.0.1:5000", "demo/app", "v1")
+        );
+        let r = Reference::parse("busybox");
+        assert_eq!(
+            (
+                r.registry.as_str(),
+                r.repository.as_str(),
+                r.reference.as_str()
+            ),
+            ("registry-1.docker.io", "library/busybox", "latest")
+        );
+        let d = format!("sha256:{}", "a".repeat(64));
+        let r = Reference::parse(&format!("localhost:5000/x@{d}"));
+        assert_eq!(r.reference, d);
+        assert_eq!(
+            split_url("https://auth.example/token?x=1"),
+            Some(("https://auth.example".into(), "/token?x=1".into()))
+        );
+    }
+}

@@ -208,24 +208,13 @@ pub fn pull(data_dir: &Path, reference: &str, insecure: &[String]) -> anyhow::Re
         let store = rkstack::image::store::Store::open(&root)?;
         match rkstack::image::registry::pull(&store, r, insecure) {
             Ok(image) => {
-                let size = image
-                    .layers
-                    .iter()
-                    .filter_map(|(d, _)| std::fs::metadata(store.blob_path(d)).ok())
-                    .map(|m| m.len())
-                    .sum();
-                store.record(&rkstack::image::store::RefRecord {
-                    reference: reference.to_string(),
-                    manifest: image.manifest.to_string(),
-                    size,
-                    imported: rkstack::supervisor::logs::timestamp(std::time::SystemTime::now()),
-                    blobs: image.blobs.iter().map(|d| d.to_string()).collect(),
-                })?;
+                let r = rkstack::supervisor::images::remember(&store, reference, &image)
+                    .map_err(anyhow::Error::msg)?;
                 writeln!(
                     std::io::stdout(),
                     "{reference}: {} ({})",
-                    image.manifest,
-                    human_bytes(size)
+                    r.manifest,
+                    human_bytes(r.size)
                 )?;
                 Ok(ExitCode::SUCCESS)
             }

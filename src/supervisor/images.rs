@@ -81,25 +81,7 @@ pub fn prepare(
         _ => return Ok(None),
     }
     .map_err(|e| format!("image {}: {e}", c.image))?;
-    let size = image
-        .layers
-        .iter()
-        .filter_map(|(d, _)| std::fs::metadata(store.blob_path(d)).ok())
-        .map(|m| m.len())
-        .sum();
-    let record = crate::image::store::RefRecord {
-        reference: c.image.to_string(),
-        manifest: image.manifest.to_string(),
-        size,
-        imported: super::logs::timestamp(std::time::SystemTime::now()),
-        blobs: image.blobs.iter().map(|d| d.to_string()).collect(),
-    };
-    let known = store.references().iter().any(|r| {
-        r.reference == record.reference && r.manifest == record.manifest && r.blobs == record.blobs
-    });
-    if !known {
-        store.record(&record).map_err(|e| e.to_string())?;
-    }
+    remember(&store, &c.image.to_string(), &image)?;
     let mut lowers = Vec::new();
     for (d, media) in image.layers.iter().rev() {
         lowers.push(
@@ -135,6 +117,35 @@ fn upper_of(
         std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
     Ok(Some((u, w)))
+}
+
+/// Records in the store what `reference` names now (unless it is recorded
+/// so already); returns the record.
+pub fn remember(
+    store: &Store,
+    reference: &str,
+    image: &oci::Image,
+) -> Result<crate::image::store::RefRecord, String> {
+    let size = image
+        .layers
+        .iter()
+        .filter_map(|(d, _)| std::fs::metadata(store.blob_path(d)).ok())
+        .map(|m| m.len())
+        .sum();
+    let record = crate::image::store::RefRecord {
+        reference: reference.to_string(),
+        manifest: image.manifest.to_string(),
+        size,
+        imported: super::logs::timestamp(std::time::SystemTime::now()),
+        blobs: image.blobs.iter().map(|d| d.to_string()).collect(),
+    };
+    let known = store.references().iter().any(|r| {
+        r.reference == record.reference && r.manifest == record.manifest && r.blobs == record.blobs
+    });
+    if !known {
+        store.record(&record).map_err(|e| e.to_string())?;
+    }
+    Ok(record)
 }
 
 /// The image of a `docker://` reference: the one recorded in the store, or

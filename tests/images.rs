@@ -696,7 +696,6 @@ fn images_are_pulled_from_a_registry_by_tag_and_digest_and_verified() {
     assert!(stderr(&out).contains("127.0.0.1:9"), "{}", stderr(&out));
     // A blob changed in the registry's storage: refused, nothing kept.
     let layers = reg.dir.path().join("data/docker/registry/v2/blobs/sha256");
-    // The biggest blob (the busybox layer) gets one byte changed.
     let biggest = std::fs::read_dir(&layers)
         .unwrap()
         .flatten()
@@ -704,6 +703,43 @@ fn images_are_pulled_from_a_registry_by_tag_and_digest_and_verified() {
         .map(|b| b.path().join("data"))
         .max_by_key(|d| std::fs::metadata(d).map(|m| m.len()).unwrap_or(0))
         .unwrap();
+    // An interrupted pull left half of the busybox layer: the next one
+    // goes on from there and ends with the whole, verified blob.
+    let hex = biggest
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    let whole = std::fs::read(&biggest).unwrap();
+    let tmp = work.path().join("d4/images/tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let partial = tmp.join(format!("{hex}.partial"));
+    std::fs::write(&partial, &whole[..whole.len() / 2]).unwrap();
+    let out = rk("d4", &["pull", &by_tag]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!partial.exists());
+    let stored = work.path().join(format!("d4/images/blobs/sha256/{hex}"));
+    assert_eq!(std::fs::read(&stored).unwrap(), whole);
+    // The pull really goes on from the partial (a Range request): a partial
+    // that is not the blob's beginning makes a blob with the wrong digest,
+    // which is refused and dropped, and the next pull starts afresh.
+    let tmp = work.path().join("d5/images/tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(
+        tmp.join(format!("{hex}.partial")),
+        vec![0u8; whole.len() / 2],
+    )
+    .unwrap();
+    let out = rk("d5", &["pull", &by_tag]);
+    assert!(
+        stderr(&out).contains("nothing was kept"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(rk("d5", &["pull", &by_tag]).status.success());
+    // The biggest blob (the busybox layer) gets one byte changed.
     let mut bytes = std::fs::read(&biggest).unwrap();
     let at = bytes.len() / 2;
     bytes[at] ^= 0xff;

@@ -65,6 +65,8 @@ struct Client {
     insecure: bool,
     tls: std::sync::Arc<rustls::ClientConfig>,
     token: Option<String>,
+    /// Ask for the rest of a blob from this byte on.
+    range: Option<u64>,
 }
 
 impl Client {
@@ -169,6 +171,9 @@ impl Client {
         if let Some(t) = &self.token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
+        if let Some(from) = self.range {
+            req = req.header("range", format!("bytes={from}-"));
+        }
         let req = req
             .body(Empty::<Bytes>::new())
             .map_err(|e| err(e.to_string()))?;
@@ -202,22 +207,32 @@ impl Client {
         }
     }
 
-    /// A blob into the store, verified; nothing is kept on a mismatch.
+    /// A blob into the store, streamed and verified; nothing is kept on a
+    /// mismatch. What an interrupted pull left is resumed (HTTP Range).
     async fn blob(&mut self, store: &Store, repo: &str, d: &Digest) -> Result<(), ImageError> {
         if store.has(d) {
             return Ok(());
         }
-        let resp = self.get(&format!("/v2/{repo}/blobs/{d}"), "*/*").await?;
-        if !resp.status().is_success() {
-            return Err(err(format!("blob {d}: HTTP {}", resp.status())));
+        let mut w = store.writer(d, true)?;
+        self.range = (w.offset() > 0).then(|| w.offset());
+        let resp = self.get(&format!("/v2/{repo}/blobs/{d}"), "*/*").await;
+        self.range = None;
+        let resp = resp?;
+        match resp.status().as_u16() {
+            206 => {}
+            200 if w.offset() > 0 => w.restart()?,
+            200 => {}
+            s => return Err(err(format!("blob {d}: HTTP {s}"))),
         }
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| err(e.to_string()))?
-            .to_bytes();
-        store.put(d, &body[..])?;
+        let mut body = resp.into_body();
+        while let Some(frame) = body.frame().await {
+            // A broken connection leaves what came for the next pull.
+            let frame = frame.map_err(|e| err(format!("blob {d}: {e}")))?;
+            if let Some(data) = frame.data_ref() {
+                w.write(data)?;
+            }
+        }
+        w.finish()?;
         Ok(())
     }
 }
@@ -267,6 +282,7 @@ pub fn pull(store: &Store, reference: &str, insecure: &[String]) -> Result<Image
         insecure: is_insecure,
         tls: std::sync::Arc::new(tls),
         token: None,
+        range: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()

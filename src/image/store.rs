@@ -107,34 +107,104 @@ impl Store {
         if dest.is_file() {
             return std::fs::metadata(&dest).map(|m| m.len()).map_err(io(&dest));
         }
-        let tmp_dir = self.root.join("tmp");
-        let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io(&tmp_dir))?;
-        let mut hasher = Sha256::new();
+        let mut w = self.writer(expected, false)?;
         let mut buf = vec![0u8; 1 << 16];
-        let mut size = 0u64;
         loop {
             let n = from.read(&mut buf).map_err(io(&dest))?;
             if n == 0 {
                 break;
             }
-            hasher.update(&buf[..n]);
-            tmp.write_all(&buf[..n]).map_err(io(tmp.path()))?;
-            size += n as u64;
+            w.write(&buf[..n])?;
         }
-        let got = Digest(hex(&hasher.finalize()));
-        if &got != expected {
-            // The temporary file goes with `tmp`.
+        w.finish()
+    }
+
+    /// A writer for the blob `expected`, fed piece by piece. With `resume`,
+    /// what an earlier interrupted write left (`tmp/HEX.partial`) is kept
+    /// and [`BlobWriter::offset`] says how much of the blob it holds.
+    pub fn writer(&self, expected: &Digest, resume: bool) -> Result<BlobWriter, StoreError> {
+        let partial = self
+            .root
+            .join("tmp")
+            .join(format!("{}.partial", expected.hex()));
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        if resume && partial.is_file() {
+            let mut f = std::fs::File::open(&partial).map_err(io(&partial))?;
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = f.read(&mut buf).map_err(io(&partial))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                size += n as u64;
+            }
+        }
+        let file = std::fs::File::options()
+            .create(true)
+            .append(resume)
+            .write(true)
+            .truncate(!resume)
+            .open(&partial)
+            .map_err(io(&partial))?;
+        Ok(BlobWriter {
+            dest: self.blob_path(expected),
+            partial,
+            expected: expected.clone(),
+            file,
+            hasher,
+            size,
+        })
+    }
+}
+
+/// A blob being written (see [`Store::writer`]).
+#[derive(Debug)]
+pub struct BlobWriter {
+    dest: PathBuf,
+    partial: PathBuf,
+    expected: Digest,
+    file: std::fs::File,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl BlobWriter {
+    /// Bytes of the blob written so far (kept from an earlier try included).
+    pub fn offset(&self) -> u64 {
+        self.size
+    }
+
+    /// Starts again from nothing (the source cannot resume).
+    pub fn restart(&mut self) -> Result<(), StoreError> {
+        self.file.set_len(0).map_err(io(&self.partial))?;
+        self.hasher = Sha256::new();
+        self.size = 0;
+        Ok(())
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.hasher.update(bytes);
+        self.file.write_all(bytes).map_err(io(&self.partial))?;
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Keeps the blob if it has the digest it must have; otherwise removes
+    /// what was written and says so.
+    pub fn finish(self) -> Result<u64, StoreError> {
+        let got = Digest(hex(&self.hasher.finalize()));
+        if got != self.expected {
+            let _ = std::fs::remove_file(&self.partial);
             return Err(StoreError::Mismatch {
-                expected: expected.clone(),
+                expected: self.expected,
                 got,
             });
         }
-        tmp.as_file().sync_all().map_err(io(&dest))?;
-        tmp.persist(&dest).map_err(|e| StoreError::Io {
-            path: dest.clone(),
-            source: e.error,
-        })?;
-        Ok(size)
+        self.file.sync_all().map_err(io(&self.partial))?;
+        std::fs::rename(&self.partial, &self.dest).map_err(io(&self.dest))?;
+        Ok(self.size)
     }
 }
 

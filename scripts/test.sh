@@ -24,6 +24,7 @@ command -v mkfs.erofs >/dev/null || need+=(erofs-utils)
 # Registry pulls: a registry on loopback and the tool that pushes to it.
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v skopeo >/dev/null || need+=(skopeo)
+command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v python3 >/dev/null || need+=(python3)
 command -v nft >/dev/null || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then

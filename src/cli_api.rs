@@ -197,7 +197,12 @@ pub fn images(data_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// `rkstack pull`: fetches an image into the store.
-pub fn pull(data_dir: &Path, reference: &str, insecure: &[String]) -> anyhow::Result<ExitCode> {
+pub fn pull(
+    data_dir: &Path,
+    reference: &str,
+    insecure: &[String],
+    creds: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let Some(r) = reference.strip_prefix("docker://") else {
         eprintln!("rkstack: {reference}: expected docker://[REGISTRY/]REPO[:TAG|@DIGEST]");
         return Ok(ExitCode::from(EXIT_INVALID));
@@ -206,7 +211,7 @@ pub fn pull(data_dir: &Path, reference: &str, insecure: &[String]) -> anyhow::Re
     {
         let root = data_dir.join("images");
         let store = rkstack::image::store::Store::open(&root)?;
-        match rkstack::image::registry::pull(&store, r, insecure) {
+        match rkstack::image::registry::pull(&store, r, insecure, creds) {
             Ok(image) => {
                 let r = rkstack::supervisor::images::remember(&store, reference, &image)
                     .map_err(anyhow::Error::msg)?;
@@ -226,7 +231,7 @@ pub fn pull(data_dir: &Path, reference: &str, insecure: &[String]) -> anyhow::Re
     }
     #[cfg(not(feature = "remote"))]
     {
-        let _ = (data_dir, r, insecure);
+        let _ = (data_dir, r, insecure, creds);
         eprintln!("rkstack: this build cannot pull images (the `remote` feature)");
         Ok(ExitCode::from(EXIT_FAILED))
     }

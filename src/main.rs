@@ -191,6 +191,9 @@ enum Command {
     },
     /// Fetch an image from a registry into the store: docker://[REGISTRY/]REPO[:TAG|@DIGEST].
     Pull {
+        /// USER:PASSWORD for the registry (else ~/.docker/config.json's, if any).
+        #[arg(long, value_name = "USER:PASSWORD")]
+        creds: Option<String>,
         /// The image reference.
         reference: String,
     },
@@ -314,9 +317,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diff { name } => Ok(with_client(g, None, |c| cli_api::diff(c, &name))),
         Command::Images { json } => cli_api::images(&g.data_dir, json),
         Command::Rmi { references } => cli_api::rmi(&g.state_dir, &g.data_dir, &references),
-        Command::Pull { reference } => {
-            cli_api::pull(&g.data_dir, &reference, &g.insecure_registries)
-        }
+        Command::Pull { creds, reference } => cli_api::pull(
+            &g.data_dir,
+            &reference,
+            &g.insecure_registries,
+            creds.as_deref(),
+        ),
 
         Command::Check { file, json } => {
             let stack = match load(&file) {

@@ -591,6 +591,11 @@ struct Registry {
 
 impl Registry {
     fn start() -> Registry {
+        Registry::start_auth("")
+    }
+
+    /// With `auth` (YAML under `auth:`) when not empty.
+    fn start_auth(auth: &str) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -601,8 +606,9 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n",
-                dir.path().join("data").display()
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n{}",
+                dir.path().join("data").display(),
+                auth.replace("DIR", &dir.path().display().to_string())
             ),
         )
         .unwrap();
@@ -751,4 +757,73 @@ fn images_are_pulled_from_a_registry_by_tag_and_digest_and_verified() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn a_registry_that_wants_credentials_gets_them_from_creds_or_the_docker_config() {
+    require_root!();
+    let reg = Registry::start_auth(
+        "auth:\n  htpasswd:\n    realm: rkstack-test\n    path: DIR/htpasswd\n",
+    );
+    let out = Command::new("htpasswd")
+        .args(["-Bbn", "alice", "s3cret-pass"])
+        .output()
+        .unwrap();
+    std::fs::write(reg.dir.path().join("htpasswd"), &out.stdout).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let l = work.path().join("layout");
+    layout(&l);
+    let image = format!("docker://{}/demo:v1", reg.host());
+    let out = Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "alice:s3cret-pass",
+        ])
+        .arg(format!("oci:{}:v1", l.display()))
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo: {}", stderr(&out));
+    let pull = |data: &str, extra: &[&str], docker_config: Option<&Path>| {
+        let mut c = Command::new(rkstack());
+        c.arg("--data-dir")
+            .arg(work.path().join(data))
+            .args(["--insecure-registry", &reg.host(), "pull"])
+            .args(extra)
+            .arg(&image)
+            .env(
+                "DOCKER_CONFIG",
+                docker_config.unwrap_or(&work.path().join("no-config")),
+            );
+        c.output().unwrap()
+    };
+    let out = pull("d1", &[], None);
+    assert!(
+        stderr(&out).contains("the registry wants credentials"),
+        "{}",
+        stderr(&out)
+    );
+    let out = pull("d1", &["--creds", "alice:wrong"], None);
+    assert!(
+        stderr(&out).contains("refused the credentials"),
+        "{}",
+        stderr(&out)
+    );
+    let out = pull("d1", &["--creds", "alice:s3cret-pass"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = work.path().join("docker");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("config.json"),
+        format!(
+            "{{\"auths\":{{\"{}\":{{\"auth\":\"YWxpY2U6czNjcmV0LXBhc3M=\"}}}}}}",
+            reg.host()
+        ),
+    )
+    .unwrap();
+    let out = pull("d2", &[], Some(&config));
+    assert!(out.status.success(), "{}", stderr(&out));
 }

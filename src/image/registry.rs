@@ -12,6 +12,9 @@ use hyper_util::rt::TokioIo;
 use super::oci::{self, Image, ImageError};
 use super::store::{Digest, Store};
 
+const NEEDS_CREDS: &str =
+    "the registry wants credentials: give --creds USER:PASSWORD, or log in (~/.docker/config.json)";
+
 const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// `[REGISTRY/]REPO[:TAG|@DIGEST]`, split.
@@ -64,7 +67,10 @@ struct Client {
     host: String,
     insecure: bool,
     tls: std::sync::Arc<rustls::ClientConfig>,
+    /// The Authorization header to send (`Bearer …` or `Basic …`).
     token: Option<String>,
+    /// `USER:PASSWORD`, base64: for a Basic challenge or a token realm.
+    basic: Option<String>,
     /// Ask for the rest of a blob from this byte on.
     range: Option<u64>,
 }
@@ -85,7 +91,15 @@ impl Client {
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default()
                         .to_string();
-                    self.token = Some(self.fetch_token(&challenge).await?);
+                    self.token = Some(if challenge.trim_start().starts_with("Basic") {
+                        let basic = self.basic.clone().ok_or_else(|| err(NEEDS_CREDS))?;
+                        format!("Basic {basic}")
+                    } else {
+                        format!("Bearer {}", self.fetch_token(&challenge).await?)
+                    });
+                }
+                401 => {
+                    return Err(err("the registry refused the credentials (HTTP 401)"));
                 }
                 307 | 302 | 301 => {
                     let to = resp
@@ -115,8 +129,11 @@ impl Client {
                 })
                 .map(|v| v.trim_matches('"').to_string())
         };
-        let realm = field("realm")
-            .ok_or_else(|| err("the registry wants credentials (not supported yet)"))?;
+        let realm = field("realm").ok_or_else(|| {
+            err(format!(
+                "an authentication challenge without a realm: {challenge}"
+            ))
+        })?;
         let mut q = Vec::new();
         for k in ["service", "scope"] {
             if let Some(v) = field(k) {
@@ -126,7 +143,18 @@ impl Client {
         let url = format!("{realm}?{}", q.join("&"));
         let (host, path) =
             split_url(&url).ok_or_else(|| err(format!("bad token realm {realm}")))?;
-        let resp = self.request(&host, &path, "application/json").await?;
+        // The token request carries the credentials, when there are any.
+        self.token = self.basic.as_ref().map(|b| format!("Basic {b}"));
+        let resp = self.request(&host, &path, "application/json").await;
+        self.token = None;
+        let resp = resp?;
+        if resp.status().as_u16() == 401 {
+            return Err(err(if self.basic.is_some() {
+                "the registry refused the credentials"
+            } else {
+                NEEDS_CREDS
+            }));
+        }
         let body = resp
             .into_body()
             .collect()
@@ -169,7 +197,7 @@ impl Client {
             .header("accept", accept)
             .header("user-agent", concat!("rkstack/", env!("CARGO_PKG_VERSION")));
         if let Some(t) = &self.token {
-            req = req.header("authorization", format!("Bearer {t}"));
+            req = req.header("authorization", t.as_str());
         }
         if let Some(from) = self.range {
             req = req.header("range", format!("bytes={from}-"));
@@ -264,8 +292,17 @@ fn system_roots() -> rustls::RootCertStore {
 
 /// Pulls `reference` (`[REGISTRY/]REPO[:TAG|@DIGEST]`) into the store.
 /// `insecure`: registries (HOST[:PORT]) reached over plain HTTP.
-pub fn pull(store: &Store, reference: &str, insecure: &[String]) -> Result<Image, ImageError> {
+pub fn pull(
+    store: &Store,
+    reference: &str,
+    insecure: &[String],
+    creds: Option<&str>,
+) -> Result<Image, ImageError> {
     let r = Reference::parse(reference);
+    let basic = match creds {
+        Some(c) => Some(base64(c.as_bytes())),
+        None => docker_config_auth(&r.registry),
+    };
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -282,6 +319,7 @@ pub fn pull(store: &Store, reference: &str, insecure: &[String]) -> Result<Image
         insecure: is_insecure,
         tls: std::sync::Arc::new(tls),
         token: None,
+        basic,
         range: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -364,6 +402,50 @@ pub fn pull(store: &Store, reference: &str, insecure: &[String]) -> Result<Image
     })
 }
 
+/// Standard base64 (with padding).
+pub fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(char::from(T[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The `auth` (base64 `USER:PASSWORD`) of a registry in the Docker client's
+/// config (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`).
+pub fn docker_config_auth(registry: &str) -> Option<String> {
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".docker"))
+        })?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).ok()?).ok()?;
+    let auths = v["auths"].as_object()?;
+    let mut names = vec![
+        registry.to_string(),
+        format!("https://{registry}"),
+        format!("http://{registry}"),
+    ];
+    if registry == "registry-1.docker.io" {
+        names.push("https://index.docker.io/v1/".to_string());
+    }
+    names
+        .iter()
+        .find_map(|n| auths.get(n.as_str()))
+        .and_then(|a| a["auth"].as_str().map(String::from))
+}
+
 /// An image already pulled: from its manifest in the store.
 pub fn from_store(store: &Store, manifest: &Digest) -> Result<Image, ImageError> {
     let m = oci::read_json(&store.blob_path(manifest))?;
@@ -390,6 +472,13 @@ pub fn from_store(store: &Store, manifest: &Digest) -> Result<Image, ImageError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_base64_as_http_wants_them() {
+        assert_eq!(base64(b"alice:s3cret"), "YWxpY2U6czNjcmV0");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b"a"), "YQ==");
+    }
 
     #[test]
     fn references_split_like_docker_does() {

@@ -170,7 +170,8 @@ fn return_pulled(
             path: PathBuf::from(key),
             what: "not in the store, and pull_policy is never (rkstack pull it first)".into(),
         }),
-        _ => pull::pull(store, reference, insecure),
+        // Credentials from the Docker client's config of the user running rkstack.
+        _ => pull::pull(store, reference, insecure, None),
     }
 }
 
@@ -187,7 +188,7 @@ mod pull {
             what: "this build cannot pull images (the `remote` feature)".into(),
         }
     }
-    pub fn pull(_: &Store, _: &str, _: &[String]) -> Result<Image, ImageError> {
+    pub fn pull(_: &Store, _: &str, _: &[String], _: Option<&str>) -> Result<Image, ImageError> {
         Err(off())
     }
     pub fn from_store(_: &Store, _: &Digest) -> Result<Image, ImageError> {

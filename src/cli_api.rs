@@ -211,7 +211,33 @@ pub fn pull(
     {
         let root = data_dir.join("images");
         let store = rkstack::image::store::Store::open(&root)?;
-        match rkstack::image::registry::pull(&store, r, insecure, creds) {
+        use std::io::IsTerminal;
+        let terminal = std::io::stderr().is_terminal();
+        let mb = |n: u64| n as f64 / (1 << 20) as f64;
+        // On a terminal one line per blob, redrawn; otherwise a line per blob pulled.
+        let progress = move |p: &rkstack::image::registry::Progress| {
+            let short: String = p.digest.hex().chars().take(12).collect();
+            let total = p
+                .total
+                .map(|t| format!(" of {:.1} MiB", mb(t)))
+                .unwrap_or_default();
+            if terminal {
+                eprint!(
+                    "\r{short}: {:.1} MiB{total}{}",
+                    mb(p.done),
+                    if p.finished { "\n" } else { "" }
+                );
+            } else if p.finished {
+                eprintln!("pulled {} ({:.1} MiB)", p.digest, mb(p.done));
+            }
+        };
+        match rkstack::image::registry::pull_with(
+            &store,
+            r,
+            insecure,
+            creds,
+            Some(Box::new(progress)),
+        ) {
             Ok(image) => {
                 let r = rkstack::supervisor::images::remember(&store, reference, &image)
                     .map_err(anyhow::Error::msg)?;

@@ -687,6 +687,13 @@ fn images_are_pulled_from_a_registry_by_tag_and_digest_and_verified() {
         &["pull", &format!("docker://{}/demo@{digest}", reg.host())],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    // Not on a terminal: a plain line per blob pulled (config and two layers).
+    assert_eq!(
+        stderr(&out).matches("pulled sha256:").count(),
+        3,
+        "{}",
+        stderr(&out)
+    );
     // Bad input: an unknown tag, a registry that is down.
     let out = rk(
         "d2",

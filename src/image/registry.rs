@@ -73,6 +73,21 @@ struct Client {
     basic: Option<String>,
     /// Ask for the rest of a blob from this byte on.
     range: Option<u64>,
+    /// Told how each blob comes along.
+    progress: Option<OnProgress>,
+}
+
+/// What is told how a pull comes along.
+pub type OnProgress = Box<dyn FnMut(&Progress)>;
+
+/// How a blob of a pull comes along.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    pub digest: Digest,
+    pub done: u64,
+    /// From the registry's Content-Length, when it sent one.
+    pub total: Option<u64>,
+    pub finished: bool,
 }
 
 impl Client {
@@ -252,15 +267,41 @@ impl Client {
             200 => {}
             s => return Err(err(format!("blob {d}: HTTP {s}"))),
         }
+        let total = resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|n| n + w.offset());
         let mut body = resp.into_body();
+        let mut told = 0u64;
         while let Some(frame) = body.frame().await {
             // A broken connection leaves what came for the next pull.
             let frame = frame.map_err(|e| err(format!("blob {d}: {e}")))?;
             if let Some(data) = frame.data_ref() {
                 w.write(data)?;
+                if let Some(p) = self.progress.as_mut()
+                    && w.offset() >= told + (1 << 20)
+                {
+                    told = w.offset();
+                    p(&Progress {
+                        digest: d.clone(),
+                        done: told,
+                        total,
+                        finished: false,
+                    });
+                }
             }
         }
-        w.finish()?;
+        let size = w.finish()?;
+        if let Some(p) = self.progress.as_mut() {
+            p(&Progress {
+                digest: d.clone(),
+                done: size,
+                total,
+                finished: true,
+            });
+        }
         Ok(())
     }
 }
@@ -298,6 +339,17 @@ pub fn pull(
     insecure: &[String],
     creds: Option<&str>,
 ) -> Result<Image, ImageError> {
+    pull_with(store, reference, insecure, creds, None)
+}
+
+/// [`pull`], telling `progress` how each blob comes along.
+pub fn pull_with(
+    store: &Store,
+    reference: &str,
+    insecure: &[String],
+    creds: Option<&str>,
+    progress: Option<OnProgress>,
+) -> Result<Image, ImageError> {
     let r = Reference::parse(reference);
     let basic = match creds {
         Some(c) => Some(base64(c.as_bytes())),
@@ -321,6 +373,7 @@ pub fn pull(
         token: None,
         basic,
         range: None,
+        progress,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()

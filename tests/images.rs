@@ -630,6 +630,20 @@ impl Registry {
     fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+
+    /// Builds the test layout at `l` (its second layer's /etc/new-file
+    /// holding `content`) and pushes it as demo:v1.
+    fn push(&self, l: &Path, content: &[u8]) {
+        let _ = std::fs::remove_dir_all(l);
+        layout_with(l, content);
+        let out = Command::new("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:v1", l.display()))
+            .arg(format!("docker://{}/demo:v1", self.host()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "skopeo: {}", stderr(&out));
+    }
 }
 
 impl Drop for Registry {
@@ -644,15 +658,7 @@ fn images_are_pulled_from_a_registry_by_tag_and_digest_and_verified() {
     require_root!();
     let reg = Registry::start();
     let work = tempfile::tempdir().unwrap();
-    let l = work.path().join("layout");
-    layout(&l);
-    let out = Command::new("skopeo")
-        .args(["copy", "--quiet", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:v1", l.display()))
-        .arg(format!("docker://{}/demo:v1", reg.host()))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "skopeo: {}", stderr(&out));
+    reg.push(&work.path().join("layout"), b"from layer 2\n");
     let rk = |data: &str, args: &[&str]| {
         Command::new(rkstack())
             .arg("--state-dir")
@@ -833,4 +839,81 @@ fn a_registry_that_wants_credentials_gets_them_from_creds_or_the_docker_config()
     .unwrap();
     let out = pull("d2", &[], Some(&config));
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_new_pull_of_a_tag_recreates_the_containers_that_use_it_at_reload() {
+    require_root!();
+    let reg = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let push = |content: &[u8]| reg.push(&work.path().join("layout"), content);
+    push(b"first\n");
+    let stack = unique("repull");
+    std::fs::write(
+        work.path().join("stack.toml"),
+        format!(
+            "name = \"{stack}\"\n[containers.a]\nimage = \"docker://{h}/demo:v1\"\ncommand = [\"/bin/sh\", \"-c\", \"cat /etc/new-file; sleep 1000\"]\nstop_signal = \"SIGKILL\"\n[containers.other]\nimage = \"oci:{l}:v1\"\ncommand = [\"/bin/sleep\", \"1000\"]\nstop_signal = \"SIGKILL\"\n",
+            h = reg.host(),
+            l = work.path().join("fixed").display()
+        ),
+    )
+    .unwrap();
+    layout(&work.path().join("fixed"));
+    let rk = || {
+        let mut c = Command::new(rkstack());
+        c.arg("--state-dir")
+            .arg(work.path().join("state"))
+            .arg("--data-dir")
+            .arg(work.path().join("data"))
+            .args(["--insecure-registry", &reg.host()]);
+        c
+    };
+    let events = work.path().join("events.log");
+    let up = Stopped(
+        rk().arg("up")
+            .arg(work.path().join("stack.toml"))
+            .stderr(std::fs::File::create(&events).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let log = work.path().join(format!("data/{stack}/logs/a.log"));
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    wait_until(
+        || read(&log).contains("first"),
+        "a runs the first image",
+        || read(&events),
+    );
+    // A new image under the same tag, pulled: the next reload recreates a, not other.
+    push(b"second\n");
+    let out = rk()
+        .args(["pull", &format!("docker://{}/demo:v1", reg.host())])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = rk().arg("reload").output().unwrap();
+    let plan = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        plan.contains("recreate: image changed"),
+        "{plan}{}",
+        stderr(&out)
+    );
+    assert!(!plan.contains("other  recreate"), "{plan}");
+    wait_until(
+        || read(&log).contains("second"),
+        "a runs the new image",
+        || read(&events),
+    );
+    drop(up);
+}
+
+/// A child process stopped with SIGTERM when it goes out of scope (also
+/// when the test fails).
+struct Stopped(Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: signalling the process this test started.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
 }

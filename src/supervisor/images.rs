@@ -30,7 +30,25 @@ pub fn container_dir(data_dir: &Path, stack: &str, name: &str) -> PathBuf {
 /// one, for the spec hash: a layout whose tag now names another image
 /// recreates its containers. An image that cannot be read has none here
 /// (starting the container reports why).
-pub fn ids(stack: &crate::config::Stack) -> std::collections::BTreeMap<String, String> {
+pub fn ids(
+    stack: &crate::config::Stack,
+    data_dir: &Path,
+) -> std::collections::BTreeMap<String, String> {
+    // Pulled images: what the store says their reference names now (a new
+    // `rkstack pull` of the tag changes it).
+    let root = data_dir.join("images");
+    let pulled: std::collections::BTreeMap<String, String> = if root.is_dir() {
+        Store::open(&root)
+            .map(|s| {
+                s.references()
+                    .into_iter()
+                    .map(|r| (r.reference, r.manifest))
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        Default::default()
+    };
     stack
         .containers
         .values()
@@ -38,6 +56,9 @@ pub fn ids(stack: &crate::config::Stack) -> std::collections::BTreeMap<String, S
             ImageRef::Oci { layout, tag } => oci::resolve(layout, tag.as_deref())
                 .ok()
                 .map(|d| (c.name.to_string(), d.to_string())),
+            ImageRef::Docker { .. } => pulled
+                .get(&c.image.to_string())
+                .map(|m| (c.name.to_string(), m.clone())),
             _ => None,
         })
         .collect()

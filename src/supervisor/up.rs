@@ -289,7 +289,7 @@ fn supervise(
     // first one's containers. The lock goes with the process, however it ends.
     let _lock = lock_stack(&opts.state_dir, stack.name.as_str())?;
     let desired = {
-        let ids = super::images::ids(&stack);
+        let ids = super::images::ids(&stack, &opts.data_dir);
         DesiredState::from_stack_with_images(stack, &ids)
     };
     let (inotify, file_name) = watch(&opts.file);
@@ -695,7 +695,7 @@ impl Supervisor {
             )));
         }
         let desired = {
-            let ids = super::images::ids(&stack);
+            let ids = super::images::ids(&stack, &self.opts.data_dir);
             DesiredState::from_stack_with_images(stack, &ids)
         };
         let plan = plan::reconcile(&desired, &self.observed());

@@ -317,7 +317,7 @@ impl Supervisor {
                     )));
                 }
                 let desired = {
-                    let ids = crate::supervisor::images::ids(&stack);
+                    let ids = crate::supervisor::images::ids(&stack, &self.opts.data_dir);
                     DesiredState::from_stack_with_images(stack, &ids)
                 };
                 let plan = plan::reconcile(&desired, &self.observed());

@@ -631,9 +631,12 @@ fn published_ports_answer_from_outside_and_nat_reaches_out_while_networks_stay_a
     require_root!();
     let www = tempfile::tempdir().unwrap();
     std::fs::write(www.path().join("index.html"), "outside-ok\n").unwrap();
-    // "Outside": another namespace behind a veth, 192.168.77.2, with a web server.
+    // "Outside": another namespace behind a veth, 192.168.77.2, with a web
+    // server. Forwarding starts off in the test's namespace (a new one
+    // copies the host's IPv4 settings, which may have it on).
     let setup = format!(
-        "unshare -n timeout 60 sleep 60 >/dev/null 2>&1 & o=$!; echo $o > {w}/outside; \
+        "echo 0 > /proc/sys/net/ipv4/ip_forward; \
+         unshare -n timeout 60 sleep 60 >/dev/null 2>&1 & o=$!; echo $o > {w}/outside; \
          for i in $(seq 500); do [ \"$(readlink /proc/$o/ns/net)\" != \"$(readlink /proc/self/ns/net)\" ] && break; sleep 0.01; done; \
          ip link add rkt-out0 type veth peer name rkt-out1 netns $o && ip addr add 192.168.77.1/24 dev rkt-out0 && ip link set rkt-out0 up && \
          nsenter --net=/proc/$o/ns/net sh -c 'ip link set lo up; ip addr add 192.168.77.2/24 dev rkt-out1; ip link set rkt-out1 up' && \

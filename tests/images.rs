@@ -73,7 +73,9 @@ fn layer_tars(new_file: &[u8]) -> (Vec<u8>, Vec<u8>) {
         ("dev", d, "", b""),
         ("sys", d, "", b""),
     ];
-    for applet in ["sh", "cat", "ls", "touch", "sleep", "echo", "pwd", "rm"] {
+    for applet in [
+        "sh", "cat", "ls", "touch", "sleep", "echo", "pwd", "rm", "id",
+    ] {
         files.push((
             Box::leak(format!("bin/{applet}").into_boxed_str()),
             l,
@@ -370,7 +372,7 @@ fn docker_archives_and_rootfs_tarballs_run() {
     let id = |b: &[u8]| format!("sha256:{}", sha(b));
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux",
-        "config": {"Cmd": ["/bin/cat", "/etc/new-file"], "Env": ["PATH=/bin"]},
+        "config": {"Cmd": ["/bin/cat", "/etc/new-file"], "Env": ["PATH=/bin"], "User": "1000:1000"},
         "rootfs": {"type": "layers", "diff_ids": [id(&base), id(&top)]}
     })
     .to_string();
@@ -402,9 +404,11 @@ fn docker_archives_and_rootfs_tarballs_run() {
         "--",
         "/bin/sh",
         "-c",
-        "cat /etc/new-file; ls /etc/old-file || echo old-gone",
+        "cat /etc/new-file; ls /etc/old-file || echo old-gone; echo uid-$(id -u)",
     ]);
     let text = String::from_utf8_lossy(&out.stdout);
+    // The image's User applies (the file sets none).
+    assert!(text.contains("uid-1000"), "{text}");
     assert!(
         text.contains("from layer 2") && text.contains("old-gone"),
         "{text}{}",

@@ -157,7 +157,11 @@ pub fn sandbox_spec(
         user,
         env,
     } = identity(c, seccomp_cache)?;
-    // The image's environment and working directory under the file's own.
+    // The image's user, environment and working directory under the file's own.
+    let user = match defaults.and_then(|d| d.user.as_deref()) {
+        Some(u) if c.user.is_none() => image_user(u),
+        _ => user,
+    };
     let mut env = env;
     let mut workdir = c.workdir.clone();
     if let Some(d) = defaults {
@@ -256,6 +260,25 @@ pub fn exec_spec(
         cgroup_procs,
         terminal: false,
     })
+}
+
+/// The user an image's config names (`uid[:gid]` or `name[:group]`).
+pub fn image_user(s: &str) -> UserSpec {
+    let (u, g) = match s.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (s, None),
+    };
+    match (u.parse::<u32>(), g.map(|g| g.parse::<u32>())) {
+        (Ok(uid), None) => UserSpec::Id { uid, gid: None },
+        (Ok(uid), Some(Ok(gid))) => UserSpec::Id {
+            uid,
+            gid: Some(gid),
+        },
+        _ => UserSpec::Name {
+            name: u.to_string(),
+            group: g.map(String::from),
+        },
+    }
 }
 
 /// What every process of a container runs as: capabilities, seccomp

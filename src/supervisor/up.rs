@@ -131,6 +131,8 @@ struct Live {
     last_error: Option<String>,
     /// How its last run ended.
     last_exit: Option<Exit>,
+    /// The user its image's config names (for exec and health checks too).
+    image_user: Option<String>,
     /// Its cgroup's accounting files, opened when first read in a run.
     usage: std::cell::RefCell<Option<crate::sandbox::cgroup::UsageReader>>,
     /// Set for a container adopted from a previous supervisor: it is not our
@@ -893,6 +895,7 @@ impl Supervisor {
             oom_base: 0,
             last_error: None,
             last_exit: None,
+            image_user: None,
             usage: Default::default(),
             pidfd: None,
             starttime: None,
@@ -975,6 +978,7 @@ impl Supervisor {
             let _ = std::os::unix::fs::chown(&l.staging, Some(cl.start), Some(cl.start));
         }
         let image = super::images::prepare(&c, &opts.data_dir, &stack, &opts.insecure_registries)?;
+        let image_user = image.as_ref().and_then(|i| i.defaults.user.clone());
         let paths = Paths {
             image,
             data_dir: opts.data_dir.clone(),
@@ -994,6 +998,7 @@ impl Supervisor {
             }
         }
         let l = self.live.get_mut(name).ok_or("not known")?;
+        l.image_user = image_user;
         let limits = lower::cgroup_limits(&c).map_err(|e| e.to_string())?;
         let devices = lower::device_rules(&c).map_err(|e| e.to_string())?;
         l.cgroup.create().map_err(|e| e.to_string())?;
@@ -1550,7 +1555,12 @@ impl Supervisor {
             l.cgroup.procs_files(),
             Some(&cache),
         ) {
-            Ok(s) => s,
+            Ok(mut s) => {
+                if let (None, Some(u)) = (&l.spec.config.user, &l.image_user) {
+                    s.user = lower::image_user(u);
+                }
+                s
+            }
             Err(e) => {
                 event(&stack, format!("{name}: health check cannot run: {e}"));
                 return;

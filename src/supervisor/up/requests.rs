@@ -398,6 +398,9 @@ impl Supervisor {
         )
         .map_err(|err| ApiError::internal(err.to_string()))?;
         spec.env.extend(e.env);
+        if let (None, Some(u)) = (&l.spec.config.user, &l.image_user) {
+            spec.user = crate::supervisor::lower::image_user(u);
+        }
         spec.terminal = e.terminal;
         let [i, o, er] = e.stdio;
         let child = sandbox::exec(&spec, Stdio3::Fds(i, o, er))

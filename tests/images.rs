@@ -872,21 +872,9 @@ fn a_new_pull_of_a_tag_recreates_the_containers_that_use_it_at_reload() {
             .args(["--insecure-registry", &reg.host()]);
         c
     };
-    let events = work.path().join("events.log");
-    let up = Stopped(
-        rk().arg("up")
-            .arg(work.path().join("stack.toml"))
-            .stderr(std::fs::File::create(&events).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let log = work.path().join(format!("data/{stack}/logs/a.log"));
+    let (up, log, events) =
+        up_until_first(work.path(), &stack, &["--insecure-registry", &reg.host()]);
     let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
-    wait_until(
-        || read(&log).contains("first"),
-        "a runs the first image",
-        || read(&events),
-    );
     // A new image under the same tag, pulled: the next reload recreates a, not other.
     push(b"second\n");
     let out = rk()
@@ -910,6 +898,38 @@ fn a_new_pull_of_a_tag_recreates_the_containers_that_use_it_at_reload() {
     drop(up);
 }
 
+/// `rkstack up` of `work/stack.toml` (state and data under `work`) until
+/// container `a` has written "first" to its log; the supervisor, the log
+/// and the events file.
+fn up_until_first(
+    work: &Path,
+    stack: &str,
+    extra: &[&str],
+) -> (Stopped, std::path::PathBuf, std::path::PathBuf) {
+    let events = work.join("events.log");
+    let up = Stopped(
+        Command::new(rkstack())
+            .arg("--state-dir")
+            .arg(work.join("state"))
+            .arg("--data-dir")
+            .arg(work.join("data"))
+            .args(extra)
+            .arg("up")
+            .arg(work.join("stack.toml"))
+            .stderr(std::fs::File::create(&events).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let log = work.join(format!("data/{stack}/logs/a.log"));
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    wait_until(
+        || read(&log).contains("first"),
+        "a runs the first image",
+        || read(&events),
+    );
+    (up, log, events)
+}
+
 /// A child process stopped with SIGTERM when it goes out of scope (also
 /// when the test fails).
 struct Stopped(Child);
@@ -920,4 +940,61 @@ impl Drop for Stopped {
         unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
         let _ = self.0.wait();
     }
+}
+
+#[test]
+fn a_replaced_squashfs_file_recreates_its_container_at_reload() {
+    require_root!();
+    if !std::fs::read_to_string("/proc/filesystems")
+        .unwrap()
+        .contains("squashfs")
+    {
+        eprintln!("skipped: this kernel has no squashfs filesystem");
+        return;
+    }
+    let fs = Rootfs::readable();
+    for d in ["proc", "dev", "sys"] {
+        std::fs::create_dir_all(fs.path().join(d)).unwrap();
+    }
+    let work = tempfile::tempdir().unwrap();
+    let img = work.path().join("app.sqfs");
+    let make = |marker: &str| {
+        std::fs::write(fs.path().join("etc/marker"), marker).unwrap();
+        let tmp = work.path().join("new.sqfs");
+        let out = Command::new("mksquashfs")
+            .arg(fs.path())
+            .arg(&tmp)
+            .args(["-quiet", "-noappend"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        std::fs::rename(&tmp, &img).unwrap();
+    };
+    make("first\n");
+    let stack = unique("sqfs");
+    std::fs::write(
+        work.path().join("stack.toml"),
+        format!(
+            "name = \"{stack}\"\n[containers.a]\nimage = \"squashfs:{}\"\ncommand = [\"/bin/sh\", \"-c\", \"cat /etc/marker; sleep 1000\"]\nstop_signal = \"SIGKILL\"\n",
+            img.display()
+        ),
+    )
+    .unwrap();
+    let (up, log, events) = up_until_first(work.path(), &stack, &[]);
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    make("second\n");
+    // SAFETY: signalling the rkstack this test started.
+    unsafe { libc::kill(up.0.id() as i32, libc::SIGHUP) };
+    wait_until(
+        || read(&log).contains("second"),
+        "a runs the new image",
+        || read(&events),
+    );
+    assert!(
+        read(&events).contains("recreate: image changed"),
+        "{}",
+        read(&events)
+    );
+    drop(up);
+    wait_until(|| loops_of(&img) == 0, "the loop device goes", String::new);
 }

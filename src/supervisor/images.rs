@@ -59,6 +59,23 @@ pub fn ids(
             ImageRef::Docker { .. } => pulled
                 .get(&c.image.to_string())
                 .map(|m| (c.name.to_string(), m.clone())),
+            // A file image: its identity on disk (rewritten or replaced, it
+            // is another image), without reading it all at every reload.
+            ImageRef::Tar { path } | ImageRef::Squashfs { path } | ImageRef::Erofs { path } => {
+                use std::os::unix::fs::MetadataExt;
+                std::fs::metadata(path).ok().map(|m| {
+                    (
+                        c.name.to_string(),
+                        format!(
+                            "file:{}:{}:{}.{}",
+                            m.ino(),
+                            m.len(),
+                            m.mtime(),
+                            m.mtime_nsec()
+                        ),
+                    )
+                })
+            }
             _ => None,
         })
         .collect()

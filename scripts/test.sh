@@ -25,6 +25,7 @@ command -v mkfs.erofs >/dev/null || need+=(erofs-utils)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
+command -v zstd >/dev/null || need+=(zstd)
 command -v python3 >/dev/null || need+=(python3)
 command -v nft >/dev/null || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then

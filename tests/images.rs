@@ -998,3 +998,57 @@ fn a_replaced_squashfs_file_recreates_its_container_at_reload() {
     drop(up);
     wait_until(|| loops_of(&img) == 0, "the loop device goes", String::new);
 }
+
+#[test]
+fn zstd_layers_unpack() {
+    require_root!();
+    let work = tempfile::tempdir().unwrap();
+    let l = work.path().join("layout");
+    std::fs::create_dir_all(l.join("blobs/sha256")).unwrap();
+    std::fs::write(l.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let (base, _) = layer_tars(b"");
+    let plain = work.path().join("layer.tar");
+    std::fs::write(&plain, &base).unwrap();
+    let out = Command::new("zstd")
+        .args(["-q", "-f"])
+        .arg(&plain)
+        .arg("-o")
+        .arg(work.path().join("layer.tar.zst"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let layer = std::fs::read(work.path().join("layer.tar.zst")).unwrap();
+    let ld = blob(&l, &layer);
+    let config = r#"{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let cd = blob(&l, config.as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd", "digest": ld, "size": layer.len()}]
+    })
+    .to_string();
+    let md = blob(&l, manifest.as_bytes());
+    std::fs::write(
+        l.join("index.json"),
+        serde_json::json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": manifest.len()}]})
+        .to_string(),
+    )
+    .unwrap();
+    let out = rk_run(
+        work.path(),
+        &[
+            &format!("oci:{}", l.display()),
+            "--",
+            "/bin/cat",
+            "/etc/old-file",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "old\n",
+        "{}",
+        stderr(&out)
+    );
+}

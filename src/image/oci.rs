@@ -21,7 +21,9 @@ pub enum ImageError {
         #[source]
         source: UnpackError,
     },
-    #[error("layer {digest}: media type {media_type} is not supported (tar and tar+gzip are)")]
+    #[error(
+        "layer {digest}: media type {media_type}, but its content is not that (tar, tar+gzip and tar+zstd are supported)"
+    )]
     MediaType { digest: Digest, media_type: String },
 }
 
@@ -229,12 +231,11 @@ pub fn layer_dir(
     }
     let blob = store.blob_path(digest);
     let mut f = std::fs::File::open(&blob).map_err(|e| layout_err(&blob, e.to_string()))?;
-    let mut magic = [0u8; 2];
-    let gz = f
-        .read(&mut magic)
-        .map(|n| n == 2 && magic == [0x1f, 0x8b])
-        .unwrap_or(false);
-    if media_type.contains("zstd") {
+    let mut magic = [0u8; 4];
+    let n = f.read(&mut magic).unwrap_or(0);
+    let gz = n >= 2 && magic[..2] == [0x1f, 0x8b];
+    let zstd = n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd];
+    if media_type.contains("zstd") && !zstd {
         return Err(ImageError::MediaType {
             digest: digest.clone(),
             media_type: media_type.into(),
@@ -254,6 +255,13 @@ pub fn layer_dir(
     };
     let result = if gz {
         unpack::unpack(flate2::read::GzDecoder::new(f), tmp.path(), opts)
+    } else if zstd {
+        match ruzstd::decoding::StreamingDecoder::new(f) {
+            Ok(z) => unpack::unpack(z, tmp.path(), opts),
+            Err(e) => Err(unpack::UnpackError::Tar(std::io::Error::other(format!(
+                "zstd: {e}"
+            )))),
+        }
     } else {
         unpack::unpack(f, tmp.path(), opts)
     };

@@ -166,6 +166,18 @@ pub fn unpack(layer: impl Read, dest: &Path, opts: Options) -> Result<Unpacked, 
         };
         let dir = dir_of(&root, parents, &shown)?;
         let header = entry.header().clone();
+        // Extended attributes (file capabilities, SELinux labels, ...) as
+        // PAX records `SCHILY.xattr.NAME`.
+        let xattrs: Vec<(String, Vec<u8>)> = match entry.pax_extensions() {
+            Ok(Some(exts)) => exts
+                .flatten()
+                .filter_map(|e| {
+                    let key = e.key().ok()?.strip_prefix("SCHILY.xattr.")?.to_string();
+                    Some((key, e.value_bytes().to_vec()))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         let kind = header.entry_type();
         done.entries += 1;
         // Whiteouts.
@@ -324,6 +336,30 @@ pub fn unpack(layer: impl Read, dest: &Path, opts: Options) -> Result<Unpacked, 
                 return Err(last_err(&shown));
             }
         }
+        // After chown, which would clear file capabilities.
+        for (key, value) in &xattrs {
+            let path =
+                CString::new(format!("/proc/self/fd/{}/", dir.as_raw_fd())).unwrap_or_default();
+            let mut full = path.into_bytes();
+            full.extend_from_slice(n.as_bytes());
+            let full = CString::new(full).unwrap_or_default();
+            let k = CString::new(key.as_str()).unwrap_or_default();
+            // SAFETY: NUL-terminated path and name, a value of its length;
+            // l* does not follow a symlink entry.
+            let r = unsafe {
+                libc::lsetxattr(
+                    full.as_ptr(),
+                    k.as_ptr(),
+                    value.as_ptr().cast(),
+                    value.len(),
+                    0,
+                )
+            };
+            if r < 0 {
+                // A filesystem without that namespace: the entry stays, without it.
+                done.skipped.push(format!("{shown} (xattr {key})"));
+            }
+        }
     }
     Ok(done)
 }
@@ -456,6 +492,38 @@ mod tests {
         entry(&mut t, "p2", tar::EntryType::Link, "up/etc/passwd", b"");
         assert!(unpack(&finish(t)[..], &dest, Options::default()).is_err());
         assert!(!dest.join("p2").exists());
+    }
+
+    #[test]
+    fn extended_attributes_come_along() {
+        // SAFETY: plain syscall.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: trusted.* xattrs need root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("SCHILY.xattr.trusted.rkstack", &b"yes"[..])])
+            .unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(1);
+        b.append_data(&mut h, "marked", &b"x"[..]).unwrap();
+        let bytes = b.into_inner().unwrap();
+        unpack(&bytes[..], dir.path(), Options::default()).unwrap();
+        let p = CString::new(dir.path().join("marked").as_os_str().as_bytes()).unwrap();
+        let mut v = [0u8; 8];
+        // SAFETY: NUL-terminated strings and a buffer of the given length.
+        let n = unsafe {
+            libc::getxattr(
+                p.as_ptr(),
+                c"trusted.rkstack".as_ptr(),
+                v.as_mut_ptr().cast(),
+                8,
+            )
+        };
+        assert_eq!(&v[..n.max(0) as usize], b"yes");
     }
 
     #[test]

@@ -145,6 +145,7 @@ impl Drop for Stack {
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
             let _ = c.wait();
         }
+        remove_cgroups(&self.name);
     }
 }
 

@@ -205,6 +205,7 @@ impl Drop for Up {
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
             let _ = c.wait();
         }
+        remove_cgroups(&self.stack);
     }
 }
 

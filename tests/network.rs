@@ -132,6 +132,7 @@ impl Drop for NetUp {
             }
             let _ = c.wait();
         }
+        remove_cgroups(&self.stack);
     }
 }
 

@@ -127,6 +127,42 @@ pub fn assert_no_cgroups(stack: &str) {
     }
 }
 
+/// Ends what is left of this stack's containers and removes its cgroups:
+/// after a test that failed while its supervisor was killed (a crash test),
+/// nothing stays behind. Every process killed is in the stack's own
+/// cgroups, so one this test started.
+pub fn remove_cgroups(stack: &str) {
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for h in hierarchies.flatten() {
+        let d = h.path().join("rkstack").join(stack);
+        let Ok(containers) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for c in containers.flatten().filter(|c| c.path().is_dir()) {
+            let procs = c.path().join("cgroup.procs");
+            for _ in 0..200 {
+                let pids: Vec<i32> = std::fs::read_to_string(&procs)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect();
+                if pids.is_empty() {
+                    break;
+                }
+                for p in pids {
+                    // SAFETY: a process in this test's stack's cgroup.
+                    unsafe { libc::kill(p, libc::SIGKILL) };
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let _ = std::fs::remove_dir(c.path());
+        }
+        let _ = std::fs::remove_dir(&d);
+    }
+}
+
 /// Runs `rkstack run --name NAME ARGS... ROOTFS -- CMD...` and checks
 /// afterwards that the container left nothing behind.
 pub fn run(name: &str, opts: &[&str], rootfs: &Path, cmd: &[&str]) -> Output {

@@ -46,7 +46,7 @@ impl Stack {
             fs,
         };
         s.write(body);
-        s.spawn();
+        s.spawn(&[]);
         s
     }
 
@@ -61,7 +61,8 @@ impl Stack {
         std::fs::rename(&tmp, self.dir.path().join("stack.toml")).unwrap();
     }
 
-    fn spawn(&mut self) {
+    /// `rkstack up` of the stack file (with `up_args`), until it is up.
+    fn spawn(&mut self, up_args: &[String]) {
         let log = std::fs::File::options()
             .create(true)
             .append(true)
@@ -70,6 +71,7 @@ impl Stack {
         let child = self
             .cli()
             .arg("up")
+            .args(up_args)
             .arg(self.dir.path().join("stack.toml"))
             .stdout(Stdio::null())
             .stderr(log)
@@ -388,7 +390,7 @@ fn a_users_stop_survives_a_supervisor_restart() {
     // SAFETY: killing the rkstack this test started.
     unsafe { libc::kill(sup, libc::SIGKILL) };
     s.child.take().unwrap().wait().unwrap();
-    let web = s.container_after_restart(&mut |s| s.spawn());
+    let web = s.container_after_restart(&mut |s| s.spawn(&[]));
     assert!(
         s.events().contains("db: stays stopped (stopped by a user)"),
         "{}",
@@ -458,27 +460,15 @@ fn make_certs(dir: &std::path::Path) {
 impl Stack {
     /// Starts with extra `up` arguments (for --listen).
     fn start_with(tag: &str, body: &str, up_args: &[String]) -> Stack {
-        let fs = Rootfs::readable();
         let mut s = Stack {
             child: None,
             dir: tempfile::tempdir().unwrap(),
             name: unique(tag),
-            fs,
+            fs: Rootfs::readable(),
         };
         s.write(body);
-        let log = std::fs::File::create(s.dir.path().join("events.log")).unwrap();
-        let child = s
-            .cli()
-            .arg("up")
-            .args(up_args)
-            .arg(s.dir.path().join("stack.toml"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        s.child = Some(child);
+        s.spawn(up_args);
         s.wait_for(|s| s.events().contains("API over TLS on "), "listening");
-        s.wait_for(|s| s.events().contains("db: "), "the stack is up");
         s
     }
 

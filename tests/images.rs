@@ -139,12 +139,16 @@ fn layout_with(dir: &Path, new_file: &[u8]) {
 
 /// `rkstack run ARGS` with state and data under `dir`.
 fn rk_run(dir: &Path, args: &[&str]) -> std::process::Output {
+    rk_in(dir, &[&["run"], args].concat())
+}
+
+/// `rkstack ARGS` with state and data under `dir`.
+fn rk_in(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(rkstack())
         .arg("--state-dir")
         .arg(dir.join("state"))
         .arg("--data-dir")
         .arg(dir.join("data"))
-        .arg("run")
         .args(args)
         .output()
         .unwrap()
@@ -256,16 +260,7 @@ depends_on = ["b"]
     );
 
     // What b changed, as `docker diff` shows it; the store lists the image.
-    let rk = |args: &[&str]| {
-        Command::new(rkstack())
-            .arg("--state-dir")
-            .arg(up.dir.path().join("state"))
-            .arg("--data-dir")
-            .arg(&data)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let rk = |args: &[&str]| rk_in(up.dir.path(), args);
     let out = rk(&["diff", "b"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -446,16 +441,7 @@ fn rmi_spares_what_a_running_stack_declares_and_collects_the_rest() {
     );
     up.wait_for(|u| u.file("events.log").contains("a: started"), "a runs");
     let reference = format!("oci:{}:v1", up.dir.path().join("layout").display());
-    let rk = |args: &[&str]| {
-        Command::new(rkstack())
-            .arg("--state-dir")
-            .arg(up.dir.path().join("state"))
-            .arg("--data-dir")
-            .arg(up.dir.path().join("data"))
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let rk = |args: &[&str]| rk_in(up.dir.path(), args);
     let out = rk(&["rmi", &reference]);
     assert_eq!(out.status.code(), Some(1));
     assert!(

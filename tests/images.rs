@@ -862,6 +862,10 @@ fn a_new_pull_of_a_tag_recreates_the_containers_that_use_it_at_reload() {
     let (up, log, events) =
         up_until_first(work.path(), &stack, &["--insecure-registry", &reg.host()]);
     let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    // The pull that started a is not a change.
+    let out = rk().arg("reload").output().unwrap();
+    let plan = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!plan.contains("recreate"), "{plan}{}", stderr(&out));
     // A new image under the same tag, pulled: the next reload recreates a, not other.
     push(b"second\n");
     let out = rk()
@@ -1038,4 +1042,99 @@ fn zstd_layers_unpack() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn a_pull_runs_in_the_background_while_the_stack_answers() {
+    require_root!();
+    // A registry that takes connections and never answers, and one that is not there.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let slow = silent.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming() {
+            held.push(c);
+        }
+    });
+    let gone = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let work = tempfile::tempdir().unwrap();
+    layout(&work.path().join("layout"));
+    let stack = unique("bgpull");
+    std::fs::write(
+        work.path().join("stack.toml"),
+        format!(
+            "name = \"{stack}\"\n[defaults]\nstop_signal = \"SIGKILL\"\ncommand = [\"/bin/sleep\", \"1000\"]\n\
+             [containers.a]\nimage = \"docker://{slow}/slow:v1\"\n\
+             [containers.b]\nimage = \"oci:{l}:v1\"\n\
+             [containers.c]\nimage = \"docker://{gone}/none:v1\"\nrestart = \"no\"\n",
+            l = work.path().join("layout").display()
+        ),
+    )
+    .unwrap();
+    let events = work.path().join("events.log");
+    let mut up = Stopped(
+        Command::new(rkstack())
+            .arg("--state-dir")
+            .arg(work.path().join("state"))
+            .arg("--data-dir")
+            .arg(work.path().join("data"))
+            .args(["--insecure-registry", &slow, "--insecure-registry", &gone])
+            .arg("up")
+            .arg(work.path().join("stack.toml"))
+            .stderr(std::fs::File::create(&events).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let read = || std::fs::read_to_string(&events).unwrap_or_default();
+    let ps = || -> Vec<serde_json::Value> {
+        let out = rk_in(work.path(), &["ps", "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    let state = |list: &[serde_json::Value], n: &str| {
+        list.iter()
+            .find(|c| c["name"] == n)
+            .map(|c| c["state"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    // While a's pull hangs, b runs, the API answers, and c's failed pull is
+    // a failed start with the registry's error.
+    wait_until(
+        || {
+            let l = ps();
+            state(&l, "a") == "pulling" && state(&l, "b") == "running" && state(&l, "c") == "exited"
+        },
+        "a pulling, b running, c's pull failed",
+        read,
+    );
+    let c = ps().into_iter().find(|c| c["name"] == "c").unwrap();
+    assert!(
+        c["error"].as_str().unwrap_or_default().contains("refused"),
+        "{c}"
+    );
+    // The pull process, as the event names it.
+    let log = read();
+    let pid: i32 = log
+        .split("pulling docker://")
+        .nth(1)
+        .and_then(|t| t.split("(pid ").nth(1))
+        .and_then(|t| t.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pull pid in:\n{log}"));
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    let out = rk_in(work.path(), &["stop", "a"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(state(&ps(), "a"), "stopped");
+    // Stopping the stack ends the pull it started.
+    // SAFETY: signalling the rkstack this test started.
+    unsafe { libc::kill(up.0.id() as i32, libc::SIGTERM) };
+    let _ = up.0.wait();
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the pull outlived its stack:\n{}",
+        read()
+    );
+    remove_cgroups(&stack);
 }

@@ -90,6 +90,24 @@ pub struct Progress {
     pub finished: bool,
 }
 
+/// How long a registry may stay silent: before it answers a request, or
+/// in the middle of a blob.
+const STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A small body (a manifest, a config, a token), read within [`STALL`].
+async fn read_body(resp: hyper::Response<hyper::body::Incoming>) -> Result<Bytes, ImageError> {
+    tokio::time::timeout(STALL, resp.into_body().collect())
+        .await
+        .map_err(|_| {
+            err(format!(
+                "the registry stopped sending for {} s",
+                STALL.as_secs()
+            ))
+        })?
+        .map(|b| b.to_bytes())
+        .map_err(|e| err(e.to_string()))
+}
+
 impl Client {
     async fn get(
         &mut self,
@@ -170,12 +188,7 @@ impl Client {
                 NEEDS_CREDS
             }));
         }
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| err(e.to_string()))?
-            .to_bytes();
+        let body = read_body(resp).await?;
         let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| err(e.to_string()))?;
         v["token"]
             .as_str()
@@ -184,7 +197,20 @@ impl Client {
             .ok_or_else(|| err("no token from the registry's realm"))
     }
 
+    /// One GET; a registry that does not answer within [`STALL`] is an
+    /// error (a pull never hangs on a silent peer).
     async fn request(
+        &self,
+        host: &str,
+        path: &str,
+        accept: &str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ImageError> {
+        tokio::time::timeout(STALL, self.request_now(host, path, accept))
+            .await
+            .map_err(|_| err(format!("{host}: no answer within {} s", STALL.as_secs())))?
+    }
+
+    async fn request_now(
         &self,
         host: &str,
         path: &str,
@@ -256,7 +282,9 @@ impl Client {
         if store.has(d) {
             return Ok(());
         }
-        let mut w = store.writer(d, true)?;
+        let Some(mut w) = store.writer(d, true)? else {
+            return Ok(());
+        };
         self.range = (w.offset() > 0).then(|| w.offset());
         let resp = self.get(&format!("/v2/{repo}/blobs/{d}"), "*/*").await;
         self.range = None;
@@ -275,7 +303,16 @@ impl Client {
             .map(|n| n + w.offset());
         let mut body = resp.into_body();
         let mut told = 0u64;
-        while let Some(frame) = body.frame().await {
+        loop {
+            let frame = tokio::time::timeout(STALL, body.frame())
+                .await
+                .map_err(|_| {
+                    err(format!(
+                        "blob {d}: nothing came for {} s (what came is kept for the next pull)",
+                        STALL.as_secs()
+                    ))
+                })?;
+            let Some(frame) = frame else { break };
             // A broken connection leaves what came for the next pull.
             let frame = frame.map_err(|e| err(format!("blob {d}: {e}")))?;
             if let Some(data) = frame.data_ref() {
@@ -397,12 +434,7 @@ pub fn pull_with(
                     resp.status()
                 )));
             }
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| err(e.to_string()))?
-                .to_bytes();
+            let body = read_body(resp).await?;
             manifest_digest = Digest::of(&body);
             if want.starts_with("sha256:") && want != manifest_digest.to_string() {
                 return Err(err(format!(

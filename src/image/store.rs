@@ -74,10 +74,22 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     }
 }
 
-/// The store's folder.
+/// The store's folder. While a `Store` is open it holds a shared lock on
+/// `.lock`: [`Store::collect`] takes it exclusively, so a pull or import
+/// that has written blobs but not yet recorded its reference never loses
+/// them to a collection running beside it.
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    lock: std::sync::Arc<std::fs::File>,
+}
+
+fn flock(f: &std::fs::File, how: i32, path: &Path) -> Result<(), StoreError> {
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(f), how) } != 0 {
+        return Err(io(path)(std::io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 impl Store {
@@ -87,8 +99,17 @@ impl Store {
             let p = root.join(d);
             std::fs::create_dir_all(&p).map_err(io(&p))?;
         }
+        let path = root.join(".lock");
+        let lock = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        flock(&lock, libc::LOCK_SH, &path)?;
         Ok(Store {
             root: root.to_path_buf(),
+            lock: std::sync::Arc::new(lock),
         })
     }
 
@@ -107,7 +128,9 @@ impl Store {
         if dest.is_file() {
             return std::fs::metadata(&dest).map(|m| m.len()).map_err(io(&dest));
         }
-        let mut w = self.writer(expected, false)?;
+        let Some(mut w) = self.writer(expected, false)? else {
+            return std::fs::metadata(&dest).map(|m| m.len()).map_err(io(&dest));
+        };
         let mut buf = vec![0u8; 1 << 16];
         loop {
             let n = from.read(&mut buf).map_err(io(&dest))?;
@@ -119,43 +142,68 @@ impl Store {
         w.finish()
     }
 
-    /// A writer for the blob `expected`, fed piece by piece. With `resume`,
-    /// what an earlier interrupted write left (`tmp/HEX.partial`) is kept
-    /// and [`BlobWriter::offset`] says how much of the blob it holds.
-    pub fn writer(&self, expected: &Digest, resume: bool) -> Result<BlobWriter, StoreError> {
+    /// A writer for the blob `expected`, fed piece by piece; none when the
+    /// blob is stored already (perhaps by another writer this one waited
+    /// for: two pulls sharing a layer write it once). With `resume`, what an
+    /// earlier interrupted write left (`tmp/HEX.partial`) is kept and
+    /// [`BlobWriter::offset`] says how much of the blob it holds.
+    pub fn writer(
+        &self,
+        expected: &Digest,
+        resume: bool,
+    ) -> Result<Option<BlobWriter>, StoreError> {
+        use std::io::Seek;
+        use std::os::unix::fs::MetadataExt;
         let partial = self
             .root
             .join("tmp")
             .join(format!("{}.partial", expected.hex()));
+        let dest = self.blob_path(expected);
+        let mut file = loop {
+            if dest.is_file() {
+                return Ok(None);
+            }
+            let file = std::fs::File::options()
+                .create(true)
+                .read(true)
+                .write(true)
+                .truncate(false)
+                .open(&partial)
+                .map_err(io(&partial))?;
+            // One writer per blob, across processes: the lock is the partial
+            // file's own; a writer that finished renamed it to the blob.
+            flock(&file, libc::LOCK_EX, &partial)?;
+            let ours = file.metadata().map_err(io(&partial))?.ino();
+            match std::fs::metadata(&partial) {
+                Ok(m) if m.ino() == ours => break file,
+                // Renamed into the store (or dropped) while we waited: look again.
+                _ => continue,
+            }
+        };
         let mut hasher = Sha256::new();
         let mut size = 0u64;
-        if resume && partial.is_file() {
-            let mut f = std::fs::File::open(&partial).map_err(io(&partial))?;
+        if resume {
             let mut buf = vec![0u8; 1 << 16];
             loop {
-                let n = f.read(&mut buf).map_err(io(&partial))?;
+                let n = file.read(&mut buf).map_err(io(&partial))?;
                 if n == 0 {
                     break;
                 }
                 hasher.update(&buf[..n]);
                 size += n as u64;
             }
+        } else {
+            file.set_len(0).map_err(io(&partial))?;
+            file.rewind().map_err(io(&partial))?;
         }
-        let file = std::fs::File::options()
-            .create(true)
-            .append(resume)
-            .write(true)
-            .truncate(!resume)
-            .open(&partial)
-            .map_err(io(&partial))?;
-        Ok(BlobWriter {
-            dest: self.blob_path(expected),
+        Ok(Some(BlobWriter {
+            dest,
             partial,
             expected: expected.clone(),
             file,
             hasher,
             size,
-        })
+        }))
     }
 }
 
@@ -178,7 +226,9 @@ impl BlobWriter {
 
     /// Starts again from nothing (the source cannot resume).
     pub fn restart(&mut self) -> Result<(), StoreError> {
+        use std::io::Seek;
         self.file.set_len(0).map_err(io(&self.partial))?;
+        self.file.rewind().map_err(io(&self.partial))?;
         self.hasher = Sha256::new();
         self.size = 0;
         Ok(())
@@ -211,6 +261,29 @@ impl BlobWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_writers_of_one_blob_write_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let d = Digest::of(b"shared layer");
+        let mut first = store.writer(&d, true).unwrap().unwrap();
+        first.write(b"shared ").unwrap();
+        let other = store.clone();
+        let d2 = d.clone();
+        // The second waits for the first, then finds the blob stored.
+        let second = std::thread::spawn(move || other.writer(&d2, true).map(|w| w.is_none()));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!second.is_finished());
+        first.write(b"layer").unwrap();
+        assert_eq!(first.finish().unwrap(), 12);
+        assert!(second.join().unwrap().unwrap());
+        assert_eq!(std::fs::read(store.blob_path(&d)).unwrap(), b"shared layer");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+    }
 
     #[test]
     fn a_blob_is_kept_only_under_its_own_digest() {
@@ -283,7 +356,18 @@ impl Store {
 
     /// Removes every blob and unpacked layer no recorded reference uses,
     /// and scratch files. Returns (items removed, bytes of blobs freed).
+    /// Waits for pulls and imports other processes have under way.
     pub fn collect(&self) -> (usize, u64) {
+        let path = self.root.join(".lock");
+        if flock(&self.lock, libc::LOCK_EX, &path).is_err() {
+            return (0, 0);
+        }
+        let done = self.collect_locked();
+        let _ = flock(&self.lock, libc::LOCK_SH, &path);
+        done
+    }
+
+    fn collect_locked(&self) -> (usize, u64) {
         let keep: std::collections::BTreeSet<String> = self
             .references()
             .into_iter()

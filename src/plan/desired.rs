@@ -47,9 +47,24 @@ pub struct ContainerSpec {
     pub limits: Limits,
     pub depends_on: Vec<String>,
     pub networks: Vec<String>,
+    /// The identity of its image the hash was made with, where known.
+    pub image_id: Option<String>,
 }
 
 impl ContainerSpec {
+    /// The spec once its image is known to be `id` (an image pulled when
+    /// the container started): recording the hash it would have had,
+    /// a later reload does not take the pull for a change.
+    pub fn with_image_id(&self, id: &str) -> ContainerSpec {
+        let (hash, keys) = container_keys(&self.config, Some(&id.to_string()));
+        ContainerSpec {
+            hash,
+            keys,
+            image_id: Some(id.to_string()),
+            ..self.clone()
+        }
+    }
+
     pub fn record(&self) -> Record {
         Record {
             hash: self.hash.clone(),
@@ -138,6 +153,7 @@ impl DesiredState {
                             }
                             _ => Vec::new(),
                         },
+                        image_id: image_ids.get(c.name.as_str()).cloned(),
                         config: c,
                     },
                 )

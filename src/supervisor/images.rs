@@ -81,12 +81,42 @@ pub fn ids(
         .collect()
 }
 
+/// Whether starting `c` first needs a pull of its `docker://` image, by its
+/// `pull_policy`: `missing` when the store has no image for the reference,
+/// `always` once per created container (`pulled`: done already; a restart
+/// uses the image it was created from). Returns the reference to pull.
+pub fn pull_needed(c: &Container, data_dir: &Path, pulled: bool) -> Option<String> {
+    use crate::config::PullPolicy;
+    let ImageRef::Docker { .. } = &c.image else {
+        return None;
+    };
+    if !cfg!(feature = "remote") {
+        return None; // prepare says this build cannot pull
+    }
+    match c.pull_policy {
+        PullPolicy::Never => None,
+        PullPolicy::Always if !pulled => Some(c.image.to_string()),
+        _ => {
+            let key = c.image.to_string();
+            let root = data_dir.join("images");
+            let stored = root.is_dir()
+                && Store::open(&root)
+                    .map(|s| s.references().iter().any(|r| r.reference == key))
+                    .unwrap_or(false);
+            (!stored).then_some(key)
+        }
+    }
+}
+
 /// Prepares the image of `c`, if it has one from the store (`oci:`, `tar:`).
+/// A `docker://` image is pulled here only when `may_pull` (the supervisor
+/// pulls in the background first, see [`pull_needed`], and passes false).
 pub fn prepare(
     c: &Container,
     data_dir: &Path,
     stack: &str,
     insecure: &[String],
+    may_pull: bool,
 ) -> Result<Option<ImageFs>, String> {
     let block = match &c.image {
         ImageRef::Squashfs { path } => Some((path.clone(), "squashfs")),
@@ -115,7 +145,7 @@ pub fn prepare(
     let image = match &c.image {
         ImageRef::Oci { layout, tag } => oci::import(&store, layout, tag.as_deref()),
         ImageRef::Tar { path } => crate::image::archive::import(&store, &root, path, None),
-        ImageRef::Docker { reference } => return_pulled(&store, c, reference, insecure),
+        ImageRef::Docker { reference } => return_pulled(&store, c, reference, insecure, may_pull),
         _ => return Ok(None),
     }
     .map_err(|e| format!("image {}: {e}", c.image))?;
@@ -193,6 +223,7 @@ fn return_pulled(
     c: &Container,
     reference: &str,
     insecure: &[String],
+    may_pull: bool,
 ) -> Result<oci::Image, crate::image::oci::ImageError> {
     use crate::config::PullPolicy;
     use crate::image::oci::ImageError;
@@ -204,6 +235,11 @@ fn return_pulled(
     };
     match (c.pull_policy, &known) {
         (PullPolicy::Never, Some(r)) | (PullPolicy::Missing, Some(r)) => stored(r),
+        (_, Some(r)) if !may_pull => stored(r),
+        (_, None) if !may_pull => Err(ImageError::Layout {
+            path: PathBuf::from(key),
+            what: "not in the store (was it removed while the container started?)".into(),
+        }),
         (PullPolicy::Never, None) => Err(ImageError::Layout {
             path: PathBuf::from(key),
             what: "not in the store, and pull_policy is never (rkstack pull it first)".into(),

@@ -155,8 +155,14 @@ fn start_and_wait(
         // The mapped root must be able to enter the staging directory.
         let _ = std::os::unix::fs::chown(staging, Some(cl.start), Some(cl.start));
     }
-    let image = super::images::prepare(c, &opts.data_dir, &opts.stack, &opts.insecure_registries)
-        .map_err(|what| LowerError::Invalid {
+    let image = super::images::prepare(
+        c,
+        &opts.data_dir,
+        &opts.stack,
+        &opts.insecure_registries,
+        true,
+    )
+    .map_err(|what| LowerError::Invalid {
         name: c.name.to_string(),
         what,
     })?;

@@ -105,6 +105,8 @@ impl ReadyPipe {
 pub enum State {
     /// Held back until its dependencies are started, healthy or completed.
     Waiting,
+    /// Waiting for its image, being pulled in the background.
+    Pulling,
     Running,
     /// Waiting to be restarted at this instant.
     Backoff(Instant),
@@ -153,6 +155,9 @@ struct Live {
     history: History,
     restarts: u32,
     user_stopped: bool,
+    /// Its image was pulled for it (`pull_policy = "always"` pulls once
+    /// per created container, not at every restart).
+    pulled: bool,
     log: Log,
     staging: PathBuf,
     claim: Option<userns::Claim>,
@@ -165,6 +170,17 @@ enum Timer {
     HealthCheck(String),
     HealthTimeout(String, i32),
     Watchdog(Duration),
+}
+
+/// An image pull in the background: the loop goes on (requests, restarts,
+/// reloads) while a `rkstack pull` child fetches it; containers waiting for
+/// it are in [`State::Pulling`].
+struct PullJob {
+    /// The image reference as the stack file names it (`docker://...`).
+    image: String,
+    /// The child's output, read for the error when it fails.
+    log: PathBuf,
+    since: Instant,
 }
 
 struct Supervisor {
@@ -195,6 +211,8 @@ struct Supervisor {
     published: Vec<super::stacks::Published>,
     /// Processes run by `exec` requests: pid → who waits for its status.
     execs: BTreeMap<i32, tokio::sync::oneshot::Sender<i32>>,
+    /// Image pulls under way (`rkstack pull` processes): pid → the pull.
+    pulls: BTreeMap<i32, PullJob>,
     reloads: u64,
     last_reload_ok: bool,
 }
@@ -302,6 +320,7 @@ fn supervise(
         past_ips: BTreeMap::new(),
         published: Vec::new(),
         execs: BTreeMap::new(),
+        pulls: BTreeMap::new(),
         reloads: 0,
         last_reload_ok: true,
         networks: BTreeMap::new(),
@@ -904,6 +923,7 @@ impl Supervisor {
             history: History::default(),
             restarts: 0,
             user_stopped: false,
+            pulled: false,
             log,
             staging,
             claim: None,
@@ -913,6 +933,13 @@ impl Supervisor {
     fn start(&mut self, name: &str) {
         let stack = self.stack();
         let now = Instant::now();
+        if let Some(l) = self.live.get(name)
+            && let Some(image) =
+                super::images::pull_needed(&l.spec.config, &self.opts.data_dir, l.pulled)
+        {
+            self.pull_for(name, image);
+            return;
+        }
         let result = self.try_start(name);
         let Some(l) = self.live.get_mut(name) else {
             return;
@@ -954,6 +981,145 @@ impl Supervisor {
         }
     }
 
+    /// Puts `name` in [`State::Pulling`] and pulls `image` in the
+    /// background, unless a pull of it is under way already.
+    fn pull_for(&mut self, name: &str, image: String) {
+        let stack = self.stack();
+        if let Some(l) = self.live.get_mut(name) {
+            l.state = State::Pulling;
+        }
+        if self.pulls.values().any(|p| p.image == image) {
+            event(&stack, format!("{name}: waiting for the pull of {image}"));
+            return;
+        }
+        match self.spawn_pull(&image) {
+            Ok((pid, log)) => {
+                event(&stack, format!("{name}: pulling {image} (pid {pid})"));
+                self.pulls.insert(
+                    pid,
+                    PullJob {
+                        image,
+                        log,
+                        since: Instant::now(),
+                    },
+                );
+            }
+            Err(e) => self.pull_failed(name, &format!("pull {image}: {e}")),
+        }
+    }
+
+    /// Starts `rkstack pull IMAGE` (this very binary) with the supervisor's
+    /// data dir and registries, its output to a file.
+    fn spawn_pull(&self, image: &str) -> Result<(i32, PathBuf), String> {
+        let dir = self.opts.state_dir.join(self.stack()).join("pulls");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let log = dir.join(format!(
+            "{}.log",
+            crate::image::store::Digest::of(image.as_bytes()).hex()
+        ));
+        let out = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        use std::os::unix::process::CommandExt;
+        let mut cmd = std::process::Command::new("/proc/self/exe");
+        cmd.arg0("rkstack")
+            .arg("--data-dir")
+            .arg(&self.opts.data_dir);
+        for r in &self.opts.insecure_registries {
+            cmd.arg("--insecure-registry").arg(r);
+        }
+        cmd.arg("pull")
+            .arg(image)
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        // SAFETY: only sigprocmask, async-signal-safe, between fork and exec:
+        // the loop's blocked signals (they come through its signalfd) must
+        // not stay blocked in the pull.
+        unsafe {
+            cmd.pre_exec(|| {
+                let mut none: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut none);
+                libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| format!("rkstack pull: {e}"))?;
+        // Reaped by the loop's waitpid (SIGCHLD), like every child.
+        let pid = child.id() as i32;
+        drop(child);
+        Ok((pid, log))
+    }
+
+    /// A pull ended: its containers start, or fail as a failed start does
+    /// (their restart policy tries again, with a new pull).
+    fn on_pull_done(&mut self, job: PullJob, exit: Exit) {
+        let stack = self.stack();
+        let output = std::fs::read_to_string(&job.log).unwrap_or_default();
+        let _ = std::fs::remove_file(&job.log);
+        let waiting: Vec<String> = self
+            .live
+            .iter()
+            .filter(|(_, l)| {
+                l.state == State::Pulling && l.spec.config.image.to_string() == job.image
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        if exit == Exit::Code(0) {
+            event(
+                &stack,
+                format!(
+                    "pulled {} in {:.1} s",
+                    job.image,
+                    job.since.elapsed().as_secs_f64()
+                ),
+            );
+            for name in waiting {
+                if let Some(l) = self.live.get_mut(&name) {
+                    l.pulled = true;
+                }
+                self.start(&name);
+            }
+            return;
+        }
+        let why = output
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(|l| l.trim_start_matches("rkstack: ").to_string())
+            .unwrap_or_else(|| describe(exit));
+        event(&stack, format!("pull of {} failed: {why}", job.image));
+        for name in waiting {
+            self.pull_failed(&name, &format!("pull {}: {why}", job.image));
+        }
+    }
+
+    fn pull_failed(&mut self, name: &str, why: &str) {
+        if let Some(l) = self.live.get_mut(name) {
+            let now = Instant::now();
+            l.history.started(now, l.spec.config.start_limit.as_ref());
+            l.last_error = Some(format!("failed to start: {why}"));
+        }
+        event(&self.stack(), format!("{name}: failed to start: {why}"));
+        self.after_exit(name, Exit::Code(127), Duration::ZERO);
+    }
+
+    /// Ends pulls under way (the stack stops); what they fetched stays in
+    /// the store's scratch folder, and the next pull resumes it.
+    fn end_pulls(&mut self) {
+        for (pid, job) in std::mem::take(&mut self.pulls) {
+            // SAFETY: signalling and reaping the pull process we started.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+            let _ = std::fs::remove_file(&job.log);
+        }
+        let _ = std::fs::remove_dir(self.opts.state_dir.join(self.stack()).join("pulls"));
+    }
+
     fn try_start(&mut self, name: &str) -> Result<i32, String> {
         let opts = self.opts.clone();
         let stack = self.stack();
@@ -977,8 +1143,19 @@ impl Supervisor {
         if let Some(cl) = &l.claim {
             let _ = std::os::unix::fs::chown(&l.staging, Some(cl.start), Some(cl.start));
         }
-        let image = super::images::prepare(&c, &opts.data_dir, &stack, &opts.insecure_registries)?;
+        let image =
+            super::images::prepare(&c, &opts.data_dir, &stack, &opts.insecure_registries, false)?;
         let image_user = image.as_ref().and_then(|i| i.defaults.user.clone());
+        // A pulled image's identity: recorded as if the plan had known it,
+        // so the next reload does not take the pull for a change.
+        if let (config::ImageRef::Docker { .. }, Some(i)) = (&c.image, &image)
+            && l.spec.image_id.as_deref() != Some(i.manifest.as_str())
+        {
+            l.spec = l.spec.with_image_id(&i.manifest);
+            if let Some(d) = self.desired.containers.iter_mut().find(|d| d.name == name) {
+                *d = d.with_image_id(&i.manifest);
+            }
+        }
         let paths = Paths {
             image,
             data_dir: opts.data_dir.clone(),
@@ -1388,6 +1565,10 @@ impl Supervisor {
                 let _ = waiter.send(status);
                 continue;
             }
+            if let Some(job) = self.pulls.remove(&pid) {
+                self.on_pull_done(job, decode(status));
+                continue;
+            }
             let Some(name) = self
                 .live
                 .iter()
@@ -1666,7 +1847,7 @@ impl Supervisor {
                 continue;
             };
             l.user_stopped = true;
-            if let State::Backoff(_) | State::Waiting = l.state {
+            if let State::Backoff(_) | State::Waiting | State::Pulling = l.state {
                 l.state = State::Stopped;
             }
             let Some(pid) = l.pid else { continue };
@@ -1796,6 +1977,7 @@ impl Supervisor {
     /// Stops every container, dependents first: all containers of one
     /// dependency level at once, the deepest level first.
     fn shutdown(&mut self) {
+        self.end_pulls();
         let order = self.start_order();
         let others: Vec<String> = self
             .live

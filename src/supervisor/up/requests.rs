@@ -115,6 +115,7 @@ impl AsRawFd for Epoll {
 fn state_word(s: &State) -> &'static str {
     match s {
         State::Waiting => "waiting",
+        State::Pulling => "pulling",
         State::Running => "running",
         State::Backoff(_) => "backoff",
         State::Exited(_) => "exited",
@@ -339,6 +340,7 @@ impl Supervisor {
                     &self.opts.data_dir,
                     &self.stack(),
                     &self.opts.insecure_registries,
+                    false,
                 ) {
                     Ok(Some(fs)) => match &fs.upper {
                         Some((upper, _)) => {

@@ -28,6 +28,10 @@ command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v zstd >/dev/null || need+=(zstd)
 command -v python3 >/dev/null || need+=(python3)
 command -v nft >/dev/null || need+=(nftables)
+# Appliance scenarios (tests/appliance): qemu, initramfs packing, strip/strings.
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v cpio >/dev/null || need+=(cpio)
+command -v strings >/dev/null || need+=(binutils)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing: ${need[*]}"

@@ -264,6 +264,27 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "__init") {
         rkstack::sandbox::init::main();
     }
+    // The machine's init: mount what is missing, take Ctrl-Alt-Del as a
+    // signal, and never exit (see the end).
+    let init = rkstack::supervisor::pid1::is_init();
+    if init {
+        for line in rkstack::supervisor::pid1::mount_basics() {
+            eprintln!("rkstack: {line}");
+        }
+        // SAFETY: plain syscall; Ctrl-Alt-Del then sends SIGINT to us.
+        unsafe { libc::reboot(libc::RB_DISABLE_CAD) };
+    }
+    let code = run_cli();
+    if init {
+        if code == ExitCode::SUCCESS {
+            rkstack::supervisor::pid1::finish();
+        }
+        rkstack::supervisor::pid1::idle();
+    }
+    code
+}
+
+fn run_cli() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.global.log_level);
     let _ = (

@@ -146,7 +146,8 @@ impl Layout {
     }
 }
 
-fn unescape(s: &str) -> PathBuf {
+/// A path of mountinfo as it is.
+pub(crate) fn unescape(s: &str) -> PathBuf {
     // mountinfo escapes space, tab, newline and backslash as \ooo.
     let mut out = Vec::new();
     let b = s.as_bytes();

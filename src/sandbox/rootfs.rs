@@ -598,7 +598,15 @@ pub fn pivot(new_root: &Path) -> StepResult<()> {
             return Err(os_err("pivot_root", "chdir to new root"));
         }
         if libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) != 0 {
-            return Err(os_err("pivot_root", new_root.display().to_string()));
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINVAL) && on_initramfs() {
+                return move_root(new_root);
+            }
+            return Err(errno_err(
+                "pivot_root",
+                e.raw_os_error().unwrap_or(0),
+                new_root.display().to_string(),
+            ));
         }
         // The old root is now stacked under "."; make it private so the
         // detach does not propagate, then let it go.
@@ -623,6 +631,76 @@ pub fn pivot(new_root: &Path) -> StepResult<()> {
     Ok(())
 }
 
+/// Whether `/` is the initramfs (rootfs), which pivot_root cannot move:
+/// rkstack as the init of an image that runs from its initramfs.
+fn on_initramfs() -> bool {
+    // SAFETY: statfs fills the zeroed struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let slash = cstr("/");
+    // SAFETY: a NUL-terminated path and a valid buffer.
+    if unsafe { libc::statfs(slash.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    matches!(st.f_type as i64, RAMFS_MAGIC | TMPFS_MAGIC)
+}
+
+/// The root of the initramfs cannot be pivoted away (what switch_root
+/// works around): every mount outside `new_root` is detached first, then
+/// `new_root` is moved over `/` and made the root. Nothing of the host
+/// is left reachable: the mounts `new_root` was in (and the initramfs'
+/// root directory) are covered by it, the rest was unmounted.
+fn move_root(new_root: &Path) -> StepResult<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| errno_err("pivot_root", e.raw_os_error().unwrap_or(0), "mountinfo"))?;
+    for target in mounts_outside(&info, new_root) {
+        let c = cstr(&target);
+        // SAFETY: a NUL-terminated path. A mount gone already (with its
+        // parent) is no error.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+    let dot = cstr(".");
+    let slash = cstr("/");
+    // SAFETY: plain syscalls on NUL-terminated paths; cwd is new_root.
+    unsafe {
+        if libc::mount(
+            dot.as_ptr(),
+            slash.as_ptr(),
+            std::ptr::null(),
+            libc::MS_MOVE,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(os_err("pivot_root", "move the root over the initramfs"));
+        }
+        if libc::chroot(dot.as_ptr()) != 0 {
+            return Err(os_err("pivot_root", "chroot"));
+        }
+        if libc::chdir(slash.as_ptr()) != 0 {
+            return Err(os_err("pivot_root", "chdir /"));
+        }
+    }
+    Ok(())
+}
+
+/// Mount points of a mountinfo text that are neither `root`, under it,
+/// nor one of its ancestors (detaching those would take `root` along; the
+/// move covers them), deepest first (the order to detach them in).
+pub fn mounts_outside(mountinfo: &str, root: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(super::cgroup::unescape)
+        .filter(|m| !m.starts_with(root) && !root.starts_with(m))
+        .collect();
+    // Stable: two mounts stacked on one point are both detached, top first.
+    out.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    out.reverse();
+    out.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    out
+}
+
 /// Opens a directory as a handle for [`mountpoint`].
 pub fn open_root(p: &Path) -> StepResult<OwnedFd> {
     let c = cstr(p);
@@ -638,4 +716,26 @@ pub fn open_root(p: &Path) -> StepResult<OwnedFd> {
     }
     // SAFETY: new fd owned by us.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_the_initramfs_everything_but_the_new_root_is_detached_deepest_first() {
+        let info = "\
+1 0 0:2 / / rw - rootfs rootfs rw
+20 1 0:20 / /proc rw - proc proc rw
+21 1 0:21 / /sys rw - sysfs sysfs rw
+22 21 0:22 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw
+23 1 0:23 / /run rw - tmpfs tmpfs rw
+24 23 0:24 / /run/rkstack/s/rootfs/web rw - overlay overlay rw
+25 24 0:25 / /run/rkstack/s/rootfs/web/proc rw - proc proc rw
+26 1 0:26 / /my\\040dir rw - tmpfs tmpfs rw
+";
+        let out = mounts_outside(info, Path::new("/run/rkstack/s/rootfs/web"));
+        let shown: Vec<String> = out.iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(shown, ["/sys/fs/cgroup", "/my dir", "/sys", "/proc"]);
+    }
 }

@@ -6,6 +6,7 @@ pub mod events;
 pub mod images;
 pub mod logs;
 pub mod lower;
+pub mod pid1;
 pub mod restart;
 pub mod run;
 pub mod stacks;

@@ -294,7 +294,11 @@ fn supervise(
     // Orphans of the containers' processes come to us, and are reaped.
     // SAFETY: plain prctl.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    let set = sigset(HANDLED);
+    let mut handled = HANDLED.to_vec();
+    if super::pid1::is_init() {
+        handled.extend(super::pid1::signals());
+    }
+    let set = sigset(&handled);
     // SAFETY: blocking our signals so they arrive through the signalfd only.
     unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
     // SAFETY: a new signalfd for the blocked set.
@@ -569,7 +573,13 @@ impl Supervisor {
                         libc::SIGCHLD => self.reap(),
                         libc::SIGHUP => self.reload("SIGHUP"),
                         libc::SIGTERM | libc::SIGINT => {
+                            super::pid1::stopped_by(sig);
                             event(&self.stack(), "stopping the stack");
+                            return Ok(());
+                        }
+                        s if super::pid1::is_init() && super::pid1::finish_of(s).is_some() => {
+                            super::pid1::stopped_by(s);
+                            event(&self.stack(), format!("stopping the stack (signal {s})"));
                             return Ok(());
                         }
                         _ => {}

@@ -1,0 +1,94 @@
+# Shared by the appliance scenarios: the kernel (a Debian cloud kernel
+# package, unpacked, not installed), its modules, initramfs packing and
+# booting qemu under software emulation. Sourced by run.sh.
+
+# Everything made is cached here, between runs on the same machine.
+CACHE=${APPLIANCE_CACHE:-$ROOT/target/appliance}
+mkdir -p "$CACHE"
+
+# The kernel: vmlinuz and its modules under $CACHE/kernel/<version>.
+fetch_kernel() {
+  local pkg
+  pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9].*\)/\1/p' | head -1)
+  if [ -z "$pkg" ]; then
+    apt-get update -qq >&2 || true
+    pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9].*\)/\1/p' | head -1)
+  fi
+  [ -n "$pkg" ] || { echo "no linux-image-cloud-amd64 in apt's lists (apt-get update?)" >&2; return 1; }
+  KVER=${pkg#linux-image-}
+  KDIR=$CACHE/kernel/$KVER
+  if [ ! -f "$KDIR/vmlinuz" ]; then
+    rm -rf "$KDIR.tmp" && mkdir -p "$KDIR.tmp"
+    (cd "$KDIR.tmp" && apt-get download "$pkg" >/dev/null 2>&1 && dpkg -x ./*.deb x) || {
+      echo "could not download $pkg" >&2; return 1; }
+    mkdir -p "$KDIR"
+    mv "$KDIR.tmp/x/boot/vmlinuz-$KVER" "$KDIR/vmlinuz"
+    mv "$KDIR.tmp/x/lib/modules/$KVER" "$KDIR/modules"
+    rm -rf "$KDIR.tmp"
+  fi
+}
+
+# The .ko files of the named modules and everything they depend on, in
+# load order (dependencies first), one path per line.
+modules_for() {
+  local seen="" out=""
+  _visit() {
+    local m=$1 f dep
+    case " $seen " in *" $m "*) return;; esac
+    seen="$seen $m"
+    f=$(find "$KDIR/modules/kernel" -name "$m.ko" -o -name "${m//_/-}.ko" | head -1)
+    [ -n "$f" ] || { echo "module $m: not in $KVER (built in?)" >&2; return 0; }
+    for dep in $(strings -a "$f" | sed -n 's/^depends=//p' | tr ',' ' '); do
+      _visit "$dep"
+    done
+    out="$out $f"
+  }
+  for m in "$@"; do _visit "$m"; done
+  printf '%s\n' $out
+}
+
+# Copies the modules (with dependencies) into $1/lib/modules and writes
+# $1/etc/modules.order, the insmod order.
+install_modules() {
+  local root=$1; shift
+  mkdir -p "$root/lib/modules" "$root/etc"
+  : > "$root/etc/modules.order"
+  for f in $(modules_for "$@"); do
+    cp "$f" "$root/lib/modules/"
+    echo "/lib/modules/$(basename "$f")" >> "$root/etc/modules.order"
+  done
+}
+
+# A root with busybox and its applets: $1.
+install_busybox() {
+  local root=$1
+  mkdir -p "$root/bin" "$root/sbin" "$root/etc" "$root/proc" "$root/sys" "$root/dev" "$root/tmp" "$root/run"
+  cp "$(command -v busybox)" "$root/bin/busybox"
+  for a in $("$root/bin/busybox" --list); do
+    [ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"
+  done
+}
+
+# Packs folder $1 as a newc cpio at $2 (with /dev/console for the init's
+# output).
+pack_initramfs() {
+  local root=$1 out=$2
+  mkdir -p "$root/dev"
+  [ -e "$root/dev/console" ] || mknod -m 600 "$root/dev/console" c 5 1
+  [ -e "$root/dev/null" ] || mknod -m 666 "$root/dev/null" c 1 3
+  (cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) > "$out.tmp"
+  mv "$out.tmp" "$out"
+}
+
+# Boots kernel + initramfs $1 with kernel arguments $2; the serial console
+# goes to $3. Waits for the machine to power off, at most $4 seconds.
+boot() {
+  local initrd=$1 append=$2 console=$3 limit=$4
+  timeout "$limit" qemu-system-x86_64 \
+    -machine q35 -cpu max -smp 2 -m 768 \
+    -nographic -no-reboot -nic none \
+    -kernel "$KDIR/vmlinuz" -initrd "$initrd" \
+    -append "console=ttyS0 panic=-1 $append" \
+    -serial "file:$console" -monitor none -display none \
+    </dev/null >/dev/null 2>&1
+}

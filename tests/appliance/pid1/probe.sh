@@ -1,0 +1,69 @@
+#!/bin/sh
+# Checks rkstack as PID 1 from the appliance's side (not in a container):
+# prints "PROBE ok NAME" or "PROBE fail NAME: WHY" per check, then
+# "PROBE done", and asks PID 1 to power the machine off.
+export PATH=/bin
+ok() { echo "PROBE ok $1"; }
+fail() { echo "PROBE fail $1: $2"; }
+# pid_of NAME: the container's pid as `rkstack ps` shows it.
+pid_of() { rkstack ps 2>/dev/null | awk -v n="$1" '$1 == n && $2 == "running" { print $3 }'; }
+restarts_of() { rkstack ps 2>/dev/null | awk -v n="$1" '$1 == n { print $4 }'; }
+# wait_for SECONDS COMMAND...: until the command succeeds.
+wait_for() {
+  t=$1; shift
+  i=0
+  while [ "$i" -lt $((t * 10)) ]; do
+    "$@" && return 0
+    sleep 0.1
+    i=$((i + 1))
+  done
+  return 1
+}
+both_running() { [ -n "$(pid_of db)" ] && [ -n "$(pid_of web)" ]; }
+
+if wait_for 60 both_running; then ok "stack-up"; else fail stack-up "$(rkstack ps 2>&1)"; fi
+
+# Pure cgroup v2, mounted by rkstack.
+if grep -q " /sys/fs/cgroup cgroup2 " /proc/mounts && ! grep -q " cgroup " /proc/mounts; then
+  ok cgroup2
+else
+  fail cgroup2 "$(grep cgroup /proc/mounts)"
+fi
+check_limit() {
+  got=$(cat "/sys/fs/cgroup/rkstack/demo/$1/$2" 2>&1)
+  if [ "$got" = "$3" ]; then ok "limit-$1-$2"; else fail "limit-$1-$2" "want $3, got $got"; fi
+}
+check_limit db memory.max 67108864
+check_limit db pids.max 64
+check_limit db cpu.max "50000 100000"
+check_limit web memory.max 33554432
+check_limit web pids.max 32
+check_limit web cpu.max "25000 100000"
+# Each container's process is in its own cgroup.
+db=$(pid_of db)
+if grep -q "^0::/rkstack/demo/db$" "/proc/$db/cgroup"; then ok cgroup-of-db; else fail cgroup-of-db "$(cat /proc/$db/cgroup)"; fi
+
+# A container killed comes back.
+kill -9 "$db"
+new_db() { p=$(pid_of db); [ -n "$p" ] && [ "$p" != "$db" ]; }
+if wait_for 20 new_db && [ "$(restarts_of db)" = 1 ]; then ok restart; else fail restart "$(rkstack ps 2>&1)"; fi
+
+# Orphans (double forks from outside any container) are reaped by PID 1.
+i=0
+while [ $i -lt 50 ]; do (sleep 0.2 &); i=$((i + 1)); done
+sleep 2
+zombies=$(grep -l "^State:.*Z" /proc/[0-9]*/status 2>/dev/null | wc -l)
+if [ "$zombies" = 0 ]; then ok orphans-reaped; else fail orphans-reaped "$zombies zombies"; fi
+
+# An edit of the stack file: web is recreated with the new value, db is not touched.
+db=$(pid_of db)
+web=$(pid_of web)
+sed -i 's/VERSION = "1"/VERSION = "2"/' /etc/rkstack/stack.toml
+new_web() { p=$(pid_of web); [ -n "$p" ] && [ "$p" != "$web" ]; }
+if wait_for 20 new_web && [ "$(pid_of db)" = "$db" ]; then ok reload-only-what-changed; else fail reload-only-what-changed "$(rkstack ps 2>&1)"; fi
+v=$(rkstack exec web -- /bin/sh -c 'echo $VERSION' 2>&1)
+if [ "$v" = 2 ]; then ok exec-sees-new-env; else fail exec-sees-new-env "$v"; fi
+
+echo "PROBE done"
+# SIGTERM to PID 1: the stack stops (web, then db) and the machine powers off.
+kill -TERM 1

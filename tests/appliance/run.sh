@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Boots an appliance scenario in qemu (software emulation) and checks what
+# its probe printed on the serial console.
+#   run.sh pid1      rkstack as the init of an initramfs image
+# Needs root (mknod), qemu-system-x86, cpio, binutils, busybox-static and
+# apt's package lists (the kernel comes from Debian's cloud kernel package).
+# Prints the console's tail and exits 1 when a check failed.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+HERE=$ROOT/tests/appliance
+. "$HERE/lib.sh"
+
+scenario=${1:?usage: run.sh pid1}
+
+# The static, minimal build the appliance runs (see the README).
+static_rkstack() {
+  local target=x86_64-unknown-linux-gnu
+  (cd "$ROOT" && LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu \
+    RUSTFLAGS="-C target-feature=+crt-static" \
+    cargo build --quiet --release --no-default-features --target $target --target-dir target/static) >&2
+  echo "$ROOT/target/static/$target/release/rkstack"
+}
+
+# Checks the console $1: every "PROBE ok" in $2 present, no "PROBE fail",
+# "PROBE done"; then the lines in $3 (one pattern a line) in that order.
+verify() {
+  local raw=$1 want=$2 order=$3 bad=0 at=0 n console
+  # The serial console ends its lines with CR LF.
+  console=$raw.txt
+  tr -d '\r' < "$raw" > "$console"
+  for c in $want; do
+    grep -q "PROBE ok $c\$" "$console" || { echo "check $c: not passed" >&2; bad=1; }
+  done
+  if grep -q "PROBE fail" "$console"; then grep "PROBE fail" "$console" >&2; bad=1; fi
+  grep -q "PROBE done" "$console" || { echo "the probe did not finish" >&2; bad=1; }
+  while IFS= read -r pat; do
+    [ -n "$pat" ] || continue
+    n=$(tail -n +$((at + 1)) "$console" | grep -n -m1 -- "$pat" | cut -d: -f1 || true)
+    if [ -z "$n" ]; then
+      echo "expected, in this order: '$pat' (after line $at)" >&2; bad=1
+    else
+      at=$((at + n))
+    fi
+  done <<< "$order"
+  if [ $bad = 1 ]; then
+    echo "---- console (last 60 lines) ----" >&2
+    tail -n 60 "$console" >&2
+    return 1
+  fi
+}
+
+case $scenario in
+pid1)
+  fetch_kernel
+  bin=$(static_rkstack)
+  stage=$CACHE/pid1.root
+  rm -rf "$stage" && mkdir -p "$stage"
+  install_busybox "$stage"
+  install_modules "$stage" loop squashfs overlay dm_verity veth bridge
+  cp "$bin" "$stage/bin/rkstack"
+  strip "$stage/bin/rkstack"
+  cp "$HERE/pid1/init" "$stage/init"
+  cp "$HERE/pid1/probe.sh" "$stage/bin/probe.sh"
+  mkdir -p "$stage/etc/rkstack"
+  cp "$HERE/pid1/stack.toml" "$stage/etc/rkstack/stack.toml"
+  # The containers' root: busybox.
+  install_busybox "$stage/rootfs"
+  pack_initramfs "$stage" "$CACHE/pid1.cpio"
+  console=$CACHE/pid1.console
+  : > "$console"
+  started=$(date +%s)
+  if ! boot "$CACHE/pid1.cpio" "rdinit=/init" "$console" 200; then
+    echo "the machine did not power off within 200 s" >&2
+    tail -n 60 "$console" >&2
+    exit 1
+  fi
+  echo "pid1: booted, checked and powered off in $(( $(date +%s) - started )) s"
+  verify "$console" \
+    "stack-up cgroup2 limit-db-memory.max limit-db-pids.max limit-db-cpu.max limit-web-memory.max limit-web-pids.max limit-web-cpu.max cgroup-of-db restart orphans-reaped reload-only-what-changed exec-sees-new-env" \
+    "PROBE done
+web: stopped
+db: stopped
+stack stopped
+rkstack: powering off
+reboot: Power down"
+  ;;
+*)
+  echo "unknown scenario $scenario" >&2; exit 2;;
+esac

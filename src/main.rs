@@ -197,6 +197,11 @@ enum Command {
         /// The image reference.
         reference: String,
     },
+    /// For rkstack@.service's ExecStopPost: keeps what the stopped
+    /// supervisor left for the next one to adopt, or ends it (see
+    /// contrib/systemd). Reads systemd's $SERVICE_RESULT.
+    #[command(hide = true, name = "unit-stopped")]
+    UnitStopped,
     /// Remove images from the store (not those a running stack declares),
     /// then everything no image uses any more.
     Rmi {
@@ -338,6 +343,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diff { name } => Ok(with_client(g, None, |c| cli_api::diff(c, &name))),
         Command::Images { json } => cli_api::images(&g.data_dir, json),
         Command::Rmi { references } => cli_api::rmi(&g.state_dir, &g.data_dir, &references),
+        Command::UnitStopped => {
+            let Some(stack) = g.stack.clone() else {
+                eprintln!("rkstack: unit-stopped needs --stack NAME");
+                return Ok(ExitCode::from(EXIT_INVALID));
+            };
+            let result = std::env::var("SERVICE_RESULT").unwrap_or_default();
+            match rkstack::supervisor::unit::after_stop(&g.state_dir, &stack, &result) {
+                Ok(done) => {
+                    eprintln!("rkstack: {stack}: {done}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("rkstack: {stack}: {e}");
+                    Ok(ExitCode::from(EXIT_FAILED))
+                }
+            }
+        }
         Command::Pull { creds, reference } => cli_api::pull(
             &g.data_dir,
             &reference,

@@ -1,28 +1,45 @@
-//! The appliance scenarios, booted in qemu (tests/appliance/run.sh): rkstack
-//! as PID 1 of an initramfs image on pure cgroup v2. Each builds its image
-//! from Debian packages (cached under target/appliance) and checks what the
-//! probe inside printed on the serial console; a failure prints the
-//! console's tail.
+//! The appliance scenarios, booted in qemu (tests/appliance/run.sh), all on
+//! pure cgroup v2: rkstack as PID 1 of an initramfs image, and as
+//! rkstack@demo.service under systemd 257 (Debian trixie) and 252
+//! (bookworm). Each builds its image from Debian packages (cached under
+//! target/appliance) and checks what the probe inside printed on the
+//! serial console; a failure prints the console's tail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod common;
 
 use std::process::Command;
 
-fn scenario(name: &str) {
+/// Runs one scenario; its output, or why it failed.
+fn scenario(args: &[&str]) -> Result<String, String> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/appliance/run.sh");
-    let out = Command::new(script).arg(name).output().unwrap();
+    let out = Command::new(script).args(args).output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("{text}");
-    assert!(out.status.success(), "scenario {name} failed:\n{text}");
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("scenario {}:\n{text}", args.join(" ")))
+    }
 }
 
+/// One after the other: each VM takes both cores of a CI machine.
 #[test]
-fn rkstack_as_pid_1_of_a_vm_on_cgroup_v2() {
+fn appliances_pid_1_and_under_systemd_on_cgroup_v2() {
     require_root!();
-    scenario("pid1");
+    let mut failed = Vec::new();
+    for args in [
+        &["pid1"][..],
+        &["systemd", "trixie"][..],
+        &["systemd", "bookworm"][..],
+    ] {
+        match scenario(args) {
+            Ok(text) => eprintln!("{text}"),
+            Err(e) => failed.push(e),
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
 }

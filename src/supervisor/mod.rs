@@ -10,5 +10,6 @@ pub mod pid1;
 pub mod restart;
 pub mod run;
 pub mod stacks;
+pub mod unit;
 pub mod up;
 pub mod userns;

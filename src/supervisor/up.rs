@@ -215,6 +215,8 @@ struct Supervisor {
     pulls: BTreeMap<i32, PullJob>,
     reloads: u64,
     last_reload_ok: bool,
+    /// Started by systemd in the `supervisor` leaf of its unit.
+    placed_in_leaf: bool,
 }
 
 /// Editors save in a burst of events (write, rename, chmod) within a few
@@ -318,6 +320,11 @@ fn supervise(
     };
     let (inotify, file_name) = watch(&opts.file);
     let layout = Layout::detect()?;
+    let placed_in_leaf = matches!(layout, Layout::V2 { .. })
+        && std::fs::read_to_string("/proc/self/cgroup")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("0::") && l.trim_end().ends_with("/supervisor"));
     let cgroup_base = claim_cgroup_base(&layout, &desired.stack);
     let mut sup = Supervisor {
         nft_rules: None,
@@ -327,6 +334,7 @@ fn supervise(
         pulls: BTreeMap::new(),
         reloads: 0,
         last_reload_ok: true,
+        placed_in_leaf,
         networks: BTreeMap::new(),
         cgroup_base,
         layout,
@@ -2071,6 +2079,19 @@ struct SavedState {
     /// refuses to remove them while the stack runs).
     #[serde(default)]
     images: Vec<String>,
+    /// Whether systemd started the supervisor in its `supervisor` leaf
+    /// (`DelegateSubgroup=`): it can then start the next one beside the
+    /// containers (see [`super::unit`]).
+    #[serde(default)]
+    placed_in_leaf: bool,
+}
+
+/// [`SavedState`]'s `placed_in_leaf` of a stack; false without a state.
+pub fn placed_in_leaf(state_dir: &Path, stack: &str) -> bool {
+    std::fs::read(state_dir.join(stack).join("state.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<SavedState>(&b).ok())
+        .is_some_and(|s| s.placed_in_leaf)
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -2198,6 +2219,7 @@ impl Supervisor {
                 .collect(),
             networks: self.networks.clone(),
             published: self.published.clone(),
+            placed_in_leaf: self.placed_in_leaf,
             images: {
                 let mut v: Vec<String> = self
                     .desired

@@ -18,13 +18,16 @@ fetch_kernel() {
   KVER=${pkg#linux-image-}
   KDIR=$CACHE/kernel/$KVER
   if [ ! -f "$KDIR/vmlinuz" ]; then
-    rm -rf "$KDIR.tmp" && mkdir -p "$KDIR.tmp"
-    (cd "$KDIR.tmp" && apt-get download "$pkg" >/dev/null 2>&1 && dpkg -x ./*.deb x) || {
-      echo "could not download $pkg" >&2; return 1; }
-    mkdir -p "$KDIR"
-    mv "$KDIR.tmp/x/boot/vmlinuz-$KVER" "$KDIR/vmlinuz"
-    mv "$KDIR.tmp/x/lib/modules/$KVER" "$KDIR/modules"
-    rm -rf "$KDIR.tmp"
+    local tmp=$KDIR.tmp.$$
+    rm -rf "$tmp" && mkdir -p "$tmp"
+    (cd "$tmp" && apt-get download "$pkg" >/dev/null 2>&1 && dpkg -x ./*.deb x) || {
+      echo "could not download $pkg" >&2; rm -rf "$tmp"; return 1; }
+    mkdir -p "$tmp/k"
+    mv "$tmp/x/boot/vmlinuz-$KVER" "$tmp/k/vmlinuz"
+    mv "$tmp/x/lib/modules/$KVER" "$tmp/k/modules"
+    # Whole or absent: another run may be fetching it too.
+    mv -T "$tmp/k" "$KDIR" 2>/dev/null || true
+    rm -rf "$tmp"
   fi
 }
 
@@ -82,10 +85,11 @@ pack_initramfs() {
 
 # Boots kernel + initramfs $1 with kernel arguments $2; the serial console
 # goes to $3. Waits for the machine to power off, at most $4 seconds.
+# MEM: the machine's memory in MiB.
 boot() {
   local initrd=$1 append=$2 console=$3 limit=$4
   timeout "$limit" qemu-system-x86_64 \
-    -machine q35 -cpu max -smp 2 -m 768 \
+    -machine q35 -cpu max -smp 2 -m "${MEM:-768}" \
     -nographic -no-reboot -nic none \
     -kernel "$KDIR/vmlinuz" -initrd "$initrd" \
     -append "console=ttyS0 panic=-1 $append" \

@@ -2,6 +2,9 @@
 # Boots an appliance scenario in qemu (software emulation) and checks what
 # its probe printed on the serial console.
 #   run.sh pid1      rkstack as the init of an initramfs image
+#   run.sh systemd [SUITE]
+#                    rkstack@demo.service under systemd: Debian trixie
+#                    (systemd 257, the default) or bookworm (systemd 252)
 # Needs root (mknod), qemu-system-x86, cpio, binutils, busybox-static and
 # apt's package lists (the kernel comes from Debian's cloud kernel package).
 # Prints the console's tail and exits 1 when a check failed.
@@ -10,7 +13,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$ROOT/tests/appliance
 . "$HERE/lib.sh"
 
-scenario=${1:?usage: run.sh pid1}
+scenario=${1:?usage: run.sh pid1 | systemd [SUITE]}
 
 # The static, minimal build the appliance runs (see the README).
 static_rkstack() {
@@ -82,6 +85,59 @@ web: stopped
 db: stopped
 stack stopped
 rkstack: powering off
+reboot: Power down"
+  ;;
+systemd)
+  suite=${2:-trixie}
+  fetch_kernel
+  bin=$(static_rkstack)
+  # Debian with systemd, from the machine's configured mirror, made once.
+  base=$CACHE/$suite
+  if [ ! -x "$base/sbin/init" ]; then
+    mirror=$(grep -h -o -m1 'https\?://[^ ]*debian/\?' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null | head -1)
+    rm -rf "$base.tmp"
+    debootstrap --variant=minbase --include=systemd,systemd-sysv "$suite" "$base.tmp" "${mirror:-http://deb.debian.org/debian}" > "$CACHE/debootstrap.log" 2>&1 || {
+      tail -n 20 "$CACHE/debootstrap.log" >&2; exit 1; }
+    rm -rf "$base.tmp/var/cache/apt/archives"/*.deb
+    mv "$base.tmp" "$base"
+  fi
+  stage=$CACHE/systemd-$suite.root
+  rm -rf "$stage" && cp -a "$base" "$stage"
+  install -m 755 "$bin" "$stage/usr/local/bin/rkstack"
+  strip "$stage/usr/local/bin/rkstack"
+  install -m 644 "$ROOT/contrib/systemd/rkstack@.service" "$stage/etc/systemd/system/rkstack@.service"
+  mkdir -p "$stage/etc/systemd/system/multi-user.target.wants" "$stage/etc/systemd/system/rkstack@demo.service.d"
+  ln -sf /etc/systemd/system/rkstack@.service "$stage/etc/systemd/system/multi-user.target.wants/rkstack@demo.service"
+  install -m 644 "$HERE/systemd/test.conf" "$stage/etc/systemd/system/rkstack@demo.service.d/test.conf"
+  mkdir -p "$stage/etc/rkstack"
+  install -m 644 "$HERE/systemd/demo.toml" "$stage/etc/rkstack/demo.toml"
+  install -m 755 "$HERE/systemd/probe.sh" "$stage/usr/local/bin/probe.sh"
+  install -m 644 "$HERE/systemd/probe.service" "$stage/etc/systemd/system/probe.service"
+  ln -sf /etc/systemd/system/probe.service "$stage/etc/systemd/system/multi-user.target.wants/probe.service"
+  # No logins on the console the probe writes to.
+  for u in serial-getty@ttyS0.service getty@tty1.service; do
+    ln -sf /dev/null "$stage/etc/systemd/system/$u"
+  done
+  echo appliance > "$stage/etc/hostname"
+  # systemd before 254 cannot start the next supervisor beside running
+  # containers: there a watchdog restart starts them anew.
+  sd=$(chroot "$stage" /usr/lib/systemd/systemd --version | sed -n '1s/^systemd \([0-9]*\).*/\1/p')
+  if [ "${sd:-0}" -ge 254 ]; then echo adopt; else echo restart; fi > "$stage/etc/rkstack/watchdog-expect"
+  install_busybox "$stage/srv/rootfs"
+  pack_initramfs "$stage" "$CACHE/systemd.cpio"
+  rm -rf "$stage"
+  console=$CACHE/systemd-$suite.console
+  : > "$console"
+  started=$(date +%s)
+  if ! MEM=2048 boot "$CACHE/systemd.cpio" "rdinit=/sbin/init" "$console" 400; then
+    echo "the machine did not power off within 400 s" >&2
+    tr -d '\r' < "$console" | tail -n 60 >&2
+    exit 1
+  fi
+  echo "systemd $sd ($suite): booted, checked and powered off in $(( $(date +%s) - started )) s"
+  verify "$console" \
+    "active-after-ready supervisor-leaf containers-in-the-unit nothing-outside reload broken-file-keeps-the-stack watchdog-restart stop-leaves-nothing" \
+    "PROBE done
 reboot: Power down"
   ;;
 *)

@@ -1138,3 +1138,70 @@ fn a_pull_runs_in_the_background_while_the_stack_answers() {
     );
     remove_cgroups(&stack);
 }
+
+#[test]
+fn a_verity_image_runs_only_as_its_root_hash_says() {
+    require_root!();
+    let fs = Rootfs::readable();
+    for d in ["proc", "dev", "sys"] {
+        std::fs::create_dir_all(fs.path().join(d)).unwrap();
+    }
+    let work = tempfile::tempdir().unwrap();
+    let img = work.path().join("app.sqfs");
+    let out = Command::new("mksquashfs")
+        .arg(fs.path())
+        .arg(&img)
+        .args(["-quiet", "-noappend"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The hash tree beside the image (the default place: IMAGE.verity).
+    let out = Command::new("veritysetup")
+        .arg("format")
+        .arg(&img)
+        .arg(work.path().join("app.sqfs.verity"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let root_hash = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Root hash:"))
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|| panic!("no root hash in:\n{text}"));
+    let up = Up::start(
+        "verity",
+        &format!(
+            "[containers.good]\nimage = \"squashfs:{img}\"\nverity = {{ root_hash = \"{root_hash}\" }}\n\
+             command = [\"/bin/sh\", \"-c\", \"echo verified; sleep 1000\"]\nread_only = true\n\
+             [containers.bad]\nimage = \"squashfs:{img}\"\nverity = {{ root_hash = \"{zeros}\" }}\n\
+             command = [\"/bin/sh\", \"-c\", \"echo ran\"]\nread_only = true\n",
+            img = img.display(),
+            zeros = "0".repeat(root_hash.len()),
+        ),
+    );
+    let ps = || -> Vec<serde_json::Value> {
+        serde_json::from_slice(&rk_in(up.dir.path(), &["ps", "--json"]).stdout).unwrap_or_default()
+    };
+    let error_of = |n: &str| {
+        ps().into_iter()
+            .find(|c| c["name"] == n)
+            .and_then(|c| c["error"].as_str().map(String::from))
+            .unwrap_or_default()
+    };
+    if Path::new("/dev/mapper/control").exists() {
+        up.wait_for(|u| u.log_of("good").contains("verified"), "good runs");
+        up.wait_for(
+            |_| error_of("bad").contains("does not match its verity root hash"),
+            "bad refused",
+        );
+        assert!(!up.log_of("bad").contains("ran"));
+    } else {
+        // This kernel cannot verify: both are refused, saying why.
+        eprintln!("this kernel has no device-mapper: checking that verity images are refused");
+        for n in ["good", "bad"] {
+            up.wait_for(|_| error_of(n).contains("no device-mapper"), n);
+            assert!(up.log_of(n).is_empty(), "{n} ran unverified");
+        }
+    }
+}

@@ -330,6 +330,19 @@ pub struct Container {
     pub security: Security,
     pub health: Option<Health>,
     pub logging: Logging,
+    /// dm-verity for a `squashfs:`/`erofs:` image: the image is read
+    /// through a verity device, refused when it does not match.
+    pub verity: Option<Verity>,
+}
+
+/// `verity = { root_hash = "...", hash_file = "..." }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verity {
+    /// The hash tree's root, hex (as `veritysetup format` prints it).
+    pub root_hash: String,
+    /// The hash tree (`veritysetup format IMAGE HASH_FILE`); default: the
+    /// image's path with `.verity` added.
+    pub hash_file: std::path::PathBuf,
 }
 
 /// Defaults that apply where neither the container nor `[defaults]` set a key.

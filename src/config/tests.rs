@@ -652,3 +652,40 @@ fn every_example_stack_is_valid() {
     }
     assert!(n >= 5, "only {n} examples");
 }
+
+#[test]
+fn verity_is_for_filesystem_images_with_a_hex_root_hash() {
+    let hash = "ab".repeat(32);
+    let s = ok(&format!(
+        "{HEAD}[containers.c]\nimage = \"squashfs:/srv/app.sqfs\"\ncommand = [\"/x\"]\nverity = {{ root_hash = \"{}\" }}\n",
+        hash.to_uppercase()
+    ));
+    let v = s.containers["c"].verity.as_ref().unwrap();
+    assert_eq!(v.root_hash, hash);
+    assert_eq!(v.hash_file, Path::new("/srv/app.sqfs.verity"));
+    let s = ok(&format!(
+        "{HEAD}[containers.c]\nimage = \"erofs:/srv/app.erofs\"\ncommand = [\"/x\"]\nverity = {{ root_hash = \"{hash}\", hash_file = \"tree\" }}\n"
+    ));
+    assert_eq!(
+        s.containers["c"].verity.as_ref().unwrap().hash_file,
+        Path::new("/etc/rkstack/tree")
+    );
+    let e = errs(&container(&format!(
+        "verity = {{ root_hash = \"{hash}\" }}\n"
+    )));
+    has(
+        &e,
+        "5:10: containers.c.verity: only squashfs: and erofs: images",
+    );
+    let e = errs(&format!(
+        "{HEAD}[containers.c]\nimage = \"squashfs:/a\"\ncommand = [\"/x\"]\nverity = {{ root_hash = \"xyz\" }}\n"
+    ));
+    has(
+        &e,
+        "5:24: containers.c.verity.root_hash: a root hash is 32 to 128 hex digits",
+    );
+    let e = errs(&format!(
+        "{HEAD}[containers.c]\nimage = \"squashfs:/a\"\ncommand = [\"/x\"]\nverity = {{ hash_file = \"/t\" }}\n"
+    ));
+    has(&e, "containers.c.verity: missing \"root_hash\"");
+}

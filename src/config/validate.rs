@@ -39,7 +39,9 @@ const CONTAINER_KEYS: &[&str] = &[
     "security",
     "health",
     "logging",
+    "verity",
 ];
+const VERITY_KEYS: &[&str] = &["root_hash", "hash_file"];
 const NETWORK_KEYS: &[&str] = &["driver", "subnet", "gateway", "nat", "internal"];
 const VOLUME_KEYS: &[&str] = &["path"];
 const RESOURCE_KEYS: &[&str] = &[
@@ -721,6 +723,23 @@ impl Cx<'_> {
         let health = opt!("health", |cx: &mut Self, v, k| cx.health(v, k));
         let logging = opt!("logging", |cx: &mut Self, v, k| cx.logging(v, k))
             .unwrap_or_else(defaults::logging);
+        let verity = match (get("verity"), &image) {
+            (None, _) => None,
+            (Some(v), Some(ImageRef::Squashfs { path } | ImageRef::Erofs { path })) => {
+                let r = self.verity(v, "verity", path);
+                ok &= r.is_some();
+                r
+            }
+            (Some(v), _) => {
+                self.err_key(
+                    &v.span,
+                    "verity",
+                    "only squashfs: and erofs: images can be verified with dm-verity",
+                );
+                ok = false;
+                None
+            }
+        };
 
         // A container with problems is still returned, filled with defaults
         // where its values were bad, so that the cross-checks can report
@@ -749,6 +768,45 @@ impl Cx<'_> {
             security: security.unwrap_or_else(default_security),
             health,
             logging,
+            verity,
+        })
+    }
+
+    fn verity(&mut self, v: &Node, key: &str, image: &Path) -> Option<Verity> {
+        let t = self.table(v, key, VERITY_KEYS)?;
+        let root_hash = match t.get("root_hash") {
+            Some(e) => {
+                let h = self.str(&e.value, &format!("{key}.root_hash"))?;
+                let hex = h.len() >= 32
+                    && h.len() <= 128
+                    && h.len() % 2 == 0
+                    && h.bytes().all(|b| b.is_ascii_hexdigit());
+                if !hex {
+                    self.err_key(
+                        &e.value.span,
+                        &format!("{key}.root_hash"),
+                        "a root hash is 32 to 128 hex digits (as `veritysetup format` prints it)",
+                    );
+                    return None;
+                }
+                h.to_ascii_lowercase()
+            }
+            None => {
+                self.err_key(&v.span, key, "missing \"root_hash\"");
+                return None;
+            }
+        };
+        let hash_file = match t.get("hash_file") {
+            Some(e) => self.host_path(&e.value, &format!("{key}.hash_file"))?,
+            None => {
+                let mut p = image.as_os_str().to_owned();
+                p.push(".verity");
+                PathBuf::from(p)
+            }
+        };
+        Some(Verity {
+            root_hash,
+            hash_file,
         })
     }
 

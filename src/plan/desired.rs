@@ -297,6 +297,9 @@ fn container_keys(
     h.add("user", &c.user);
     h.add("hostname", &c.hostname);
     h.add("read_only", &c.read_only);
+    if c.verity.is_some() {
+        h.add("verity", &c.verity);
+    }
     match &c.network {
         NetworkMode::Loopback => h.add("networks", &"loopback"),
         NetworkMode::Host => h.add("networks", &"host"),

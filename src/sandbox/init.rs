@@ -88,11 +88,12 @@ pub(super) fn forked(chan: OwnedFd, job: Job<'_>) -> ! {
 static LOOP_DEV: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 /// Attaches a filesystem image to a loop device (kept by the returned
-/// handle until this stage exits; the device goes with the container's
-/// mount) and lets the container's device cgroup (v1) open just that one.
-fn attach_image(spec: &SandboxSpec) -> StepResult<Option<OwnedFd>> {
-    let Root::Image { file, .. } = &spec.root else {
-        return Ok(None);
+/// handles until this stage exits; the device goes with the container's
+/// mount), through a dm-verity device when the image has a root hash, and
+/// lets the container's device cgroup (v1) open just that one.
+fn attach_image(spec: &SandboxSpec) -> StepResult<Vec<OwnedFd>> {
+    let Root::Image { file, verity, .. } = &spec.root else {
+        return Ok(Vec::new());
     };
     let err = |e: std::io::Error| {
         errno_err(
@@ -101,7 +102,13 @@ fn attach_image(spec: &SandboxSpec) -> StepResult<Option<OwnedFd>> {
             format!("loop device for {}", file.display()),
         )
     };
-    let (dev, fd) = super::loopdev::attach(file).map_err(err)?;
+    let (mut dev, fd) = super::loopdev::attach(file).map_err(err)?;
+    let mut holds = vec![fd];
+    if let Some(v) = verity {
+        let (node, held) = verify(file, &dev, v)?;
+        holds.extend(held);
+        dev = node;
+    }
     let meta = std::fs::metadata(&dev).map_err(err)?;
     let rdev = std::os::unix::fs::MetadataExt::rdev(&meta);
     let rule = format!("b {}:{} r", libc::major(rdev), libc::minor(rdev));
@@ -113,14 +120,63 @@ fn attach_image(spec: &SandboxSpec) -> StepResult<Option<OwnedFd>> {
         }
     }
     let _ = LOOP_DEV.set(dev);
-    Ok(Some(fd))
+    Ok(holds)
+}
+
+/// The image on loop device `dev` read through dm-verity with its hash
+/// tree: the verity device's node and what holds it (and the hash tree's
+/// loop device). An image that does not match is refused here.
+fn verify(
+    file: &Path,
+    dev: &Path,
+    v: &super::spec::VeritySpec,
+) -> StepResult<(PathBuf, Vec<OwnedFd>)> {
+    let fail = |errno: i32, what: String| {
+        errno_err("verity", errno, format!("{}: {what}", file.display()))
+    };
+    let mut head = vec![0u8; 4096];
+    let n = std::fs::File::open(&v.hash_file)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .map_err(|e| {
+            fail(
+                e.raw_os_error().unwrap_or(0),
+                format!("hash tree {}: {e}", v.hash_file.display()),
+            )
+        })?;
+    let sb = super::dm::superblock(&head[..n])
+        .map_err(|e| fail(libc::EINVAL, format!("{}: {e}", v.hash_file.display())))?;
+    let (hash_dev, hash_fd) = super::loopdev::attach(&v.hash_file)
+        .map_err(|e| fail(e.raw_os_error().unwrap_or(0), format!("loop device: {e}")))?;
+    let name = format!(
+        "rkstack-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let (node, dm_fd) = super::dm::verity(&name, dev, &hash_dev, &sb, &v.root_hash)
+        .map_err(|e| fail(libc::ENODEV, e))?;
+    // The first block, read now: a wrong root hash (or a changed image)
+    // fails here rather than as a mount error.
+    let mut first = vec![0u8; sb.data_block_size as usize];
+    // SAFETY: reading into our buffer from our descriptor.
+    let r = unsafe { libc::pread(dm_fd.as_raw_fd(), first.as_mut_ptr().cast(), first.len(), 0) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(fail(
+            e.raw_os_error().unwrap_or(0),
+            "the image does not match its verity root hash (or its hash tree); refused".into(),
+        ));
+    }
+    Ok((node, vec![hash_fd, dm_fd]))
 }
 
 fn stage(spec: &SandboxSpec, runtime: &OwnedFd) -> StepResult<i32> {
     if spec.user_ns.is_some() {
         precreate_mountpoints(spec)?;
     }
-    let _loop = attach_image(spec)?;
+    let _image = attach_image(spec)?;
     let (parent_end, child_end) = channel::pair()
         .map_err(|e| errno_err("init", e.raw_os_error().unwrap_or(0), "socketpair"))?;
 
@@ -642,6 +698,7 @@ fn assemble_root(spec: &SandboxSpec) -> StepResult<PathBuf> {
             file,
             fstype,
             upper,
+            ..
         } => {
             let what = format!("{fstype} image {}", file.display());
             let fail = |e: std::io::Error| {

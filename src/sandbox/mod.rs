@@ -8,6 +8,7 @@
 mod caps;
 pub mod cgroup;
 mod channel;
+pub mod dm;
 mod enter;
 pub mod init;
 pub mod loopdev;

@@ -69,7 +69,18 @@ pub enum Root {
         file: PathBuf,
         fstype: String,
         upper: Option<(PathBuf, PathBuf)>,
+        /// Read through dm-verity: refused unless it matches.
+        verity: Option<VeritySpec>,
     },
+}
+
+/// A dm-verity check of a filesystem image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VeritySpec {
+    /// The hash tree, with its superblock (`veritysetup format`).
+    pub hash_file: PathBuf,
+    /// The expected root hash, hex.
+    pub root_hash: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

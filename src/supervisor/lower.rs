@@ -76,6 +76,10 @@ pub fn sandbox_spec(
                 file: file.clone(),
                 fstype: fstype.to_string(),
                 upper: fs.upper.clone(),
+                verity: c.verity.as_ref().map(|v| crate::sandbox::spec::VeritySpec {
+                    hash_file: v.hash_file.clone(),
+                    root_hash: v.root_hash.clone(),
+                }),
             }
         }
         ImageRef::Oci { .. } | ImageRef::Tar { .. } | ImageRef::Docker { .. }

@@ -20,8 +20,8 @@ static_rkstack() {
   local target=x86_64-unknown-linux-gnu
   (cd "$ROOT" && LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu \
     RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build --quiet --release --no-default-features --target $target --target-dir target/static) >&2
-  echo "$ROOT/target/static/$target/release/rkstack"
+    cargo build --quiet --profile embedded --no-default-features --target $target --target-dir target/static) >&2
+  echo "$ROOT/target/static/$target/embedded/rkstack"
 }
 
 # Checks the console $1: every "PROBE ok" in $2 present, no "PROBE fail",
@@ -65,7 +65,15 @@ pid1)
   cp "$HERE/pid1/init" "$stage/init"
   cp "$HERE/pid1/probe.sh" "$stage/bin/probe.sh"
   mkdir -p "$stage/etc/rkstack"
-  cp "$HERE/pid1/stack.toml" "$stage/etc/rkstack/stack.toml"
+  # A squashfs image of busybox and its dm-verity hash tree.
+  install_busybox "$CACHE/app.root"
+  mkdir -p "$stage/images"
+  mksquashfs "$CACHE/app.root" "$stage/images/app.sqfs" -quiet -noappend -no-progress >&2
+  rm -rf "$CACHE/app.root"
+  hash=$(veritysetup format "$stage/images/app.sqfs" "$stage/images/app.sqfs.verity" | sed -n 's/^Root hash:[[:space:]]*//p')
+  sed -e "s/@ROOT_HASH@/$hash/" -e "s/@WRONG_HASH@/$(echo "$hash" | tr '0-9a-f' 'f0-9a-e')/" \
+    "$HERE/pid1/stack.toml" > "$stage/etc/rkstack/stack.toml"
+  cp "$HERE/probe-lib.sh" "$stage/etc/rkstack/probe-lib.sh"
   # The containers' root: busybox.
   install_busybox "$stage/rootfs"
   pack_initramfs "$stage" "$CACHE/pid1.cpio"
@@ -79,7 +87,7 @@ pid1)
   fi
   echo "pid1: booted, checked and powered off in $(( $(date +%s) - started )) s"
   verify "$console" \
-    "stack-up cgroup2 limit-db-memory.max limit-db-pids.max limit-db-cpu.max limit-web-memory.max limit-web-pids.max limit-web-cpu.max cgroup-of-db restart orphans-reaped reload-only-what-changed exec-sees-new-env" \
+    "stack-up verity-runs verity-refuses verity-devices-go cgroup2 limit-db-memory.max limit-db-pids.max limit-db-cpu.max limit-web-memory.max limit-web-pids.max limit-web-cpu.max cgroup-of-db restart orphans-reaped reload-only-what-changed exec-sees-new-env" \
     "PROBE done
 web: stopped
 db: stopped
@@ -111,6 +119,7 @@ systemd)
   install -m 644 "$HERE/systemd/test.conf" "$stage/etc/systemd/system/rkstack@demo.service.d/test.conf"
   mkdir -p "$stage/etc/rkstack"
   install -m 644 "$HERE/systemd/demo.toml" "$stage/etc/rkstack/demo.toml"
+  install -m 644 "$HERE/probe-lib.sh" "$stage/etc/rkstack/probe-lib.sh"
   install -m 755 "$HERE/systemd/probe.sh" "$stage/usr/local/bin/probe.sh"
   install -m 644 "$HERE/systemd/probe.service" "$stage/etc/systemd/system/probe.service"
   ln -sf /etc/systemd/system/probe.service "$stage/etc/systemd/system/multi-user.target.wants/probe.service"

@@ -3,22 +3,8 @@
 # prints "PROBE ok NAME" or "PROBE fail NAME: WHY" per check, then
 # "PROBE done", and asks PID 1 to power the machine off.
 export PATH=/bin
-ok() { echo "PROBE ok $1"; }
-fail() { echo "PROBE fail $1: $2"; }
-# pid_of NAME: the container's pid as `rkstack ps` shows it.
-pid_of() { rkstack ps 2>/dev/null | awk -v n="$1" '$1 == n && $2 == "running" { print $3 }'; }
-restarts_of() { rkstack ps 2>/dev/null | awk -v n="$1" '$1 == n { print $4 }'; }
-# wait_for SECONDS COMMAND...: until the command succeeds.
-wait_for() {
-  t=$1; shift
-  i=0
-  while [ "$i" -lt $((t * 10)) ]; do
-    "$@" && return 0
-    sleep 0.1
-    i=$((i + 1))
-  done
-  return 1
-}
+. /etc/rkstack/probe-lib.sh
+restarts_of() { rk ps 2>/dev/null | awk -v n="$1" '$1 == n { print $4 }'; }
 both_running() { [ -n "$(pid_of db)" ] && [ -n "$(pid_of web)" ]; }
 
 if wait_for 60 both_running; then ok "stack-up"; else fail stack-up "$(rkstack ps 2>&1)"; fi
@@ -63,6 +49,16 @@ new_web() { p=$(pid_of web); [ -n "$p" ] && [ "$p" != "$web" ]; }
 if wait_for 20 new_web && [ "$(pid_of db)" = "$db" ]; then ok reload-only-what-changed; else fail reload-only-what-changed "$(rkstack ps 2>&1)"; fi
 v=$(rkstack exec web -- /bin/sh -c 'echo $VERSION' 2>&1)
 if [ "$v" = 2 ]; then ok exec-sees-new-env; else fail exec-sees-new-env "$v"; fi
+
+# dm-verity: the image with its root hash runs; with a wrong one it is refused.
+sealed_up() { [ -n "$(pid_of sealed)" ]; }
+if wait_for 20 sealed_up && rk logs sealed 2>&1 | grep -q "sealed: verified"; then ok verity-runs; else fail verity-runs "$(rk inspect sealed 2>&1 | head -20)"; fi
+refused() { rk inspect tampered 2>/dev/null | grep -q "does not match its verity root hash"; }
+if wait_for 20 refused && ! rk logs tampered 2>&1 | grep -q "tampered: ran"; then ok verity-refuses; else fail verity-refuses "$(rk inspect tampered 2>&1 | head -20)"; fi
+# Stopped, the container takes its verity and loop devices along.
+rk stop sealed > /dev/null 2>&1
+devices_gone() { ! ls /sys/block | grep -q "^dm-" && ! grep -qs app.sqfs /sys/block/loop*/loop/backing_file; }
+if wait_for 10 devices_gone; then ok verity-devices-go; else fail verity-devices-go "$(ls /sys/block)"; fi
 
 echo "PROBE done"
 # SIGTERM to PID 1: the stack stops (web, then db) and the machine powers off.

@@ -1,21 +1,9 @@
 #!/bin/sh
 # Checks rkstack@demo under systemd: "PROBE ok NAME" or "PROBE fail NAME:
 # WHY" per check, then "PROBE done", then powers the machine off.
-ok() { echo "PROBE ok $1"; }
-fail() { echo "PROBE fail $1: $2"; }
-rk() { /usr/local/bin/rkstack --stack demo "$@"; }
-pid_of() { rk ps 2>/dev/null | awk -v n="$1" '$1 == n && $2 == "running" { print $3 }'; }
+export PATH=/usr/local/bin:$PATH
+. /etc/rkstack/probe-lib.sh
 prop() { systemctl show -p "$1" --value rkstack@demo.service; }
-wait_for() {
-  t=$1; shift
-  i=0
-  while [ "$i" -lt $((t * 10)) ]; do
-    "$@" && return 0
-    sleep 0.1
-    i=$((i + 1))
-  done
-  return 1
-}
 unit=/sys/fs/cgroup$(prop ControlGroup)
 
 # Type=notify: this runs after the unit is active, so the stack was up by then.

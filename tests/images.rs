@@ -491,10 +491,7 @@ fn loops_of(file: &Path) -> usize {
 #[test]
 fn squashfs_and_erofs_images_run_and_their_loop_devices_go() {
     require_root!();
-    let fs = Rootfs::readable();
-    for d in ["proc", "dev", "sys"] {
-        std::fs::create_dir_all(fs.path().join(d)).unwrap();
-    }
+    let fs = image_rootfs();
     let dir = tempfile::tempdir().unwrap();
     let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap();
     let mut tried = 0;
@@ -571,6 +568,15 @@ fn squashfs_and_erofs_images_run_and_their_loop_devices_go() {
         }
     }
     eprintln!("{tried} of 2 image filesystems tried");
+}
+
+/// The busybox rootfs with the mount points a read-only image must have.
+fn image_rootfs() -> Rootfs {
+    let fs = Rootfs::readable();
+    for d in ["proc", "dev", "sys"] {
+        std::fs::create_dir_all(fs.path().join(d)).unwrap();
+    }
+    fs
 }
 
 /// A registry on loopback (Debian's docker-registry), ended on drop.
@@ -943,10 +949,7 @@ fn a_replaced_squashfs_file_recreates_its_container_at_reload() {
         eprintln!("skipped: this kernel has no squashfs filesystem");
         return;
     }
-    let fs = Rootfs::readable();
-    for d in ["proc", "dev", "sys"] {
-        std::fs::create_dir_all(fs.path().join(d)).unwrap();
-    }
+    let fs = image_rootfs();
     let work = tempfile::tempdir().unwrap();
     let img = work.path().join("app.sqfs");
     let make = |marker: &str| {
@@ -1142,10 +1145,7 @@ fn a_pull_runs_in_the_background_while_the_stack_answers() {
 #[test]
 fn a_verity_image_runs_only_as_its_root_hash_says() {
     require_root!();
-    let fs = Rootfs::readable();
-    for d in ["proc", "dev", "sys"] {
-        std::fs::create_dir_all(fs.path().join(d)).unwrap();
-    }
+    let fs = image_rootfs();
     let work = tempfile::tempdir().unwrap();
     let img = work.path().join("app.sqfs");
     let out = Command::new("mksquashfs")
@@ -1204,4 +1204,61 @@ fn a_verity_image_runs_only_as_its_root_hash_says() {
             assert!(up.log_of(n).is_empty(), "{n} ran unverified");
         }
     }
+}
+
+#[test]
+fn an_image_container_runs_in_its_own_user_namespace() {
+    require_root!();
+    let body = r#"
+[containers.u]
+image = "oci:LAYOUT:v1"
+command = ["/bin/sh", "-c", "cat /etc/new-file; id -u; ls -ln /etc/new-file; echo x >> /etc/new-file && echo appended || echo append-failed; touch /written && echo wrote; sleep 1000"]
+[containers.u.security]
+user_namespace = "auto"
+"#;
+    let up = Up::start("userns-img", body);
+    wait_until(
+        || up.log_of("u").contains("wrote"),
+        "u ran and wrote",
+        || {
+            let out = rk_in(up.dir.path(), &["ps", "--json"]);
+            let list: Vec<serde_json::Value> =
+                serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let pid = list.first().and_then(|c| c["pid"].as_i64()).unwrap_or(0);
+            format!(
+                "{}\nu's log:\n{}\nmounts:\n{}",
+                up.file("events.log"),
+                up.log_of("u"),
+                std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default()
+            )
+        },
+    );
+    let log = up.log_of("u");
+    assert!(log.contains("from layer 2"), "{log}");
+    // Root inside, someone else outside.
+    let pid: i32 = {
+        let out = rk_in(up.dir.path(), &["ps", "--json"]);
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        list[0]["pid"].as_i64().unwrap() as i32
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next().map(String::from))
+        .unwrap();
+    assert_ne!(uid, "0", "{status}");
+    assert!(log.lines().any(|l| l.ends_with(" stdout 0")), "{log}");
+    // Its writes are in its own layer, owned by its id range on the host.
+    let written = up
+        .dir
+        .path()
+        .join(format!("data/{}/containers/u/upper/written", up.stack));
+    let meta = std::fs::metadata(&written).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&meta).to_string(),
+        uid,
+        "{}",
+        written.display()
+    );
 }

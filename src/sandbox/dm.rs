@@ -3,7 +3,9 @@
 //! reads fail (EIO) wherever the image differs from its hash tree.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use super::loopdev::open;
 use std::path::{Path, PathBuf};
 
 /// `struct dm_ioctl` (linux/dm-ioctl.h), 312 bytes.
@@ -212,17 +214,6 @@ pub fn verity(
     simple(&control, DM_DEV_REMOVE, name, DM_DEFERRED_REMOVE)
         .map_err(|e| format!("dm-verity: deferred removal of {name}: {e}"))?;
     Ok((node, fd))
-}
-
-fn open(path: &Path, flags: i32) -> io::Result<OwnedFd> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap_or_default();
-    // SAFETY: NUL-terminated path; the result is checked.
-    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new descriptor, ours.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 #[cfg(test)]

@@ -41,7 +41,8 @@ struct LoopConfig {
     reserved: [u64; 8],
 }
 
-fn open(path: &Path, flags: i32) -> io::Result<OwnedFd> {
+/// Opens a device node (close-on-exec).
+pub(crate) fn open(path: &Path, flags: i32) -> io::Result<OwnedFd> {
     let c = CString::new(path.as_os_str().as_encoded_bytes()).unwrap_or_default();
     // SAFETY: NUL-terminated path; the result is checked.
     let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };

@@ -1164,6 +1164,14 @@ impl Supervisor {
         let image =
             super::images::prepare(&c, &opts.data_dir, &stack, &opts.insecure_registries, false)?;
         let image_user = image.as_ref().and_then(|i| i.defaults.user.clone());
+        // In a user namespace the container's root writes its layer as the
+        // range's first id: the layer and overlayfs' work folder are its.
+        if let (Some(cl), Some(Some((u, w)))) = (&l.claim, image.as_ref().map(|i| &i.upper)) {
+            for d in [u, w] {
+                std::os::unix::fs::chown(d, Some(cl.start), Some(cl.start))
+                    .map_err(|e| format!("{}: {e}", d.display()))?;
+            }
+        }
         // A pulled image's identity: recorded as if the plan had known it,
         // so the next reload does not take the pull for a change.
         if let (config::ImageRef::Docker { .. }, Some(i)) = (&c.image, &image)

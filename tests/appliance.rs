@@ -1,7 +1,7 @@
 //! The appliance scenarios, booted in qemu (tests/appliance/run.sh), all on
-//! pure cgroup v2: rkstack as PID 1 of an initramfs image, and as
-//! rkstack@demo.service under systemd 257 (Debian trixie) and 252
-//! (bookworm). Each builds its image from Debian packages (cached under
+//! pure cgroup v2: rkstack as PID 1 of an initramfs image (x86_64, and
+//! aarch64 cross-built and emulated), and as rkstack@demo.service under
+//! systemd 257 (Debian trixie) and 252 (bookworm). Each builds its image from Debian packages (cached under
 //! target/appliance) and checks what the probe inside printed on the
 //! serial console; a failure prints the console's tail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
@@ -31,11 +31,26 @@ fn scenario(args: &[&str]) -> Result<String, String> {
 fn appliances_pid_1_and_under_systemd_on_cgroup_v2() {
     require_root!();
     let mut failed = Vec::new();
-    for args in [
+    let mut scenarios = vec![
         &["pid1"][..],
         &["systemd", "trixie"][..],
         &["systemd", "bookworm"][..],
-    ] {
+    ];
+    // The arm64 image needs the aarch64 std from rustup (scripts/test.sh
+    // adds it where rustup can fetch it).
+    let targets = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if targets.contains("aarch64-unknown-linux-gnu") {
+        scenarios.push(&["pid1", "arm64"][..]);
+    } else {
+        eprintln!(
+            "NOT RUN: pid1 arm64 (no aarch64-unknown-linux-gnu target: rustup target add aarch64-unknown-linux-gnu)"
+        );
+    }
+    for args in scenarios {
         match scenario(args) {
             Ok(text) => eprintln!("{text}"),
             Err(e) => failed.push(e),

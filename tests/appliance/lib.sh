@@ -6,21 +6,26 @@
 CACHE=${APPLIANCE_CACHE:-$ROOT/target/appliance}
 mkdir -p "$CACHE"
 
+# The machine's architecture: amd64 (x86_64) or arm64 (aarch64, booted
+# under emulation; its packages need `dpkg --add-architecture arm64`).
+ARCH=${ARCH:-amd64}
+
 # The kernel: vmlinuz and its modules under $CACHE/kernel/<version>.
 fetch_kernel() {
-  local pkg
-  pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9].*\)/\1/p' | head -1)
+  local pkg meta=linux-image-cloud-$ARCH
+  find_pkg() { apt-cache depends "$meta:$ARCH" 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9][^:]*\).*/\1/p' | head -1; }
+  pkg=$(find_pkg)
   if [ -z "$pkg" ]; then
     apt-get update -qq >&2 || true
-    pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9].*\)/\1/p' | head -1)
+    pkg=$(find_pkg)
   fi
-  [ -n "$pkg" ] || { echo "no linux-image-cloud-amd64 in apt's lists (apt-get update?)" >&2; return 1; }
+  [ -n "$pkg" ] || { echo "no $meta in apt's lists (apt-get update? dpkg --add-architecture $ARCH?)" >&2; return 1; }
   KVER=${pkg#linux-image-}
   KDIR=$CACHE/kernel/$KVER
   if [ ! -f "$KDIR/vmlinuz" ]; then
     local tmp=$KDIR.tmp.$$
     rm -rf "$tmp" && mkdir -p "$tmp"
-    (cd "$tmp" && apt-get download "$pkg" >/dev/null 2>&1 && dpkg -x ./*.deb x) || {
+    (cd "$tmp" && apt-get download "$pkg:$ARCH" >/dev/null 2>&1 && dpkg -x ./*.deb x) || {
       echo "could not download $pkg" >&2; rm -rf "$tmp"; return 1; }
     mkdir -p "$tmp/k"
     mv "$tmp/x/boot/vmlinuz-$KVER" "$tmp/k/vmlinuz"
@@ -62,12 +67,30 @@ install_modules() {
   done
 }
 
+# The static busybox of $ARCH: the host's, or Debian's busybox-static of
+# that architecture, unpacked once.
+busybox_bin() {
+  if [ "$ARCH" = amd64 ]; then command -v busybox; return; fi
+  local bb=$CACHE/busybox-$ARCH/bin/busybox
+  if [ ! -x "$bb" ]; then
+    local tmp=$CACHE/busybox-$ARCH.tmp.$$
+    mkdir -p "$tmp"
+    (cd "$tmp" && apt-get download "busybox-static:$ARCH" >/dev/null 2>&1 && dpkg -x ./*.deb x) || {
+      echo "could not download busybox-static:$ARCH" >&2; rm -rf "$tmp"; return 1; }
+    mkdir -p "$CACHE/busybox-$ARCH/bin"
+    mv "$tmp/x/bin/busybox" "$bb"
+    rm -rf "$tmp"
+  fi
+  echo "$bb"
+}
+
 # A root with busybox and its applets: $1.
 install_busybox() {
   local root=$1
   mkdir -p "$root/bin" "$root/sbin" "$root/etc" "$root/proc" "$root/sys" "$root/dev" "$root/tmp" "$root/run"
-  cp "$(command -v busybox)" "$root/bin/busybox"
-  for a in $("$root/bin/busybox" --list); do
+  cp "$(busybox_bin)" "$root/bin/busybox"
+  # The applet list from the host's busybox (the same package).
+  for a in $(busybox --list); do
     [ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"
   done
 }
@@ -88,11 +111,15 @@ pack_initramfs() {
 # MEM: the machine's memory in MiB.
 boot() {
   local initrd=$1 append=$2 console=$3 limit=$4
-  timeout "$limit" qemu-system-x86_64 \
-    -machine q35 -cpu max -smp 2 -m "${MEM:-768}" \
+  local qemu=(qemu-system-x86_64 -machine q35 -cpu max) tty=ttyS0
+  if [ "$ARCH" = arm64 ]; then
+    qemu=(qemu-system-aarch64 -machine virt -cpu max)
+    tty=ttyAMA0
+  fi
+  timeout "$limit" "${qemu[@]}" -smp 2 -m "${MEM:-768}" \
     -nographic -no-reboot -nic none \
     -kernel "$KDIR/vmlinuz" -initrd "$initrd" \
-    -append "console=ttyS0 panic=-1 $append" \
+    -append "console=$tty panic=-1 $append" \
     -serial "file:$console" -monitor none -display none \
     </dev/null >/dev/null 2>&1
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Boots an appliance scenario in qemu (software emulation) and checks what
 # its probe printed on the serial console.
-#   run.sh pid1      rkstack as the init of an initramfs image
+#   run.sh pid1 [arm64]
+#                    rkstack as the init of an initramfs image (amd64, or
+#                    arm64 cross-built and emulated)
 #   run.sh systemd [SUITE]
 #                    rkstack@demo.service under systemd: Debian trixie
 #                    (systemd 257, the default) or bookworm (systemd 252)
@@ -18,8 +20,16 @@ scenario=${1:?usage: run.sh pid1 | systemd [SUITE]}
 # The static, minimal build the appliance runs (see the README).
 static_rkstack() {
   local target=x86_64-unknown-linux-gnu
-  (cd "$ROOT" && LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu \
-    RUSTFLAGS="-C target-feature=+crt-static" \
+  local env=(LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu)
+  if [ "$ARCH" = arm64 ]; then
+    # Cross-built: the rustup target, Debian's gcc-aarch64-linux-gnu and
+    # libseccomp-dev:arm64.
+    target=aarch64-unknown-linux-gnu
+    env=(LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/aarch64-linux-gnu
+      CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+      CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc)
+  fi
+  (cd "$ROOT" && env "${env[@]}" RUSTFLAGS="-C target-feature=+crt-static" \
     cargo build --quiet --profile embedded --no-default-features --target $target --target-dir target/static) >&2
   echo "$ROOT/target/static/$target/embedded/rkstack"
 }
@@ -54,6 +64,7 @@ verify() {
 
 case $scenario in
 pid1)
+  ARCH=${2:-amd64}
   fetch_kernel
   bin=$(static_rkstack)
   stage=$CACHE/pid1.root
@@ -61,7 +72,6 @@ pid1)
   install_busybox "$stage"
   install_modules "$stage" loop squashfs overlay dm_verity veth bridge
   cp "$bin" "$stage/bin/rkstack"
-  strip "$stage/bin/rkstack"
   cp "$HERE/pid1/init" "$stage/init"
   cp "$HERE/pid1/probe.sh" "$stage/bin/probe.sh"
   mkdir -p "$stage/etc/rkstack"
@@ -77,15 +87,15 @@ pid1)
   # The containers' root: busybox.
   install_busybox "$stage/rootfs"
   pack_initramfs "$stage" "$CACHE/pid1.cpio"
-  console=$CACHE/pid1.console
+  console=$CACHE/pid1-$ARCH.console
   : > "$console"
   started=$(date +%s)
-  if ! boot "$CACHE/pid1.cpio" "rdinit=/init" "$console" 200; then
-    echo "the machine did not power off within 200 s" >&2
+  if ! boot "$CACHE/pid1.cpio" "rdinit=/init" "$console" 300; then
+    echo "the machine did not power off within 300 s" >&2
     tail -n 60 "$console" >&2
     exit 1
   fi
-  echo "pid1: booted, checked and powered off in $(( $(date +%s) - started )) s"
+  echo "pid1 ($ARCH): booted, checked and powered off in $(( $(date +%s) - started )) s"
   verify "$console" \
     "stack-up verity-runs verity-refuses verity-devices-go cgroup2 limit-db-memory.max limit-db-pids.max limit-db-cpu.max limit-web-memory.max limit-web-pids.max limit-web-cpu.max cgroup-of-db restart orphans-reaped reload-only-what-changed exec-sees-new-env" \
     "PROBE done
@@ -112,7 +122,6 @@ systemd)
   stage=$CACHE/systemd-$suite.root
   rm -rf "$stage" && cp -a "$base" "$stage"
   install -m 755 "$bin" "$stage/usr/local/bin/rkstack"
-  strip "$stage/usr/local/bin/rkstack"
   install -m 644 "$ROOT/contrib/systemd/rkstack@.service" "$stage/etc/systemd/system/rkstack@.service"
   mkdir -p "$stage/etc/systemd/system/multi-user.target.wants" "$stage/etc/systemd/system/rkstack@demo.service.d"
   ln -sf /etc/systemd/system/rkstack@.service "$stage/etc/systemd/system/multi-user.target.wants/rkstack@demo.service"

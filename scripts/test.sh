@@ -51,20 +51,22 @@ rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup compon
 # toolchain, arm64 libseccomp and qemu-system-aarch64 from Debian, the
 # aarch64 std from rustup. Where rustup cannot fetch it, that scenario is
 # not run and the test says so; nothing else depends on it.
-if [ "$(dpkg --print-architecture 2>/dev/null)" = amd64 ] && [ "$(id -u)" = 0 ]; then
-  arm=()
+arm64_tools() {
+  local arm=()
   command -v aarch64-linux-gnu-gcc >/dev/null || arm+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
   [ -e /usr/lib/aarch64-linux-gnu/libseccomp.a ] || arm+=(libseccomp-dev:arm64)
   command -v qemu-system-aarch64 >/dev/null || arm+=(qemu-system-arm)
   if [ ${#arm[@]} -gt 0 ]; then
     echo "installing: ${arm[*]}"
-    dpkg --add-architecture arm64
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${arm[@]}" >/dev/null
-  fi
-  rustup target list --installed 2>/dev/null | grep -q aarch64-unknown-linux-gnu ||
-    rustup target add aarch64-unknown-linux-gnu ||
-    echo "warning: rustup could not add aarch64-unknown-linux-gnu; the arm64 appliance will not run" >&2
+    dpkg --add-architecture arm64 &&
+      apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${arm[@]}" >/dev/null
+  fi &&
+    { rustup target list --installed 2>/dev/null | grep -q aarch64-unknown-linux-gnu ||
+      rustup target add aarch64-unknown-linux-gnu; }
+}
+if [ "$(dpkg --print-architecture 2>/dev/null)" = amd64 ] && [ "$(id -u)" = 0 ]; then
+  arm64_tools || echo "warning: the arm64 appliance's tools could not all be installed; it will not run" >&2
 fi
 
 cargo fmt --check

@@ -36,18 +36,23 @@ fn appliances_pid_1_and_under_systemd_on_cgroup_v2() {
         &["systemd", "trixie"][..],
         &["systemd", "bookworm"][..],
     ];
-    // The arm64 image needs the aarch64 std from rustup (scripts/test.sh
-    // adds it where rustup can fetch it).
+    // The arm64 image needs the aarch64 std from rustup and Debian's cross
+    // tools (scripts/test.sh adds them where it can).
     let targets = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    if targets.contains("aarch64-unknown-linux-gnu") {
+    let has = |p: &str| std::path::Path::new(p).exists();
+    if targets.contains("aarch64-unknown-linux-gnu")
+        && has("/usr/bin/aarch64-linux-gnu-gcc")
+        && has("/usr/lib/aarch64-linux-gnu/libseccomp.a")
+        && has("/usr/bin/qemu-system-aarch64")
+    {
         scenarios.push(&["pid1", "arm64"][..]);
     } else {
         eprintln!(
-            "NOT RUN: pid1 arm64 (no aarch64-unknown-linux-gnu target: rustup target add aarch64-unknown-linux-gnu)"
+            "NOT RUN: pid1 arm64 (needs rustup's aarch64-unknown-linux-gnu, gcc-aarch64-linux-gnu, libseccomp-dev:arm64, qemu-system-arm; see scripts/test.sh)"
         );
     }
     for args in scenarios {

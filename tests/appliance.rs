@@ -26,16 +26,20 @@ fn scenario(args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// One after the other: each VM takes both cores of a CI machine.
+/// The VMs boot one after the other: each takes both cores of a CI machine.
 #[test]
 fn appliances_pid_1_and_under_systemd_on_cgroup_v2() {
     require_root!();
     let mut failed = Vec::new();
-    let mut scenarios = vec![
-        &["pid1"][..],
-        &["systemd", "trixie"][..],
-        &["systemd", "bookworm"][..],
-    ];
+    // The systemd images' Debian bases are made (debootstrap: mostly
+    // download and unpacking) while the PID-1 images build and boot.
+    let bases = std::thread::spawn(|| {
+        for suite in ["trixie", "bookworm"] {
+            // A failure here is reported by its scenario, which tries again.
+            let _ = scenario(&["base", suite]);
+        }
+    });
+    let mut scenarios = vec![&["pid1"][..]];
     // The arm64 image needs the aarch64 std from rustup and Debian's cross
     // tools (scripts/test.sh adds them where it can).
     let targets = Command::new("rustup")
@@ -55,11 +59,16 @@ fn appliances_pid_1_and_under_systemd_on_cgroup_v2() {
             "NOT RUN: pid1 arm64 (needs rustup's aarch64-unknown-linux-gnu, gcc-aarch64-linux-gnu, libseccomp-dev:arm64, qemu-system-arm; see scripts/test.sh)"
         );
     }
+    let mut run = |args: &[&str]| match scenario(args) {
+        Ok(text) => eprintln!("{text}"),
+        Err(e) => failed.push(e),
+    };
     for args in scenarios {
-        match scenario(args) {
-            Ok(text) => eprintln!("{text}"),
-            Err(e) => failed.push(e),
-        }
+        run(args);
+    }
+    let _ = bases.join();
+    for args in [&["systemd", "trixie"][..], &["systemd", "bookworm"][..]] {
+        run(args);
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }

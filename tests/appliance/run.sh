@@ -4,6 +4,8 @@
 #   run.sh pid1 [arm64]
 #                    rkstack as the init of an initramfs image (amd64, or
 #                    arm64 cross-built and emulated)
+#   run.sh base SUITE
+#                    only the Debian base of `systemd SUITE` (cached)
 #   run.sh systemd [SUITE]
 #                    rkstack@demo.service under systemd: Debian trixie
 #                    (systemd 257, the default) or bookworm (systemd 252)
@@ -65,7 +67,30 @@ verify() {
   fi
 }
 
+# Debian $1 with systemd, from the machine's configured mirror, made once
+# (under $CACHE/$1).
+make_base() {
+  local suite=$1 base=$CACHE/$1 mirror
+  if [ ! -x "$base/sbin/init" ]; then
+    # The first Debian archive apt uses (deb822 URIs: or one-line deb).
+    mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null |
+      sed -n -e 's|^URIs:[[:space:]]*\([^[:space:]]*/debian/\{0,1\}\)[[:space:]]*$|\1|p' \
+        -e 's|^deb[[:space:]]\{1,\}\(\[[^]]*\][[:space:]]\{1,\}\)\{0,1\}\([^[:space:]]*/debian/\{0,1\}\)[[:space:]].*|\2|p' |
+      head -1 || true)
+    rm -rf "$base.tmp"
+    echo "debootstrap $suite from ${mirror:-http://deb.debian.org/debian}" >&2
+    debootstrap --variant=minbase --include=systemd,systemd-sysv "$suite" "$base.tmp" "${mirror:-http://deb.debian.org/debian}" > "$CACHE/debootstrap-$suite.log" 2>&1 || {
+      tail -n 20 "$CACHE/debootstrap-$suite.log" >&2; exit 1; }
+    rm -rf "$base.tmp/var/cache/apt/archives"/*.deb
+    mv "$base.tmp" "$base"
+  fi
+}
+
 case $scenario in
+base)
+  # Only the Debian base of a systemd scenario (made ahead, beside other work).
+  make_base "${2:?run.sh base SUITE}"
+  ;;
 pid1)
   ARCH=${2:-amd64}
   fetch_kernel
@@ -112,21 +137,8 @@ systemd)
   suite=${2:-trixie}
   fetch_kernel
   bin=$(static_rkstack)
-  # Debian with systemd, from the machine's configured mirror, made once.
+  make_base "$suite"
   base=$CACHE/$suite
-  if [ ! -x "$base/sbin/init" ]; then
-    # The first Debian archive apt uses (deb822 URIs: or one-line deb).
-    mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null |
-      sed -n -e 's|^URIs:[[:space:]]*\([^[:space:]]*/debian/\{0,1\}\)[[:space:]]*$|\1|p' \
-        -e 's|^deb[[:space:]]\{1,\}\(\[[^]]*\][[:space:]]\{1,\}\)\{0,1\}\([^[:space:]]*/debian/\{0,1\}\)[[:space:]].*|\2|p' |
-      head -1 || true)
-    rm -rf "$base.tmp"
-    echo "debootstrap $suite from ${mirror:-http://deb.debian.org/debian}" >&2
-    debootstrap --variant=minbase --include=systemd,systemd-sysv "$suite" "$base.tmp" "${mirror:-http://deb.debian.org/debian}" > "$CACHE/debootstrap.log" 2>&1 || {
-      tail -n 20 "$CACHE/debootstrap.log" >&2; exit 1; }
-    rm -rf "$base.tmp/var/cache/apt/archives"/*.deb
-    mv "$base.tmp" "$base"
-  fi
   stage=$CACHE/systemd-$suite.root
   rm -rf "$stage" && cp -a "$base" "$stage"
   install -m 755 "$bin" "$stage/usr/local/bin/rkstack"

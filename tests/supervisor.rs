@@ -817,3 +817,45 @@ fn a_second_supervisor_of_the_same_stack_is_refused() {
     );
     assert_eq!(up.stop().code(), Some(0));
 }
+
+#[test]
+fn after_a_crash_unit_stopped_keeps_the_containers_and_after_a_stop_ends_them() {
+    require_root!();
+    let stack = unique("us");
+    let mut up = Up::start(
+        &stack,
+        r#"
+[containers.a]
+image = "dir:ROOTFS"
+command = ["/bin/sleep", "1000"]
+"#,
+    );
+    let a = up.pid("a");
+    // The supervisor crashes (as systemd's watchdog would have it).
+    let mut old = up.child.take().unwrap();
+    old.kill().unwrap();
+    old.wait().unwrap();
+    let unit_stopped = |result: &str| {
+        let out = Command::new(rkstack())
+            .arg("--state-dir")
+            .arg(up.dir.path().join("state"))
+            .args(["--stack", &stack, "unit-stopped"])
+            .env("SERVICE_RESULT", result)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stderr(&out)
+    };
+    // A failure: the next supervisor adopts what is left.
+    let said = unit_stopped("signal");
+    assert!(said.contains("stay for the next one to adopt"), "{said}");
+    assert!(alive(a));
+    // A stop that timed out: nothing may be left.
+    let said = unit_stopped("timeout");
+    assert!(said.contains("ended what it left: a"), "{said}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(a) {
+        assert!(Instant::now() < deadline, "a outlived unit-stopped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -23,14 +23,15 @@ pub enum Leftovers {
     End,
 }
 
-/// The decision, from systemd's `$SERVICE_RESULT` and whether systemd had
-/// placed the supervisor in its `supervisor` leaf itself.
-pub fn decide(service_result: &str, placed_in_leaf: bool) -> Leftovers {
+/// The decision, from systemd's `$SERVICE_RESULT` and whether systemd can
+/// start the next supervisor beside the containers (on cgroup v2: it placed
+/// this one in its `supervisor` leaf itself; always on v1).
+pub fn decide(service_result: &str, can_start_beside: bool) -> Leftovers {
     let failed = matches!(
         service_result,
         "exit-code" | "signal" | "core-dump" | "watchdog"
     );
-    if failed && placed_in_leaf {
+    if failed && can_start_beside {
         Leftovers::Keep
     } else {
         Leftovers::End
@@ -48,18 +49,47 @@ pub fn unit_cgroup(self_cgroup: &str) -> Option<PathBuf> {
 /// Carries out [`decide`] for the unit this process runs in; returns what
 /// was done, for the journal.
 pub fn after_stop(state_dir: &Path, stack: &str, service_result: &str) -> Result<String, String> {
+    let result = if service_result.is_empty() {
+        "no result given"
+    } else {
+        service_result
+    };
+    let layout = crate::sandbox::cgroup::Layout::detect().map_err(|e| e.to_string())?;
+    let root = match layout {
+        crate::sandbox::cgroup::Layout::V2 { root } => root,
+        crate::sandbox::cgroup::Layout::V1 { controllers } => {
+            // v1: the containers' cgroups are rkstack/STACK in each hierarchy,
+            // and nothing stops systemd from starting the next supervisor.
+            if decide(service_result, true) == Leftovers::Keep {
+                return Ok(format!(
+                    "the supervisor ended ({result}); its containers stay for the next one to adopt"
+                ));
+            }
+            let mut ended = std::collections::BTreeSet::new();
+            for dir in controllers.values() {
+                let base = dir.join("rkstack").join(stack);
+                for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+                    if e.path().is_dir() {
+                        end_tree(&e.path());
+                        ended.insert(e.file_name().to_string_lossy().into_owned());
+                    }
+                }
+                let _ = std::fs::remove_dir(&base);
+            }
+            return Ok(format!(
+                "the supervisor ended ({result}); ended what it left: {}",
+                list(ended.into_iter().collect())
+            ));
+        }
+    };
     let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
     let Some(unit) = unit_cgroup(&own) else {
         return Ok("not in a delegated unit's .control cgroup: nothing to do".into());
     };
-    let root = match crate::sandbox::cgroup::Layout::detect().map_err(|e| e.to_string())? {
-        crate::sandbox::cgroup::Layout::V2 { root } => root,
-        _ => return Ok("cgroup v1: systemd ends the unit's processes itself".into()),
-    };
     let placed = super::up::placed_in_leaf(state_dir, stack);
     if decide(service_result, placed) == Leftovers::Keep {
         return Ok(format!(
-            "the supervisor ended ({service_result}); its containers stay for the next one to adopt"
+            "the supervisor ended ({result}); its containers stay for the next one to adopt"
         ));
     }
     let top = root.join(&unit);
@@ -82,18 +112,17 @@ pub fn after_stop(state_dir: &Path, stack: &str, service_result: &str) -> Result
         std::fs::write(&ctl, off.join(" ")).map_err(|e| format!("{}: {e}", ctl.display()))?;
     }
     Ok(format!(
-        "the supervisor ended ({}); ended what it left: {}",
-        if service_result.is_empty() {
-            "no result given"
-        } else {
-            service_result
-        },
-        if ended.is_empty() {
-            "nothing".to_string()
-        } else {
-            ended.join(", ")
-        }
+        "the supervisor ended ({result}); ended what it left: {}",
+        list(ended)
     ))
+}
+
+fn list(names: Vec<String>) -> String {
+    if names.is_empty() {
+        "nothing".to_string()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// Kills every process in a cgroup tree and removes it, leaves first.

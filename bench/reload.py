@@ -7,8 +7,14 @@
 compared with a cold start (`rkstack run ROOTFS -- /bin/true`). Medians of 20.
 NET=1 puts the container on a bridge network (run it inside `unshare -n`):
 the difference in crash -> running is the network setup per container.
+IMAGE=oci runs it from an OCI layout of the same rootfs (imported once):
+crash -> running then restarts it on its kept writable layer, and a save
+recreates it from the stored image on a new one.
 Needs busybox-static; builds a busybox rootfs in a temporary folder."""
 import json, os, shutil, signal, statistics, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from oci_layout import make_layout  # noqa: E402
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=root, check=True)
@@ -22,6 +28,12 @@ try:
     os.symlink("busybox", os.path.join(fs, "bin/sleep"))
     os.symlink("busybox", os.path.join(fs, "bin/true"))
     open(os.path.join(fs, "etc/passwd"), "w").write("root:x:0:0:root:/root:/bin/sh\n")
+    for d in ["proc", "dev", "sys", "tmp"]:
+        os.makedirs(os.path.join(fs, d))
+    image = f"dir:{fs}"
+    if os.environ.get("IMAGE") == "oci":
+        make_layout(fs, os.path.join(work, "layout"))
+        image = f"oci:{work}/layout:v1"
     stack = os.path.join(work, "stack.toml")
 
     def write(arg):
@@ -30,7 +42,7 @@ try:
         joins = 'networks = ["n"]\n' if net else ""
         open(tmp, "w").write(
             f'name = "bench-rl"\n{net}[containers.app]\n'
-            f'image = "dir:{fs}"\ncommand = ["/bin/sleep", "{arg}"]\n'
+            f'image = "{image}"\ncommand = ["/bin/sleep", "{arg}"]\n'
             'restart = "always"\nstop_signal = "SIGKILL"\n'
             'restart_backoff = { initial = "0", max = "0" }\n' + joins
         )

@@ -684,18 +684,23 @@ fn move_root(new_root: &Path) -> StepResult<()> {
     Ok(())
 }
 
+/// The mount points of a `/proc/*/mountinfo` text, in its order.
+pub fn mount_points(mountinfo: &str) -> impl Iterator<Item = PathBuf> + '_ {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(super::cgroup::unescape)
+}
+
 /// Mount points of a mountinfo text that are neither `root`, under it,
 /// nor one of its ancestors (detaching those would take `root` along; the
 /// move covers them), deepest first (the order to detach them in).
 pub fn mounts_outside(mountinfo: &str, root: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(super::cgroup::unescape)
+    let mut out: Vec<PathBuf> = mount_points(mountinfo)
         .filter(|m| !m.starts_with(root) && !root.starts_with(m))
         .collect();
-    // Stable: two mounts stacked on one point are both detached, top first.
-    out.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    // Later mounts first, then a stable sort by depth: two mounts stacked
+    // on one point are both detached, top first.
     out.reverse();
     out.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
     out

@@ -100,11 +100,8 @@ pub const BASICS: &[Basic] = &[
 
 /// The basics a mountinfo text lacks (none mounted at their target).
 pub fn missing(mountinfo: &str) -> Vec<Basic> {
-    let mounted: Vec<std::path::PathBuf> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(crate::sandbox::cgroup::unescape)
-        .collect();
+    let mounted: Vec<std::path::PathBuf> =
+        crate::sandbox::rootfs::mount_points(mountinfo).collect();
     BASICS
         .iter()
         .filter(|b| !mounted.iter().any(|m| m == Path::new(b.target)))

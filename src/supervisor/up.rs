@@ -320,12 +320,12 @@ fn supervise(
     };
     let (inotify, file_name) = watch(&opts.file);
     let layout = Layout::detect()?;
+    let own_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let placed_in_leaf = matches!(layout, Layout::V2 { .. })
-        && std::fs::read_to_string("/proc/self/cgroup")
-            .unwrap_or_default()
+        && own_cgroup
             .lines()
             .any(|l| l.starts_with("0::") && l.trim_end().ends_with("/supervisor"));
-    let cgroup_base = claim_cgroup_base(&layout, &desired.stack);
+    let cgroup_base = claim_cgroup_base(&layout, &own_cgroup, &desired.stack);
     let mut sup = Supervisor {
         nft_rules: None,
         past_ips: BTreeMap::new(),
@@ -2388,9 +2388,8 @@ pub fn cgroup_base(layout: &Layout, self_cgroup: &str, stack: &str) -> (PathBuf,
     (Path::new("rkstack").join(stack), None)
 }
 
-fn claim_cgroup_base(layout: &Layout, stack: &str) -> PathBuf {
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let (base, leaf) = cgroup_base(layout, &own, stack);
+fn claim_cgroup_base(layout: &Layout, own: &str, stack: &str) -> PathBuf {
+    let (base, leaf) = cgroup_base(layout, own, stack);
     if let (Some(leaf), Layout::V2 { root }) = (leaf, layout) {
         let dir = root.join(&leaf);
         let moved = std::fs::create_dir_all(&dir)

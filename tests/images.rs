@@ -327,10 +327,11 @@ fn a_tampered_blob_is_refused_and_nothing_of_it_kept() {
         "{}",
         stderr(&out)
     );
+    // (The folder of one-off layers stays, empty, for the next run.)
     assert!(
-        std::fs::read_dir(dir.path().join("data"))
-            .unwrap()
-            .all(|e| e.unwrap().file_name() == "images"),
+        std::fs::read_dir(dir.path().join("data/run/containers"))
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true),
         "a container's layer was left behind"
     );
     std::fs::remove_dir_all(dir.path().join("data")).unwrap();
@@ -430,6 +431,60 @@ fn docker_archives_and_rootfs_tarballs_run() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn a_one_off_container_has_its_name_alone_and_a_fresh_layer() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    layout(&dir.path().join("layout"));
+    let image = format!("oci:{}:v1", dir.path().join("layout").display());
+    let name = unique("once");
+    // What a `run` killed with SIGKILL leaves: its writable layer, with
+    // overlayfs' mark of a volatile mount in its work folder.
+    let layer = dir.path().join("data/run/containers").join(&name);
+    std::fs::create_dir_all(layer.join("upper")).unwrap();
+    std::fs::create_dir_all(layer.join("work/incompat/volatile")).unwrap();
+    std::fs::write(layer.join("upper/left-behind"), "x").unwrap();
+
+    let first = Command::new(rkstack())
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["run", "--name", &name, &image, "--"])
+        .args([
+            "/bin/sh",
+            "-c",
+            "ls /left-behind 2>/dev/null || echo fresh; grep ' / overlay' /proc/mounts; \
+             echo mine > /mine; sleep 2; cat /mine",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(
+        || layer.join("upper/mine").exists(),
+        "the first container wrote its file",
+        String::new,
+    );
+    // A second one of that name is refused, and does not touch the first.
+    let out = rk_run(dir.path(), &["--name", &name, &image, "--", "/bin/true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("already running"), "{}", stderr(&out));
+    let out = first.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.starts_with("fresh\n"),
+        "the stale layer was reused:\n{text}"
+    );
+    assert!(text.ends_with("mine\n"), "{text}");
+    // Its layer is thrown away at the end, so it is mounted without syncs.
+    assert!(text.contains("volatile"), "{text}");
+    assert!(!layer.exists(), "the writable layer stayed");
+    let lock = dir.path().join(format!("state/rootfs/{name}.lock"));
+    assert!(!lock.exists(), "the name's lock file stayed");
 }
 
 #[test]

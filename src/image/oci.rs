@@ -76,9 +76,12 @@ pub fn host_arch() -> &'static str {
     }
 }
 
-/// Copies a blob of the layout into the store (verified) and returns its bytes
-/// when `read` (JSON documents).
+/// Copies a blob of the layout into the store (verified) unless it is
+/// there already, and returns its path in the store.
 fn take(store: &Store, layout: &Path, d: &Digest) -> Result<PathBuf, ImageError> {
+    if store.has(d) {
+        return Ok(store.blob_path(d));
+    }
     let src = layout.join("blobs/sha256").join(d.hex());
     let f = std::fs::File::open(&src).map_err(|e| layout_err(&src, e.to_string()))?;
     store.put(d, f)?;

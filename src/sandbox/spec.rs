@@ -37,6 +37,13 @@ pub struct SandboxSpec {
     /// Killed when the runtime process dies (`rkstack run`); a supervised
     /// container outlives a supervisor crash instead.
     pub die_with_parent: bool,
+    /// The writable layer is thrown away after this run (`rkstack run`):
+    /// overlayfs mounts it `volatile`, so its teardown does not sync the
+    /// whole filesystem below it (and calls to fsync inside are not
+    /// forced to disk). A supervised container's layer outlives it and is
+    /// mounted normally.
+    #[serde(default)]
+    pub discard_layer: bool,
     /// AppArmor profile to exec into (only where AppArmor is enabled).
     pub apparmor: Option<String>,
     /// SELinux label to exec with (only where SELinux is enabled).

@@ -181,8 +181,13 @@ fn upper_of(
     }
     let base = container_dir(data_dir, stack, c.name.as_str());
     let (u, w) = (base.join("upper"), base.join("work"));
+    let fail = |d: &Path, e: std::io::Error| format!("{}: {e}", d.display());
+    std::fs::create_dir_all(&base).map_err(|e| fail(&base, e))?;
     for d in [&u, &w] {
-        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        match std::fs::create_dir(d) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(fail(d, e)),
+            _ => {}
+        }
     }
     Ok(Some((u, w)))
 }
@@ -194,6 +199,16 @@ pub fn remember(
     reference: &str,
     image: &oci::Image,
 ) -> Result<crate::image::store::RefRecord, String> {
+    let manifest = image.manifest.to_string();
+    let blobs: Vec<String> = image.blobs.iter().map(|d| d.to_string()).collect();
+    // Recorded so already (every start after the first): nothing to do.
+    if let Some(known) = store
+        .references()
+        .into_iter()
+        .find(|r| r.reference == reference && r.manifest == manifest && r.blobs == blobs)
+    {
+        return Ok(known);
+    }
     let size = image
         .layers
         .iter()
@@ -202,17 +217,12 @@ pub fn remember(
         .sum();
     let record = crate::image::store::RefRecord {
         reference: reference.to_string(),
-        manifest: image.manifest.to_string(),
+        manifest,
         size,
         imported: super::logs::timestamp(std::time::SystemTime::now()),
-        blobs: image.blobs.iter().map(|d| d.to_string()).collect(),
+        blobs,
     };
-    let known = store.references().iter().any(|r| {
-        r.reference == record.reference && r.manifest == record.manifest && r.blobs == record.blobs
-    });
-    if !known {
-        store.record(&record).map_err(|e| e.to_string())?;
-    }
+    store.record(&record).map_err(|e| e.to_string())?;
     Ok(record)
 }
 

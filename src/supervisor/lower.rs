@@ -221,6 +221,7 @@ pub fn sandbox_spec(
         seccomp,
         cgroup_procs,
         die_with_parent: false,
+        discard_layer: false,
         hold_before_exec: false,
         apparmor: c
             .security

@@ -20,6 +20,8 @@ pub enum RunError {
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error("a container named {0} is already running (rkstack run); give this one another --name")]
+    NameInUse(String),
     #[error("{what}")]
     Setup {
         what: String,
@@ -93,6 +95,7 @@ pub fn run(c: &Container, opts: &RunOptions) -> Result<Exit, RunError> {
     // taken synchronously below; the container resets its mask before exec.
     unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
 
+    let _name = lock_name(&opts.state_dir, c.name.as_str())?;
     let layout = Layout::detect()?;
     let cg = Cgroup::new(
         layout,
@@ -103,28 +106,79 @@ pub fn run(c: &Container, opts: &RunOptions) -> Result<Exit, RunError> {
         .state_dir
         .join("rootfs")
         .join(format!("{}-{}", c.name, std::process::id()));
-    let result = start_and_wait(c, opts, &cg, &staging, &set);
-    let _ = std::fs::remove_dir(&staging);
-    // A one-off container's writable layer goes with it (like `docker run --rm`).
-    if matches!(
+    // A one-off container's writable layer goes with it (like `docker run
+    // --rm`); one left by a run that was killed is not handed to this one.
+    // The folders above it stay for the next run.
+    let layer = matches!(
         c.image,
         crate::config::ImageRef::Oci { .. }
             | crate::config::ImageRef::Tar { .. }
             | crate::config::ImageRef::Docker { .. }
             | crate::config::ImageRef::Squashfs { .. }
             | crate::config::ImageRef::Erofs { .. }
-    ) {
-        let dir = super::images::container_dir(&opts.data_dir, &opts.stack, c.name.as_str());
-        let _ = std::fs::remove_dir_all(&dir);
-        if let Some(parent) = dir.parent() {
-            let _ = std::fs::remove_dir(parent);
-            let _ = parent.parent().map(std::fs::remove_dir);
-        }
+    )
+    .then(|| super::images::container_dir(&opts.data_dir, &opts.stack, c.name.as_str()));
+    if let Some(dir) = &layer {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let result = start_and_wait(c, opts, &cg, &staging, &set);
+    let _ = std::fs::remove_dir(&staging);
+    if let Some(dir) = &layer {
+        let _ = std::fs::remove_dir_all(dir);
     }
     let cleanup = cg.destroy();
     let exit = result?;
     cleanup?;
     Ok(exit)
+}
+
+/// `STATE/rootfs/NAME.lock`, held while the one-off container `NAME` runs
+/// and removed after it: a second `run` of that name is refused rather than
+/// sharing the first one's cgroup and writable layer (and removing them
+/// under it at its end).
+struct NameLock {
+    path: PathBuf,
+    _file: std::fs::File,
+}
+
+impl Drop for NameLock {
+    fn drop(&mut self) {
+        // Still held: whoever opened it meanwhile finds it replaced and
+        // takes the new one.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn lock_name(state_dir: &Path, name: &str) -> Result<NameLock, RunError> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let dir = state_dir.join("rootfs");
+    let path = dir.join(format!("{name}.lock"));
+    let setup = |what: String| move |source| RunError::Setup { what, source };
+    std::fs::create_dir_all(&dir).map_err(setup(format!("create {}", dir.display())))?;
+    loop {
+        let f = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(setup(format!("open {}", path.display())))?;
+        // SAFETY: flock on a file we own; released when it is closed or
+        // the process ends, however it ends.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(RunError::NameInUse(name.to_string()));
+        }
+        let ours = f
+            .metadata()
+            .map_err(setup(format!("stat {}", path.display())))?;
+        match std::fs::metadata(&path) {
+            Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => {
+                return Ok(NameLock { path, _file: f });
+            }
+            // Removed by the run that held it before: take the new one.
+            _ => continue,
+        }
+    }
 }
 
 fn start_and_wait(
@@ -182,6 +236,7 @@ fn start_and_wait(
     )?;
     // In the foreground, the container goes when rkstack goes.
     spec.die_with_parent = true;
+    spec.discard_layer = true;
     for w in lower::warnings(c) {
         // A warning for the person at the terminal; nothing else to tell.
         #[allow(clippy::print_stderr)]

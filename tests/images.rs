@@ -488,6 +488,62 @@ fn a_one_off_container_has_its_name_alone_and_a_fresh_layer() {
 }
 
 #[test]
+fn a_read_only_image_container_makes_its_mount_points_outside_the_store() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    layout(&dir.path().join("layout"));
+    let image = format!("oci:{}:v1", dir.path().join("layout").display());
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::write(shared.join("x"), "from the host\n").unwrap();
+    let volume = format!("{}:/not/in/image", shared.display());
+    let out = rk_run(
+        dir.path(),
+        &[
+            "--read-only",
+            "-v",
+            &volume,
+            &image,
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat /not/in/image/x; touch /new || echo refused",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "from the host\nrefused\n",
+        "{}",
+        stderr(&out)
+    );
+    // The unpacked layers are as the image made them.
+    for layer in std::fs::read_dir(dir.path().join("data/images/layers")).unwrap() {
+        let layer = layer.unwrap().path();
+        assert!(
+            !layer.join("not").exists(),
+            "{} was written",
+            layer.display()
+        );
+    }
+    let out = rk_run(
+        dir.path(),
+        &[
+            "--read-only",
+            &image,
+            "--",
+            "/bin/sh",
+            "-c",
+            "ls /not || echo absent",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("absent"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn rmi_spares_what_a_running_stack_declares_and_collects_the_rest() {
     require_root!();
     let mut up = Up::start(
@@ -595,20 +651,24 @@ fn squashfs_and_erofs_images_run_and_their_loop_devices_go() {
             "{fstype}: {text}{}",
             stderr(&out)
         );
-        // Read-only: the image itself.
+        // Read-only: the image itself (mount points it lacks made beside it).
+        let volume = format!("{}:/not/in/image", fs.path().join("etc").display());
         let out = rk_run(
             dir.path(),
             &[
                 "--read-only",
+                "-v",
+                &volume,
                 &image,
                 "--",
                 "/bin/sh",
                 "-c",
-                "touch /new || echo refused",
+                "ls /not/in/image/group && touch /new || echo refused",
             ],
         );
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains("refused"),
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "/not/in/image/group\nrefused\n",
             "{fstype}: {}",
             stderr(&out)
         );

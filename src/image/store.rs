@@ -286,6 +286,34 @@ mod tests {
     }
 
     #[test]
+    fn one_reference_is_read_alone_and_as_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let rec = |reference: &str, manifest: &str| RefRecord {
+            reference: reference.into(),
+            manifest: manifest.into(),
+            size: 1,
+            imported: "now".into(),
+            blobs: vec![manifest.into()],
+        };
+        store.record(&rec("oci:/a:v1", "sha256:aa")).unwrap();
+        store.record(&rec("oci:/b:v1", "sha256:bb")).unwrap();
+        store.record(&rec("oci:/a:v1", "sha256:cc")).unwrap();
+        assert_eq!(
+            store.reference("oci:/a:v1"),
+            Some(rec("oci:/a:v1", "sha256:cc"))
+        );
+        assert_eq!(
+            store.reference("oci:/b:v1"),
+            Some(rec("oci:/b:v1", "sha256:bb"))
+        );
+        assert_eq!(store.reference("oci:/c:v1"), None);
+        assert_eq!(store.references().len(), 2);
+        assert!(store.forget("oci:/a:v1"));
+        assert_eq!(store.reference("oci:/a:v1"), None);
+    }
+
+    #[test]
     fn a_blob_is_kept_only_under_its_own_digest() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
@@ -409,6 +437,16 @@ impl Store {
             let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
         }
         (removed, freed)
+    }
+
+    /// What `reference` names now, if it is recorded (one file read,
+    /// however many images the store holds).
+    pub fn reference(&self, reference: &str) -> Option<RefRecord> {
+        let name = Digest::of(reference.as_bytes());
+        let bytes = std::fs::read(self.refs_dir().join(format!("{}.json", name.hex()))).ok()?;
+        serde_json::from_slice::<RefRecord>(&bytes)
+            .ok()
+            .filter(|r| r.reference == reference)
     }
 
     /// Every reference recorded, by reference.

@@ -671,41 +671,30 @@ fn assemble_root(spec: &SandboxSpec) -> StepResult<PathBuf> {
                 .map(|l| l.display().to_string())
                 .collect::<Vec<_>>()
                 .join(":");
-            let result = match (upper, lowers.as_slice()) {
-                (Some((u, w)), _) => mount_overlay(
-                    &spec.staging,
-                    &format!(
-                        "lowerdir={lower},upperdir={},workdir={}",
-                        u.display(),
-                        w.display()
-                    ),
-                    spec.discard_layer,
-                ),
-                // Read-only, one layer: overlayfs wants two lower layers
-                // without an upper one; a bind mount does the same.
-                (None, [one]) => rootfs::mount(
-                    Some(&one.to_string_lossy()),
-                    &spec.staging,
-                    None,
-                    libc::MS_BIND,
-                    None,
-                ),
-                (None, _) => rootfs::mount(
-                    Some("overlay"),
-                    &spec.staging,
-                    Some("overlay"),
-                    0,
-                    Some(&format!("lowerdir={lower}")),
-                ),
-            };
-            result.map_err(|e| {
+            let fail = |e: std::io::Error| {
                 errno_err(
                     "rootfs",
                     e.raw_os_error().unwrap_or(0),
                     "image layers (overlayfs)",
                 )
-            })?;
-            Ok(spec.staging.clone())
+            };
+            let s = &spec.staging;
+            // Read-only: mount points still have to be made somewhere, and
+            // never in the store's layers, which every container shares.
+            let (upper, work, root) = match upper {
+                Some((u, w)) => (u.clone(), w.clone(), s.clone()),
+                None => {
+                    scratch(s, &["upper", "work", "root"]).map_err(fail)?;
+                    (s.join("upper"), s.join("work"), s.join("root"))
+                }
+            };
+            let data = format!(
+                "lowerdir={lower},upperdir={},workdir={}",
+                upper.display(),
+                work.display()
+            );
+            mount_overlay(&root, &data, spec.discard_layer).map_err(fail)?;
+            Ok(root)
         }
         Root::Image {
             file,
@@ -724,21 +713,11 @@ fn assemble_root(spec: &SandboxSpec) -> StepResult<PathBuf> {
                 .ok_or_else(|| fail(std::io::Error::from_raw_os_error(libc::ENXIO)))?
                 .to_string_lossy()
                 .into_owned();
-            let Some((u, w)) = upper else {
-                rootfs::mount(
-                    Some(&dev),
-                    &spec.staging,
-                    Some(fstype),
-                    libc::MS_RDONLY,
-                    None,
-                )
-                .map_err(fail)?;
-                return Ok(spec.staging.clone());
-            };
-            // The image below the container's own layer: a small private
-            // tmpfs holds the two mount points.
+            // The image below the container's own layer (or, read-only, a
+            // scratch one for mount points): a small private tmpfs holds the
+            // mount points.
             let s = &spec.staging;
-            scratch(s, &["lower", "root"]).map_err(fail)?;
+            scratch(s, &["lower", "root", "upper", "work"]).map_err(fail)?;
             rootfs::mount(
                 Some(&dev),
                 &s.join("lower"),
@@ -747,6 +726,10 @@ fn assemble_root(spec: &SandboxSpec) -> StepResult<PathBuf> {
                 None,
             )
             .map_err(fail)?;
+            let (u, w) = match upper {
+                Some((u, w)) => (u.clone(), w.clone()),
+                None => (s.join("upper"), s.join("work")),
+            };
             let data = format!(
                 "lowerdir={},upperdir={},workdir={}",
                 s.join("lower").display(),

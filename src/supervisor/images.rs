@@ -101,7 +101,7 @@ pub fn pull_needed(c: &Container, data_dir: &Path, pulled: bool) -> Option<Strin
             let root = data_dir.join("images");
             let stored = root.is_dir()
                 && Store::open(&root)
-                    .map(|s| s.references().iter().any(|r| r.reference == key))
+                    .map(|s| s.reference(&key).is_some())
                     .unwrap_or(false);
             (!stored).then_some(key)
         }
@@ -203,9 +203,8 @@ pub fn remember(
     let blobs: Vec<String> = image.blobs.iter().map(|d| d.to_string()).collect();
     // Recorded so already (every start after the first): nothing to do.
     if let Some(known) = store
-        .references()
-        .into_iter()
-        .find(|r| r.reference == reference && r.manifest == manifest && r.blobs == blobs)
+        .reference(reference)
+        .filter(|r| r.manifest == manifest && r.blobs == blobs)
     {
         return Ok(known);
     }
@@ -238,7 +237,7 @@ fn return_pulled(
     use crate::config::PullPolicy;
     use crate::image::oci::ImageError;
     let key = c.image.to_string();
-    let known = store.references().into_iter().find(|r| r.reference == key);
+    let known = store.reference(&key);
     let stored = |r: &crate::image::store::RefRecord| -> Result<oci::Image, ImageError> {
         let d = crate::image::store::Digest::parse(&r.manifest)?;
         pull::from_store(store, &d)

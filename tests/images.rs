@@ -283,6 +283,12 @@ depends_on = ["b"]
         .join(&up.stack)
         .join("containers/b/upper/old-run-marker");
     std::fs::write(&upper_marker, "x").unwrap();
+    for i in 0..500 {
+        std::fs::write(upper_marker.with_file_name(format!("many-{i}")), "x").unwrap();
+    }
+    // What a removal cut short by a crash left: removed with the next one.
+    let trash = data.join(&up.stack).join("containers/.trash");
+    std::fs::create_dir_all(trash.join("b-1/upper/deep")).unwrap();
     let l = up.dir.path().join("layout");
     std::fs::remove_dir_all(&l).unwrap();
     layout_with(&l, b"from layer 2, second edition\n");
@@ -301,6 +307,11 @@ depends_on = ["b"]
     assert!(
         !upper_marker.exists(),
         "the old writable layer was kept across a recreate"
+    );
+    // Removed in the background, and all of it.
+    up.wait_for(
+        |_| std::fs::read_dir(&trash).is_ok_and(|mut d| d.next().is_none()),
+        "the old layers removed",
     );
 }
 

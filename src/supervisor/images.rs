@@ -26,6 +26,73 @@ pub fn container_dir(data_dir: &Path, stack: &str, name: &str) -> PathBuf {
     data_dir.join(stack).join("containers").join(name)
 }
 
+/// Takes a container's writable layer away at once and removes it in a
+/// child process, so that a large layer (a container that wrote many
+/// files) never holds up the supervisor's loop: restarts, reloads and the
+/// API go on meanwhile. The layer is renamed into `containers/.trash/`
+/// (names never start with a dot); the child empties that folder, so what
+/// a removal cut short (a crash, a power cut) goes with the next one.
+pub fn discard_layer(data_dir: &Path, stack: &str, name: &str) {
+    let dir = container_dir(data_dir, stack, name);
+    if std::fs::symlink_metadata(&dir).is_err() {
+        return; // none (a container of a folder, or never started)
+    }
+    let trash = trash_dir(data_dir, stack);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let moved = std::fs::create_dir_all(&trash)
+        .and_then(|()| std::fs::rename(&dir, trash.join(format!("{name}-{nanos}"))));
+    match moved {
+        Ok(()) => empty_in_background(&trash),
+        // Cannot be moved (a strange data folder): removed here, as before.
+        Err(_) => {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+fn trash_dir(data_dir: &Path, stack: &str) -> PathBuf {
+    data_dir.join(stack).join("containers").join(".trash")
+}
+
+/// Finishes, in the background, removals a previous supervisor of the
+/// stack left unfinished.
+pub fn empty_trash(data_dir: &Path, stack: &str) {
+    let trash = trash_dir(data_dir, stack);
+    if std::fs::read_dir(&trash).is_ok_and(|mut d| d.next().is_some()) {
+        empty_in_background(&trash);
+    }
+}
+
+/// Removes what is in `trash` in a child process (reaped by the loop's
+/// waitpid, like every child); here if there can be none.
+fn empty_in_background(trash: &Path) {
+    let empty = || {
+        for e in std::fs::read_dir(trash).into_iter().flatten().flatten() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    };
+    // SAFETY: the supervisor is single-threaded (its API runs on the
+    // loop's own thread), so the child may allocate; it closes what it
+    // inherited (a stack's lock must not outlive the supervisor in it),
+    // removes files and leaves with _exit, running nothing of the parent.
+    match unsafe { libc::fork() } {
+        0 => {
+            // SAFETY: plain syscalls in the child.
+            unsafe {
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            }
+            empty();
+            // SAFETY: leave without the parent's exit handlers.
+            unsafe { libc::_exit(0) }
+        }
+        -1 => empty(),
+        _ => {}
+    }
+}
+
 /// The identity (manifest digest) of each container's image where it has
 /// one, for the spec hash: a layout whose tag now names another image
 /// recreates its containers. An image that cannot be read has none here

@@ -350,6 +350,7 @@ fn supervise(
         opts,
     };
     sup.adopt();
+    super::images::empty_trash(&sup.opts.data_dir, &sup.stack());
     // systemd's watchdog: a sign of life from the event loop at half the period.
     if let Some(usec) = std::env::var("WATCHDOG_USEC")
         .ok()
@@ -785,11 +786,7 @@ impl Supervisor {
                     };
                     if op.why == plan::Why::Recreate {
                         // A new container: a fresh writable layer (a restart keeps it).
-                        let _ = std::fs::remove_dir_all(super::images::container_dir(
-                            &self.opts.data_dir,
-                            &self.stack(),
-                            &op.name,
-                        ));
+                        super::images::discard_layer(&self.opts.data_dir, &self.stack(), &op.name);
                     }
                     match self.live.get_mut(&op.name) {
                         Some(l) => {
@@ -1993,11 +1990,7 @@ impl Supervisor {
             l.log.remove_pipes();
         }
         // Its writable layer goes with it.
-        let _ = std::fs::remove_dir_all(super::images::container_dir(
-            &self.opts.data_dir,
-            &self.stack(),
-            name,
-        ));
+        super::images::discard_layer(&self.opts.data_dir, &self.stack(), name);
     }
 
     /// Stops every container, dependents first: all containers of one

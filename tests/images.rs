@@ -144,14 +144,17 @@ fn rk_run(dir: &Path, args: &[&str]) -> std::process::Output {
 
 /// `rkstack ARGS` with state and data under `dir`.
 fn rk_in(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(rkstack())
-        .arg("--state-dir")
+    rk_cmd(dir).args(args).output().unwrap()
+}
+
+/// An `rkstack` command with its state and data under `dir`.
+fn rk_cmd(dir: &Path) -> Command {
+    let mut c = Command::new(rkstack());
+    c.arg("--state-dir")
         .arg(dir.join("state"))
         .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(args)
-        .output()
-        .unwrap()
+        .arg(dir.join("data"));
+    c
 }
 
 struct Up {
@@ -171,11 +174,7 @@ impl Up {
         );
         std::fs::write(dir.path().join("stack.toml"), text).unwrap();
         let log = std::fs::File::create(dir.path().join("events.log")).unwrap();
-        let child = Command::new(rkstack())
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
+        let child = rk_cmd(dir.path())
             .arg("up")
             .arg(dir.path().join("stack.toml"))
             .stdout(Stdio::null())
@@ -458,11 +457,7 @@ fn a_one_off_container_has_its_name_alone_and_a_fresh_layer() {
     std::fs::create_dir_all(layer.join("work/incompat/volatile")).unwrap();
     std::fs::write(layer.join("upper/left-behind"), "x").unwrap();
 
-    let first = Command::new(rkstack())
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
+    let first = rk_cmd(dir.path())
         .args(["run", "--name", &name, &image, "--"])
         .args([
             "/bin/sh",
@@ -983,12 +978,8 @@ fn a_new_pull_of_a_tag_recreates_the_containers_that_use_it_at_reload() {
     .unwrap();
     layout(&work.path().join("fixed"));
     let rk = || {
-        let mut c = Command::new(rkstack());
-        c.arg("--state-dir")
-            .arg(work.path().join("state"))
-            .arg("--data-dir")
-            .arg(work.path().join("data"))
-            .args(["--insecure-registry", &reg.host()]);
+        let mut c = rk_cmd(work.path());
+        c.args(["--insecure-registry", &reg.host()]);
         c
     };
     let (up, log, events) =
@@ -1031,11 +1022,7 @@ fn up_until_first(
 ) -> (Stopped, std::path::PathBuf, std::path::PathBuf) {
     let events = work.join("events.log");
     let up = Stopped(
-        Command::new(rkstack())
-            .arg("--state-dir")
-            .arg(work.join("state"))
-            .arg("--data-dir")
-            .arg(work.join("data"))
+        rk_cmd(work)
             .args(extra)
             .arg("up")
             .arg(work.join("stack.toml"))
@@ -1205,11 +1192,7 @@ fn a_pull_runs_in_the_background_while_the_stack_answers() {
     .unwrap();
     let events = work.path().join("events.log");
     let mut up = Stopped(
-        Command::new(rkstack())
-            .arg("--state-dir")
-            .arg(work.path().join("state"))
-            .arg("--data-dir")
-            .arg(work.path().join("data"))
+        rk_cmd(work.path())
             .args(["--insecure-registry", &slow, "--insecure-registry", &gone])
             .arg("up")
             .arg(work.path().join("stack.toml"))

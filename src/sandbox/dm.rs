@@ -5,7 +5,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use super::loopdev::open;
+use super::loopdev::{dev_of, open};
 use std::path::{Path, PathBuf};
 
 /// `struct dm_ioctl` (linux/dm-ioctl.h), 312 bytes.
@@ -149,11 +149,6 @@ fn simple(control: &OwnedFd, req: u64, name: &str, flags: u32) -> io::Result<DmI
     call(control, req, &mut buf)
 }
 
-fn dev_of(path: &Path) -> io::Result<(u32, u32)> {
-    let rdev = std::os::unix::fs::MetadataExt::rdev(&std::fs::metadata(path)?);
-    Ok((libc::major(rdev), libc::minor(rdev)))
-}
-
 /// A verity device made over two block devices: its node and an open
 /// handle. It is set to go once nothing holds it open any more (the
 /// handle, the container's mount).
@@ -206,9 +201,7 @@ pub fn verity(
     // Resume (a suspend call without the suspend flag) makes it live.
     simple(&control, DM_DEV_SUSPEND, name, 0)
         .map_err(|e| gone(format!("dm-verity: activate {name}: {e}")))?;
-    let dev = made.dev;
-    let minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
-    let node = PathBuf::from(format!("/dev/dm-{minor}"));
+    let node = PathBuf::from(format!("/dev/dm-{}", libc::minor(made.dev)));
     let fd = open(&node, libc::O_RDONLY).map_err(|e| gone(format!("{}: {e}", node.display())))?;
     // Goes by itself once the last holder closes it.
     simple(&control, DM_DEV_REMOVE, name, DM_DEFERRED_REMOVE)

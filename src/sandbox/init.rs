@@ -109,9 +109,8 @@ fn attach_image(spec: &SandboxSpec) -> StepResult<Vec<OwnedFd>> {
         holds.extend(held);
         dev = node;
     }
-    let meta = std::fs::metadata(&dev).map_err(err)?;
-    let rdev = std::os::unix::fs::MetadataExt::rdev(&meta);
-    let rule = format!("b {}:{} r", libc::major(rdev), libc::minor(rdev));
+    let (major, minor) = super::loopdev::dev_of(&dev).map_err(err)?;
+    let rule = format!("b {major}:{minor} r");
     for procs in &spec.cgroup_procs {
         if let Some(allow) = procs.parent().map(|d| d.join("devices.allow"))
             && allow.exists()
@@ -600,11 +599,23 @@ fn set_lsm_labels(spec: &SandboxSpec) -> StepResult<()> {
     Ok(())
 }
 
-/// An overlayfs mount with a writable layer. A layer thrown away after the
-/// run is mounted `volatile` (Linux 5.10+): its teardown then skips the
-/// sync of the whole filesystem under it, milliseconds at every exit. A
-/// kernel without the option mounts it as any other.
-fn mount_overlay(target: &Path, data: &str, discard: bool) -> std::io::Result<()> {
+/// An overlayfs mount of `lower` (its lowerdir list) under the writable
+/// layer `upper` (work folder `work`) on `target`. A layer thrown away
+/// after the run is mounted `volatile` (Linux 5.10+): its teardown then
+/// skips the sync of the whole filesystem under it, milliseconds at every
+/// exit. A kernel without the option mounts it as any other.
+fn mount_overlay(
+    target: &Path,
+    lower: &str,
+    upper: &Path,
+    work: &Path,
+    discard: bool,
+) -> std::io::Result<()> {
+    let data = format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        upper.display(),
+        work.display()
+    );
     let mount = |d: &str| rootfs::mount(Some("overlay"), target, Some("overlay"), 0, Some(d));
     if discard {
         match mount(&format!("{data},volatile")) {
@@ -612,7 +623,32 @@ fn mount_overlay(target: &Path, data: &str, discard: bool) -> std::io::Result<()
             done => return done,
         }
     }
-    mount(data)
+    mount(&data)
+}
+
+/// `lower` under a writable layer, assembled on the staging folder `s`:
+/// the container's own layer (`upper`), or, where it has none, a private
+/// one in a scratch tmpfs that holds just the mount points the root lacks
+/// (the root is sealed read-only after; nothing is ever made in `lower`).
+/// Returns the root's path.
+fn layered(
+    s: &Path,
+    lower: &str,
+    upper: Option<&(PathBuf, PathBuf)>,
+    discard: bool,
+) -> std::io::Result<PathBuf> {
+    match upper {
+        Some((u, w)) => {
+            mount_overlay(s, lower, u, w, discard)?;
+            Ok(s.to_path_buf())
+        }
+        None => {
+            scratch(s, &["upper", "work", "root"])?;
+            let root = s.join("root");
+            mount_overlay(&root, lower, &s.join("upper"), &s.join("work"), discard)?;
+            Ok(root)
+        }
+    }
 }
 
 /// A small private tmpfs on `at` with these folders: mount points of a
@@ -671,30 +707,13 @@ fn assemble_root(spec: &SandboxSpec) -> StepResult<PathBuf> {
                 .map(|l| l.display().to_string())
                 .collect::<Vec<_>>()
                 .join(":");
-            let fail = |e: std::io::Error| {
+            layered(&spec.staging, &lower, upper.as_ref(), spec.discard_layer).map_err(|e| {
                 errno_err(
                     "rootfs",
                     e.raw_os_error().unwrap_or(0),
                     "image layers (overlayfs)",
                 )
-            };
-            let s = &spec.staging;
-            // Read-only: mount points still have to be made somewhere, and
-            // never in the store's layers, which every container shares.
-            let (upper, work, root) = match upper {
-                Some((u, w)) => (u.clone(), w.clone(), s.clone()),
-                None => {
-                    scratch(s, &["upper", "work", "root"]).map_err(fail)?;
-                    (s.join("upper"), s.join("work"), s.join("root"))
-                }
-            };
-            let data = format!(
-                "lowerdir={lower},upperdir={},workdir={}",
-                upper.display(),
-                work.display()
-            );
-            mount_overlay(&root, &data, spec.discard_layer).map_err(fail)?;
-            Ok(root)
+            })
         }
         Root::Image {
             file,
@@ -730,41 +749,20 @@ fn assemble_root(spec: &SandboxSpec) -> StepResult<PathBuf> {
                 Some((u, w)) => (u.clone(), w.clone()),
                 None => (s.join("upper"), s.join("work")),
             };
-            let data = format!(
-                "lowerdir={},upperdir={},workdir={}",
-                s.join("lower").display(),
-                u.display(),
-                w.display()
-            );
-            mount_overlay(&s.join("root"), &data, spec.discard_layer).map_err(fail)?;
+            let lower = s.join("lower").display().to_string();
+            mount_overlay(&s.join("root"), &lower, &u, &w, spec.discard_layer).map_err(fail)?;
             Ok(s.join("root"))
         }
         Root::Host => {
             // The host's root read-only under a small private tmpfs layer, so
             // that mount points can be made without touching the host.
-            let s = &spec.staging;
-            scratch(s, &["upper", "work", "root"])
-                .map_err(|e| errno_err("rootfs", e.raw_os_error().unwrap_or(0), "host layer"))?;
-            let data = format!(
-                "lowerdir=/,upperdir={},workdir={}",
-                s.join("upper").display(),
-                s.join("work").display()
-            );
-            rootfs::mount(
-                Some("overlay"),
-                &s.join("root"),
-                Some("overlay"),
-                0,
-                Some(&data),
-            )
-            .map_err(|e| {
+            layered(&spec.staging, "/", None, false).map_err(|e| {
                 errno_err(
                     "rootfs",
                     e.raw_os_error().unwrap_or(0),
                     "overlay of the host's /",
                 )
-            })?;
-            Ok(s.join("root"))
+            })
         }
     }
 }

@@ -41,6 +41,12 @@ struct LoopConfig {
     reserved: [u64; 8],
 }
 
+/// The (major, minor) numbers of a device node.
+pub(crate) fn dev_of(path: &Path) -> io::Result<(u32, u32)> {
+    let rdev = std::os::unix::fs::MetadataExt::rdev(&std::fs::metadata(path)?);
+    Ok((libc::major(rdev), libc::minor(rdev)))
+}
+
 /// Opens a device node (close-on-exec).
 pub(crate) fn open(path: &Path, flags: i32) -> io::Result<OwnedFd> {
     let c = CString::new(path.as_os_str().as_encoded_bytes()).unwrap_or_default();

@@ -106,26 +106,14 @@ pub fn run(c: &Container, opts: &RunOptions) -> Result<Exit, RunError> {
         .state_dir
         .join("rootfs")
         .join(format!("{}-{}", c.name, std::process::id()));
-    // A one-off container's writable layer goes with it (like `docker run
-    // --rm`); one left by a run that was killed is not handed to this one.
-    // The folders above it stay for the next run.
-    let layer = matches!(
-        c.image,
-        crate::config::ImageRef::Oci { .. }
-            | crate::config::ImageRef::Tar { .. }
-            | crate::config::ImageRef::Docker { .. }
-            | crate::config::ImageRef::Squashfs { .. }
-            | crate::config::ImageRef::Erofs { .. }
-    )
-    .then(|| super::images::container_dir(&opts.data_dir, &opts.stack, c.name.as_str()));
-    if let Some(dir) = &layer {
-        let _ = std::fs::remove_dir_all(dir);
-    }
+    // A one-off container's writable layer (images only) goes with it,
+    // like `docker run --rm`; one left by a run that was killed is not
+    // handed to this one. The folders above it stay for the next run.
+    let layer = super::images::container_dir(&opts.data_dir, &opts.stack, c.name.as_str());
+    let _ = std::fs::remove_dir_all(&layer);
     let result = start_and_wait(c, opts, &cg, &staging, &set);
     let _ = std::fs::remove_dir(&staging);
-    if let Some(dir) = &layer {
-        let _ = std::fs::remove_dir_all(dir);
-    }
+    let _ = std::fs::remove_dir_all(&layer);
     let cleanup = cg.destroy();
     let exit = result?;
     cleanup?;

@@ -44,14 +44,25 @@ pub fn apply(names: &[String], root: bool) -> Result<(), StepError> {
         }
     }
     let empty = HashSet::new();
-    caps::set(None, CapSet::Ambient, &empty).or_else(|e| {
-        // Kernels without ambient capabilities have nothing to clear.
-        if caps::read(None, CapSet::Ambient).is_ok() {
-            Err(err("ambient", e))
-        } else {
-            Ok(())
-        }
-    })?;
+    // One call (clearing capability by capability was a call for each).
+    // SAFETY: plain prctl without pointers.
+    let cleared = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
+    // Kernels without ambient capabilities (EINVAL) have nothing to clear.
+    if cleared != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+        return Err(errno_err(
+            "capabilities",
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+            "clear ambient",
+        ));
+    }
     caps::set(None, CapSet::Inheritable, &empty).map_err(|e| err("inheritable", e))?;
     let keep = if root { &want } else { &empty };
     caps::set(None, CapSet::Effective, keep).map_err(|e| err("effective", e))?;

@@ -477,6 +477,19 @@ fn host_arches() -> Vec<ScmpArch> {
     }
 }
 
+/// A filter whose system call numbers are tested as a binary tree rather
+/// than one after another. Loading a filter costs the kernel one run of it
+/// per system call number and architecture (to cache which numbers are
+/// always allowed): with a few hundred numbers tested in turn that was
+/// most of two milliseconds of every container start; the tree also makes
+/// every system call of the container cheaper to check. Needs libseccomp
+/// 2.5; an older one keeps the plain order.
+fn new_filter(default: ScmpAction) -> Result<ScmpFilterContext, SeccompError> {
+    let mut ctx = ScmpFilterContext::new(default).map_err(lib)?;
+    let _ = ctx.set_ctl_optimize(2);
+    Ok(ctx)
+}
+
 fn lib(e: libseccomp::error::SeccompError) -> SeccompError {
     SeccompError::Lib(e.to_string())
 }
@@ -520,7 +533,7 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>, SeccompError> {
 /// Compiles the built-in profile for a container holding `capabilities`.
 pub fn default_profile(capabilities: &[String]) -> Result<Vec<u8>, SeccompError> {
     let caps: HashSet<&str> = capabilities.iter().map(String::as_str).collect();
-    let mut ctx = ScmpFilterContext::new(ScmpAction::Errno(libc::EPERM)).map_err(lib)?;
+    let mut ctx = new_filter(ScmpAction::Errno(libc::EPERM))?;
     for a in host_arches() {
         if !ctx.is_arch_present(a).map_err(lib)? {
             ctx.add_arch(a).map_err(lib)?;
@@ -716,7 +729,7 @@ pub fn profile_file(path: &Path, capabilities: &[String]) -> Result<Vec<u8>, Sec
     };
     let default = action(&prof.default_action, None, prof.default_errno_ret)
         .ok_or_else(|| invalid(format!("unknown defaultAction {:?}", prof.default_action)))?;
-    let mut ctx = ScmpFilterContext::new(default).map_err(lib)?;
+    let mut ctx = new_filter(default)?;
     let native = ScmpArch::native();
     let mut arches: Vec<ScmpArch> = Vec::new();
     for m in &prof.arch_map {

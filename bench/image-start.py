@@ -25,6 +25,10 @@ try:
     for a in ["sh", "true"]:
         os.symlink("busybox", os.path.join(fs, "bin", a))
     open(os.path.join(fs, "etc/passwd"), "w").write("root:x:0:0:root:/root:/bin/sh\n")
+    # The mount point of the FIFO, in the rootfs and so in the image: both
+    # start with the same tree (else the folder gets it at its first run and
+    # every image start makes it anew in its fresh layer).
+    open(os.path.join(fs, "f"), "w").close()
     lay = os.path.join(work, "layout")
     make_layout(fs, lay)
     fifo = os.path.join(work, "started")

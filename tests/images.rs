@@ -377,13 +377,14 @@ fn docker_archives_and_rootfs_tarballs_run() {
     let dir = tempfile::tempdir().unwrap();
     let (base, top) = layer_tars(b"from layer 2\n");
     let id = |b: &[u8]| format!("sha256:{}", sha(b));
-    let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Cmd": ["/bin/cat", "/etc/new-file"], "Env": ["PATH=/bin"], "User": "1000:1000"},
-        "rootfs": {"type": "layers", "diff_ids": [id(&base), id(&top)]}
-    })
-    .to_string();
-    let archive = |top: &[u8], file: &str| {
+    // An archive of `top` over `base` whose config names `said` as its top.
+    let archive = |top: &[u8], said: &[u8], file: &str| {
+        let config = serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Cmd": ["/bin/cat", "/etc/new-file"], "Env": ["PATH=/bin"], "User": "1000:1000"},
+            "rootfs": {"type": "layers", "diff_ids": [id(&base), id(said)]}
+        })
+        .to_string();
         let manifest = serde_json::json!([{
             "Config": "config.json", "RepoTags": ["demo:v1"],
             "Layers": ["l1/layer.tar", "l2/layer.tar"]
@@ -401,7 +402,7 @@ fn docker_archives_and_rootfs_tarballs_run() {
         ]);
         std::fs::write(dir.path().join(file), t).unwrap();
     };
-    archive(&top, "saved.tar");
+    archive(&top, &top, "saved.tar");
     std::fs::write(dir.path().join("rootfs.tgz"), gzip(&base)).unwrap();
     let run = |args: &[&str]| rk_run(dir.path(), args);
     let saved = format!("tar:{}", dir.path().join("saved.tar").display());
@@ -421,6 +422,26 @@ fn docker_archives_and_rootfs_tarballs_run() {
         "{text}{}",
         stderr(&out)
     );
+    // Later starts take the image from the store's record of it, not from
+    // the archive (not hashed again): the record holds the layers and what
+    // the config sets.
+    let out = rk_in(dir.path(), &["images", "--json"]);
+    let records: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(records[0]["layers"].as_array().map(Vec::len), Some(2));
+    assert_eq!(records[0]["defaults"]["user"], "1000:1000");
+    let cat = ["--", "/bin/cat", "/etc/new-file"];
+    let out = run(&[&[saved.as_str()][..], &cat].concat());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from layer 2\n");
+    // The archive replaced by another image: that one runs.
+    let (_, top2) = layer_tars(b"from a new archive\n");
+    archive(&top2, &top2, "saved.tar");
+    let out = run(&[&[saved.as_str()][..], &cat].concat());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "from a new archive\n",
+        "{}",
+        stderr(&out)
+    );
     // A plain root filesystem tarball.
     let rootfs = format!("tar:{}", dir.path().join("rootfs.tgz").display());
     let out = run(&[&rootfs, "--", "/bin/cat", "/etc/old-file"]);
@@ -431,7 +452,7 @@ fn docker_archives_and_rootfs_tarballs_run() {
         stderr(&out)
     );
     // A layer that is not what the config's diff_ids say: refused, nothing kept.
-    archive(b"tampered", "bad.tar");
+    archive(b"tampered", &top, "bad.tar");
     let bad = format!("tar:{}", dir.path().join("bad.tar").display());
     std::fs::remove_dir_all(dir.path().join("data")).unwrap();
     let out = run(&[&bad, "--", "/bin/true"]);

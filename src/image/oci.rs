@@ -28,7 +28,7 @@ pub enum ImageError {
 }
 
 /// What an image's config sets for its containers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Defaults {
     pub entrypoint: Vec<String>,
     pub cmd: Vec<String>,

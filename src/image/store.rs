@@ -295,6 +295,7 @@ mod tests {
             size: 1,
             imported: "now".into(),
             blobs: vec![manifest.into()],
+            ..RefRecord::default()
         };
         store.record(&rec("oci:/a:v1", "sha256:aa")).unwrap();
         store.record(&rec("oci:/b:v1", "sha256:bb")).unwrap();
@@ -311,6 +312,40 @@ mod tests {
         assert_eq!(store.references().len(), 2);
         assert!(store.forget("oci:/a:v1"));
         assert_eq!(store.reference("oci:/a:v1"), None);
+    }
+
+    #[test]
+    fn a_record_gives_back_its_image_only_when_it_holds_all_of_it() {
+        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let full = RefRecord {
+            reference: "tar:/x.tar".into(),
+            manifest: d('a'),
+            blobs: vec![d('a'), d('b')],
+            layers: vec![(d('b'), "application/vnd.oci.image.layer.v1.tar".into())],
+            defaults: Some(super::super::oci::Defaults {
+                cmd: vec!["/bin/sh".into()],
+                ..Default::default()
+            }),
+            source: Some("file:1:2:3.4".into()),
+            ..RefRecord::default()
+        };
+        let text = serde_json::to_vec(&full).unwrap();
+        let back: RefRecord = serde_json::from_slice(&text).unwrap();
+        let image = back.image().unwrap();
+        assert_eq!(image.manifest.to_string(), d('a'));
+        assert_eq!(image.layers[0].0.to_string(), d('b'));
+        assert_eq!(image.defaults.cmd, ["/bin/sh"]);
+        // A record of an older version (no layers) or a broken one: none.
+        let old = RefRecord {
+            layers: Vec::new(),
+            ..full.clone()
+        };
+        assert!(old.image().is_none());
+        let broken = RefRecord {
+            blobs: vec!["sha256:zz".into()],
+            ..full
+        };
+        assert!(broken.image().is_none());
     }
 
     #[test]
@@ -340,7 +375,7 @@ mod tests {
 }
 
 /// A reference as the store knows it: what it named when last imported.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RefRecord {
     pub reference: String,
     pub manifest: String,
@@ -351,6 +386,44 @@ pub struct RefRecord {
     /// Every blob it uses (what garbage collection keeps for it).
     #[serde(default)]
     pub blobs: Vec<String>,
+    /// The image's layers, bottom first: `[digest, media type]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<(String, String)>,
+    /// What its config sets for containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<super::oci::Defaults>,
+    /// What it was read from, as it was then (an OCI layout's index.json,
+    /// an archive: inode, size, modification time). While the source is so
+    /// still, a start takes the layers and defaults above instead of
+    /// reading (and, for an archive, hashing) the image again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+impl RefRecord {
+    /// The image as recorded, if the record holds all of it (records of
+    /// older versions have no layers) and is well formed.
+    pub fn image(&self) -> Option<super::oci::Image> {
+        if self.layers.is_empty() {
+            return None;
+        }
+        let layers = self
+            .layers
+            .iter()
+            .map(|(d, m)| Digest::parse(d).ok().map(|d| (d, m.clone())))
+            .collect::<Option<Vec<_>>>()?;
+        let blobs = self
+            .blobs
+            .iter()
+            .map(|d| Digest::parse(d).ok())
+            .collect::<Option<Vec<_>>>()?;
+        Some(super::oci::Image {
+            manifest: Digest::parse(&self.manifest).ok()?,
+            layers,
+            blobs,
+            defaults: self.defaults.clone()?,
+        })
+    }
 }
 
 impl Store {

@@ -129,23 +129,36 @@ pub fn ids(
             // A file image: its identity on disk (rewritten or replaced, it
             // is another image), without reading it all at every reload.
             ImageRef::Tar { path } | ImageRef::Squashfs { path } | ImageRef::Erofs { path } => {
-                use std::os::unix::fs::MetadataExt;
-                std::fs::metadata(path).ok().map(|m| {
-                    (
-                        c.name.to_string(),
-                        format!(
-                            "file:{}:{}:{}.{}",
-                            m.ino(),
-                            m.len(),
-                            m.mtime(),
-                            m.mtime_nsec()
-                        ),
-                    )
-                })
+                file_identity(path).map(|id| (c.name.to_string(), id))
             }
             _ => None,
         })
         .collect()
+}
+
+/// A file as it is on disk now (inode, size, modification time): rewritten
+/// or replaced, it has another identity.
+fn file_identity(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(format!(
+        "file:{}:{}:{}.{}",
+        m.ino(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec()
+    ))
+}
+
+/// What an image is read from, for the store's record of it: an OCI
+/// layout's index (a new tag or image rewrites it), an archive file. None
+/// for pulled images (the record itself is their source).
+fn source_of(image: &ImageRef) -> Option<String> {
+    match image {
+        ImageRef::Oci { layout, .. } => file_identity(&layout.join("index.json")),
+        ImageRef::Tar { path } => file_identity(path),
+        _ => None,
+    }
 }
 
 /// Whether starting `c` first needs a pull of its `docker://` image, by its
@@ -209,21 +222,46 @@ pub fn prepare(
     }
     let root = data_dir.join("images");
     let store = Store::open(&root).map_err(|e| e.to_string())?;
-    let image = match &c.image {
-        ImageRef::Oci { layout, tag } => oci::import(&store, layout, tag.as_deref()),
-        ImageRef::Tar { path } => crate::image::archive::import(&store, &root, path, None),
-        ImageRef::Docker { reference } => return_pulled(&store, c, reference, insecure, may_pull),
-        _ => return Ok(None),
-    }
-    .map_err(|e| format!("image {}: {e}", c.image))?;
-    remember(&store, &c.image.to_string(), &image)?;
-    let mut lowers = Vec::new();
-    for (d, media) in image.layers.iter().rev() {
-        lowers.push(
-            oci::layer_dir(&store, &root, d, media)
-                .map_err(|e| format!("image {}: {e}", c.image))?,
-        );
-    }
+    let key = c.image.to_string();
+    // Every start after the first: the store's record, while the layout or
+    // archive it was read from is unchanged.
+    let source = source_of(&c.image);
+    let recorded = source.as_ref().and_then(|src| {
+        store
+            .reference(&key)
+            .filter(|r| r.source.as_ref() == Some(src))
+            .and_then(|r| r.image())
+    });
+    let lowers_of = |image: &oci::Image| -> Result<Vec<PathBuf>, String> {
+        image
+            .layers
+            .iter()
+            .rev()
+            .map(|(d, media)| {
+                oci::layer_dir(&store, &root, d, media)
+                    .map_err(|e| format!("image {}: {e}", c.image))
+            })
+            .collect()
+    };
+    // A recorded layer that is gone from the store (removed by hand) is
+    // taken from the source again.
+    let (image, lowers) = match recorded.and_then(|i| lowers_of(&i).ok().map(|l| (i, l))) {
+        Some(found) => found,
+        None => {
+            let image = match &c.image {
+                ImageRef::Oci { layout, tag } => oci::import(&store, layout, tag.as_deref()),
+                ImageRef::Tar { path } => crate::image::archive::import(&store, &root, path, None),
+                ImageRef::Docker { reference } => {
+                    return_pulled(&store, c, reference, insecure, may_pull)
+                }
+                _ => return Ok(None),
+            }
+            .map_err(|e| format!("image {}: {e}", c.image))?;
+            remember(&store, &key, &image, source)?;
+            let lowers = lowers_of(&image)?;
+            (image, lowers)
+        }
+    };
     if lowers.is_empty() {
         return Err(format!("image {}: it has no layers", c.image));
     }
@@ -259,21 +297,31 @@ fn upper_of(
     Ok(Some((u, w)))
 }
 
-/// Records in the store what `reference` names now (unless it is recorded
-/// so already); returns the record.
+/// Records in the store what `reference` names now, read from `source`
+/// (see [`source_of`]), unless it is recorded so already; returns the
+/// record.
 pub fn remember(
     store: &Store,
     reference: &str,
     image: &oci::Image,
+    source: Option<String>,
 ) -> Result<crate::image::store::RefRecord, String> {
     let manifest = image.manifest.to_string();
     let blobs: Vec<String> = image.blobs.iter().map(|d| d.to_string()).collect();
-    // Recorded so already (every start after the first): nothing to do.
-    if let Some(known) = store
-        .reference(reference)
-        .filter(|r| r.manifest == manifest && r.blobs == blobs)
-    {
-        return Ok(known);
+    let layers: Vec<(String, String)> = image
+        .layers
+        .iter()
+        .map(|(d, m)| (d.to_string(), m.clone()))
+        .collect();
+    let known = store.reference(reference);
+    if let Some(k) = known.as_ref().filter(|k| {
+        k.manifest == manifest
+            && k.blobs == blobs
+            && k.layers == layers
+            && k.defaults.as_ref() == Some(&image.defaults)
+            && k.source == source
+    }) {
+        return Ok(k.clone());
     }
     let size = image
         .layers
@@ -281,12 +329,21 @@ pub fn remember(
         .filter_map(|(d, _)| std::fs::metadata(store.blob_path(d)).ok())
         .map(|m| m.len())
         .sum();
+    // The same image read again (its layout rewritten, a record of an
+    // older version): imported when it first was.
+    let imported = known
+        .filter(|k| k.manifest == manifest)
+        .map(|k| k.imported)
+        .unwrap_or_else(|| super::logs::timestamp(std::time::SystemTime::now()));
     let record = crate::image::store::RefRecord {
         reference: reference.to_string(),
         manifest,
         size,
-        imported: super::logs::timestamp(std::time::SystemTime::now()),
+        imported,
         blobs,
+        layers,
+        defaults: Some(image.defaults.clone()),
+        source,
     };
     store.record(&record).map_err(|e| e.to_string())?;
     Ok(record)
@@ -306,6 +363,9 @@ fn return_pulled(
     let key = c.image.to_string();
     let known = store.reference(&key);
     let stored = |r: &crate::image::store::RefRecord| -> Result<oci::Image, ImageError> {
+        if let Some(image) = r.image() {
+            return Ok(image);
+        }
         let d = crate::image::store::Digest::parse(&r.manifest)?;
         pull::from_store(store, &d)
     };

@@ -55,13 +55,10 @@ pub fn apply(names: &[String], root: bool) -> Result<(), StepError> {
             0,
         )
     };
+    let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
     // Kernels without ambient capabilities (EINVAL) have nothing to clear.
-    if cleared != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
-        return Err(errno_err(
-            "capabilities",
-            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
-            "clear ambient",
-        ));
+    if cleared != 0 && errno != libc::EINVAL {
+        return Err(errno_err("capabilities", errno, "clear ambient"));
     }
     caps::set(None, CapSet::Inheritable, &empty).map_err(|e| err("inheritable", e))?;
     let keep = if root { &want } else { &empty };

@@ -248,16 +248,22 @@ pub fn prepare(
     let (image, lowers) = match recorded.and_then(|i| lowers_of(&i).ok().map(|l| (i, l))) {
         Some(found) => found,
         None => {
-            let image = match &c.image {
-                ImageRef::Oci { layout, tag } => oci::import(&store, layout, tag.as_deref()),
-                ImageRef::Tar { path } => crate::image::archive::import(&store, &root, path, None),
+            let (image, new) = match &c.image {
+                ImageRef::Oci { layout, tag } => {
+                    oci::import(&store, layout, tag.as_deref()).map(|i| (i, true))
+                }
+                ImageRef::Tar { path } => {
+                    crate::image::archive::import(&store, &root, path, None).map(|i| (i, true))
+                }
                 ImageRef::Docker { reference } => {
                     return_pulled(&store, c, reference, insecure, may_pull)
                 }
                 _ => return Ok(None),
             }
             .map_err(|e| format!("image {}: {e}", c.image))?;
-            remember(&store, &key, &image, source)?;
+            if new {
+                remember(&store, &key, &image, source)?;
+            }
             let lowers = lowers_of(&image)?;
             (image, lowers)
         }
@@ -350,24 +356,26 @@ pub fn remember(
 }
 
 /// The image of a `docker://` reference: the one recorded in the store, or
-/// pulled, as the container's `pull_policy` says.
+/// pulled, as the container's `pull_policy` says; and whether the store's
+/// record of it is still to be written (pulled now, or a record of an
+/// older version without the image in it).
 fn return_pulled(
     store: &Store,
     c: &Container,
     reference: &str,
     insecure: &[String],
     may_pull: bool,
-) -> Result<oci::Image, crate::image::oci::ImageError> {
+) -> Result<(oci::Image, bool), crate::image::oci::ImageError> {
     use crate::config::PullPolicy;
     use crate::image::oci::ImageError;
     let key = c.image.to_string();
     let known = store.reference(&key);
-    let stored = |r: &crate::image::store::RefRecord| -> Result<oci::Image, ImageError> {
+    let stored = |r: &crate::image::store::RefRecord| -> Result<(oci::Image, bool), ImageError> {
         if let Some(image) = r.image() {
-            return Ok(image);
+            return Ok((image, false));
         }
         let d = crate::image::store::Digest::parse(&r.manifest)?;
-        pull::from_store(store, &d)
+        pull::from_store(store, &d).map(|i| (i, true))
     };
     match (c.pull_policy, &known) {
         (PullPolicy::Never, Some(r)) | (PullPolicy::Missing, Some(r)) => stored(r),
@@ -381,7 +389,7 @@ fn return_pulled(
             what: "not in the store, and pull_policy is never (rkstack pull it first)".into(),
         }),
         // Credentials from the Docker client's config of the user running rkstack.
-        _ => pull::pull(store, reference, insecure, None),
+        _ => pull::pull(store, reference, insecure, None).map(|i| (i, true)),
     }
 }
 

@@ -4,23 +4,15 @@
 5000) on one keep-alive connection and N/5 on a new connection each; p50,
 p99 and max in ms, measured by this client (its own overhead included).
 Also the supervisor's RSS after the load. Needs busybox-static."""
-import http.client, os, shutil, socket, statistics, subprocess, sys, tempfile, time
+import os, shutil, socket, statistics, subprocess, sys, tempfile, time
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(root, "bench"))
+from unix_http import UnixConn  # noqa: E402
 subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=root, check=True)
 rk = os.path.join(root, "target/release/rkstack")
 n = int(os.environ.get("N", "5000"))
 work = tempfile.mkdtemp(prefix="rkstack-bench.")
-
-
-class UnixConn(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("rkstack")
-        self.path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.path)
 
 
 def pct(xs, p):

@@ -7,18 +7,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use common::stack::Stack;
 use common::*;
-
-struct Stack {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    name: String,
-    fs: Rootfs,
-}
 
 const BODY: &str = r#"
 [containers.web]
@@ -32,124 +25,6 @@ hostname = "dbhost"
 command = ["/bin/sleep", "1000"]
 security = { capabilities = { drop = ["ALL"], add = ["CHOWN"] } }
 "#;
-
-impl Stack {
-    fn start(tag: &str, body: &str) -> Stack {
-        let fs = Rootfs::readable();
-        for applet in ["hostname", "grep", "cat", "echo", "id"] {
-            let _ = std::os::unix::fs::symlink("busybox", fs.path().join("bin").join(applet));
-        }
-        let mut s = Stack {
-            child: None,
-            dir: tempfile::tempdir().unwrap(),
-            name: unique(tag),
-            fs,
-        };
-        s.write(body);
-        s.spawn(&[]);
-        s
-    }
-
-    fn write(&self, body: &str) {
-        let text = format!(
-            "name = \"{}\"\n[defaults]\nstop_timeout = \"300ms\"\nstop_signal = \"SIGKILL\"\n{}",
-            self.name,
-            body.replace("ROOTFS", &self.fs.path().display().to_string())
-        );
-        let tmp = self.dir.path().join(".stack.swp");
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(&tmp, self.dir.path().join("stack.toml")).unwrap();
-    }
-
-    /// `rkstack up` of the stack file (with `up_args`), until it is up.
-    fn spawn(&mut self, up_args: &[String]) {
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("events.log"))
-            .unwrap();
-        let child = self
-            .cli()
-            .arg("up")
-            .args(up_args)
-            .arg(self.dir.path().join("stack.toml"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        self.wait_for(
-            |s| s.socket().exists() && s.events().contains("db: "),
-            "the stack is up",
-        );
-    }
-
-    /// `rkstack` with this stack's state and data folders.
-    fn cli(&self) -> Command {
-        let mut c = Command::new(rkstack());
-        c.arg("--state-dir")
-            .arg(self.dir.path().join("state"))
-            .arg("--data-dir")
-            .arg(self.dir.path().join("data"));
-        c
-    }
-
-    fn rk(&self, args: &[&str]) -> Output {
-        self.cli().args(args).output().unwrap()
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join(format!("state/{}.sock", self.name))
-    }
-
-    fn events(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("events.log")).unwrap_or_default()
-    }
-
-    fn wait_for(&self, what: impl Fn(&Stack) -> bool, why: &str) {
-        wait_until(|| what(self), why, || self.events());
-    }
-
-    /// curl on the socket: (status, body).
-    fn curl(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-        let mut c = Command::new("curl");
-        c.args(["-s", "-w", "\n%{http_code}", "--unix-socket"])
-            .arg(self.socket())
-            .args(["-X", method, &format!("http://rkstack{path}")]);
-        if let Some(b) = body {
-            c.args(["-H", "content-type: application/json", "-d", b]);
-        }
-        let out = c.output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_string())
-    }
-
-    fn ps(&self) -> Vec<serde_json::Value> {
-        let out = self.rk(&["ps", "--json"]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
-    }
-
-    fn container(&self, name: &str) -> serde_json::Value {
-        self.ps().into_iter().find(|c| c["name"] == name).unwrap()
-    }
-
-    fn supervisor_pid(&self) -> i32 {
-        self.child.as_ref().unwrap().id() as i32
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: signalling the rkstack this test started.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let _ = c.wait();
-        }
-        remove_cgroups(&self.name);
-    }
-}
 
 /// Runs `cmd` with `input` on its stdin; its output.
 fn fed(cmd: &mut Command, input: &[u8]) -> Output {
@@ -170,7 +45,7 @@ fn text(out: &Output) -> String {
 #[test]
 fn every_route_answers_on_a_running_stack() {
     require_root!();
-    let mut s = Stack::start("api", BODY);
+    let mut s = Stack::start_ready("api", BODY, "db: ");
     let (code, body) = s.curl("GET", "/v1/health", None);
     assert_eq!(code, 200, "{body}");
     assert!(body.contains(r#""status":"ok""#), "{body}");
@@ -353,7 +228,7 @@ fn every_route_answers_on_a_running_stack() {
 #[test]
 fn a_caller_neither_root_nor_in_the_group_is_refused() {
     require_root!();
-    let s = Stack::start("peer", BODY);
+    let s = Stack::start_ready("peer", BODY, "db: ");
     let as_nobody = |s: &Stack| {
         Command::new("setpriv")
             .args([
@@ -384,7 +259,7 @@ fn a_caller_neither_root_nor_in_the_group_is_refused() {
 #[test]
 fn a_users_stop_survives_a_supervisor_restart() {
     require_root!();
-    let mut s = Stack::start("keepstop", BODY);
+    let mut s = Stack::start_ready("keepstop", BODY, "db: ");
     assert!(s.rk(&["stop", "db"]).status.success());
     let sup = s.supervisor_pid();
     // SAFETY: killing the rkstack this test started.
@@ -460,14 +335,10 @@ fn make_certs(dir: &std::path::Path) {
 impl Stack {
     /// Starts with extra `up` arguments (for --listen).
     fn start_with(tag: &str, body: &str, up_args: &[String]) -> Stack {
-        let mut s = Stack {
-            child: None,
-            dir: tempfile::tempdir().unwrap(),
-            name: unique(tag),
-            fs: Rootfs::readable(),
-        };
+        let mut s = Stack::new(tag, std::path::Path::new(rkstack()));
         s.write(body);
         s.spawn(up_args);
+        s.wait_ready("db: ");
         s.wait_for(|s| s.events().contains("API over TLS on "), "listening");
         s
     }
@@ -491,7 +362,7 @@ fn the_api_over_tls_needs_a_client_certificate_or_a_token() {
     std::fs::write(certs.path().join("wrong"), "0123456789abcdef-wrong\n").unwrap();
 
     // Plain TCP is refused, and so is TLS without a way to check clients.
-    let probe = Stack::start("tlsbad", BODY);
+    let probe = Stack::start_ready("tlsbad", BODY, "db: ");
     let out = probe.rk(&["up", "--listen", "tcp://127.0.0.1:0", "/nonexistent.toml"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let file = probe.dir.path().join("stack.toml");
@@ -616,7 +487,7 @@ fn the_api_over_tls_needs_a_client_certificate_or_a_token() {
 #[test]
 fn exec_on_a_terminal_is_interactive() {
     require_root!();
-    let s = Stack::start("tty", BODY);
+    let s = Stack::start_ready("tty", BODY, "db: ");
     // `script` gives the CLI a terminal, as a user's shell would.
     let cmd = format!(
         "{} --state-dir {} exec db -- /bin/sh",

@@ -4,7 +4,7 @@
 //! process with `CLONE_PARENT` so the runtime reaps it. The process takes
 //! the container's user, capabilities, no_new_privs and seccomp, and execs.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use super::channel::StepError;
 use super::channel::{self, Message};
@@ -12,7 +12,7 @@ use super::init::{Identity, become_and_exec};
 use super::rootfs::{StepResult, cstr, errno_err, os_err};
 use super::spec::ExecSpec;
 
-pub(super) fn stage(spec: &ExecSpec) -> StepResult<i32> {
+pub(super) fn stage(spec: &ExecSpec, runtime: &OwnedFd) -> StepResult<i32> {
     // SAFETY: getpid cannot fail.
     let me = unsafe { libc::getpid() };
     for procs in &spec.cgroup_procs {
@@ -83,6 +83,7 @@ pub(super) fn stage(spec: &ExecSpec) -> StepResult<i32> {
         unsafe { libc::_exit(127) };
     }
     drop(child_end);
+    super::init::tell_cloned(runtime, pid as i32)?;
     match channel::recv(parent_end.as_fd()) {
         Ok(None) => Ok(pid as i32),
         Ok(Some(Message::Failed(e))) => Err(e),

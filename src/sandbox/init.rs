@@ -28,6 +28,11 @@ pub const INIT_FD: i32 = 3;
 
 /// Entry point of `rkstack __init`. Never returns.
 pub fn main() -> ! {
+    seal();
+    // Nothing of the caller's but the channel and stdio: every other
+    // descriptor it may have let through is closed.
+    // SAFETY: plain syscall on this process's own descriptor table.
+    unsafe { libc::syscall(libc::SYS_close_range, INIT_FD as u32 + 1, u32::MAX, 0) };
     // SAFETY: fd 3 was placed there by the runtime for us alone.
     let chan = unsafe { OwnedFd::from_raw_fd(INIT_FD) };
     let code = match run(&chan) {
@@ -46,7 +51,7 @@ pub fn main() -> ! {
 fn run(chan: &OwnedFd) -> StepResult<i32> {
     match channel::recv(chan.as_fd()) {
         Ok(Some(Message::Start(spec))) => stage(&spec, chan),
-        Ok(Some(Message::Exec(spec))) => super::enter::stage(&spec),
+        Ok(Some(Message::Exec(spec))) => super::enter::stage(&spec, chan),
         Ok(other) => Err(errno_err(
             "init",
             0,
@@ -67,12 +72,25 @@ pub(super) enum Job<'a> {
     Exec(&'a super::spec::ExecSpec),
 }
 
+/// Makes this process non-dumpable until its execve (which resets it for
+/// the container's command): no process of a container may ptrace it,
+/// read its memory or open its `/proc/PID/exe` and descriptors — even one
+/// with the capabilities this process drops to — without `CAP_SYS_PTRACE`
+/// over the host's user namespace (runc and crun do the same).
+pub(super) fn seal() {
+    // SAFETY: plain prctl on this process.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+}
+
 /// The init stage in a process forked by a single-threaded runtime: the
-/// same work as `__init`, with the spec already in memory. Never returns.
+/// same work as `__init`, with the spec already in memory. The caller has
+/// sealed it and set stdio; every other descriptor but the channel is
+/// closed here. Never returns.
 pub(super) fn forked(chan: OwnedFd, job: Job<'_>) -> ! {
+    let chan = keep_only(chan);
     let result = match job {
         Job::Start(spec) => stage(spec, &chan),
-        Job::Exec(spec) => super::enter::stage(spec),
+        Job::Exec(spec) => super::enter::stage(spec, &chan),
     };
     let msg = match result {
         Ok(pid) => Message::Started { pid },
@@ -83,7 +101,28 @@ pub(super) fn forked(chan: OwnedFd, job: Job<'_>) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Clones the container's first process and sees it to its exec.
+/// Moves the channel to [`INIT_FD`] and closes every descriptor above it:
+/// the caller's logs, pipes, sockets and locks never reach a container.
+fn keep_only(chan: OwnedFd) -> OwnedFd {
+    let fd = chan.as_raw_fd();
+    if fd != INIT_FD {
+        // SAFETY: dup2 onto a fixed slot of this forked process.
+        if unsafe { libc::dup2(fd, INIT_FD) } < 0 {
+            return chan;
+        }
+        drop(chan);
+    } else {
+        std::mem::forget(chan);
+    }
+    // SAFETY: plain syscalls on this process's own descriptor table; the
+    // channel now lives at INIT_FD alone.
+    unsafe {
+        libc::fcntl(INIT_FD, libc::F_SETFD, libc::FD_CLOEXEC);
+        libc::syscall(libc::SYS_close_range, INIT_FD as u32 + 1, u32::MAX, 0);
+        OwnedFd::from_raw_fd(INIT_FD)
+    }
+}
+
 /// The loop device of a filesystem-image root, attached by the stage.
 static LOOP_DEV: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
@@ -214,6 +253,7 @@ fn stage(spec: &SandboxSpec, runtime: &OwnedFd) -> StepResult<i32> {
     }
     let pid = pid as i32;
     drop(child_end);
+    tell_cloned(runtime, pid)?;
     if let Some(maps) = &spec.user_ns {
         let write = |file: &str, m: &[(u32, u32, u32)]| {
             let text: String = m.iter().map(|(a, b, c)| format!("{a} {b} {c}\n")).collect();
@@ -267,6 +307,15 @@ fn stage(spec: &SandboxSpec, runtime: &OwnedFd) -> StepResult<i32> {
             "waiting for exec",
         )),
     }
+}
+
+/// Tells the runtime the pid of the process just cloned (killed if that fails).
+pub(super) fn tell_cloned(runtime: &OwnedFd, pid: i32) -> StepResult<()> {
+    channel::send(runtime.as_fd(), &Message::Cloned { pid }).map_err(|e| {
+        // SAFETY: killing the child this stage made.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        errno_err("init", e.raw_os_error().unwrap_or(0), "tell the runtime")
+    })
 }
 
 /// Tells the runtime the process exists and waits for it to say go on; a

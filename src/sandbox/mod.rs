@@ -41,6 +41,12 @@ pub enum SandboxError {
     },
     #[error("{name}: the init stage broke off: {detail}")]
     Protocol { name: String, detail: String },
+    /// The stage (or the process it made) did not answer in time: both
+    /// were killed. Nothing a container controls may hold its caller.
+    #[error(
+        "{name}: no answer from the process entering the container within {secs} s; it was killed"
+    )]
+    Timeout { name: String, secs: u64 },
     #[error("cannot make a sealed copy of the rkstack binary")]
     Memfd(#[source] io::Error),
     #[error(transparent)]
@@ -166,19 +172,39 @@ pub fn exec(spec: &ExecSpec, stdio: Stdio3) -> Result<i32, SandboxError> {
 
 type Prepare<'a> = Option<&'a mut dyn FnMut(i32) -> Result<(), String>>;
 
+/// How long the caller waits for the init stage's answers: a new
+/// container's root is assembled in that time (loop devices, verity,
+/// overlayfs), a process entering a running one only joins and execs.
+/// Past it the stage and its process are killed and the start fails.
+const START_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+const EXEC_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn deadline(job: &init::Job<'_>) -> std::time::Duration {
+    match job {
+        init::Job::Start(_) => START_DEADLINE,
+        init::Job::Exec(_) => EXEC_DEADLINE,
+    }
+}
+
 fn launch(
     name: &str,
     job: init::Job<'_>,
     stdio: Stdio3,
     prepare: Prepare<'_>,
 ) -> Result<i32, SandboxError> {
-    // A single-threaded caller (`rkstack run`) may fork its init stage
+    // A single-threaded caller may fork the init stage of a new container
     // directly: no other thread can hold a lock across the fork, and the
-    // stage execs the container's command before anything of the container
-    // can see it. Everyone else re-execs the sealed copy.
+    // forked copy is PID 1 of a new pid namespace that nothing else is in
+    // until it has exec'd the container's command. A process that enters a
+    // running container (exec, health checks) is seen by the container's
+    // processes from its first moment there, so it is always a fresh
+    // exec of the sealed copy: its memory holds its own spec and nothing
+    // else of the caller's (no other container's environment, no stack
+    // file), and its binary is the sealed memfd, never the host's file.
+    // Both are non-dumpable until their execve (see `init::seal`).
     // RKSTACK_SPAWN=reexec forces the sealed re-exec (its tests use it).
     let reexec = std::env::var_os("RKSTACK_SPAWN").is_some_and(|v| v == "reexec");
-    if !reexec && single_threaded() {
+    if !reexec && matches!(job, init::Job::Start(_)) && single_threaded() {
         return spawn_forked(name, job, stdio, prepare);
     }
     spawn_reexec(name, job, stdio, prepare)
@@ -211,6 +237,7 @@ fn spawn_forked(
         });
     }
     if pid == 0 {
+        init::seal();
         drop(ours);
         if let Stdio3::Fds(i, o, e) = &stdio {
             // SAFETY: dup2 onto the standard fds of this child.
@@ -225,7 +252,7 @@ fn spawn_forked(
     }
     drop(theirs);
     drop(stdio);
-    let result = reply(&ours, &name, prepare);
+    let result = reply(&ours, &name, prepare, pid, deadline(&job));
     let mut status = 0;
     // SAFETY: reaping the init stage we forked.
     unsafe { libc::waitpid(pid, &mut status, 0) };
@@ -272,7 +299,7 @@ fn spawn_reexec(
         source,
     })?;
     drop(theirs);
-    let result = talk(&ours, &name, job, prepare);
+    let result = talk(&ours, &name, job, prepare, init.id() as i32);
     // `__init` exits as soon as it has answered; reap it.
     let _ = init.wait();
     result
@@ -283,7 +310,9 @@ fn talk(
     name: &str,
     job: init::Job<'_>,
     prepare: Prepare<'_>,
+    stage: i32,
 ) -> Result<i32, SandboxError> {
+    let limit = deadline(&job);
     let msg = match job {
         init::Job::Start(spec) => channel::Message::Start(Box::new(spec.clone())),
         init::Job::Exec(spec) => channel::Message::Exec(Box::new(spec.clone())),
@@ -292,18 +321,40 @@ fn talk(
         name: name.to_string(),
         detail: e.to_string(),
     })?;
-    reply(chan, name, prepare)
+    reply(chan, name, prepare, stage, limit)
 }
 
-/// The init stage's answer: the container's pid, or what failed.
-fn reply(chan: &OwnedFd, name: &str, mut prepare: Prepare<'_>) -> Result<i32, SandboxError> {
+/// The init stage's answer: the container's pid, or what failed. Waits
+/// `limit` at most (the caller's own `prepare` included); then the stage
+/// and the process it cloned are killed.
+fn reply(
+    chan: &OwnedFd,
+    name: &str,
+    mut prepare: Prepare<'_>,
+    stage: i32,
+    limit: std::time::Duration,
+) -> Result<i32, SandboxError> {
     let name = name.to_string();
     let broke = |detail: String| SandboxError::Protocol {
         name: name.clone(),
         detail,
     };
+    let until = std::time::Instant::now() + limit;
+    let mut cloned = None;
     loop {
+        if !answers_by(chan, until) {
+            for pid in [cloned, Some(stage)].into_iter().flatten() {
+                // SAFETY: the stage this call started and the process it
+                // reported cloning (a child of ours, not reaped yet).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            return Err(SandboxError::Timeout {
+                name: name.clone(),
+                secs: limit.as_secs(),
+            });
+        }
         match channel::recv(chan.as_fd()) {
+            Ok(Some(channel::Message::Cloned { pid })) => cloned = Some(pid),
             Ok(Some(channel::Message::Started { pid })) => return Ok(pid),
             Ok(Some(channel::Message::Created { pid })) => {
                 let Some(p) = prepare.as_mut() else {
@@ -328,6 +379,26 @@ fn reply(chan: &OwnedFd, name: &str, mut prepare: Prepare<'_>) -> Result<i32, Sa
             Ok(Some(other)) => return Err(broke(format!("unexpected message {other:?}"))),
             Ok(None) => return Err(broke("it exited without an answer".into())),
             Err(e) => return Err(broke(e.to_string())),
+        }
+    }
+}
+
+/// Whether `chan` has something to read (or was closed) before `until`.
+fn answers_by(chan: &OwnedFd, until: std::time::Instant) -> bool {
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+        let mut p = libc::pollfd {
+            fd: chan.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        match unsafe { libc::poll(&mut p, 1, ms) } {
+            n if n > 0 => return true,
+            0 => return false,
+            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            _ => return true,
         }
     }
 }

@@ -337,7 +337,6 @@ const ALLOWED: &[&str] = &[
     "signalfd4",
     "sigprocmask",
     "sigreturn",
-    "socket",
     "socketcall",
     "socketpair",
     "splice",
@@ -589,6 +588,7 @@ pub fn default_profile(capabilities: &[String]) -> Result<Vec<u8>, SeccompError>
             .map_err(lib)?;
         }
     }
+    refuse_vsock(&mut ctx)?;
     // personality: only the harmless personas (Linux, 32-bit, unknown query).
     let pers = ScmpSyscall::from_name("personality").map_err(lib)?;
     for v in [0x0u64, 0x0008, 0x20000, 0x20008, 0xffff_ffff] {
@@ -599,7 +599,71 @@ pub fn default_profile(capabilities: &[String]) -> Result<Vec<u8>, SeccompError>
         )
         .map_err(lib)?;
     }
-    export(&ctx)
+    export(&ctx).map(i386_socket_guard)
+}
+
+/// `AF_VSOCK`: on a VM guest it reaches the hypervisor's services.
+const AF_VSOCK: u64 = 40;
+/// socketcall(2)'s call number of socket(2).
+const SYS_SOCKET: u64 = 1;
+
+/// socket(2) of every family but `AF_VSOCK` (as Docker's profile since
+/// 2022), for every ABI. See [`i386_socket_guard`] for i386's socketcall.
+fn refuse_vsock(ctx: &mut ScmpFilterContext) -> Result<(), SeccompError> {
+    let socket = ScmpSyscall::from_name("socket").map_err(lib)?;
+    ctx.add_rule_conditional(
+        ScmpAction::Allow,
+        socket,
+        &[ScmpArgCompare::new(0, ScmpCompareOp::NotEqual, AF_VSOCK)],
+    )
+    .map_err(lib)?;
+    Ok(())
+}
+
+/// `AUDIT_ARCH_I386`.
+const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+/// i386's socketcall(2).
+const I386_SOCKETCALL: u32 = 102;
+
+/// `prog` with a guard in front: i386's socketcall(`SYS_SOCKET`) answers
+/// EPERM. socketcall passes socket(2)'s family behind a pointer that no
+/// filter can read, and libseccomp turns every rule on socket(2) into
+/// that call allowed whatever the family (with no way to say otherwise),
+/// which let an i386 program make an `AF_VSOCK` socket. i386 programs
+/// built for Linux 4.3 or later use the direct socket call, which the
+/// rule above checks; every other socketcall (bind, connect, ...) goes on
+/// to the program. Written by hand, as six classic BPF instructions,
+/// because libseccomp cannot express it (see docs/design.md).
+fn i386_socket_guard(prog: Vec<u8>) -> Vec<u8> {
+    if !cfg!(target_arch = "x86_64") {
+        return prog;
+    }
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+    // struct seccomp_data: nr at 0, arch at 4, args[0] at 16 (its low
+    // half first: x86 is little-endian).
+    let guard: [(u16, u8, u8, u32); 7] = [
+        (LD_W_ABS, 0, 0, 4),
+        (JEQ_K, 0, 5, AUDIT_ARCH_I386),
+        (LD_W_ABS, 0, 0, 0),
+        (JEQ_K, 0, 3, I386_SOCKETCALL),
+        (LD_W_ABS, 0, 0, 16),
+        (JEQ_K, 0, 1, SYS_SOCKET as u32),
+        (RET_K, 0, 0, SECCOMP_RET_ERRNO | libc::EPERM as u32),
+    ];
+    let mut out = Vec::with_capacity(guard.len() * 8 + prog.len());
+    for (code, jt, jf, k) in guard {
+        out.extend_from_slice(&code.to_ne_bytes());
+        out.push(jt);
+        out.push(jf);
+        out.extend_from_slice(&k.to_ne_bytes());
+    }
+    // The compiled program starts by loading the architecture itself, so
+    // it runs as it would alone.
+    out.extend_from_slice(&prog);
+    out
 }
 
 // ----------------------------------------------------------- profile files

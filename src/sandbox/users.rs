@@ -1,14 +1,22 @@
 //! `user = "name[:group]"` looked up in the container's own `/etc/passwd` and
 //! `/etc/group` (after pivot_root, so the lookup cannot leave the rootfs).
 
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
 use super::channel::StepError;
 use super::rootfs::errno_err;
 use super::spec::UserSpec;
 
+/// The most of `/etc/passwd` or `/etc/group` that is read: they are the
+/// container's files, so their size is the container's to choose.
+pub const MAX_USER_FILE: u64 = 4 << 20;
+
 /// `(uid, gid, supplementary groups)`.
 pub fn resolve(user: &UserSpec) -> Result<(u32, u32, Vec<u32>), StepError> {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let passwd = read_bounded(Path::new("/etc/passwd"))?;
+    let group = read_bounded(Path::new("/etc/group"))?;
     let (uid, gid, name) = match user {
         UserSpec::Id { uid, gid } => {
             let entry = passwd_by(&passwd, |f| f[2] == uid.to_string());
@@ -80,4 +88,96 @@ fn group_by(text: &str, pred: impl Fn(&[String]) -> bool) -> Option<Vec<String>>
     text.lines()
         .map(|l| l.split(':').map(str::to_string).collect::<Vec<_>>())
         .find(|f| f.len() >= 3 && pred(f))
+}
+
+/// A file of the container's, read so that nothing it controls can block
+/// or exhaust the reader: opened non-blocking (a FIFO does not wait for a
+/// writer), only a regular file is read (not `/dev/zero`, a FIFO or a
+/// socket), and at most [`MAX_USER_FILE`] bytes. A missing file reads as
+/// empty.
+pub fn read_bounded(path: &Path) -> Result<String, StepError> {
+    let refuse = |errno: i32, why: String| {
+        errno_err(
+            "user",
+            errno,
+            format!("the container's {}: {why}", path.display()),
+        )
+    };
+    let f = match std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(e) => return Err(refuse(e.raw_os_error().unwrap_or(0), "cannot open".into())),
+    };
+    let meta = f
+        .metadata()
+        .map_err(|e| refuse(e.raw_os_error().unwrap_or(0), "cannot stat".into()))?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(refuse(libc::EINVAL, format!("{what}; refused")));
+    }
+    if meta.len() > MAX_USER_FILE {
+        return Err(refuse(
+            libc::EFBIG,
+            format!("larger than {} MiB; refused", MAX_USER_FILE >> 20),
+        ));
+    }
+    let mut text = String::new();
+    f.take(MAX_USER_FILE)
+        .read_to_string(&mut text)
+        .map_err(|e| {
+            refuse(
+                e.raw_os_error().unwrap_or(libc::EINVAL),
+                "unreadable".into(),
+            )
+        })?;
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_regular_file_of_bounded_size_is_read() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let missing = dir.path().join("passwd");
+        assert_eq!(read_bounded(&missing).ok(), Some(String::new()));
+        std::fs::write(&missing, "root:x:0:0::/:/bin/sh\n").unwrap_or_else(|e| panic!("{e}"));
+        assert!(read_bounded(&missing).is_ok_and(|t| t.starts_with("root:")));
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = read_bounded(&fifo)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("a FIFO; refused"), "{e}");
+        let e = read_bounded(Path::new("/dev/zero"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("a device; refused"), "{e}");
+        let big = dir.path().join("big");
+        let f = std::fs::File::create(&big).unwrap_or_else(|e| panic!("{e}"));
+        f.set_len(MAX_USER_FILE + 1)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = read_bounded(&big)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("larger than 4 MiB"), "{e}");
+    }
 }

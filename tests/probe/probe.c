@@ -59,6 +59,188 @@ static void write_attempt(const char *k, const char *path) {
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+
+/* "snoop OUT": the audit's exec attack. Until the file /stop appears, it
+ * scans /proc for processes that entered this container and tries to get
+ * hold of each while it is still rkstack (before its execve): an O_PATH
+ * handle to its binary, its memory, its descriptors. A handle is counted
+ * only while the process's exe still names rkstack. When /stop appears
+ * it tries to reopen every binary handle for writing (the supervisor may
+ * be gone by then, so the host's binary is no longer busy) and writes one
+ * JSON line to OUT. */
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+static int names_rkstack(const char *link) {
+    char l[512];
+    ssize_t n = readlink(link, l, sizeof l - 1);
+    if (n <= 0) return 0;
+    l[n] = 0;
+    return strstr(l, "rkstack") != NULL;
+}
+static int snoop(const char *out) {
+    int exe_fds[256], nexe = 0, seen = 0, mem = 0, fdirs = 0, fd_open = 0, traced = 0, secret = 0;
+    int me = getpid();
+    char secret_seen[128] = "";
+    while (access("/stop", F_OK) != 0) {
+        DIR *d = opendir("/proc");
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            int pid = atoi(e->d_name);
+            if (pid <= 1 || pid == me) continue;
+            char p[64], l[64];
+            snprintf(l, sizeof l, "/proc/%d/exe", pid);
+            if (!names_rkstack(l)) continue;
+            seen++;
+            int fd = open(l, O_PATH | O_CLOEXEC);
+            if (fd >= 0) {
+                snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+                if (names_rkstack(p) && nexe < 256) exe_fds[nexe++] = fd;
+                else close(fd);
+            }
+            snprintf(p, sizeof p, "/proc/%d/mem", pid);
+            fd = open(p, O_RDONLY | O_CLOEXEC);
+            if (fd >= 0) {
+                if (names_rkstack(l)) {
+                    mem++;
+                    /* Look for another container's secret in its heap. */
+                    char maps[64], line[256];
+                    snprintf(maps, sizeof maps, "/proc/%d/maps", pid);
+                    FILE *m = fopen(maps, "r");
+                    while (m && fgets(line, sizeof line, m)) {
+                        unsigned long a, b;
+                        if (!strstr(line, "[heap]") || sscanf(line, "%lx-%lx", &a, &b) != 2) continue;
+                        for (unsigned long at = a; at < b; at += 65536) {
+                            static char chunk[65536 + 64];
+                            ssize_t k = pread(fd, chunk, 65536, at);
+                            if (k <= 0) break;
+                            chunk[k] = 0;
+                            for (ssize_t i = 0; i + 14 < k; i++)
+                                if (!memcmp(chunk + i, "RKT_SECRET_", 11)) {
+                                    secret++;
+                                    memcpy(secret_seen, chunk + i, 20);
+                                    secret_seen[20] = 0;
+                                    break;
+                                }
+                        }
+                    }
+                    if (m) fclose(m);
+                }
+                close(fd);
+            }
+            snprintf(p, sizeof p, "/proc/%d/fd", pid);
+            DIR *f = opendir(p);
+            if (f) {
+                struct dirent *fe;
+                while ((fe = readdir(f))) {
+                    if (atoi(fe->d_name) < 3) continue;
+                    char q[300];
+                    snprintf(q, sizeof q, "/proc/%d/fd/%s", pid, fe->d_name);
+                    int g = open(q, O_WRONLY | O_CLOEXEC | O_NONBLOCK);
+                    if (g >= 0) { fd_open++; close(g); }
+                }
+                closedir(f);
+                if (names_rkstack(l)) fdirs++;
+            }
+            if (ptrace(PTRACE_SEIZE, pid, 0, 0) == 0) {
+                int st;
+                if (names_rkstack(l)) traced++;
+                ptrace(PTRACE_INTERRUPT, pid, 0, 0);
+                waitpid(pid, &st, __WALL);
+                ptrace(PTRACE_DETACH, pid, 0, 0);
+            }
+        }
+        if (d) closedir(d);
+    }
+    int writable = 0;
+    for (int i = 0; i < nexe; i++) {
+        char p[64];
+        snprintf(p, sizeof p, "/proc/self/fd/%d", exe_fds[i]);
+        int w = open(p, O_WRONLY | O_APPEND | O_CLOEXEC);
+        if (w >= 0) { writable++; close(w); }
+    }
+    FILE *o = fopen(out, "w");
+    if (!o) return 2;
+    fprintf(o, "{\"seen\":%d,\"exe\":%d,\"exe_writable\":%d,\"mem\":%d,\"secret\":%d,\"secret_text\":\"%s\","
+               "\"fd_dirs\":%d,\"fd_opened\":%d,\"ptrace\":%d}\n",
+            seen, nexe, writable, mem, secret, secret_seen, fdirs, fd_open, traced);
+    fclose(o);
+    return 0;
+}
+
+/* "stopper OUT": stops (SIGSTOP) every process that enters this container
+ * before it has exec'd (its exe is rkstack, or unreadable: non-dumpable),
+ * until /stop appears; writes how many it stopped to OUT. */
+static int stopper(const char *out) {
+    int me = getpid(), stopped = 0;
+    while (access("/stop", F_OK) != 0) {
+        DIR *d = opendir("/proc");
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            int pid = atoi(e->d_name);
+            if (pid <= 1 || pid == me) continue;
+            char l[64], t[512];
+            snprintf(l, sizeof l, "/proc/%d/exe", pid);
+            ssize_t n = readlink(l, t, sizeof t - 1);
+            if (n > 0) t[n] = 0;
+            if ((n < 0 && errno == EACCES) || (n > 0 && strstr(t, "rkstack"))) {
+                if (kill(pid, SIGSTOP) == 0) stopped++;
+            }
+        }
+        if (d) closedir(d);
+    }
+    FILE *o = fopen(out, "w");
+    if (!o) return 2;
+    fprintf(o, "{\"stopped\":%d}\n", stopped);
+    fclose(o);
+    return 0;
+}
+
+/* socket(AF_VSOCK) through every door: the native call, and on x86_64 the
+ * i386 ABI's socket (359) and socketcall(SYS_SOCKET) (102), entered with
+ * int $0x80. Returns the errno (0: a socket was made). */
+static int vsock_native(void) {
+    int s = socket(40 /* AF_VSOCK */, SOCK_STREAM, 0);
+    if (s < 0) return errno;
+    close(s);
+    return 0;
+}
+#ifdef __x86_64__
+static unsigned int i386_args[3] = {40, SOCK_STREAM, 0};
+static long int80(long nr, long a, long b, long c) {
+    long r;
+    __asm__ volatile("int $0x80" : "=a"(r) : "a"(nr), "b"(a), "c"(b), "d"(c) : "memory");
+    return r;
+}
+static int vsock_i386(void) {
+    long r = int80(359, 40, SOCK_STREAM, 0);
+    if (r < 0) return (int)-r;
+    close((int)r);
+    return 0;
+}
+static int inet_i386(void) {
+    long r = int80(359, AF_INET, SOCK_DGRAM, 0);
+    if (r < 0) return (int)-r;
+    close((int)r);
+    return 0;
+}
+static int vsock_socketcall(void) {
+    long r = int80(102, 1 /* SYS_SOCKET */, (long)(unsigned long)i386_args, 0);
+    if (r < 0) return (int)-r;
+    close((int)r);
+    return 0;
+}
+#else
+static int vsock_i386(void) { return -1; }
+static int inet_i386(void) {
+    long r = int80(359, AF_INET, SOCK_DGRAM, 0);
+    if (r < 0) return (int)-r;
+    close((int)r);
+    return 0;
+}
+static int vsock_socketcall(void) { return -1; }
+static int inet_i386(void) { return -1; }
+#endif
+
 /* Modes: "udp PORT" answers datagrams; "hog" allocates until killed; "forkbomb" forks until refused and
  * prints how many children it got; "spin MS" burns CPU for MS of wall time
  * and prints the CPU time it got. */
@@ -115,6 +297,8 @@ static int modes(int argc, char **argv) {
             sendto(s, r, k, 0, (struct sockaddr *)&from, fl);
         }
     }
+    if (argc > 2 && !strcmp(argv[1], "snoop")) return snoop(argv[2]);
+    if (argc > 2 && !strcmp(argv[1], "stopper")) return stopper(argv[2]);
     return -1;
 }
 
@@ -165,6 +349,13 @@ int main(int argc, char **argv) {
     err("mknod_block", mknod("/tmp/probe-blk", S_IFBLK | 0600, makedev(8, 0)));
     err("open_mem", open("/dev/mem", O_RDONLY));
     err("open_exe_write", open("/proc/self/exe", O_WRONLY));
+    printf("\"vsock\":%d,\"vsock_i386\":%d,\"vsock_socketcall\":%d,\"inet_i386\":%d,", vsock_native(), vsock_i386(),
+           vsock_socketcall(), inet_i386());
+    {
+        int s = socket(AF_INET, SOCK_DGRAM, 0);
+        printf("\"inet\":%d,", s < 0 ? errno : 0);
+        if (s >= 0) close(s);
+    }
     write_attempt("core_pattern", "/proc/sys/kernel/core_pattern");
     write_attempt("sysrq", "/proc/sysrq-trigger");
     write_attempt("uevent_helper", "/sys/kernel/uevent_helper");

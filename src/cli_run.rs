@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use rkstack::config::limits;
 use rkstack::config::types::{self, CapName};
 use rkstack::config::{
     ByteSize, Container, IdMap, ImageRef, Mount, Name, NetworkMode, PullPolicy, RLIMIT_NAMES,
-    Resources, RestartPolicy, Rlimit, Seccomp, Security, User, UserNamespace, defaults,
+    Resources, RestartPolicy, Rlimit, Seccomp, Security, UserNamespace, defaults,
     effective_capabilities,
 };
 
@@ -134,25 +135,12 @@ pub fn container(a: &RunArgs, name: &str) -> Result<Container, String> {
             ));
         }
     };
-    let user = a.user.as_ref().map(|u| match u.split_once(':') {
-        Some((x, g)) => match (x.parse(), g.parse()) {
-            (Ok(uid), Ok(gid)) => User::Id {
-                uid,
-                gid: Some(gid),
-            },
-            _ => User::Name {
-                name: x.into(),
-                group: Some(g.into()),
-            },
-        },
-        None => match u.parse() {
-            Ok(uid) => User::Id { uid, gid: None },
-            Err(_) => User::Name {
-                name: u.clone(),
-                group: None,
-            },
-        },
-    });
+    let user = a
+        .user
+        .as_deref()
+        .map(limits::user)
+        .transpose()
+        .map_err(|m| format!("--user: {m}"))?;
     let mut rlimits = BTreeMap::new();
     for u in &a.ulimits {
         let bad = || format!("--ulimit {u}: expected NAME=SOFT[:HARD], like nofile=1024:2048");
@@ -180,11 +168,19 @@ pub fn container(a: &RunArgs, name: &str) -> Result<Container, String> {
         memory: a
             .memory
             .as_deref()
-            .map(ByteSize::parse)
+            .map(|m| ByteSize::parse(m).and_then(limits::memory))
             .transpose()
             .map_err(|m| format!("--memory: {m}"))?,
-        cpus: a.cpus,
-        pids: a.pids,
+        cpus: a
+            .cpus
+            .map(limits::cpus)
+            .transpose()
+            .map_err(|m| format!("--cpus: {m}"))?,
+        pids: a
+            .pids
+            .map(limits::pids)
+            .transpose()
+            .map_err(|m| format!("--pids: {m}"))?,
         ..Resources::default()
     };
     Ok(Container {

@@ -223,3 +223,206 @@ fn no_vsock_socket_through_any_abi() {
         assert_eq!(p["inet_i386"], 0, "{p}");
     }
 }
+
+/// With the host's network the host's `/sys` is bound: every mount under
+/// it (the cgroup hierarchies among them) is read-only, nosuid, nodev and
+/// noexec, so the container can neither leave its limits nor make
+/// cgroups in the host's tree.
+#[test]
+fn a_host_network_container_cannot_write_the_host_cgroup_tree() {
+    require_root!();
+    let fs = Rootfs::new();
+    let name = unique("hostsys");
+    let out = run(&name, &["--network", "host"], fs.path(), &["/probe"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let p = json(&out);
+    let mut under_sys = 0;
+    for line in p["mountinfo"].as_str().unwrap().lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        if !(f[4] == "/sys" || f[4].starts_with("/sys/")) {
+            continue;
+        }
+        under_sys += 1;
+        let opts: Vec<&str> = f[5].split(',').collect();
+        for o in ["ro", "nosuid", "nodev", "noexec"] {
+            assert!(opts.contains(&o), "{o} missing on {line}");
+        }
+    }
+    assert!(
+        under_sys > 1,
+        "no submount of /sys seen:\n{}",
+        p["mountinfo"]
+    );
+    // The attack itself: its own cgroup's limit, and a cgroup of its own
+    // making in the host's root of each hierarchy.
+    let esc = format!("{name}-esc");
+    let script = format!(
+        "for h in /sys/fs/cgroup/*/; do mkdir $h{esc} 2>/dev/null && echo MADE $h; \
+         for f in $h/rkstack/run/{name}/pids.max $h/rkstack/run/{name}/memory.limit_in_bytes; do \
+         [ -e $f ] && echo -1 > $f 2>/dev/null && echo WROTE $f; done; done; true"
+    );
+    let out = run(
+        &name,
+        &["--network", "host", "--pids", "64", "--memory", "64M"],
+        fs.path(),
+        &["/bin/sh", "-c", &script],
+    );
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = std::fs::remove_dir(h.path().join(&esc));
+    }
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!said.contains("MADE") && !said.contains("WROTE"), "{said}");
+}
+
+/// A `:ro` bind whose mount point sits in a volume another party flips
+/// while containers start (the volume's `a` swapped, atomically and over
+/// and over, between a directory holding `d` and a symlink to `.`, where
+/// `d` is another bind): 100 starts, none with the bind read-write,
+/// nothing written to the bind's source.
+#[test]
+fn a_read_only_bind_stays_read_only_while_its_mount_point_is_flipped() {
+    require_root!();
+    let fs = Rootfs::new();
+    let vol = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let src_name = src
+        .path()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    std::fs::create_dir_all(vol.path().join("a/d")).unwrap();
+    std::fs::create_dir_all(vol.path().join("d")).unwrap();
+    std::os::unix::fs::symlink(".", vol.path().join("t")).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let (a, t, stop) = (vol.path().join("a"), vol.path().join("t"), stop.clone());
+        std::thread::spawn(move || {
+            let (a, t) = (cstring(&a), cstring(&t));
+            let mut flips = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: two NUL-terminated paths of this test's own folder.
+                let r = unsafe {
+                    libc::syscall(
+                        libc::SYS_renameat2,
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        t.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+                flips += u32::from(r == 0);
+            }
+            flips
+        })
+    };
+    let volume = format!("{}:/v", vol.path().display());
+    let over = format!("{}:/v/d", other.path().display());
+    let bind = format!("{}:/v/a/d:ro", src.path().display());
+    let script = "for p in /v/a/d /v/t/d /v/d; do touch $p/w 2>/dev/null; done; \
+                  grep ' /v' /proc/self/mountinfo; true";
+    let (mut started, mut rw) = (0, Vec::new());
+    for i in 0..100 {
+        let name = unique(&format!("flip{i}"));
+        let out = run(
+            &name,
+            &["-v", &volume, "-v", &over, "-v", &bind],
+            fs.path(),
+            &["/bin/sh", "-c", script],
+        );
+        if !out.status.success() {
+            continue;
+        }
+        started += 1;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            if f.len() > 5 && f[3].ends_with(&src_name) && !f[5].split(',').any(|o| o == "ro") {
+                rw.push(line.to_string());
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let flips = flipper.join().unwrap();
+    let written: Vec<_> = std::fs::read_dir(src.path()).unwrap().flatten().collect();
+    eprintln!("{started} of 100 started, {flips} flips");
+    assert!(flips > 100, "the flipper did not run");
+    assert!(rw.is_empty(), "read-write binds of the source: {rw:?}");
+    assert!(written.is_empty(), "written to the source: {written:?}");
+    assert!(started > 0, "no start succeeded");
+}
+
+fn cstring(p: &Path) -> std::ffi::CString {
+    std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap()
+}
+
+/// Limits that cannot work are refused, by `run` and in the stack file
+/// alike and in the same words, before anything starts; a user
+/// namespace that maps root to the host's root is warned about.
+#[test]
+fn absurd_limits_are_refused_and_an_identity_user_namespace_is_warned_about() {
+    require_root!();
+    let fs = Rootfs::new();
+    for (opts, said) in [
+        (
+            ["--memory", "4096"],
+            "--memory: memory limit 4k is below 6M",
+        ),
+        (["--memory", "1M"], "--memory: memory limit 1M is below 6M"),
+        (["--pids", "0"], "--pids: pids 0 would let no process start"),
+        (["--cpus", "0"], "--cpus: cpus 0 is out of range"),
+        (
+            ["--user", "0:99999999999"],
+            "gid 99999999999 is out of range",
+        ),
+    ] {
+        let name = unique("absurd");
+        let out = run(&name, &opts, fs.path(), &["/bin/true"]);
+        assert!(!out.status.success(), "{opts:?} started");
+        assert!(stderr(&out).contains(said), "{opts:?}: {}", stderr(&out));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stack.toml");
+    for (line, said) in [
+        (
+            "resources = { memory = 4096 }",
+            "memory limit 4k is below 6M",
+        ),
+        (
+            "resources = { pids = 0 }",
+            "pids 0 would let no process start",
+        ),
+        ("resources = { cpus = 0 }", "cpus 0 is out of range"),
+    ] {
+        std::fs::write(
+            &file,
+            format!(
+                "name = \"absurd\"\n[containers.c]\nimage = \"dir:{}\"\ncommand = [\"/bin/true\"]\n{line}\n",
+                fs.path().display()
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new(rkstack())
+            .arg("check")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{line}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("stack.toml:5:") && stderr(&out).contains(said),
+            "{line}: {}",
+            stderr(&out)
+        );
+    }
+    let name = unique("identity");
+    let out = run(&name, &["--userns", "0:0:65536"], fs.path(), &["/bin/true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("maps root inside to the host's root"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -240,7 +240,15 @@ fn rejects_bad_size() {
         "{e:?}"
     );
     let e = errs(&container("resources = { memory = 10 }\n"));
-    has(&e, "below 1M");
+    has(&e, "memory limit 10 is below 6M");
+    has(
+        &errs(&container("resources = { pids = 0 }\n")),
+        "pids 0 would let no process start",
+    );
+    has(
+        &errs(&container("user = \"0:99999999999\"\n")),
+        "gid 99999999999 is out of range",
+    );
 }
 
 #[test]
@@ -490,7 +498,7 @@ fn rejects_bad_limits_and_security() {
     );
     has(
         &errs(&container("resources = { cpus = 0 }\n")),
-        "cpus: 0 is out of range",
+        "cpus: cpus 0 is out of range",
     );
     has(
         &errs(&container("resources = { cpu_weight = 0 }\n")),

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use super::limits;
 use super::stack::*;
 use super::tree::{Entry, Kind, Node, Span, Table};
 use super::types::{self, ByteSize, CapName, Cidr, Duration, Name, PortSpec, Signal, did_you_mean};
@@ -906,39 +907,17 @@ impl Cx<'_> {
         ok.then_some(out)
     }
 
+    /// A value's own check, its error reported at the value.
+    fn checked<T>(&mut self, v: &Node, key: &str, r: Result<T, String>) -> Option<T> {
+        r.map_err(|e| self.err_key(&v.span, key, e)).ok()
+    }
+
     fn user(&mut self, v: &Node, key: &str) -> Option<User> {
         if let Kind::Int(_) = v.kind {
             let uid = self.u32(v, key, 0, u32::MAX - 1)?;
             return Some(User::Id { uid, gid: None });
         }
-        self.parsed(v, key, |s| {
-            let (u, g) = match s.split_once(':') {
-                Some((u, g)) => (u, Some(g)),
-                None => (s, None),
-            };
-            let valid_name = |n: &str| {
-                !n.is_empty()
-                    && n.len() <= 32
-                    && n.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-            };
-            if !valid_name(u) || g.is_some_and(|g| !valid_name(g)) {
-                return Err(format!(
-                    "invalid user {s:?}: expected uid[:gid] or a user name"
-                ));
-            }
-            match (u.parse::<u32>(), g.map(str::parse::<u32>)) {
-                (Ok(uid), None) => Ok(User::Id { uid, gid: None }),
-                (Ok(uid), Some(Ok(gid))) => Ok(User::Id {
-                    uid,
-                    gid: Some(gid),
-                }),
-                _ => Ok(User::Name {
-                    name: u.to_string(),
-                    group: g.map(str::to_string),
-                }),
-            }
-        })
+        self.parsed(v, key, limits::user)
     }
 
     fn backoff(&mut self, v: &Node, key: &str) -> Option<Backoff> {
@@ -1397,19 +1376,10 @@ impl Cx<'_> {
                 }
             };
         }
-        field!("memory", r.memory, |cx: &mut Self, v, k: &str| cx
-            .size(v, k)
-            .filter(|s| {
-                let good = s.0 >= 1 << 20;
-                if !good {
-                    cx.err_key(
-                        &v.span,
-                        k,
-                        format!("memory limit {s} is below 1M; the container could not start"),
-                    );
-                }
-                good
-            }));
+        field!("memory", r.memory, |cx: &mut Self, v: &Node, k: &str| {
+            let s = cx.size(v, k)?;
+            cx.checked(v, k, limits::memory(s))
+        });
         field!(
             "memory_reservation",
             r.memory_reservation,
@@ -1424,12 +1394,7 @@ impl Cx<'_> {
                     return None;
                 }
             };
-            if (0.01..=4096.0).contains(&x) {
-                Some(x)
-            } else {
-                cx.err_key(&v.span, k, format!("{x} is out of range (0.01..=4096)"));
-                None
-            }
+            cx.checked(v, k, limits::cpus(x))
         });
         field!("cpu_weight", r.cpu_weight, |cx: &mut Self, v, k: &str| cx
             .u32(v, k, 1, 10_000));
@@ -1438,9 +1403,10 @@ impl Cx<'_> {
             k,
             types::cpuset
         ));
-        field!("pids", r.pids, |cx: &mut Self, v, k: &str| cx
-            .int(v, k, 1, i64::from(u32::MAX))
-            .map(|n| n.unsigned_abs()));
+        field!("pids", r.pids, |cx: &mut Self, v: &Node, k: &str| {
+            let n = cx.int(v, k, 0, i64::MAX)?;
+            cx.checked(v, k, limits::pids(n.unsigned_abs()))
+        });
         field!("io_weight", r.io_weight, |cx: &mut Self, v, k: &str| cx
             .u32(v, k, 1, 10_000));
         if let (Some(m), Some(res)) = (r.memory, r.memory_reservation)

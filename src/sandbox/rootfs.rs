@@ -279,8 +279,8 @@ fn mount_in(
     })
 }
 
-/// Bind-mounts a host path onto `target` inside `root`, then applies
-/// `nosuid,nodev` (and `ro`) on the bind.
+/// Bind-mounts a host path (and every mount under it) onto `target` inside
+/// `root`, `nosuid,nodev` (and `ro`) on each of those mounts.
 pub fn bind(
     root: &OwnedFd,
     source: &Path,
@@ -288,20 +288,29 @@ pub fn bind(
     read_only: bool,
     step: &str,
 ) -> StepResult<()> {
-    bind_with(root, source, target, read_only, libc::MS_NODEV, step)
+    let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    if read_only {
+        attrs |= MOUNT_ATTR_RDONLY;
+    }
+    bind_with(root, source, target, attrs, step)
 }
 
 /// A device node: bound without `nodev`, or it could not be opened.
 pub fn bind_device(root: &OwnedFd, dev: &Path, step: &str) -> StepResult<()> {
-    bind_with(root, dev, dev, false, 0, step)
+    bind_with(root, dev, dev, MOUNT_ATTR_NOSUID, step)
 }
+
+/// `mount_setattr(2)` attributes.
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 
 fn bind_with(
     root: &OwnedFd,
     source: &Path,
     target: &Path,
-    read_only: bool,
-    nodev: libc::c_ulong,
+    attrs: u64,
     step: &str,
 ) -> StepResult<()> {
     let meta = std::fs::metadata(source).map_err(|e| {
@@ -319,15 +328,131 @@ fn bind_with(
         )
     })?;
     let src = source.to_string_lossy().into_owned();
-    let at = fd_path(&fd);
-    mount(Some(&src), &at, None, libc::MS_BIND | libc::MS_REC, None)
-        .map_err(|e| errno_err(step, e.raw_os_error().unwrap_or(0), format!("source {src}")))?;
-    let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | nodev;
-    if read_only {
-        flags |= libc::MS_RDONLY;
+    match detached_bind(source, attrs) {
+        // The flags are on every mount of the tree before it is attached,
+        // and it is attached to the very place resolved above: nothing can
+        // swap the target in between (CVE-2021-30465) or leave a submount
+        // writable.
+        Ok(tree) => move_mount_to(&tree, &fd)
+            .map_err(|e| errno_err(step, e.raw_os_error().unwrap_or(0), format!("source {src}"))),
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            legacy_bind(root, &src, target, &fd, !meta.is_dir(), attrs, step)
+        }
+        Err(e) => Err(errno_err(
+            step,
+            e.raw_os_error().unwrap_or(0),
+            format!("source {src}"),
+        )),
+    }
+}
+
+/// A detached copy of the mount tree at `source` (open_tree(2)), with
+/// `attrs` set on each of its mounts (mount_setattr(2), Linux 5.12).
+fn detached_bind(source: &Path, attrs: u64) -> io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    let path = cstr(source);
+    // SAFETY: a NUL-terminated path; the kernel returns a new fd.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the new fd is ours.
+    let tree = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    /// `struct mount_attr`.
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set: attrs,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let empty = cstr("");
+    // SAFETY: the tree fd, an empty path and a struct of the size given.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(tree)
+}
+
+/// Attaches a detached mount tree onto the place `at` refers to.
+fn move_mount_to(tree: &OwnedFd, at: &OwnedFd) -> io::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    let empty = cstr("");
+    // SAFETY: two valid fds and empty NUL-terminated paths.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            at.as_raw_fd(),
+            empty.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Before Linux 5.12: bind, then remount the top mount with the flags.
+/// Submounts keep theirs, and the target is resolved a second time.
+fn legacy_bind(
+    root: &OwnedFd,
+    src: &str,
+    target: &Path,
+    fd: &OwnedFd,
+    file: bool,
+    attrs: u64,
+    step: &str,
+) -> StepResult<()> {
+    mount(
+        Some(src),
+        &fd_path(fd),
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .map_err(|e| errno_err(step, e.raw_os_error().unwrap_or(0), format!("source {src}")))?;
+    let mut flags = libc::MS_BIND | libc::MS_REMOUNT;
+    for (attr, flag) in [
+        (MOUNT_ATTR_RDONLY, libc::MS_RDONLY),
+        (MOUNT_ATTR_NOSUID, libc::MS_NOSUID),
+        (MOUNT_ATTR_NODEV, libc::MS_NODEV),
+        (MOUNT_ATTR_NOEXEC, libc::MS_NOEXEC),
+    ] {
+        if attrs & attr != 0 {
+            flags |= flag;
+        }
     }
     // Re-resolve: the handle points at the covered directory, not the new mount.
-    let fd = mountpoint(root, target, !meta.is_dir())
+    let fd = mountpoint(root, target, file)
         .map_err(|e| errno_err(step, e.raw_os_error().unwrap_or(0), "remount"))?;
     remount_keeping_locked(&fd_path(&fd), flags)
         .map_err(|e| errno_err(step, e.raw_os_error().unwrap_or(0), "remount"))
@@ -488,12 +613,14 @@ pub fn system_mounts(root: &OwnedFd, devices: &[PathBuf], own_netns: bool) -> St
             "mount /sys",
         )?;
     } else {
-        // Without its own network namespace the kernel refuses a new sysfs; bind the host's.
-        bind(
+        // Without its own network namespace the kernel refuses a new
+        // sysfs; the host's is bound, with every mount under it (cgroups,
+        // debugfs, ...) read-only, nosuid, nodev and noexec.
+        bind_with(
             root,
             Path::new("/sys"),
             Path::new("/sys"),
-            true,
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
             "mount /sys",
         )?;
     }

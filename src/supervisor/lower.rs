@@ -151,7 +151,12 @@ pub fn sandbox_spec(
             gid: vec![(0, start, count)],
         }),
         UserNamespace::Maps { uid, gid } => Some(IdMaps {
-            uid: uid.iter().map(|m| (m.inside, m.outside, m.count)).collect(),
+            uid: {
+                if let Some(w) = crate::config::limits::identity_map_warning(uid) {
+                    tracing::warn!(container = %c.name, "{}: {w}", c.name);
+                }
+                uid.iter().map(|m| (m.inside, m.outside, m.count)).collect()
+            },
             gid: gid.iter().map(|m| (m.inside, m.outside, m.count)).collect(),
         }),
     };

@@ -87,6 +87,9 @@ pub fn container(a: &RunArgs, name: &str) -> Result<Container, String> {
             mode: None,
         });
     }
+    for m in &mounts {
+        limits::mount_target(m).map_err(|e| format!("{}: {e}", mount_flag(m)))?;
+    }
     let caps = |list: &[String], flag: &str| -> Result<Vec<CapName>, String> {
         list.iter()
             .map(|c| CapName::parse(c).map_err(|m| format!("{flag}: {m}")))
@@ -221,4 +224,12 @@ pub fn container(a: &RunArgs, name: &str) -> Result<Container, String> {
         health: None,
         logging: defaults::logging(),
     })
+}
+
+/// The option a mount of `run` came from, for messages.
+fn mount_flag(m: &Mount) -> String {
+    match m {
+        Mount::Tmpfs { target, .. } => format!("--tmpfs {}", target.display()),
+        other => format!("-v {}", other.target().display()),
+    }
 }

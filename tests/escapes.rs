@@ -426,3 +426,134 @@ fn absurd_limits_are_refused_and_an_identity_user_namespace_is_warned_about() {
         stderr(&out)
     );
 }
+
+/// A container granted `SYS_ADMIN` mounts its cgroup hierarchy and makes
+/// a cgroup of its own below its container's, with a process in it: when
+/// it ends, nothing of either is left. And a stack's lock file goes with
+/// its supervisor.
+#[test]
+fn nothing_a_container_made_in_its_cgroup_or_the_stack_lock_outlives_it() {
+    require_root!();
+    let fs = Rootfs::new();
+    let name = unique("subcg");
+    let script = "for c in pids memory; do mkdir -p /tmp/$c && \
+                  busybox mount -t cgroup -o $c none /tmp/$c && mkdir /tmp/$c/sub && \
+                  (sleep 1000 & echo $! > /tmp/$c/sub/cgroup.procs) && echo MADE $c; done; true";
+    // `run` checks that no cgroup, mount or staging folder of it is left.
+    let out = run(
+        &name,
+        &["--cap-add", "SYS_ADMIN"],
+        fs.path(),
+        &["/bin/sh", "-c", script],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("MADE pids"),
+        "the container could not make its cgroup: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    let mut s = Stack::new("lock", Path::new(rkstack()));
+    s.write("[containers.c]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\n");
+    s.spawn(&[]);
+    s.wait_ready("c: started");
+    let lock = s.dir.path().join(format!("state/{}.lock", s.name));
+    assert!(lock.exists(), "no lock file while it runs");
+    stop_bounded(&mut s);
+    assert!(
+        !lock.exists(),
+        "the stack's lock file stayed after it stopped"
+    );
+}
+
+/// Mounts over the runtime's own (`/proc`, `/sys`, `/dev`, `/`) are
+/// refused by `run` and `check`, before any mount point is made in the
+/// rootfs; a tmpfs at `/dev/shm` (the format's own) replaces the
+/// runtime's; a rootfs whose `/proc` is a symlink is refused.
+#[test]
+fn mounts_over_the_runtimes_own_are_refused() {
+    require_root!();
+    let fs = Rootfs::new();
+    let src = tempfile::tempdir().unwrap();
+    let before: Vec<_> = std::fs::read_dir(fs.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    for dst in [
+        "/proc",
+        "/proc/self/attr",
+        "/proc/sys/kernel",
+        "/sys",
+        "/dev",
+        "/dev/shm",
+        "/",
+    ] {
+        let v = format!("{}:{dst}", src.path().display());
+        let out = run(&unique("dst"), &["-v", &v], fs.path(), &["/bin/true"]);
+        assert!(!out.status.success(), "-v {v} started");
+        assert!(
+            stderr(&out).contains(&format!("a mount cannot target {dst}")),
+            "-v {v}: {}",
+            stderr(&out)
+        );
+    }
+    let after: Vec<_> = std::fs::read_dir(fs.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(before, after, "mount points were made in the rootfs");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stack.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"dst\"\n[containers.c]\nimage = \"dir:{}\"\ncommand = [\"/bin/true\"]\nmounts = [\"{}:/proc/sys\"]\n",
+            fs.path().display(),
+            src.path().display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(rkstack())
+        .arg("check")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("stack.toml:5:")
+            && stderr(&out).contains("a mount cannot target /proc/sys"),
+        "{}",
+        stderr(&out)
+    );
+    // The format's own: a tmpfs of the user's at /dev/shm (mode 755,
+    // where the runtime's is 1777), on top.
+    let out = run(
+        &unique("shm"),
+        &["--tmpfs", "/dev/shm"],
+        fs.path(),
+        &[
+            "/bin/sh",
+            "-c",
+            "grep ' /dev/shm ' /proc/self/mountinfo | tail -n 1",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shm = String::from_utf8_lossy(&out.stdout);
+    assert!(shm.contains("mode=755"), "not the user's tmpfs: {shm}");
+    // A rootfs whose /proc is a symlink.
+    let bad = Rootfs::new();
+    std::fs::create_dir(bad.path().join("fakeproc")).unwrap();
+    std::os::unix::fs::symlink("fakeproc", bad.path().join("proc")).unwrap();
+    let out = run(&unique("procln"), &[], bad.path(), &["/bin/true"]);
+    assert!(
+        !out.status.success(),
+        "a rootfs with /proc a symlink started"
+    );
+    assert!(
+        stderr(&out).contains("the rootfs's /proc is a symlink; refused"),
+        "{}",
+        stderr(&out)
+    );
+}

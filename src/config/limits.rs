@@ -3,7 +3,9 @@
 //! namespace that maps root to the host's root): one place, so the stack
 //! file and `rkstack run` refuse (or warn about) them with the same words.
 
-use super::stack::{IdMap, User};
+use std::path::Path;
+
+use super::stack::{IdMap, Mount, User};
 use super::types::ByteSize;
 
 /// The smallest memory limit accepted (Docker's): below it the runtime's
@@ -79,6 +81,35 @@ pub fn user(s: &str) -> Result<User, String> {
     }
 }
 
+/// A mount's target may not be, or lie under, what rkstack mounts itself:
+/// it would be hidden under the system mount (or replace the root), with
+/// its mount point made in the rootfs for nothing. The one exception is
+/// the format's own: a tmpfs at `/dev/shm` replaces rkstack's (to set its
+/// size).
+pub fn mount_target(m: &Mount) -> Result<(), String> {
+    let t = m.target();
+    if t == Path::new("/") {
+        return Err("a mount cannot target / (the container's root comes from image)".into());
+    }
+    if matches!(m, Mount::Tmpfs { .. }) && t == Path::new("/dev/shm") {
+        return Ok(());
+    }
+    for (system, what) in [
+        ("/proc", "rkstack mounts the container's own /proc there"),
+        ("/sys", "rkstack mounts /sys there"),
+        (
+            "/dev",
+            "rkstack makes /dev itself (device nodes come from devices = [...]; \
+             only a tmpfs at /dev/shm may replace its own)",
+        ),
+    ] {
+        if t.starts_with(system) {
+            return Err(format!("a mount cannot target {}: {what}", t.display()));
+        }
+    }
+    Ok(())
+}
+
 /// A warning when a user namespace's maps give the container's root the
 /// host's root (an identity map of id 0): it isolates nothing.
 pub fn identity_map_warning(uid: &[IdMap]) -> Option<String> {
@@ -127,6 +158,35 @@ mod tests {
                 group: Some("staff".into())
             })
         );
+    }
+
+    #[test]
+    fn mounts_over_the_runtimes_own_are_refused() {
+        let bind = |t: &str| Mount::Bind {
+            source: "/srv".into(),
+            target: t.into(),
+            read_only: false,
+        };
+        let tmpfs = |t: &str| Mount::Tmpfs {
+            target: t.into(),
+            size: None,
+            mode: None,
+        };
+        for t in [
+            "/",
+            "/proc",
+            "/proc/self/attr",
+            "/proc/sys/kernel",
+            "/sys",
+            "/dev",
+            "/dev/shm",
+        ] {
+            assert!(mount_target(&bind(t)).is_err(), "{t}");
+        }
+        assert!(mount_target(&tmpfs("/dev/shm")).is_ok());
+        assert!(mount_target(&tmpfs("/dev/mqueue")).is_err());
+        assert!(mount_target(&bind("/procfs")).is_ok());
+        assert!(mount_target(&bind("/srv/dev")).is_ok());
     }
 
     #[test]

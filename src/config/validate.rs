@@ -1187,6 +1187,10 @@ impl Cx<'_> {
             let m = self.mount(item, &k, sp);
             match m {
                 Some(m) => {
+                    if let Err(e) = limits::mount_target(&m) {
+                        self.err_key(&item.span, &k, e);
+                        ok = false;
+                    }
                     if out.iter().any(|o| o.target() == m.target()) {
                         self.err_key(
                             &item.span,

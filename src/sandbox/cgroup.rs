@@ -582,14 +582,17 @@ impl Cgroup {
         }
     }
 
-    /// Pids still in the cgroup.
+    /// Pids still in the cgroup, or in any cgroup the container made
+    /// under it (with `CAP_SYS_ADMIN` it can mount its hierarchy and do so).
     pub fn pids(&self) -> Vec<i32> {
         let mut out = Vec::new();
-        for (_, d) in self.dirs() {
-            let text = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
-            for p in text.lines().filter_map(|l| l.trim().parse().ok()) {
-                if !out.contains(&p) {
-                    out.push(p);
+        for (_, top) in self.dirs() {
+            for d in subtree(&top) {
+                let text = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+                for p in text.lines().filter_map(|l| l.trim().parse().ok()) {
+                    if !out.contains(&p) {
+                        out.push(p);
+                    }
                 }
             }
         }
@@ -617,6 +620,18 @@ impl Cgroup {
         self.kill_all();
         let mut first_err = None;
         for (_, dir) in self.dirs() {
+            // Cgroups the container made under its own go first, deepest
+            // first: the kernel removes only empty ones.
+            let mut inner = subtree(&dir);
+            inner.pop();
+            for d in inner {
+                if let Err(e) = std::fs::remove_dir(&d)
+                    && e.kind() != io::ErrorKind::NotFound
+                    && first_err.is_none()
+                {
+                    first_err = Some(io_err(&d, "remove")(e));
+                }
+            }
             let mut d = dir.clone();
             // Parents are removed only where rkstack made them (`rkstack/...`),
             // never in a tree someone delegated to us.
@@ -649,9 +664,47 @@ impl Cgroup {
     }
 }
 
+/// `top` and every cgroup below it, children before their parents (the
+/// order to remove them in). Symlinks are not followed; a tree deeper
+/// than any real one (64 levels) is not walked further.
+fn subtree(top: &Path) -> Vec<PathBuf> {
+    fn walk(d: &Path, depth: u32, out: &mut Vec<PathBuf>) {
+        if depth < 64
+            && let Ok(entries) = std::fs::read_dir(d)
+        {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&e.path(), depth + 1, out);
+                }
+            }
+        }
+        out.push(d.to_path_buf());
+    }
+    let mut out = Vec::new();
+    if top.is_dir() {
+        walk(top, 0, &mut out);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subtree_lists_children_before_their_parents() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let top = dir.path().join("c");
+        std::fs::create_dir_all(top.join("a/b")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(top.join("x")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(top.join("cgroup.procs"), "").unwrap_or_else(|e| panic!("{e}"));
+        let order = subtree(&top);
+        let at = |p: &Path| order.iter().position(|o| o == p).unwrap_or(usize::MAX);
+        assert_eq!(order.len(), 4);
+        assert!(at(&top.join("a/b")) < at(&top.join("a")));
+        assert!(at(&top.join("a")) < at(&top));
+        assert_eq!(order.last(), Some(&top));
+    }
 
     const HYBRID: &str = "\
 24 1 253:0 / / rw,relatime - ext4 /dev/vda rw

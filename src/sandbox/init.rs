@@ -467,29 +467,15 @@ fn setup(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Never> {
     .map_err(|e| errno_err("mount propagation", e.raw_os_error().unwrap_or(0), "/"))?;
     let new_root = assemble_root(spec)?;
     let root = rootfs::open_root(&new_root)?;
-    for m in &spec.mounts {
-        match m {
-            super::spec::MountSpec::Bind {
-                source,
-                target,
-                read_only,
-            } => rootfs::bind(
-                &root,
-                source,
-                target,
-                *read_only,
-                &format!("mount {}", target.display()),
-            )?,
-            super::spec::MountSpec::Tmpfs { target, size, mode } => rootfs::tmpfs(
-                &root,
-                target,
-                *size,
-                *mode,
-                &format!("mount {}", target.display()),
-            )?,
-        }
-    }
+    // A mount under /dev (the format allows a tmpfs at /dev/shm) goes over
+    // the runtime's own /dev, so after it.
+    let (dev, others): (Vec<_>, Vec<_>) = spec
+        .mounts
+        .iter()
+        .partition(|m| mount_target(m).starts_with("/dev"));
+    user_mounts(&root, &others)?;
     rootfs::system_mounts(&root, &spec.devices, spec.net == NetNs::New)?;
+    user_mounts(&root, &dev)?;
     let read_only_root = matches!(
         spec.root,
         Root::Host | Root::Image { upper: None, .. } | Root::Overlay { upper: None, .. }
@@ -498,6 +484,46 @@ fn setup(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Never> {
     drop(root);
     rootfs::pivot(&new_root)?;
     rootfs::mask_paths(&spec.masked_paths)?;
+    after_pivot(spec, chan)
+}
+
+fn mount_target(m: &super::spec::MountSpec) -> &Path {
+    match m {
+        super::spec::MountSpec::Bind { target, .. }
+        | super::spec::MountSpec::Tmpfs { target, .. } => target,
+    }
+}
+
+/// The stack file's own mounts, in the root being assembled.
+fn user_mounts(root: &OwnedFd, mounts: &[&super::spec::MountSpec]) -> StepResult<()> {
+    for m in mounts {
+        match m {
+            super::spec::MountSpec::Bind {
+                source,
+                target,
+                read_only,
+            } => rootfs::bind(
+                root,
+                source,
+                target,
+                *read_only,
+                &format!("mount {}", target.display()),
+            )?,
+            super::spec::MountSpec::Tmpfs { target, size, mode } => rootfs::tmpfs(
+                root,
+                target,
+                *size,
+                *mode,
+                &format!("mount {}", target.display()),
+            )?,
+        }
+    }
+    Ok(())
+}
+
+/// In the new root: waits for the cgroup, then its own cgroup namespace,
+/// loopback, rlimits, and becomes the container's command.
+fn after_pivot(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Never> {
     match channel::wait_poke(chan) {
         Ok(true) => {}
         _ => {

@@ -507,6 +507,18 @@ const DEFAULT_DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", 
 
 /// `/proc`, a minimal `/dev`, read-only `/sys`.
 pub fn system_mounts(root: &OwnedFd, devices: &[PathBuf], own_netns: bool) -> StepResult<()> {
+    // rkstack reads and writes files under /proc by name after the pivot
+    // (masks, its LSM labels): they must be the procfs it mounted, not
+    // wherever a symlink of the image's sends them.
+    for name in ["proc", "sys"] {
+        if is_symlink(root, std::ffi::OsStr::new(name)) {
+            return Err(errno_err(
+                format!("mount /{name}"),
+                libc::ELOOP,
+                format!("the rootfs's /{name} is a symlink; refused"),
+            ));
+        }
+    }
     let nosx = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     mount_in(
         root,

@@ -4,6 +4,7 @@
 pub mod control;
 pub mod events;
 pub mod images;
+pub mod lockfile;
 pub mod logs;
 pub mod lower;
 pub mod pid1;

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::lockfile::{LockFile, Taken};
 use super::lower::{self, LowerError, Paths};
 use super::userns;
 use crate::config::{Container, UserNamespace};
@@ -124,48 +125,16 @@ pub fn run(c: &Container, opts: &RunOptions) -> Result<Exit, RunError> {
 /// and removed after it: a second `run` of that name is refused rather than
 /// sharing the first one's cgroup and writable layer (and removing them
 /// under it at its end).
-struct NameLock {
-    path: PathBuf,
-    _file: std::fs::File,
-}
-
-impl Drop for NameLock {
-    fn drop(&mut self) {
-        // Still held: whoever opened it meanwhile finds it replaced and
-        // takes the new one.
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-fn lock_name(state_dir: &Path, name: &str) -> Result<NameLock, RunError> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::MetadataExt;
+fn lock_name(state_dir: &Path, name: &str) -> Result<LockFile, RunError> {
     let dir = state_dir.join("rootfs");
     let path = dir.join(format!("{name}.lock"));
     let setup = |what: String| move |source| RunError::Setup { what, source };
     std::fs::create_dir_all(&dir).map_err(setup(format!("create {}", dir.display())))?;
-    loop {
-        let f = std::fs::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(setup(format!("open {}", path.display())))?;
-        // SAFETY: flock on a file we own; released when it is closed or
-        // the process ends, however it ends.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(RunError::NameInUse(name.to_string()));
-        }
-        let ours = f
-            .metadata()
-            .map_err(setup(format!("stat {}", path.display())))?;
-        match std::fs::metadata(&path) {
-            Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => {
-                return Ok(NameLock { path, _file: f });
-            }
-            // Removed by the run that held it before: take the new one.
-            _ => continue,
-        }
+    match LockFile::take(&path, &std::process::id().to_string())
+        .map_err(setup(format!("lock {}", path.display())))?
+    {
+        Taken::Ours(lock) => Ok(lock),
+        Taken::Held(_) => Err(RunError::NameInUse(name.to_string())),
     }
 }
 

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::control::{ApiError, Command, ContainerInfo, Request};
+use super::lockfile::{LockFile, Taken};
 use super::logs::Log;
 use super::lower::{self, Paths};
 use super::restart::{self, Decision, Ended, History};
@@ -45,32 +46,20 @@ pub enum UpError {
     PortsInUse(String),
 }
 
-/// Takes `STATE_DIR/STACK.lock` for as long as the returned file lives.
-fn lock_stack(state_dir: &Path, stack: &str) -> Result<std::fs::File, UpError> {
-    use std::io::{Read, Seek, Write};
+/// Takes `STATE_DIR/STACK.lock` for as long as the returned lock lives;
+/// the file goes with it.
+fn lock_stack(state_dir: &Path, stack: &str) -> Result<LockFile, UpError> {
     std::fs::create_dir_all(state_dir).map_err(os(format!("create {}", state_dir.display())))?;
     let path = state_dir.join(format!("{stack}.lock"));
-    let mut f = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(os(format!("open {}", path.display())))?;
-    // SAFETY: flock on a file we own.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let mut pid = String::new();
-        let _ = f.read_to_string(&mut pid);
-        return Err(UpError::AlreadyRunning {
+    match LockFile::take(&path, &std::process::id().to_string())
+        .map_err(os(format!("lock {}", path.display())))?
+    {
+        Taken::Ours(lock) => Ok(lock),
+        Taken::Held(pid) => Err(UpError::AlreadyRunning {
             stack: stack.to_string(),
-            pid: pid.trim().to_string(),
-        });
+            pid,
+        }),
     }
-    let _ = f
-        .set_len(0)
-        .and_then(|_| f.rewind())
-        .and_then(|_| write!(f, "{}", std::process::id()));
-    Ok(f)
 }
 
 fn os(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> UpError {

@@ -74,8 +74,10 @@ pub fn container(a: &RunArgs, name: &str) -> Result<Container, String> {
             [s, d, "rw"] => (*s, *d, false),
             _ => return Err(format!("-v {v}: expected SOURCE:TARGET[:ro]")),
         };
+        let source = types::host_path(src, &cwd)?;
         mounts.push(Mount::Bind {
-            source: types::host_path(src, &cwd)?,
+            // Resolved now; the start refuses a symlink that appears later.
+            source: std::fs::canonicalize(&source).unwrap_or(source),
             target: types::container_path(dst).map_err(|m| format!("-v {v}: {m}"))?,
             read_only: ro,
         });

@@ -557,3 +557,55 @@ fn mounts_over_the_runtimes_own_are_refused() {
         stderr(&out)
     );
 }
+
+/// A container that can write a folder swaps the bind source of another
+/// container below it for a symlink to the host's `/etc`: the other
+/// container's next start is refused, saying which path became a symlink,
+/// and never sees the host's files.
+#[test]
+fn a_bind_source_swapped_for_a_symlink_is_refused() {
+    require_root!();
+    let vol = tempfile::tempdir().unwrap();
+    std::fs::create_dir(vol.path().join("config")).unwrap();
+    std::fs::write(vol.path().join("config/app.conf"), "mine\n").unwrap();
+    let mut s = Stack::new("bindln", Path::new(rkstack()));
+    s.write(&format!(
+        r#"
+[containers.writer]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "while [ ! -e /v/go ]; do sleep 0.05; done; rm -r /v/config; ln -s /etc /v/config; touch /v/done; exec sleep 1000"]
+mounts = [{{ type = "bind", source = "{v}", target = "/v" }}]
+[containers.reader]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "cat /cfg/*; exec sleep 1000"]
+mounts = [{{ type = "bind", source = "{v}/config", target = "/cfg", read_only = true }}]
+restart = "always"
+restart_backoff = {{ initial = "200ms" }}
+"#,
+        v = vol.path().display()
+    ));
+    s.spawn(&[]);
+    s.wait_ready("reader: started");
+    let first = s.container("reader")["pid"].as_i64().unwrap() as i32;
+    std::fs::write(vol.path().join("go"), "").unwrap();
+    let done = vol.path().join("done");
+    s.wait_for(|_| done.exists(), "the writer swapped the source");
+    // SAFETY: the reader's process, a container of this test's stack.
+    unsafe { libc::kill(first, libc::SIGKILL) };
+    s.wait_for(
+        |s| {
+            s.events().contains(
+                "is a symlink (to /etc), which it was not when the stack file was read; refused",
+            )
+        },
+        "the reader's restart refused",
+    );
+    let logs = s.rk(&["logs", "reader"]);
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(text.contains("mine"), "{text}");
+    assert!(
+        !text.contains("root:"),
+        "the host's /etc reached the container: {text}"
+    );
+    stop_bounded(&mut s);
+}

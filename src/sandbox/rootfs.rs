@@ -292,7 +292,63 @@ pub fn bind(
     if read_only {
         attrs |= MOUNT_ATTR_RDONLY;
     }
-    bind_with(root, source, target, attrs, step)
+    bind_with(root, source, target, attrs | NO_SYMLINKS, step)
+}
+
+/// Not a mount attribute: the source is opened refusing every symlink on
+/// its way (the supervisor resolved the user's path when it read the
+/// stack file; a symlink found now appeared since).
+const NO_SYMLINKS: u64 = 1 << 63;
+
+/// The first symlink on the way to `path`, and where it points.
+fn first_symlink(path: &Path) -> Option<(PathBuf, PathBuf)> {
+    let mut cur = PathBuf::new();
+    for c in path.components() {
+        cur.push(c);
+        if std::fs::symlink_metadata(&cur).is_ok_and(|m| m.file_type().is_symlink()) {
+            let to = std::fs::read_link(&cur).unwrap_or_default();
+            return Some((cur, to));
+        }
+    }
+    None
+}
+
+/// `source` opened as an `O_PATH` handle without following any symlink.
+fn open_no_symlinks(source: &Path) -> io::Result<OwnedFd> {
+    let slash = open_root(Path::new("/")).map_err(|e| io::Error::from_raw_os_error(e.errno))?;
+    let rel = source.strip_prefix("/").unwrap_or(source);
+    let path = cstr(if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    });
+    /// `struct open_how` of openat2(2).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_NO_SYMLINKS,
+    };
+    // SAFETY: `how` and `path` are valid for the call; the size is exact.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            slash.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new fd that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// A device node: bound without `nodev`, or it could not be opened.
@@ -313,22 +369,45 @@ fn bind_with(
     attrs: u64,
     step: &str,
 ) -> StepResult<()> {
-    let meta = std::fs::metadata(source).map_err(|e| {
-        errno_err(
-            step,
-            e.raw_os_error().unwrap_or(0),
-            format!("source {}", source.display()),
-        )
+    let src = source.to_string_lossy().into_owned();
+    // The source as one handle, every later step acting on it: opened
+    // refusing symlinks for the user's binds, following them for devices
+    // (`/dev/serial/by-id/...`) and the host's /sys.
+    let opened = if attrs & NO_SYMLINKS != 0 {
+        open_no_symlinks(source)
+    } else {
+        open_root_any(source)
+    };
+    let handle = opened.map_err(|e| {
+        let errno = e.raw_os_error().unwrap_or(0);
+        if errno != libc::ELOOP {
+            return errno_err(step, errno, format!("source {src}"));
+        }
+        let detail = match first_symlink(source) {
+            Some((link, to)) => format!(
+                "source {src}: {} is a symlink (to {}), which it was not when the stack file was read; refused",
+                link.display(),
+                to.display()
+            ),
+            None => format!("source {src}: a symlink on its way; refused"),
+        };
+        errno_err(step, errno, detail)
     })?;
-    let fd = mountpoint(root, target, !meta.is_dir()).map_err(|e| {
+    let is_dir =
+        std::fs::File::from(handle.try_clone().map_err(|e| {
+            errno_err(step, e.raw_os_error().unwrap_or(0), format!("source {src}"))
+        })?)
+        .metadata()
+        .map_err(|e| errno_err(step, e.raw_os_error().unwrap_or(0), format!("source {src}")))?
+        .is_dir();
+    let fd = mountpoint(root, target, !is_dir).map_err(|e| {
         errno_err(
             step,
             e.raw_os_error().unwrap_or(0),
             format!("mount point {}", target.display()),
         )
     })?;
-    let src = source.to_string_lossy().into_owned();
-    match detached_bind(source, attrs) {
+    match detached_bind(&handle, attrs & !NO_SYMLINKS) {
         // The flags are on every mount of the tree before it is attached,
         // and it is attached to the very place resolved above: nothing can
         // swap the target in between (CVE-2021-30465) or leave a submount
@@ -336,7 +415,10 @@ fn bind_with(
         Ok(tree) => move_mount_to(&tree, &fd)
             .map_err(|e| errno_err(step, e.raw_os_error().unwrap_or(0), format!("source {src}"))),
         Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
-            legacy_bind(root, &src, target, &fd, !meta.is_dir(), attrs, step)
+            // Bound through the handle's /proc/self/fd link: still the
+            // file that was opened.
+            let via = fd_path(&handle).to_string_lossy().into_owned();
+            legacy_bind(root, &via, target, &fd, !is_dir, attrs, step)
         }
         Err(e) => Err(errno_err(
             step,
@@ -346,19 +428,34 @@ fn bind_with(
     }
 }
 
+/// An `O_PATH` handle to `path`, following symlinks.
+fn open_root_any(path: &Path) -> io::Result<OwnedFd> {
+    let c = cstr(path);
+    // SAFETY: c is NUL-terminated.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: new fd owned by us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// A detached copy of the mount tree at `source` (open_tree(2)), with
 /// `attrs` set on each of its mounts (mount_setattr(2), Linux 5.12).
-fn detached_bind(source: &Path, attrs: u64) -> io::Result<OwnedFd> {
+fn detached_bind(source: &OwnedFd, attrs: u64) -> io::Result<OwnedFd> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
     const AT_RECURSIVE: libc::c_uint = 0x8000;
-    let path = cstr(source);
-    // SAFETY: a NUL-terminated path; the kernel returns a new fd.
+    let empty = cstr("");
+    // SAFETY: the source's handle and an empty path; the kernel returns a new fd.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
+            source.as_raw_fd(),
+            empty.as_ptr(),
+            OPEN_TREE_CLONE
+                | libc::O_CLOEXEC as libc::c_uint
+                | AT_RECURSIVE
+                | libc::AT_EMPTY_PATH as libc::c_uint,
         )
     };
     if fd < 0 {

@@ -1,6 +1,7 @@
 //! Runs containers: lowers the stack file's containers to sandbox specs,
 //! `rkstack run` (one container) and `rkstack up` (a stack, in `up`).
 
+pub mod binds;
 pub mod control;
 pub mod events;
 pub mod images;

@@ -206,6 +206,8 @@ struct Supervisor {
     last_reload_ok: bool,
     /// Started by systemd in the `supervisor` leaf of its unit.
     placed_in_leaf: bool,
+    /// Where each bind source resolved when the file was first read.
+    pins: super::binds::Pins,
 }
 
 /// Editors save in a burst of events (write, rename, chmod) within a few
@@ -299,7 +301,9 @@ fn supervise(
     }
     // SAFETY: a new fd that we own.
     let signal_fd = unsafe { OwnedFd::from_raw_fd(sfd) };
-    let stack = config::load(&opts.file)?;
+    let mut stack = config::load(&opts.file)?;
+    let mut pins = super::binds::Pins::default();
+    pins.apply(&mut stack);
     // One supervisor per stack: a second would adopt, and fight over, the
     // first one's containers. The lock goes with the process, however it ends.
     let _lock = lock_stack(&opts.state_dir, stack.name.as_str())?;
@@ -324,6 +328,7 @@ fn supervise(
         reloads: 0,
         last_reload_ok: true,
         placed_in_leaf,
+        pins,
         networks: BTreeMap::new(),
         cgroup_base,
         layout,
@@ -711,12 +716,13 @@ impl Supervisor {
     }
 
     fn reload_plan(&mut self, why: &str) -> Result<Plan, ApiError> {
-        let stack = config::load(&self.opts.file).map_err(|e| {
+        let mut stack = config::load(&self.opts.file).map_err(|e| {
             ApiError::invalid(
                 format!("{} is not a valid stack file", self.opts.file.display()),
                 e.diagnostics().iter().map(|d| d.to_string()).collect(),
             )
         })?;
+        self.pins.apply(&mut stack);
         if stack.name.as_str() != self.desired.stack {
             return Err(ApiError::conflict(format!(
                 "the stack's name changed to {}; restart rkstack to rename a stack",

@@ -303,12 +303,13 @@ impl Supervisor {
             }
             Command::Plan(file) => {
                 let file = file.unwrap_or_else(|| self.opts.file.clone());
-                let stack = config::load(&file).map_err(|e| {
+                let mut stack = config::load(&file).map_err(|e| {
                     ApiError::invalid(
                         format!("{} is not a valid stack file", file.display()),
                         e.diagnostics().iter().map(|d| d.to_string()).collect(),
                     )
                 })?;
+                self.pins.apply(&mut stack);
                 if stack.name.as_str() != self.desired.stack {
                     return Err(ApiError::conflict(format!(
                         "{} is stack {}, not the running stack {}",

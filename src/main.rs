@@ -318,6 +318,26 @@ fn run_cli() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let Cli { global, command } = cli;
     let g = &global;
+    // The commands that write under the data and state trees make them
+    // (or close them again) for root alone; see supervisor::private.
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0
+        && matches!(
+            command,
+            Command::Up { .. } | Command::Run(_) | Command::Pull { .. } | Command::Rmi { .. }
+        )
+    {
+        anyhow::Context::with_context(
+            rkstack::supervisor::private::secure_roots(&g.data_dir, &g.state_dir),
+            || {
+                format!(
+                    "make {} and {} private",
+                    g.data_dir.display(),
+                    g.state_dir.display()
+                )
+            },
+        )?;
+    }
     match command {
         Command::Ps { json } => Ok(with_client(g, None, |c| cli_api::ps(c, json))),
         Command::Logs {

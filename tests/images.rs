@@ -1392,3 +1392,69 @@ user_namespace = "auto"
         written.display()
     );
 }
+
+/// A container's root leaves a setuid-root program in its writable
+/// layer; an unprivileged user of the host cannot run it (nor read the
+/// image store, the logs or the state): the data directory is rkstack's
+/// alone, logs 0640, state files 0600.
+#[test]
+fn the_data_and_state_trees_are_closed_to_host_users() {
+    require_root!();
+    let probe_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(probe(), probe_dir.path().join("probe")).unwrap();
+    let body = format!(
+        r#"
+[containers.c]
+image = "oci:LAYOUT:v1"
+command = ["/bin/sh", "-c", "cp /p/probe /suid && chmod 4755 /suid && touch /ready; echo planted; exec sleep 1000"]
+mounts = [{{ type = "bind", source = "{}", target = "/p", read_only = true }}]
+"#,
+        probe_dir.path().display()
+    );
+    let up = Up::start("private", &body);
+    // Where a host user could reach it, were the data directory open.
+    std::fs::set_permissions(
+        up.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let data = up.dir.path().join("data");
+    let upper = data.join(format!("{}/containers/c/upper", up.stack));
+    up.wait_for(
+        |_| upper.join("ready").exists(),
+        "the container planted its program",
+    );
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(mode(&upper.join("suid")) & 0o4000, 0o4000, "not setuid");
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&up.dir.path().join("state")), 0o711);
+    assert_eq!(mode(&data.join(format!("{}/logs/c.log", up.stack))), 0o640);
+    assert_eq!(
+        mode(&up.dir.path().join(format!("state/{}/state.json", up.stack))),
+        0o600
+    );
+    let layers = std::fs::read_dir(data.join("images/layers"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    // A shell of the unprivileged user (setpriv itself reaches its
+    // program before it drops its ids, so the shell does the reaching).
+    let as_nobody = |script: String| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .args(["/bin/sh", "-c", &script])
+            .output()
+            .unwrap()
+    };
+    let run = as_nobody(format!("exec {} euid", upper.join("suid").display()));
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        !said.contains("euid 0") && !run.status.success(),
+        "a host user ran the container's program: {said}"
+    );
+    let cat = as_nobody(format!("cat {}", layers.join("bin/busybox").display()));
+    assert!(!cat.status.success(), "a host user read the image store");
+}

@@ -123,6 +123,104 @@ fn keep_only(chan: OwnedFd) -> OwnedFd {
     }
 }
 
+/// Each bind's source as a detached mount tree with its flags set, made
+/// by the stage while it is still the host's root (its source opened
+/// refusing symlinks; a refusal is the start's error), keyed by its
+/// target. The child attaches them: it reaches them even where the data
+/// directory is closed to a user namespace's ids, and each is the very
+/// file that was checked.
+static PREOPENED: std::sync::OnceLock<Vec<(PathBuf, OwnedFd)>> = std::sync::OnceLock::new();
+
+fn preopen(spec: &SandboxSpec) -> StepResult<()> {
+    let mut held = Vec::new();
+    for m in &spec.mounts {
+        if let super::spec::MountSpec::Bind {
+            source,
+            target,
+            read_only,
+        } = m
+            && let Some(tree) =
+                rootfs::bind_tree(source, *read_only, &format!("mount {}", target.display()))?
+        {
+            held.push((target.clone(), tree));
+        }
+    }
+    let _ = PREOPENED.set(held);
+    if spec.user_ns.is_some()
+        && let Root::Overlay { lowers, upper } = &spec.root
+    {
+        let fail = |e: std::io::Error| {
+            errno_err(
+                "rootfs",
+                e.raw_os_error().unwrap_or(0),
+                "image layers for a user namespace",
+            )
+        };
+        let lower = match lowers.as_slice() {
+            [one] => rootfs::detached_tree(one),
+            many => rootfs::detached_overlay(many),
+        }
+        .map_err(fail)?;
+        let layer = match upper {
+            Some((u, w)) => {
+                let (Some(dir), Some(un), Some(wn)) = (u.parent(), u.file_name(), w.file_name())
+                else {
+                    return Err(fail(std::io::Error::from_raw_os_error(libc::EINVAL)));
+                };
+                let tree = rootfs::detached_tree(dir).map_err(fail)?;
+                Some((tree, un.to_os_string(), wn.to_os_string()))
+            }
+            None => None,
+        };
+        let _ = USERNS_LAYERS.set(UsernsLayers { lower, layer });
+    }
+    Ok(())
+}
+
+/// An image container's layers in a user namespace, made by the stage
+/// (the store is closed to the namespace's ids): the image's layers as
+/// one read-only tree, and the folder holding its writable layer (with
+/// the names of its upper and work folders). The child attaches both in
+/// its own mount namespace and stacks its overlay there.
+struct UsernsLayers {
+    lower: OwnedFd,
+    layer: Option<(OwnedFd, std::ffi::OsString, std::ffi::OsString)>,
+}
+
+static USERNS_LAYERS: std::sync::OnceLock<UsernsLayers> = std::sync::OnceLock::new();
+
+/// The root of an image container in a user namespace, from the trees
+/// the stage made (see [`UsernsLayers`]).
+fn userns_overlay(s: &Path, l: &UsernsLayers, discard: bool) -> std::io::Result<PathBuf> {
+    scratch(s, &["lower", "layer", "upper", "work", "root"])?;
+    rootfs::attach_tree(&l.lower, &s.join("lower"))?;
+    let (upper, work) = match &l.layer {
+        Some((tree, u, w)) => {
+            rootfs::attach_tree(tree, &s.join("layer"))?;
+            (s.join("layer").join(u), s.join("layer").join(w))
+        }
+        None => (s.join("upper"), s.join("work")),
+    };
+    let root = s.join("root");
+    mount_overlay(
+        &root,
+        &s.join("lower").display().to_string(),
+        &upper,
+        &work,
+        discard,
+    )?;
+    Ok(root)
+}
+
+/// The stage's tree for the bind onto `target`, if it made one.
+fn preopened(path: &Path) -> Option<&'static OwnedFd> {
+    PREOPENED
+        .get()?
+        .iter()
+        .find(|(p, _)| p == path)
+        .map(|(_, fd)| fd)
+}
+
 /// The loop device of a filesystem-image root, attached by the stage.
 static LOOP_DEV: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
@@ -215,6 +313,7 @@ fn stage(spec: &SandboxSpec, runtime: &OwnedFd) -> StepResult<i32> {
         precreate_mountpoints(spec)?;
     }
     let _image = attach_image(spec)?;
+    preopen(spec)?;
     let (parent_end, child_end) = channel::pair()
         .map_err(|e| errno_err("init", e.raw_os_error().unwrap_or(0), "socketpair"))?;
 
@@ -505,6 +604,7 @@ fn user_mounts(root: &OwnedFd, mounts: &[&super::spec::MountSpec]) -> StepResult
             } => rootfs::bind(
                 root,
                 source,
+                preopened(target),
                 target,
                 *read_only,
                 &format!("mount {}", target.display()),
@@ -782,7 +882,11 @@ fn assemble_root(spec: &SandboxSpec) -> StepResult<PathBuf> {
                 .map(|l| l.display().to_string())
                 .collect::<Vec<_>>()
                 .join(":");
-            layered(&spec.staging, &lower, upper.as_ref(), spec.discard_layer).map_err(|e| {
+            match USERNS_LAYERS.get() {
+                Some(l) => userns_overlay(&spec.staging, l, spec.discard_layer),
+                None => layered(&spec.staging, &lower, upper.as_ref(), spec.discard_layer),
+            }
+            .map_err(|e| {
                 errno_err(
                     "rootfs",
                     e.raw_os_error().unwrap_or(0),

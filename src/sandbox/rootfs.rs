@@ -281,24 +281,97 @@ fn mount_in(
 
 /// Bind-mounts a host path (and every mount under it) onto `target` inside
 /// `root`, `nosuid,nodev` (and `ro`) on each of those mounts.
+///
+/// `tree` is the source's tree made already by [`bind_tree`] in the init
+/// stage (which can still reach folders closed to a user namespace's ids);
+/// without it the source is opened and its tree made here, the same way.
 pub fn bind(
     root: &OwnedFd,
     source: &Path,
+    tree: Option<&OwnedFd>,
     target: &Path,
     read_only: bool,
     step: &str,
 ) -> StepResult<()> {
+    let Some(tree) = tree else {
+        let handle = open_bind_source(source, step)?;
+        return bind_handle(root, source, &handle, target, bind_attrs(read_only), step);
+    };
+    let fd = mountpoint(root, target, !is_dir(tree, source, step)?).map_err(|e| {
+        errno_err(
+            step,
+            e.raw_os_error().unwrap_or(0),
+            format!("mount point {}", target.display()),
+        )
+    })?;
+    move_mount_to(tree, &fd).map_err(|e| {
+        errno_err(
+            step,
+            e.raw_os_error().unwrap_or(0),
+            format!("source {}", source.display()),
+        )
+    })
+}
+
+fn bind_attrs(read_only: bool) -> u64 {
     let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
     if read_only {
         attrs |= MOUNT_ATTR_RDONLY;
     }
-    bind_with(root, source, target, attrs | NO_SYMLINKS, step)
+    attrs
 }
 
-/// Not a mount attribute: the source is opened refusing every symlink on
-/// its way (the supervisor resolved the user's path when it read the
-/// stack file; a symlink found now appeared since).
-const NO_SYMLINKS: u64 = 1 << 63;
+/// The detached, flagged mount tree of a bind source (see [`bind`]), or
+/// `None` on a kernel without the new mount API.
+pub fn bind_tree(source: &Path, read_only: bool, step: &str) -> StepResult<Option<OwnedFd>> {
+    let handle = open_bind_source(source, step)?;
+    match detached_bind(&handle, bind_attrs(read_only)) {
+        Ok(tree) => Ok(Some(tree)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Ok(None),
+        Err(e) => Err(errno_err(
+            step,
+            e.raw_os_error().unwrap_or(0),
+            format!("source {}", source.display()),
+        )),
+    }
+}
+
+/// Whether the opened `handle` (of `source`) is a directory.
+fn is_dir(handle: &OwnedFd, source: &Path, step: &str) -> StepResult<bool> {
+    let err = |e: io::Error| {
+        errno_err(
+            step,
+            e.raw_os_error().unwrap_or(0),
+            format!("source {}", source.display()),
+        )
+    };
+    Ok(std::fs::File::from(handle.try_clone().map_err(err)?)
+        .metadata()
+        .map_err(err)?
+        .is_dir())
+}
+
+/// A bind source opened refusing every symlink on its way (the supervisor
+/// resolved the user's path when it read the stack file; a symlink found
+/// now appeared since), as one handle every later step acts on.
+pub fn open_bind_source(source: &Path, step: &str) -> StepResult<OwnedFd> {
+    let src = source.display();
+    open_no_symlinks(source).map_err(|e| {
+        let errno = e.raw_os_error().unwrap_or(0);
+        if errno != libc::ELOOP {
+            return errno_err(step, errno, format!("source {src}"));
+        }
+        let detail = match first_symlink(source) {
+            Some((link, to)) => format!(
+                "source {src}: {} is a symlink (to {}), which it was not when the stack file was read; refused",
+                link.display(),
+                to.display()
+            ),
+            None => format!("source {src}: a symlink on its way; refused"),
+        };
+        errno_err(step, errno, detail)
+    })
+}
 
 /// The first symlink on the way to `path`, and where it points.
 fn first_symlink(path: &Path) -> Option<(PathBuf, PathBuf)> {
@@ -362,6 +435,8 @@ const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
 const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 
+/// Binds `source` (following symlinks: device nodes such as
+/// `/dev/serial/by-id/...`, and the host's /sys, are the host's own).
 fn bind_with(
     root: &OwnedFd,
     source: &Path,
@@ -369,37 +444,28 @@ fn bind_with(
     attrs: u64,
     step: &str,
 ) -> StepResult<()> {
-    let src = source.to_string_lossy().into_owned();
-    // The source as one handle, every later step acting on it: opened
-    // refusing symlinks for the user's binds, following them for devices
-    // (`/dev/serial/by-id/...`) and the host's /sys.
-    let opened = if attrs & NO_SYMLINKS != 0 {
-        open_no_symlinks(source)
-    } else {
-        open_root_any(source)
-    };
-    let handle = opened.map_err(|e| {
-        let errno = e.raw_os_error().unwrap_or(0);
-        if errno != libc::ELOOP {
-            return errno_err(step, errno, format!("source {src}"));
-        }
-        let detail = match first_symlink(source) {
-            Some((link, to)) => format!(
-                "source {src}: {} is a symlink (to {}), which it was not when the stack file was read; refused",
-                link.display(),
-                to.display()
-            ),
-            None => format!("source {src}: a symlink on its way; refused"),
-        };
-        errno_err(step, errno, detail)
+    let handle = open_root_any(source).map_err(|e| {
+        errno_err(
+            step,
+            e.raw_os_error().unwrap_or(0),
+            format!("source {}", source.display()),
+        )
     })?;
-    let is_dir =
-        std::fs::File::from(handle.try_clone().map_err(|e| {
-            errno_err(step, e.raw_os_error().unwrap_or(0), format!("source {src}"))
-        })?)
-        .metadata()
-        .map_err(|e| errno_err(step, e.raw_os_error().unwrap_or(0), format!("source {src}")))?
-        .is_dir();
+    bind_handle(root, source, &handle, target, attrs, step)
+}
+
+/// Binds the opened `handle` (of `source`, named in messages) onto
+/// `target` inside `root`, with `attrs` on every mount of its tree.
+fn bind_handle(
+    root: &OwnedFd,
+    source: &Path,
+    handle: &OwnedFd,
+    target: &Path,
+    attrs: u64,
+    step: &str,
+) -> StepResult<()> {
+    let src = source.to_string_lossy().into_owned();
+    let is_dir = is_dir(handle, source, step)?;
     let fd = mountpoint(root, target, !is_dir).map_err(|e| {
         errno_err(
             step,
@@ -407,7 +473,7 @@ fn bind_with(
             format!("mount point {}", target.display()),
         )
     })?;
-    match detached_bind(&handle, attrs & !NO_SYMLINKS) {
+    match detached_bind(handle, attrs) {
         // The flags are on every mount of the tree before it is attached,
         // and it is attached to the very place resolved above: nothing can
         // swap the target in between (CVE-2021-30465) or leave a submount
@@ -417,7 +483,7 @@ fn bind_with(
         Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
             // Bound through the handle's /proc/self/fd link: still the
             // file that was opened.
-            let via = fd_path(&handle).to_string_lossy().into_owned();
+            let via = fd_path(handle).to_string_lossy().into_owned();
             legacy_bind(root, &via, target, &fd, !is_dir, attrs, step)
         }
         Err(e) => Err(errno_err(
@@ -493,6 +559,86 @@ fn detached_bind(source: &OwnedFd, attrs: u64) -> io::Result<OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     Ok(tree)
+}
+
+/// A detached copy of the mount at `dir` (and below it), for a child in
+/// another mount namespace to attach.
+pub fn detached_tree(dir: &Path) -> io::Result<OwnedFd> {
+    detached_bind(&open_root_any(dir)?, 0)
+}
+
+/// A detached, read-only overlayfs of `lowers` (top first, at least two):
+/// an image's layers made one tree by the init stage, which can reach the
+/// store, for a container in a user namespace, which cannot.
+pub fn detached_overlay(lowers: &[PathBuf]) -> io::Result<OwnedFd> {
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    let fstype = cstr("overlay");
+    // SAFETY: a NUL-terminated name; the kernel returns a new fd.
+    let fs = unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) };
+    if fs < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the new fd is ours.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
+    let key = cstr("lowerdir");
+    let value = cstr(
+        lowers
+            .iter()
+            .map(|l| l.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":"),
+    );
+    // SAFETY: our fs context fd and NUL-terminated strings.
+    let set = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_SET_STRING,
+            key.as_ptr(),
+            value.as_ptr(),
+            0,
+        )
+    };
+    if set != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: our fs context fd; this command takes no key or value.
+    let created = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    if created != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: our fs context fd; the kernel returns a new mount fd.
+    let mnt = unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            FSMOUNT_CLOEXEC,
+            MOUNT_ATTR_RDONLY as libc::c_uint,
+        )
+    };
+    if mnt < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the new fd is ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(mnt as RawFd) })
+}
+
+/// Attaches a detached tree (from [`detached_tree`] or
+/// [`detached_overlay`]) at `at`, a path of this mount namespace.
+pub fn attach_tree(tree: &OwnedFd, at: &Path) -> io::Result<()> {
+    move_mount_to(tree, &open_root_any(at)?)
 }
 
 /// Attaches a detached mount tree onto the place `at` refers to.

@@ -78,6 +78,15 @@ fn fifo(path: &Path) -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
+/// A log file, appended to, readable by its owner's group (0640).
+fn open_log(path: &Path) -> std::io::Result<File> {
+    std::os::unix::fs::OpenOptionsExt::mode(
+        File::options().create(true).append(true),
+        super::private::LOG_MODE,
+    )
+    .open(path)
+}
+
 impl Log {
     pub fn open(path: PathBuf, max_size: u64, max_files: u32) -> std::io::Result<Log> {
         if let Some(dir) = path.parent() {
@@ -92,7 +101,7 @@ impl Log {
         };
         let (out_r, out_w) = fifo(&fifo_path("stdout"))?;
         let (err_r, err_w) = fifo(&fifo_path("stderr"))?;
-        let file = File::options().create(true).append(true).open(&path)?;
+        let file = open_log(&path)?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(Log {
             path,
@@ -191,11 +200,7 @@ impl Log {
         for i in (0..self.max_files - 1).rev() {
             let _ = std::fs::rename(name(i), name(i + 1));
         }
-        self.file = File::options()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .ok();
+        self.file = open_log(&self.path).ok();
         self.size = 0;
     }
 

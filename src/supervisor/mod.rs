@@ -9,6 +9,7 @@ pub mod lockfile;
 pub mod logs;
 pub mod lower;
 pub mod pid1;
+pub mod private;
 pub mod restart;
 pub mod run;
 pub mod stacks;

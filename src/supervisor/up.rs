@@ -2144,7 +2144,16 @@ fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
             .map(|n| n.to_string_lossy())
             .unwrap_or_default()
     ));
-    let mut f = std::fs::File::create(&tmp)?;
+    // State (the containers' specs, their environment among them) is
+    // for root alone.
+    let mut f = std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::File::options()
+            .write(true)
+            .create(true)
+            .truncate(true),
+        0o600,
+    )
+    .open(&tmp)?;
     f.write_all(data)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;

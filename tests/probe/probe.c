@@ -298,6 +298,7 @@ static int modes(int argc, char **argv) {
         }
     }
     if (argc > 2 && !strcmp(argv[1], "snoop")) return snoop(argv[2]);
+    if (argc > 1 && !strcmp(argv[1], "euid")) { printf("euid %d\n", geteuid()); return 0; }
     if (argc > 2 && !strcmp(argv[1], "stopper")) return stopper(argv[2]);
     return -1;
 }

@@ -405,11 +405,7 @@ fn absurd_limits_are_refused_and_an_identity_user_namespace_is_warned_about() {
             ),
         )
         .unwrap();
-        let out = std::process::Command::new(rkstack())
-            .arg("check")
-            .arg(&file)
-            .output()
-            .unwrap();
+        let out = check(&file);
         assert_eq!(out.status.code(), Some(2), "{line}: {}", stderr(&out));
         assert!(
             stderr(&out).contains("stack.toml:5:") && stderr(&out).contains(said),
@@ -515,11 +511,7 @@ fn mounts_over_the_runtimes_own_are_refused() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(rkstack())
-        .arg("check")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = check(&file);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("stack.toml:5:")
@@ -608,4 +600,13 @@ restart_backoff = {{ initial = "200ms" }}
         "the host's /etc reached the container: {text}"
     );
     stop_bounded(&mut s);
+}
+
+/// `rkstack check FILE`.
+fn check(file: &Path) -> std::process::Output {
+    std::process::Command::new(rkstack())
+        .arg("check")
+        .arg(file)
+        .output()
+        .unwrap()
 }

@@ -66,6 +66,16 @@ fn fd_path(fd: &OwnedFd) -> PathBuf {
 /// Opens `rel` under `root` as if `root` were `/` (symlinks and `..` never
 /// leave it).
 pub fn openat2_in_root(root: RawFd, rel: &Path, flags: i32) -> io::Result<OwnedFd> {
+    openat2(
+        root,
+        rel,
+        flags,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+/// openat2(2) of `rel` (empty: `dir` itself) from `dir`, close-on-exec.
+fn openat2(dir: RawFd, rel: &Path, flags: i32, resolve: u64) -> io::Result<OwnedFd> {
     let path = cstr(if rel.as_os_str().is_empty() {
         Path::new(".")
     } else {
@@ -81,13 +91,13 @@ pub fn openat2_in_root(root: RawFd, rel: &Path, flags: i32) -> io::Result<OwnedF
     let how = OpenHow {
         flags: (flags | libc::O_CLOEXEC) as u64,
         mode: 0,
-        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+        resolve,
     };
     // SAFETY: `how` and `path` are valid for the call; the size is exact.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_openat2,
-            root,
+            dir,
             path.as_ptr(),
             &how as *const OpenHow,
             std::mem::size_of::<OpenHow>(),
@@ -388,40 +398,12 @@ fn first_symlink(path: &Path) -> Option<(PathBuf, PathBuf)> {
 
 /// `source` opened as an `O_PATH` handle without following any symlink.
 fn open_no_symlinks(source: &Path) -> io::Result<OwnedFd> {
-    let slash = open_root(Path::new("/")).map_err(|e| io::Error::from_raw_os_error(e.errno))?;
-    let rel = source.strip_prefix("/").unwrap_or(source);
-    let path = cstr(if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    });
-    /// `struct open_how` of openat2(2).
-    #[repr(C)]
-    struct OpenHow {
-        flags: u64,
-        mode: u64,
-        resolve: u64,
-    }
-    let how = OpenHow {
-        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: libc::RESOLVE_NO_SYMLINKS,
-    };
-    // SAFETY: `how` and `path` are valid for the call; the size is exact.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            slash.as_raw_fd(),
-            path.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel returned a new fd that we now own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    openat2(
+        libc::AT_FDCWD,
+        source,
+        libc::O_PATH,
+        libc::RESOLVE_NO_SYMLINKS,
+    )
 }
 
 /// A device node: bound without `nodev`, or it could not be opened.
@@ -496,14 +478,7 @@ fn bind_handle(
 
 /// An `O_PATH` handle to `path`, following symlinks.
 fn open_root_any(path: &Path) -> io::Result<OwnedFd> {
-    let c = cstr(path);
-    // SAFETY: c is NUL-terminated.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: new fd owned by us.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    openat2(libc::AT_FDCWD, path, libc::O_PATH, 0)
 }
 
 /// A detached copy of the mount tree at `source` (open_tree(2)), with

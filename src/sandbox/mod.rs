@@ -5,6 +5,8 @@
 //! typed channel, and gets back the pid of the container's first process
 //! (a direct child of the runtime) or the step that failed.
 
+mod assemble;
+mod binds;
 mod caps;
 pub mod cgroup;
 mod channel;

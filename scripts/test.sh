@@ -32,6 +32,8 @@ command -v nft >/dev/null || need+=(nftables)
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v cpio >/dev/null || need+=(cpio)
 command -v strings >/dev/null || need+=(binutils)
+# The systemd appliances' Debian bases.
+command -v debootstrap >/dev/null || need+=(debootstrap)
 # dm-verity hash trees for verified images.
 command -v veritysetup >/dev/null || need+=(cryptsetup-bin)
 if [ ${#need[@]} -gt 0 ]; then

@@ -668,8 +668,14 @@ impl Cgroup {
 /// order to remove them in). Symlinks are not followed; a tree deeper
 /// than any real one (64 levels) is not walked further.
 fn subtree(top: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
     fn walk(d: &Path, depth: u32, out: &mut Vec<PathBuf>) {
-        if depth < 64
+        // A directory's link count is 2 plus its subdirectories on
+        // cgroupfs (kernfs): most containers made none, and their
+        // folders are not read.
+        let leaf = std::fs::metadata(d).is_ok_and(|m| m.nlink() == 2);
+        if !leaf
+            && depth < 64
             && let Ok(entries) = std::fs::read_dir(d)
         {
             for e in entries.flatten() {

@@ -20,9 +20,9 @@ pub enum Message {
     Exec(Box<ExecSpec>),
     /// `__init` → runtime: the process runs (it has exec'd) with this host pid.
     Started { pid: i32 },
-    /// `__init` → runtime: the process was cloned with this host pid (it
-    /// has not exec'd yet); what the runtime kills if the stage does not
-    /// answer in time.
+    /// `__init` → runtime: the process entering a running container was
+    /// cloned with this host pid (it has not exec'd yet); what the runtime
+    /// kills if the stage does not answer in time.
     Cloned { pid: i32 },
     /// `__init` → runtime: the process exists, in its namespaces and cgroup,
     /// and waits (asked for with `hold_before_exec`), e.g. for its network.

@@ -171,7 +171,6 @@ fn stage(spec: &SandboxSpec, runtime: &OwnedFd) -> StepResult<i32> {
     }
     let pid = pid as i32;
     drop(child_end);
-    tell_cloned(runtime, pid)?;
     if let Some(maps) = &spec.user_ns {
         let write = |file: &str, m: &[(u32, u32, u32)]| {
             let text: String = m.iter().map(|(a, b, c)| format!("{a} {b} {c}\n")).collect();

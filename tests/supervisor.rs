@@ -859,3 +859,59 @@ command = ["/bin/sleep", "1000"]
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The supervisor killed (SIGKILL) again and again while it starts a
+/// stack: each new one is let in at once (no child of the dead one holds
+/// the stack's lock), and in the end every container runs once — never
+/// two instances of one container in its cgroup.
+#[test]
+fn a_supervisor_killed_during_start_up_never_runs_a_container_twice() {
+    require_root!();
+    let stack = unique("dup");
+    let body: String = (0..6)
+        .map(|i| format!("[containers.c{i}]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\nstop_signal = \"SIGKILL\"\n"))
+        .collect();
+    let mut up = Up::start(&stack, &body);
+    for round in 0..10 {
+        // Killed right after some container of this round started.
+        let before = up.log().matches(": started (pid ").count();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while up.log().matches(": started (pid ").count() == before {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: nothing started\n{}",
+                up.log()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut old = up.child.take().unwrap();
+        old.kill().unwrap();
+        old.wait().unwrap();
+        up.child = Some(up.command().spawn().unwrap());
+    }
+    let pids_of = |c: &str| -> Vec<String> {
+        std::fs::read_to_string(format!(
+            "/sys/fs/cgroup/pids/rkstack/{stack}/{c}/cgroup.procs"
+        ))
+        .or_else(|_| {
+            std::fs::read_to_string(format!("/sys/fs/cgroup/rkstack/{stack}/{c}/cgroup.procs"))
+        })
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (0..6).any(|i| pids_of(&format!("c{i}")).is_empty()) {
+        assert!(Instant::now() < deadline, "not all running\n{}", up.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let log = up.log();
+    assert!(!log.contains("already running"), "{log}");
+    for i in 0..6 {
+        let c = format!("c{i}");
+        assert_eq!(pids_of(&c).len(), 1, "{c} runs {:?}\n{log}", pids_of(&c));
+    }
+    assert_eq!(up.stop().code(), Some(0));
+}

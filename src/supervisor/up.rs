@@ -1197,6 +1197,16 @@ impl Supervisor {
         let limits = lower::cgroup_limits(&c).map_err(|e| e.to_string())?;
         let devices = lower::device_rules(&c).map_err(|e| e.to_string())?;
         l.cgroup.create().map_err(|e| e.to_string())?;
+        // One container, one instance: whatever is in its cgroup now was
+        // started by a supervisor that died before it could record it
+        // (no record, no adoption): it ends before the new one starts.
+        if !l.cgroup.pids().is_empty() {
+            l.cgroup.kill_all();
+            event(
+                &stack,
+                format!("{name}: ended an unrecorded instance left by the previous supervisor"),
+            );
+        }
         l.cgroup.apply(&limits).map_err(|e| e.to_string())?;
         l.cgroup
             .restrict_devices(&devices)

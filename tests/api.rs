@@ -502,3 +502,62 @@ fn exec_on_a_terminal_is_interactive() {
     assert!(text.contains("on-a-42-terminal"), "{text}");
     assert_eq!(out.status.code(), Some(4), "{text}");
 }
+
+/// `plan?file=` of `/dev/zero`, of a FIFO and of an oversized file is
+/// refused at once with the reason; the supervisor neither waits nor
+/// grows, and answers the next request. `check` says the same.
+#[test]
+fn a_plan_of_a_device_a_fifo_or_a_huge_file_is_refused_at_once() {
+    require_root!();
+    let s = Stack::start_ready("planread", BODY, "db: ");
+    let fifo = s.dir.path().join("fifo.toml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let huge = s.dir.path().join("huge.toml");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len((16 << 20) + 1)
+        .unwrap();
+    let rss = |pid: i32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = rss(s.supervisor_pid());
+    for (path, said) in [
+        (
+            "/dev/zero".to_string(),
+            "a device; a stack file must be a regular file",
+        ),
+        (
+            fifo.display().to_string(),
+            "a FIFO; a stack file must be a regular file",
+        ),
+        (huge.display().to_string(), "larger than 16 MiB"),
+    ] {
+        let t = std::time::Instant::now();
+        let (code, body) = s.curl("GET", &format!("/v1/plan?file={path}"), None);
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{path}: {:?}",
+            t.elapsed()
+        );
+        assert!((400..500).contains(&code), "{path}: {code} {body}");
+        assert!(body.contains(said), "{path}: {body}");
+        let out = s.rk(&["check", &path]);
+        assert_eq!(out.status.code(), Some(2), "{path}");
+        assert!(stderr(&out).contains(said), "{path}: {}", stderr(&out));
+    }
+    assert!(
+        rss(s.supervisor_pid()) < before + 20 * 1024,
+        "the supervisor grew from {before} kB to {} kB",
+        rss(s.supervisor_pid())
+    );
+    assert_eq!(s.curl("GET", "/v1/health", None).0, 200);
+}

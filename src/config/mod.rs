@@ -45,6 +45,10 @@ pub enum ConfigError {
     IsDirectory { path: PathBuf },
     #[error("{}: permission denied", path.display())]
     PermissionDenied { path: PathBuf },
+    /// Not something a stack file can be read from (a FIFO, a device,
+    /// too large): why, in words.
+    #[error("{}: {why}", path.display())]
+    Refused { path: PathBuf, why: String },
     #[error("{}: cannot read", path.display())]
     Read {
         path: PathBuf,
@@ -92,21 +96,58 @@ impl ConfigError {
 /// Largest stack file accepted; anything bigger is certainly a mistake.
 pub const MAX_FILE_BYTES: u64 = 16 << 20;
 
-/// Reads and validates a stack file.
+/// Reads and validates a stack file. Only a regular file is read (opened
+/// non-blocking, so a FIFO at the path answers at once; not a device such
+/// as `/dev/zero`), and at most [`MAX_FILE_BYTES`] of it: the path may come
+/// from an API caller, and the supervisor reading it must not wait or grow.
 pub fn load(path: &Path) -> Result<Stack, ConfigError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let refuse = |why: String| ConfigError::Refused {
+        path: path.to_path_buf(),
+        why,
+    };
     let meta = std::fs::metadata(path).map_err(|e| io_error(path, e))?;
     if meta.is_dir() {
         return Err(ConfigError::IsDirectory {
             path: path.to_path_buf(),
         });
     }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(ConfigError::Read {
-            path: path.to_path_buf(),
-            source: std::io::Error::other(format!("file is larger than {} bytes", MAX_FILE_BYTES)),
-        });
+    let file = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| io_error(path, e))?;
+    let meta = file.metadata().map_err(|e| io_error(path, e))?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        };
+        return Err(refuse(format!(
+            "{what}; a stack file must be a regular file"
+        )));
     }
-    let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
+    let too_big = || {
+        refuse(format!(
+            "larger than {} MiB, the most a stack file may be",
+            MAX_FILE_BYTES >> 20
+        ))
+    };
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_error(path, e))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
     let src = match String::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => {

@@ -27,6 +27,13 @@ impl Up {
     }
 
     fn start_env(stack: &str, body: &str, env: &[(&str, String)]) -> Up {
+        Up::start_cmd(stack, body, |c| {
+            c.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        })
+    }
+
+    /// [`Up::start`], with `adjust` applied to the `rkstack up` command.
+    fn start_cmd(stack: &str, body: &str, adjust: impl FnOnce(&mut Command)) -> Up {
         let fs = Rootfs::readable();
         let dir = tempfile::tempdir().unwrap();
         let mut up = Up {
@@ -38,11 +45,9 @@ impl Up {
         };
         up.write(body);
         std::fs::File::create(&up.events).unwrap();
-        let child = up
-            .command()
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .spawn()
-            .unwrap();
+        let mut cmd = up.command();
+        adjust(&mut cmd);
+        let child = cmd.spawn().unwrap();
         up.child = Some(child);
         up
     }
@@ -914,4 +919,69 @@ fn a_supervisor_killed_during_start_up_never_runs_a_container_twice() {
         assert_eq!(pids_of(&c).len(), 1, "{c} runs {:?}\n{log}", pids_of(&c));
     }
     assert_eq!(up.stop().code(), Some(0));
+}
+
+/// Started with systemd's default soft limit of 1,024 descriptors, the
+/// supervisor raises its own to the hard limit; its containers keep the
+/// 1,024 they would have had.
+#[test]
+fn the_supervisor_raises_its_descriptor_limit_and_its_containers_keep_theirs() {
+    require_root!();
+    use std::os::unix::process::CommandExt;
+    let stack = unique("nofile");
+    let up = Up::start_cmd(
+        &stack,
+        "[containers.c]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\n",
+        |c| {
+            // SAFETY: only setrlimit between fork and exec.
+            unsafe {
+                c.pre_exec(|| {
+                    let mut l = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+                    l.rlim_cur = 1024;
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+                    Ok(())
+                });
+            }
+        },
+    );
+    let pid = up.pid("c");
+    let limits = |p: i32| -> (String, String) {
+        let text = std::fs::read_to_string(format!("/proc/{p}/limits")).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .to_string();
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f[3].to_string(), f[4].to_string())
+    };
+    let (soft, hard) = limits(up.child.as_ref().unwrap().id() as i32);
+    assert_eq!(
+        soft, hard,
+        "the supervisor kept a soft limit below its hard one"
+    );
+    assert_ne!(soft, "1024");
+    assert_eq!(limits(pid), ("1024".to_string(), hard.clone()));
+    // A process entering it gets the container's limits, not rkstack's.
+    let out = Command::new(rkstack())
+        .arg("--data-dir")
+        .arg(up.dir.path().join("data"))
+        .arg("--state-dir")
+        .arg(up.dir.path().join("state"))
+        .args(["exec", "c", "--", "/bin/sh", "-c", "ulimit -n; ulimit -Hn"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("1024\n{hard}\n")
+    );
 }

@@ -97,6 +97,9 @@ pub(super) fn stage(spec: &ExecSpec, runtime: &OwnedFd) -> StepResult<i32> {
 }
 
 fn child(spec: &ExecSpec) -> StepError {
+    if let Err(e) = super::init::set_rlimits(&spec.rlimits) {
+        return e;
+    }
     if spec.terminal {
         // SAFETY: plain syscalls on this new process and its stdin.
         let r = unsafe {

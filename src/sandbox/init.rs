@@ -388,7 +388,7 @@ fn after_pivot(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Never> {
     if spec.net == NetNs::New {
         loopback_up()?;
     }
-    set_rlimits(spec)?;
+    set_rlimits(&spec.rlimits)?;
     let _ = chan.as_raw_fd();
     Err(become_and_exec(
         &Identity {
@@ -550,8 +550,8 @@ fn loopback_up() -> StepResult<()> {
     }
 }
 
-fn set_rlimits(spec: &SandboxSpec) -> StepResult<()> {
-    for r in &spec.rlimits {
+pub(super) fn set_rlimits(rlimits: &[super::spec::RlimitSpec]) -> StepResult<()> {
+    for r in rlimits {
         let res = match rlimit_resource(&r.name) {
             Some(x) => x,
             None => return Err(errno_err("rlimit", libc::EINVAL, r.name.clone())),

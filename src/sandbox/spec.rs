@@ -171,4 +171,7 @@ pub struct ExecSpec {
     /// session of its own).
     #[serde(default)]
     pub terminal: bool,
+    /// The container's resource limits, as its first process got them.
+    #[serde(default)]
+    pub rlimits: Vec<RlimitSpec>,
 }

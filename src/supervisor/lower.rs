@@ -211,16 +211,7 @@ pub fn sandbox_spec(
         mounts,
         masked_paths: c.security.masked_paths.clone(),
         devices: c.resources.devices.iter().map(|d| d.path.clone()).collect(),
-        rlimits: c
-            .resources
-            .rlimits
-            .iter()
-            .map(|(k, v)| RlimitSpec {
-                name: k.clone(),
-                soft: v.soft,
-                hard: v.hard,
-            })
-            .collect(),
+        rlimits: rlimits(c),
         capabilities,
         no_new_privileges: c.security.no_new_privileges,
         seccomp,
@@ -269,7 +260,31 @@ pub fn exec_spec(
         seccomp,
         cgroup_procs,
         terminal: false,
+        rlimits: rlimits(c),
     })
+}
+
+/// The container's resource limits: its file's, and `nofile` as rkstack
+/// was given it where the file sets none (see [`super::nofile`]).
+fn rlimits(c: &Container) -> Vec<RlimitSpec> {
+    c.resources
+        .rlimits
+        .iter()
+        .map(|(k, v)| RlimitSpec {
+            name: k.clone(),
+            soft: v.soft,
+            hard: v.hard,
+        })
+        .chain(
+            super::nofile::for_containers()
+                .filter(|_| !c.resources.rlimits.contains_key("nofile"))
+                .map(|(soft, hard)| RlimitSpec {
+                    name: "nofile".into(),
+                    soft: Some(soft),
+                    hard: Some(hard),
+                }),
+        )
+        .collect()
 }
 
 /// The user an image's config names (`uid[:gid]` or `name[:group]`).

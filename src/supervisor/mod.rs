@@ -8,6 +8,7 @@ pub mod images;
 pub mod lockfile;
 pub mod logs;
 pub mod lower;
+pub mod nofile;
 pub mod pid1;
 pub mod private;
 pub mod restart;

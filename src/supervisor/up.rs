@@ -255,6 +255,7 @@ pub fn up_with(
     ready: Option<ReadyPipe>,
     control: Option<Control>,
 ) -> Result<(), UpError> {
+    super::nofile::raise();
     let report = ready.as_ref().and_then(|r| r.0.try_clone().ok());
     let result = supervise(opts, ready, control);
     if let (Err(e), Some(fd)) = (&result, report) {

@@ -985,3 +985,37 @@ fn the_supervisor_raises_its_descriptor_limit_and_its_containers_keep_theirs() {
         format!("1024\n{hard}\n")
     );
 }
+
+/// An edit whose new version of a container cannot start here (a
+/// mistyped `dir:` path, a missing bind source) is refused before the
+/// running container is stopped: it keeps running, the same process.
+#[test]
+fn a_reload_whose_container_cannot_start_leaves_the_running_one_alone() {
+    require_root!();
+    let stack = unique("typo");
+    let up = Up::start(
+        &stack,
+        "[containers.web]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\n",
+    );
+    let pid = up.pid("web");
+    up.write(
+        "[containers.web]\nimage = \"dir:ROOTFS-typo\"\ncommand = [\"/bin/sleep\", \"1000\"]\n",
+    );
+    let log = up.wait_for("the new stack cannot start here; nothing was changed", 1);
+    assert!(
+        log.contains("web: rootfs ") && log.contains("-typo"),
+        "{log}"
+    );
+    up.write(
+        "[containers.web]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\n\
+         mounts = [\"/nonexistent-rkt-source:/x\"]\n",
+    );
+    let log = up.wait_for("the new stack cannot start here; nothing was changed", 2);
+    assert!(
+        log.contains("web: bind source /nonexistent-rkt-source"),
+        "{log}"
+    );
+    assert!(alive(pid), "the running container was stopped\n{log}");
+    assert_eq!(up.pid("web"), pid, "{log}");
+    assert!(!log.contains("web: stopped"), "{log}");
+}

@@ -10,6 +10,7 @@ pub mod logs;
 pub mod lower;
 pub mod nofile;
 pub mod pid1;
+pub mod preflight;
 pub mod private;
 pub mod restart;
 pub mod run;

@@ -705,7 +705,7 @@ impl Supervisor {
             let detail = if e.problems.is_empty() {
                 e.error.clone()
             } else {
-                e.problems.join("\n")
+                format!("{}:\n{}", e.error, e.problems.join("\n"))
             };
             event(
                 &self.stack(),
@@ -737,6 +737,20 @@ impl Supervisor {
         let plan = plan::reconcile(&desired, &self.observed());
         self.check_ports(&desired, &plan)
             .map_err(ApiError::conflict)?;
+        // What the starts need from the host, before anything is stopped.
+        let problems: Vec<String> = plan
+            .ops
+            .iter()
+            .filter(|o| o.target == Target::Container && o.action == Action::Start)
+            .filter_map(|o| desired.container(&o.name))
+            .flat_map(|c| super::preflight::problems(&c.config))
+            .collect();
+        if !problems.is_empty() {
+            return Err(ApiError::invalid(
+                "the new stack cannot start here; nothing was changed",
+                problems,
+            ));
+        }
         self.desired = desired;
         if plan.is_noop() {
             event(&self.stack(), format!("reload ({why}): nothing to do"));

@@ -1019,3 +1019,53 @@ fn a_reload_whose_container_cannot_start_leaves_the_running_one_alone() {
     assert_eq!(up.pid("web"), pid, "{log}");
     assert!(!log.contains("web: stopped"), "{log}");
 }
+
+/// A container its `start_limit` gave up on stays down when the
+/// supervisor is killed and started again: no new round of starts.
+#[test]
+fn a_container_given_up_on_stays_down_across_a_supervisor_crash() {
+    require_root!();
+    let stack = unique("gaveup");
+    let mut up = Up::start(
+        &stack,
+        r#"
+[containers.flaky]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "exit 1"]
+restart = "on-failure"
+restart_backoff = { initial = "20ms", max = "100ms" }
+start_limit = { burst = 3, interval = "60s" }
+[containers.steady]
+image = "dir:ROOTFS"
+command = ["/bin/sleep", "1000"]
+"#,
+    );
+    up.wait_for("flaky: failed:", 1);
+    let state = up.dir.path().join("state").join(&stack).join("state.json");
+    wait_until(
+        || {
+            std::fs::read_to_string(&state)
+                .ok()
+                .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+                .is_some_and(|v| v["containers"]["flaky"]["failed"].is_string())
+        },
+        "the failure saved",
+        || {
+            format!(
+                "{}\n{}",
+                up.log(),
+                std::fs::read_to_string(&state).unwrap_or_default()
+            )
+        },
+    );
+    let mut old = up.child.take().unwrap();
+    old.kill().unwrap();
+    old.wait().unwrap();
+    up.child = Some(up.command().spawn().unwrap());
+    up.wait_for("flaky: stays down (failed before this supervisor", 1);
+    up.wait_for("steady: adopted", 1);
+    std::thread::sleep(Duration::from_millis(500));
+    let log = up.log();
+    assert_eq!(log.matches("flaky: started (pid ").count(), 3, "{log}");
+    assert_eq!(up.stop().code(), Some(0));
+}

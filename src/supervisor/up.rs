@@ -572,9 +572,13 @@ impl Supervisor {
                 )));
             }
             if fds[0].revents != 0 {
+                let mut reaped = false;
                 for sig in self.read_signals() {
                     match sig {
-                        libc::SIGCHLD => self.reap(),
+                        libc::SIGCHLD => {
+                            self.reap();
+                            reaped = true;
+                        }
                         libc::SIGHUP => self.reload("SIGHUP"),
                         libc::SIGTERM | libc::SIGINT => {
                             super::pid1::stopped_by(sig);
@@ -588,6 +592,11 @@ impl Supervisor {
                         }
                         _ => {}
                     }
+                }
+                // What the exits changed (a restart policy giving up, a
+                // container gone) is saved now, not at the next wake-up.
+                if reaped {
+                    self.save_state();
                 }
             }
         }
@@ -2124,6 +2133,10 @@ struct Saved {
     record: Record,
     restarts: u32,
     user_stopped: bool,
+    /// Why its restart policy gave up on it (`start_limit`): it stays down
+    /// across a supervisor restart too.
+    #[serde(default)]
+    failed: Option<String>,
 }
 
 /// Field 22 of /proc/PID/stat: when the process started, in clock ticks
@@ -2243,6 +2256,10 @@ impl Supervisor {
                             record: l.record.clone(),
                             restarts: l.restarts,
                             user_stopped: l.user_stopped,
+                            failed: match &l.state {
+                                State::Failed(why) => Some(why.clone()),
+                                _ => None,
+                            },
                         },
                     )
                 })
@@ -2359,6 +2376,22 @@ impl Supervisor {
                         &self.stack(),
                         format!("{name}: stays stopped (stopped by a user)"),
                     );
+                    self.live.insert(name, l);
+                }
+                (None, Some(spec)) if sv.failed.is_some() => {
+                    // Given up on by its restart policy: it stays down
+                    // (`start` brings it back), whatever killed the supervisor.
+                    let Ok(mut l) = self.admit(spec) else {
+                        continue;
+                    };
+                    let why = sv.failed.unwrap_or_default();
+                    l.record = sv.record;
+                    l.restarts = sv.restarts;
+                    event(
+                        &self.stack(),
+                        format!("{name}: stays down (failed before this supervisor: {why})"),
+                    );
+                    l.state = State::Failed(why);
                     self.live.insert(name, l);
                 }
                 (alive, spec) => {

@@ -38,9 +38,17 @@ pub struct Log {
     size: u64,
     max_size: u64,
     max_files: u32,
+    /// Lines dropped in the present (or last) episode of failed writes.
     pub dropped: u64,
-    /// How many of those were already reported.
-    pub reported: u64,
+    /// Whether the last write failed: an episode of drops is under way.
+    pub dropping: bool,
+    /// Whether the episode under way was reported (one event when it
+    /// starts, one with its count when writing works again).
+    pub announced: bool,
+    /// When the file was last opened anew after it could not be (a
+    /// rotation on a full disk): tried again once a second, so freeing
+    /// space brings the log back.
+    reopened: Option<std::time::Instant>,
     /// Read ends (stdout, stderr), polled by the supervisor.
     pub out_r: OwnedFd,
     pub err_r: OwnedFd,
@@ -110,7 +118,9 @@ impl Log {
             max_size,
             max_files: max_files.max(1),
             dropped: 0,
-            reported: 0,
+            dropping: false,
+            announced: false,
+            reopened: None,
             out_r,
             err_r,
             out_w,
@@ -168,9 +178,31 @@ impl Log {
         if self.size + rec.len() as u64 > self.max_size && self.size > 0 {
             self.rotate();
         }
+        if self.file.is_none()
+            && self
+                .reopened
+                .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1))
+        {
+            self.reopened = Some(std::time::Instant::now());
+            self.file = open_log(&self.path).ok();
+            self.size = self
+                .file
+                .as_ref()
+                .and_then(|f| f.metadata().ok())
+                .map_or(0, |m| m.len());
+        }
         match self.file.as_mut().map(|f| f.write_all(&rec)) {
-            Some(Ok(())) => self.size += rec.len() as u64,
-            _ => self.dropped += 1,
+            Some(Ok(())) => {
+                self.size += rec.len() as u64;
+                self.dropping = false;
+            }
+            _ => {
+                if !self.dropping && !self.announced {
+                    self.dropped = 0;
+                }
+                self.dropped += 1;
+                self.dropping = true;
+            }
         }
         let tap = tap();
         if tap.receiver_count() > 0 {
@@ -259,6 +291,24 @@ mod tests {
             timestamp(SystemTime::UNIX_EPOCH),
             "1970-01-01T00:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn a_log_that_lost_its_file_gets_it_back_and_counts_the_episode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let mut log = Log::open(path.clone(), 1 << 20, 2).unwrap();
+        // As after a rotation that could not create the new file.
+        log.file = None;
+        log.reopened = Some(std::time::Instant::now());
+        log.write_line(0, b"lost");
+        assert!(log.dropping && log.dropped == 1);
+        log.reopened = Some(std::time::Instant::now() - Duration::from_secs(2));
+        log.write_line(0, b"back");
+        assert!(!log.dropping, "still dropping");
+        assert_eq!(log.dropped, 1, "the episode's count");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(" stdout back") && !text.contains("lost"), "{text}");
     }
 
     #[test]

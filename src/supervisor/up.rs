@@ -528,14 +528,26 @@ impl Supervisor {
                 }
             }
             let stack = self.stack();
+            // One event when an episode of dropped lines starts, one with
+            // its count when writing works again: a full disk does not
+            // push everything else out of the event journal.
             for (name, l) in self.live.iter_mut() {
-                if l.log.dropped > l.log.reported {
-                    let n = l.log.dropped - l.log.reported;
-                    l.log.reported = l.log.dropped;
+                if l.log.dropping && !l.log.announced {
+                    l.log.announced = true;
                     event(
                         &stack,
                         format!(
-                            "{name}: {n} log lines dropped: writing {} failed (disk full?); the container runs on",
+                            "{name}: log lines dropped: writing {} failed (disk full?); the container runs on",
+                            l.log.path().display()
+                        ),
+                    );
+                } else if !l.log.dropping && l.log.announced {
+                    l.log.announced = false;
+                    event(
+                        &stack,
+                        format!(
+                            "{name}: {} log lines were dropped; {} is written again",
+                            l.log.dropped,
                             l.log.path().display()
                         ),
                     );

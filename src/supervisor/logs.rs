@@ -308,7 +308,10 @@ mod tests {
         assert!(!log.dropping, "still dropping");
         assert_eq!(log.dropped, 1, "the episode's count");
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(" stdout back") && !text.contains("lost"), "{text}");
+        assert!(
+            text.contains(" stdout back") && !text.contains("lost"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub struct LockFile {
     path: PathBuf,
-    file: std::fs::File,
+    /// Holds the lock for as long as it is open.
+    _file: std::fs::File,
 }
 
 /// What [`LockFile::take`] found.
@@ -49,7 +50,7 @@ impl LockFile {
                     f.write_all(holder.as_bytes())?;
                     return Ok(Taken::Ours(LockFile {
                         path: path.to_path_buf(),
-                        file: f,
+                        _file: f,
                     }));
                 }
                 _ => continue,
@@ -63,7 +64,6 @@ impl Drop for LockFile {
         // Removed while still held: whoever opened it meanwhile finds it
         // replaced (see `take`) and takes a new one.
         let _ = std::fs::remove_file(&self.path);
-        let _ = self.file.as_raw_fd();
     }
 }
 

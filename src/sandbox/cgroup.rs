@@ -599,12 +599,13 @@ impl Cgroup {
         out
     }
 
-    /// Kills whatever is left in the cgroup (it stays, for the next run).
-    pub fn kill_all(&self) {
-        for _ in 0..50 {
+    /// Kills whatever is left in the cgroup (it stays, for the next run);
+    /// whether anything was.
+    pub fn kill_all(&self) -> bool {
+        for round in 0..50 {
             let pids = self.pids();
             if pids.is_empty() {
-                return;
+                return round > 0;
             }
             for p in pids {
                 // SAFETY: signalling processes inside our own container's cgroup.
@@ -612,6 +613,7 @@ impl Cgroup {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+        true
     }
 
     /// Kills whatever is left and removes the directories (leaf first, then

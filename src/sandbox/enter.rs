@@ -83,7 +83,7 @@ pub(super) fn stage(spec: &ExecSpec, runtime: &OwnedFd) -> StepResult<i32> {
         unsafe { libc::_exit(127) };
     }
     drop(child_end);
-    super::init::tell_cloned(runtime, pid as i32)?;
+    tell_cloned(runtime, pid as i32)?;
     match channel::recv(parent_end.as_fd()) {
         Ok(None) => Ok(pid as i32),
         Ok(Some(Message::Failed(e))) => Err(e),
@@ -94,6 +94,15 @@ pub(super) fn stage(spec: &ExecSpec, runtime: &OwnedFd) -> StepResult<i32> {
             "waiting for exec",
         )),
     }
+}
+
+/// Tells the runtime the pid of the process just cloned (killed if that fails).
+fn tell_cloned(runtime: &OwnedFd, pid: i32) -> StepResult<()> {
+    channel::send(runtime.as_fd(), &Message::Cloned { pid }).map_err(|e| {
+        // SAFETY: killing the child this stage made.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        errno_err("init", e.raw_os_error().unwrap_or(0), "tell the runtime")
+    })
 }
 
 fn child(spec: &ExecSpec) -> StepError {

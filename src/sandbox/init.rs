@@ -33,10 +33,7 @@ pub const INIT_FD: i32 = 3;
 /// Entry point of `rkstack __init`. Never returns.
 pub fn main() -> ! {
     seal();
-    // Nothing of the caller's but the channel and stdio: every other
-    // descriptor it may have let through is closed.
-    // SAFETY: plain syscall on this process's own descriptor table.
-    unsafe { libc::syscall(libc::SYS_close_range, INIT_FD as u32 + 1, u32::MAX, 0) };
+    close_above_channel();
     // SAFETY: fd 3 was placed there by the runtime for us alone.
     let chan = unsafe { OwnedFd::from_raw_fd(INIT_FD) };
     let code = match run(&chan) {
@@ -118,13 +115,18 @@ fn keep_only(chan: OwnedFd) -> OwnedFd {
     } else {
         std::mem::forget(chan);
     }
-    // SAFETY: plain syscalls on this process's own descriptor table; the
-    // channel now lives at INIT_FD alone.
-    unsafe {
-        libc::fcntl(INIT_FD, libc::F_SETFD, libc::FD_CLOEXEC);
-        libc::syscall(libc::SYS_close_range, INIT_FD as u32 + 1, u32::MAX, 0);
-        OwnedFd::from_raw_fd(INIT_FD)
-    }
+    // SAFETY: a plain syscall on the channel, which now lives at INIT_FD alone.
+    unsafe { libc::fcntl(INIT_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
+    close_above_channel();
+    // SAFETY: INIT_FD is the channel, owned by nothing else now.
+    unsafe { OwnedFd::from_raw_fd(INIT_FD) }
+}
+
+/// Closes every descriptor above the channel: nothing of the caller's but
+/// the channel and stdio (its logs, pipes, sockets, locks) goes on.
+fn close_above_channel() {
+    // SAFETY: plain syscall on this process's own descriptor table.
+    unsafe { libc::syscall(libc::SYS_close_range, INIT_FD as u32 + 1, u32::MAX, 0) };
 }
 
 fn stage(spec: &SandboxSpec, runtime: &OwnedFd) -> StepResult<i32> {
@@ -224,15 +226,6 @@ fn stage(spec: &SandboxSpec, runtime: &OwnedFd) -> StepResult<i32> {
             "waiting for exec",
         )),
     }
-}
-
-/// Tells the runtime the pid of the process just cloned (killed if that fails).
-pub(super) fn tell_cloned(runtime: &OwnedFd, pid: i32) -> StepResult<()> {
-    channel::send(runtime.as_fd(), &Message::Cloned { pid }).map_err(|e| {
-        // SAFETY: killing the child this stage made.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        errno_err("init", e.raw_os_error().unwrap_or(0), "tell the runtime")
-    })
 }
 
 /// Tells the runtime the process exists and waits for it to say go on; a

@@ -181,28 +181,17 @@ type Prepare<'a> = Option<&'a mut dyn FnMut(i32) -> Result<(), String>>;
 const START_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 const EXEC_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// How long to wait for `job`'s stage, and what to kill past that besides
-/// the stage: a new container's first process is in its own new cgroups
-/// before it runs anything of the container, so whatever is in them; a
-/// process entering a running container shares its cgroups, so the stage
-/// reports its pid (`Cloned`) instead.
-fn deadline(job: &init::Job<'_>) -> Deadline {
+/// How long to wait for `job`'s stage. Past it the stage is killed, and
+/// the process it made: a process entering a running container by the pid
+/// the stage reported (`Cloned`; it shares the container's cgroups); a new
+/// container's first process is in its own new cgroups before it runs
+/// anything of the container, so it ends with them, as after any failed
+/// start (the callers end what is in a failed container's cgroups).
+fn deadline(job: &init::Job<'_>) -> std::time::Duration {
     match job {
-        init::Job::Start(spec) => Deadline {
-            limit: START_DEADLINE,
-            cgroups: spec.cgroup_procs.clone(),
-        },
-        init::Job::Exec(_) => Deadline {
-            limit: EXEC_DEADLINE,
-            cgroups: Vec::new(),
-        },
+        init::Job::Start(_) => START_DEADLINE,
+        init::Job::Exec(_) => EXEC_DEADLINE,
     }
-}
-
-struct Deadline {
-    limit: std::time::Duration,
-    /// `cgroup.procs` files whose processes are killed with the stage.
-    cgroups: Vec<std::path::PathBuf>,
 }
 
 fn launch(
@@ -344,44 +333,32 @@ fn talk(
 }
 
 /// The init stage's answer: the container's pid, or what failed. Waits
-/// `limit` at most (the caller's own `prepare` included); then the stage
-/// and the process it made are killed.
+/// `limit` at most (the caller's own `prepare` included); see [`deadline`]
+/// for what is killed then.
 fn reply(
     chan: &OwnedFd,
     name: &str,
     mut prepare: Prepare<'_>,
     stage: i32,
-    limit: Deadline,
+    limit: std::time::Duration,
 ) -> Result<i32, SandboxError> {
     let name = name.to_string();
     let broke = |detail: String| SandboxError::Protocol {
         name: name.clone(),
         detail,
     };
-    let until = std::time::Instant::now() + limit.limit;
+    let until = std::time::Instant::now() + limit;
     let mut cloned = None;
     loop {
         if !answers_by(chan, until) {
-            let in_cgroups = limit.cgroups.iter().flat_map(|procs| {
-                std::fs::read_to_string(procs)
-                    .unwrap_or_default()
-                    .lines()
-                    .filter_map(|l| l.trim().parse::<i32>().ok())
-                    .collect::<Vec<_>>()
-            });
-            for pid in [cloned, Some(stage)]
-                .into_iter()
-                .flatten()
-                .chain(in_cgroups)
-            {
-                // SAFETY: the stage this call started, the process it
-                // reported cloning (a child of ours, not reaped yet), and
-                // what is in the new container's own cgroups.
+            for pid in [cloned, Some(stage)].into_iter().flatten() {
+                // SAFETY: the stage this call started and the process it
+                // reported cloning (a child of ours, not reaped yet).
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
             return Err(SandboxError::Timeout {
                 name: name.clone(),
-                secs: limit.limit.as_secs(),
+                secs: limit.as_secs(),
             });
         }
         match channel::recv(chan.as_fd()) {

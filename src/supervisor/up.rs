@@ -1236,8 +1236,7 @@ impl Supervisor {
         // One container, one instance: whatever is in its cgroup now was
         // started by a supervisor that died before it could record it
         // (no record, no adoption): it ends before the new one starts.
-        if !l.cgroup.pids().is_empty() {
-            l.cgroup.kill_all();
+        if l.cgroup.kill_all() {
             event(
                 &stack,
                 format!("{name}: ended an unrecorded instance left by the previous supervisor"),

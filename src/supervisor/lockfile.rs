@@ -24,10 +24,27 @@ pub enum Taken {
 }
 
 impl LockFile {
-    /// Takes the lock at `path` and writes `holder` in it. The file may be
-    /// removed by its last holder between our open and our lock: then the
-    /// one we locked is no longer at `path`, and the new one is taken.
+    /// Takes the lock at `path` and writes `holder` (a pid) in it. Held by
+    /// a process that is gone (killed), the lock is still held for a moment
+    /// by a child it had just forked (a fork copies descriptors; the child
+    /// closes them as soon as it runs): then it is tried again for up to a
+    /// second before it counts as held.
     pub fn take(path: &Path, holder: &str) -> std::io::Result<Taken> {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            match Self::try_take(path, holder)? {
+                Taken::Held(pid) if holder_gone(&pid) && std::time::Instant::now() < until => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                taken => return Ok(taken),
+            }
+        }
+    }
+
+    /// One attempt. The file may be removed by its last holder between our
+    /// open and our lock: then the one we locked is no longer at `path`, and
+    /// the new one is taken.
+    fn try_take(path: &Path, holder: &str) -> std::io::Result<Taken> {
         loop {
             let mut f = std::fs::File::options()
                 .create(true)
@@ -59,6 +76,16 @@ impl LockFile {
     }
 }
 
+/// Whether the pid written in a lock file names no living process.
+fn holder_gone(pid: &str) -> bool {
+    pid.parse::<i32>().is_ok_and(|p| {
+        // SAFETY: signal 0 only checks that the process exists.
+        p > 0
+            && unsafe { libc::kill(p, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    })
+}
+
 impl Drop for LockFile {
     fn drop(&mut self) {
         // Removed while still held: whoever opened it meanwhile finds it
@@ -75,15 +102,37 @@ mod tests {
     fn a_lock_is_held_alone_and_its_file_goes_with_it() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("s.lock");
-        let Ok(Taken::Ours(first)) = LockFile::take(&path, "41") else {
+        // Held by a living process (this one): refused at once.
+        let me = std::process::id().to_string();
+        let Ok(Taken::Ours(first)) = LockFile::take(&path, &me) else {
             panic!("not taken");
         };
         match LockFile::take(&path, "42") {
-            Ok(Taken::Held(pid)) => assert_eq!(pid, "41"),
+            Ok(Taken::Held(pid)) => assert_eq!(pid, me),
             other => panic!("taken twice: {other:?}"),
         }
         drop(first);
         assert!(!path.exists(), "the lock file stayed");
         assert!(matches!(LockFile::take(&path, "43"), Ok(Taken::Ours(_))));
+    }
+
+    #[test]
+    fn a_lock_left_held_by_a_dead_holders_child_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("s.lock");
+        // Held under a pid that names no process, as by the child a killed
+        // supervisor had just forked, which lets go a moment later.
+        std::fs::write(&path, "2147483646").unwrap_or_else(|e| panic!("{e}"));
+        let held = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        // SAFETY: flock on a file this test opened.
+        let locked = unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        assert_eq!(locked, 0);
+        let letgo = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(held);
+        });
+        let taken = LockFile::take(&path, "1");
+        letgo.join().unwrap_or_else(|_| panic!("the holder thread"));
+        assert!(matches!(taken, Ok(Taken::Ours(_))), "{taken:?}");
     }
 }

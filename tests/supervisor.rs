@@ -137,6 +137,9 @@ impl Drop for Up {
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
             let _ = c.wait();
         }
+        // A failed crash test leaves containers of the supervisors it
+        // killed: nothing of its stack stays behind.
+        remove_cgroups(&self.stack);
     }
 }
 

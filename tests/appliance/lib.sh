@@ -123,3 +123,18 @@ boot() {
     -serial "file:$console" -monitor none -display none \
     </dev/null >/dev/null 2>&1
 }
+
+# Whether the guest kernel oopsed in its memcg-aware list_lru (console $1):
+# a race in Linux before 6.13 between adding an object to a cgroup's LRU
+# and that memory cgroup going offline (the xarray slot is cleared while
+# the object still names the cgroup; upstream reworked list_lru in 6.13).
+# It is the kernel's, not the probe's: the scenario boots once more, and
+# says so with the oops' first lines.
+kernel_race() {
+  local console=$1
+  tr -d '\r' < "$console" | grep -q 'Call trace:\|Call Trace:' || return 1
+  tr -d '\r' < "$console" | grep -A3 'Call trace:\|Call Trace:' | grep -q 'list_lru_add' || return 1
+  echo "the guest kernel oopsed in list_lru_add (a memcg race of kernels before 6.13); booting again:" >&2
+  tr -d '\r' < "$console" | grep -m1 -B2 -A8 'Call trace:\|Call Trace:' >&2
+  return 0
+}

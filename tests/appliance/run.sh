@@ -116,14 +116,17 @@ pid1)
   install_busybox "$stage/rootfs"
   pack_initramfs "$stage" "$CACHE/pid1.cpio"
   console=$CACHE/pid1-$ARCH.console
-  : > "$console"
-  started=$(date +%s)
-  if ! boot "$CACHE/pid1.cpio" "rdinit=/init" "$console" 300; then
-    echo "the machine did not power off within 300 s" >&2
-    tail -n 60 "$console" >&2
-    exit 1
-  fi
-  echo "pid1 ($ARCH): booted, checked and powered off in $(( $(date +%s) - started )) s"
+  for attempt in 1 2; do
+    : > "$console"
+    started=$(date +%s)
+    if ! boot "$CACHE/pid1.cpio" "rdinit=/init" "$console" 300; then
+      echo "the machine did not power off within 300 s" >&2
+      tail -n 60 "$console" >&2
+      exit 1
+    fi
+    echo "pid1 ($ARCH): booted, checked and powered off in $(( $(date +%s) - started )) s"
+    [ $attempt = 1 ] && kernel_race "$console" || break
+  done
   verify "$console" \
     "stack-up verity-runs verity-refuses verity-devices-go cgroup2 limit-db-memory.max limit-db-pids.max limit-db-cpu.max limit-web-memory.max limit-web-pids.max limit-web-cpu.max cgroup-of-db restart orphans-reaped reload-only-what-changed exec-sees-new-env" \
     "PROBE done
@@ -165,14 +168,17 @@ systemd)
   pack_initramfs "$stage" "$CACHE/systemd.cpio"
   rm -rf "$stage"
   console=$CACHE/systemd-$suite.console
-  : > "$console"
-  started=$(date +%s)
-  if ! MEM=2048 boot "$CACHE/systemd.cpio" "rdinit=/sbin/init" "$console" 400; then
-    echo "the machine did not power off within 400 s" >&2
-    tr -d '\r' < "$console" | tail -n 60 >&2
-    exit 1
-  fi
-  echo "systemd $sd ($suite): booted, checked and powered off in $(( $(date +%s) - started )) s"
+  for attempt in 1 2; do
+    : > "$console"
+    started=$(date +%s)
+    if ! MEM=2048 boot "$CACHE/systemd.cpio" "rdinit=/sbin/init" "$console" 400; then
+      echo "the machine did not power off within 400 s" >&2
+      tr -d '\r' < "$console" | tail -n 60 >&2
+      exit 1
+    fi
+    echo "systemd $sd ($suite): booted, checked and powered off in $(( $(date +%s) - started )) s"
+    [ $attempt = 1 ] && kernel_race "$console" || break
+  done
   verify "$console" \
     "active-after-ready supervisor-leaf containers-in-the-unit nothing-outside reload broken-file-keeps-the-stack watchdog-restart stop-leaves-nothing" \
     "PROBE done

@@ -8,25 +8,16 @@ import os, shutil, socket, statistics, subprocess, sys, tempfile, time
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(root, "bench"))
-from unix_http import UnixConn  # noqa: E402
+from unix_http import UnixConn, busybox_rootfs, pct  # noqa: E402
 subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=root, check=True)
 rk = os.path.join(root, "target/release/rkstack")
 n = int(os.environ.get("N", "5000"))
 work = tempfile.mkdtemp(prefix="rkstack-bench.")
 
 
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(len(xs) * p))] * 1000
-
-
 try:
     fs = os.path.join(work, "rootfs")
-    os.makedirs(os.path.join(fs, "bin"))
-    os.makedirs(os.path.join(fs, "etc"))
-    shutil.copy("/bin/busybox", os.path.join(fs, "bin/busybox"))
-    os.symlink("busybox", os.path.join(fs, "bin/sleep"))
-    open(os.path.join(fs, "etc/passwd"), "w").write("root:x:0:0:root:/root:/bin/sh\n")
+    busybox_rootfs(fs)
     stack = os.path.join(work, "stack.toml")
     with open(stack, "w") as f:
         f.write(f'name = "benchapi"\n[defaults]\nimage = "dir:{fs}"\n'

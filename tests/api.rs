@@ -561,3 +561,56 @@ fn a_plan_of_a_device_a_fifo_or_a_huge_file_is_refused_at_once() {
     );
     assert_eq!(s.curl("GET", "/v1/health", None).0, 200);
 }
+
+/// A container that ignores its stop signal is killed at its `stop_timeout`;
+/// meanwhile the API answers, shows it `stopping`, and restarts another
+/// container. The `stop` command returns once it has stopped.
+#[test]
+fn a_long_stop_holds_neither_the_api_nor_the_other_containers() {
+    require_root!();
+    const SLOW: &str = r#"
+[containers.slow]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "trap '' TERM; while true; do sleep 1; done"]
+stop_signal = "SIGTERM"
+stop_timeout = "8s"
+[containers.other]
+image = "dir:ROOTFS"
+command = ["/bin/sleep", "1000"]
+"#;
+    let s = Stack::start_ready("slowstop", SLOW, "slow: started");
+    s.wait_for(|s| s.events().contains("other: started"), "other started");
+    let mut stop = s
+        .cli()
+        .args(["stop", "slow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    s.wait_for(
+        |s| s.container("slow")["state"] == "stopping",
+        "slow shown stopping",
+    );
+    let before = s.container("other")["pid"].clone();
+    let out = s.rk(&["restart", "other"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = s.container("other");
+    assert_eq!(after["state"], "running", "{after}");
+    assert_ne!(after["pid"], before, "other was not restarted");
+    // Eight seconds of stop_timeout are far from over.
+    assert!(
+        stop.try_wait().unwrap().is_none(),
+        "`stop` returned before slow ended:\n{}",
+        s.events()
+    );
+    assert_eq!(s.container("slow")["state"], "stopping");
+    let out = stop.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(text(&out).starts_with("slow: stopped"), "{}", text(&out));
+    assert!(
+        s.events()
+            .contains("slow: did not stop within its stop_timeout; killing it"),
+        "{}",
+        s.events()
+    );
+}

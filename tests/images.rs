@@ -1420,8 +1420,11 @@ mounts = [{{ type = "bind", source = "{}", target = "/p", read_only = true }}]
     .unwrap();
     let data = up.dir.path().join("data");
     let upper = data.join(format!("{}/containers/c/upper", up.stack));
+    let state = up.dir.path().join(format!("state/{}/state.json", up.stack));
+    // The state is saved once the start-up plan is done, maybe after the
+    // container got this far.
     up.wait_for(
-        |_| upper.join("ready").exists(),
+        |_| upper.join("ready").exists() && state.exists(),
         "the container planted its program",
     );
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;

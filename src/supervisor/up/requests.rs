@@ -120,6 +120,7 @@ fn state_word(s: &State) -> &'static str {
         State::Backoff(_) => "backoff",
         State::Exited(_) => "exited",
         State::Failed(_) => "failed",
+        State::Stopping(_) => "stopping",
         State::Stopped => "stopped",
     }
 }
@@ -138,6 +139,15 @@ fn exit_words(e: Exit) -> String {
         Exit::Signal(s) => format!("killed by signal {s}"),
         Exit::Oom => "killed by the out-of-memory killer".into(),
     }
+}
+
+/// When a request is answered.
+enum Answer {
+    Now(Result<Reply, ApiError>),
+    /// Once this container's stop has finished.
+    AfterStop(String),
+    /// A reload: once its plan is carried out.
+    Reload,
 }
 
 impl Supervisor {
@@ -203,7 +213,7 @@ impl Supervisor {
             .collect()
     }
 
-    fn one(&self, name: &str) -> Result<Reply, ApiError> {
+    pub(super) fn one(&self, name: &str) -> Result<Reply, ApiError> {
         Reply::json(&self.info_of(name)?)
     }
 
@@ -214,11 +224,17 @@ impl Supervisor {
             .ok_or_else(|| ApiError::no_container(name))
     }
 
-    /// Answers one request. True when the supervisor is to stop (`down`).
+    /// Answers one request, now or when what it asked for is done. True
+    /// when the supervisor is to stop (`down`).
     pub(super) fn on_request(&mut self, r: Request) -> bool {
         let down = matches!(r.command, Command::Down);
-        let answer = self.answer(r.command);
-        let _ = r.reply.send(answer);
+        match self.answer(r.command) {
+            Answer::Now(answer) => {
+                let _ = r.reply.send(answer);
+            }
+            Answer::AfterStop(name) => self.after_stop.push((name, Then::Reply(r.reply))),
+            Answer::Reload => self.reload_for("API", Some(r.reply)),
+        }
         down
     }
 
@@ -230,7 +246,63 @@ impl Supervisor {
         }
     }
 
-    fn answer(&mut self, command: Command) -> Result<Reply, ApiError> {
+    fn answer(&mut self, command: Command) -> Answer {
+        let stack = self.stack();
+        match command {
+            Command::Stop(name) => {
+                if let Err(e) = self.known(&name) {
+                    return Answer::Now(Err(e));
+                }
+                event(&stack, format!("{name}: stop requested"));
+                if self.stop(&name) {
+                    // Answered once it has stopped; the loop goes on.
+                    Answer::AfterStop(name)
+                } else {
+                    Answer::Now(self.one(&name))
+                }
+            }
+            Command::Start(name) => {
+                if let Err(e) = self.known(&name) {
+                    return Answer::Now(Err(e));
+                }
+                let running = self
+                    .live
+                    .get(&name)
+                    .is_some_and(|l| l.state == State::Running);
+                if running {
+                    return Answer::Now(self.one(&name));
+                }
+                event(&stack, format!("{name}: start requested"));
+                // One being stopped starts once it has ended.
+                match self.when_stopped(&name, Then::StartByUser) {
+                    Ok(()) => Answer::AfterStop(name),
+                    Err(_) => {
+                        self.start_by_user(&name);
+                        Answer::Now(self.one(&name))
+                    }
+                }
+            }
+            Command::Restart(name) => {
+                if let Err(e) = self.known(&name) {
+                    return Answer::Now(Err(e));
+                }
+                event(&stack, format!("{name}: restart requested"));
+                if self.stop(&name) {
+                    // Started, and answered, once it has ended.
+                    self.after_stop.push((name.clone(), Then::StartByUser));
+                    Answer::AfterStop(name)
+                } else {
+                    self.start_by_user(&name);
+                    Answer::Now(self.one(&name))
+                }
+            }
+            Command::Reload => Answer::Reload,
+            command => Answer::Now(self.answer_now(command)),
+        }
+    }
+
+    /// The requests answered at once.
+    fn answer_now(&mut self, command: Command) -> Result<Reply, ApiError> {
         let stack = self.stack();
         match command {
             Command::Health => {
@@ -267,61 +339,18 @@ impl Supervisor {
                     config: &c.config,
                 })
             }
-            Command::Stop(name) => {
-                self.known(&name)?;
-                event(&stack, format!("{name}: stop requested"));
-                self.stop(&name);
-                self.refresh_hosts();
-                self.one(&name)
-            }
-            Command::Start(name) => {
-                self.known(&name)?;
-                let running = self
-                    .live
-                    .get(&name)
-                    .is_some_and(|l| l.state == State::Running);
-                if !running {
-                    event(&stack, format!("{name}: start requested"));
-                    self.start_by_user(&name);
-                }
-                self.one(&name)
-            }
-            Command::Restart(name) => {
-                self.known(&name)?;
-                event(&stack, format!("{name}: restart requested"));
-                self.stop(&name);
-                self.start_by_user(&name);
-                self.one(&name)
-            }
-            Command::Reload => {
-                let plan = self.try_reload("API")?;
-                Reply::json(&serde_json::json!({
-                    "changed": !plan.is_noop(),
-                    "plan": plan.to_string(),
-                    "ops": plan,
-                }))
+            Command::Stop(_) | Command::Start(_) | Command::Restart(_) | Command::Reload => {
+                Err(ApiError::internal("answered elsewhere"))
             }
             Command::Plan(file) => {
                 let file = file.unwrap_or_else(|| self.opts.file.clone());
-                let mut stack = config::load(&file).map_err(|e| {
-                    ApiError::invalid(
-                        format!("{} is not a valid stack file", file.display()),
-                        e.diagnostics().iter().map(|d| d.to_string()).collect(),
+                let running = self.desired.stack.clone();
+                let desired = self.desired_from(&file, |name| {
+                    format!(
+                        "{} is stack {name}, not the running stack {running}",
+                        file.display()
                     )
                 })?;
-                self.pins.apply(&mut stack);
-                if stack.name.as_str() != self.desired.stack {
-                    return Err(ApiError::conflict(format!(
-                        "{} is stack {}, not the running stack {}",
-                        file.display(),
-                        stack.name,
-                        self.desired.stack
-                    )));
-                }
-                let desired = {
-                    let ids = crate::supervisor::images::ids(&stack, &self.opts.data_dir);
-                    DesiredState::from_stack_with_images(stack, &ids)
-                };
                 let plan = plan::reconcile(&desired, &self.observed());
                 Reply::json(&serde_json::json!({ "plan": plan.to_string(), "ops": plan }))
             }
@@ -362,7 +391,7 @@ impl Supervisor {
     }
 
     /// A user's `start`: clears a `stop`, a failure and the backoff history.
-    fn start_by_user(&mut self, name: &str) {
+    pub(super) fn start_by_user(&mut self, name: &str) {
         if let Some(l) = self.live.get_mut(name) {
             l.user_stopped = false;
             l.history = History::default();

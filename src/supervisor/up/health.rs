@@ -1,0 +1,112 @@
+//! Health checks: run in the container as sealed processes, their results
+//! turned into health states and restarts.
+
+use super::*;
+
+impl Supervisor {
+    /// Runs the container's health command inside it.
+    pub(super) fn run_check(&mut self, name: &str) {
+        let stack = self.stack();
+        let cache = self.opts.state_dir.join("seccomp");
+        let Some(l) = self.live.get(name) else { return };
+        let (Some(pid), Some(h)) = (l.pid, l.spec.config.health.clone()) else {
+            return;
+        };
+        if l.state != State::Running || self.checks.values().any(|n| n == name) {
+            return;
+        }
+        let spec = match lower::exec_spec(
+            &l.spec.config,
+            pid,
+            h.command.clone(),
+            l.cgroup.procs_files(),
+            Some(&cache),
+        ) {
+            Ok(mut s) => {
+                if let (None, Some(u)) = (&l.spec.config.user, &l.image_user) {
+                    s.user = lower::image_user(u);
+                }
+                s
+            }
+            Err(e) => {
+                event(&stack, format!("{name}: health check cannot run: {e}"));
+                return;
+            }
+        };
+        let devnull = || {
+            std::fs::File::options()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .map(OwnedFd::from)
+        };
+        let now = Instant::now();
+        match (devnull(), devnull(), devnull()) {
+            (Ok(i), Ok(o), Ok(e)) => match sandbox::exec(&spec, Stdio3::Fds(i, o, e)) {
+                Ok(check) => {
+                    self.checks.insert(check, name.to_string());
+                    self.timers.push(std::cmp::Reverse((
+                        now + h.timeout.0,
+                        Timer::HealthTimeout(name.to_string(), check),
+                    )));
+                }
+                Err(e) => {
+                    event(&stack, format!("{name}: health check failed to run: {e}"));
+                    self.on_check(name, Exit::Code(127));
+                }
+            },
+            _ => event(
+                &stack,
+                format!("{name}: health check: cannot open /dev/null"),
+            ),
+        }
+    }
+
+    pub(super) fn on_check(&mut self, name: &str, exit: Exit) {
+        let stack = self.stack();
+        let now = Instant::now();
+        let Some(l) = self.live.get_mut(name) else {
+            return;
+        };
+        let Some(h) = l.spec.config.health.clone() else {
+            return;
+        };
+        if l.state != State::Running {
+            return;
+        }
+        let before = l.health;
+        if exit == Exit::Code(0) {
+            l.health_failures = 0;
+            l.health = Some(Health::Healthy);
+        } else {
+            let in_start_period = l.started.is_some_and(|s| s.elapsed() < h.start_period.0);
+            // Failures while starting up do not count, until it was healthy once.
+            if !(in_start_period && before == Some(Health::Starting)) {
+                l.health_failures += 1;
+                if l.health_failures >= h.retries {
+                    l.health = Some(Health::Unhealthy);
+                }
+            }
+        }
+        let after = l.health;
+        let restart =
+            after == Some(Health::Unhealthy) && l.spec.config.restart != config::RestartPolicy::No;
+        self.timers.push(std::cmp::Reverse((
+            now + h.interval.0,
+            Timer::HealthCheck(name.to_string()),
+        )));
+        if before != after {
+            let word = match after {
+                Some(Health::Healthy) => "healthy",
+                Some(Health::Unhealthy) => "unhealthy",
+                _ => "starting",
+            };
+            event(&stack, format!("{name}: {word}"));
+            self.start_ready();
+        }
+        if restart {
+            event(&stack, format!("{name}: restarting: unhealthy"));
+            self.stop_then(name, Then::RestartUnhealthy);
+        }
+    }
+}

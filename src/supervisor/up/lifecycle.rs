@@ -1,0 +1,445 @@
+//! A container's life under `up`: admitted (log, cgroup), started when its
+//! dependencies allow, reaped, and sent through its restart policy.
+
+use super::*;
+
+pub(super) fn decode(status: i32) -> Exit {
+    if libc::WIFEXITED(status) {
+        Exit::Code(libc::WEXITSTATUS(status))
+    } else {
+        Exit::Signal(libc::WTERMSIG(status))
+    }
+}
+
+pub(super) fn describe(e: Exit) -> String {
+    match e {
+        Exit::Code(c) => format!("status {c}"),
+        Exit::Signal(s) => format!("signal {s}"),
+        Exit::Oom => "oom".into(),
+    }
+}
+
+impl Supervisor {
+    /// Makes the long-lived parts of a container: its log and cgroup handle.
+    pub(super) fn admit(&self, spec: ContainerSpec) -> Result<Live, String> {
+        let stack = self.stack();
+        let c = &spec.config;
+        let log = Log::open(
+            self.opts
+                .data_dir
+                .join(&stack)
+                .join("logs")
+                .join(format!("{}.log", c.name)),
+            c.logging.max_size.0,
+            c.logging.max_files,
+        )
+        .map_err(|e| format!("log file: {e}"))?;
+        let cgroup = Cgroup::new(self.layout.clone(), self.cgroup_base.join(c.name.as_str()))
+            .only(&lower::extra_controllers(c));
+        let staging = self
+            .opts
+            .state_dir
+            .join(&stack)
+            .join("rootfs")
+            .join(c.name.as_str());
+        Ok(Live {
+            record: spec.record(),
+            spec,
+            cgroup,
+            pid: None,
+            started: None,
+            state: State::Stopped,
+            ips: BTreeMap::new(),
+            oom_base: 0,
+            last_error: None,
+            last_exit: None,
+            image_user: None,
+            usage: Default::default(),
+            pidfd: None,
+            starttime: None,
+            health: None,
+            health_failures: 0,
+            history: History::default(),
+            restarts: 0,
+            user_stopped: false,
+            pulled: false,
+            log,
+            staging,
+            claim: None,
+        })
+    }
+
+    pub(super) fn start(&mut self, name: &str) {
+        let stack = self.stack();
+        let now = Instant::now();
+        // One container, at most one instance: whatever asks for a start
+        // while one runs (or is being stopped) starts nothing.
+        if let Some(pid) = self.live.get(name).and_then(|l| l.pid) {
+            event(
+                &stack,
+                format!("{name}: not started again: it still runs (pid {pid})"),
+            );
+            return;
+        }
+        if let Some(l) = self.live.get(name)
+            && let Some(image) = crate::supervisor::images::pull_needed(
+                &l.spec.config,
+                &self.opts.data_dir,
+                l.pulled,
+            )
+        {
+            self.pull_for(name, image);
+            return;
+        }
+        let result = self.try_start(name);
+        let Some(l) = self.live.get_mut(name) else {
+            return;
+        };
+        l.history.started(now, l.spec.config.start_limit.as_ref());
+        match result {
+            Ok(pid) => {
+                l.pid = Some(pid);
+                l.oom_base = l.cgroup.events().oom_kills;
+                l.starttime = proc_starttime(pid);
+                l.pidfd = None;
+                l.started = Some(now);
+                l.state = State::Running;
+                l.record = l.spec.record();
+                l.health_failures = 0;
+                l.health = l.spec.config.health.as_ref().map(|_| Health::Starting);
+                let first = l
+                    .spec
+                    .config
+                    .health
+                    .as_ref()
+                    .map(|h| h.interval.0.min(Duration::from_secs(1)));
+                event(&stack, format!("{name}: started (pid {pid})"));
+                if let Some(after) = first {
+                    self.timers.push(std::cmp::Reverse((
+                        now + after,
+                        Timer::HealthCheck(name.to_string()),
+                    )));
+                }
+                self.refresh_hosts();
+                self.start_ready();
+            }
+            Err(e) => {
+                event(&stack, format!("{name}: failed to start: {e}"));
+                l.last_error = Some(format!("failed to start: {e}"));
+                // A start that fails is a failed run for the restart policy.
+                self.after_exit(name, Exit::Code(127), Duration::ZERO);
+            }
+        }
+    }
+
+    pub(super) fn try_start(&mut self, name: &str) -> Result<i32, String> {
+        let opts = self.opts.clone();
+        let stack = self.stack();
+        let nets = self.network_plan(name)?;
+        if let Some(l) = self.live.get_mut(name) {
+            l.ips = nets.iter().map(|n| (n.network.clone(), n.ip)).collect();
+        }
+        let etc = if nets.is_empty() {
+            None
+        } else {
+            Some(self.write_etc(name)?)
+        };
+        let l = self.live.get_mut(name).ok_or("not known")?;
+        let c = l.spec.config.clone();
+        if c.security.user_namespace == UserNamespace::Auto && l.claim.is_none() {
+            l.claim = Some(
+                userns::claim(&opts.state_dir).map_err(|e| format!("user namespace range: {e}"))?,
+            );
+        }
+        std::fs::create_dir_all(&l.staging).map_err(|e| format!("{}: {e}", l.staging.display()))?;
+        if let Some(cl) = &l.claim {
+            let _ = std::os::unix::fs::chown(&l.staging, Some(cl.start), Some(cl.start));
+        }
+        let image = crate::supervisor::images::prepare(
+            &c,
+            &opts.data_dir,
+            &stack,
+            &opts.insecure_registries,
+            false,
+        )?;
+        let image_user = image.as_ref().and_then(|i| i.defaults.user.clone());
+        // In a user namespace the container's root writes its layer as the
+        // range's first id: the layer and overlayfs' work folder are its.
+        if let (Some(cl), Some(Some((u, w)))) = (&l.claim, image.as_ref().map(|i| &i.upper)) {
+            for d in [u, w] {
+                std::os::unix::fs::chown(d, Some(cl.start), Some(cl.start))
+                    .map_err(|e| format!("{}: {e}", d.display()))?;
+            }
+        }
+        // A pulled image's identity: recorded as if the plan had known it,
+        // so the next reload does not take the pull for a change.
+        if let (config::ImageRef::Docker { .. }, Some(i)) = (&c.image, &image)
+            && l.spec.image_id.as_deref() != Some(i.manifest.as_str())
+        {
+            l.spec = l.spec.with_image_id(&i.manifest);
+            if let Some(d) = self.desired.containers.iter_mut().find(|d| d.name == name) {
+                *d = d.with_image_id(&i.manifest);
+            }
+        }
+        let paths = Paths {
+            image,
+            data_dir: opts.data_dir.clone(),
+            stack: stack.clone(),
+            volume_paths: self
+                .desired
+                .volumes
+                .iter()
+                .filter_map(|(n, p)| p.clone().map(|p| (n.clone(), p)))
+                .collect(),
+        };
+        for m in &c.mounts {
+            if let config::Mount::Volume { source, .. } = m {
+                let dir = paths.volume(source.as_str());
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("volume {source}: {}: {e}", dir.display()))?;
+            }
+        }
+        let l = self.live.get_mut(name).ok_or("not known")?;
+        l.image_user = image_user;
+        let limits = lower::cgroup_limits(&c).map_err(|e| e.to_string())?;
+        let devices = lower::device_rules(&c).map_err(|e| e.to_string())?;
+        l.cgroup.create().map_err(|e| e.to_string())?;
+        // One container, one instance: whatever is in its cgroup now was
+        // started by a supervisor that died before it could record it
+        // (no record, no adoption): it ends before the new one starts.
+        if l.cgroup.kill_all() {
+            event(
+                &stack,
+                format!("{name}: ended an unrecorded instance left by the previous supervisor"),
+            );
+        }
+        l.cgroup.apply(&limits).map_err(|e| e.to_string())?;
+        l.cgroup
+            .restrict_devices(&devices)
+            .map_err(|e| e.to_string())?;
+        let spec = lower::sandbox_spec(
+            &c,
+            &paths,
+            &l.staging,
+            l.claim.as_ref().map(|cl| (cl.start, cl.count)),
+            l.cgroup.procs_files(),
+            Some(&opts.state_dir.join("seccomp")),
+        )
+        .map_err(|e| e.to_string())?;
+        for w in lower::warnings(&c) {
+            event(&stack, w);
+        }
+        let mut spec = spec;
+        if let Some((hosts, resolv)) = etc {
+            for (source, target) in [(hosts, "/etc/hosts"), (resolv, "/etc/resolv.conf")] {
+                spec.mounts.push(crate::sandbox::spec::MountSpec::Bind {
+                    source,
+                    target: PathBuf::from(target),
+                    read_only: true,
+                });
+            }
+        }
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| e.to_string());
+        let null = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
+        let stdio = Stdio3::Fds(OwnedFd::from(null), dup(&l.log.out_w)?, dup(&l.log.err_w)?);
+        if nets.is_empty() {
+            return sandbox::spawn(&spec, stdio).map_err(|e| e.to_string());
+        }
+        // Its network is set up after its namespaces exist, before it runs.
+        let mut attach = |pid: i32| -> Result<(), String> {
+            for n in &nets {
+                crate::network::linux::attach(&crate::network::linux::Attach {
+                    pid,
+                    bridge: &n.bridge,
+                    host_if: &n.host_if,
+                    inside: &n.inside,
+                    addr: n.ip,
+                    prefix: n.prefix,
+                    gateway: n.gateway,
+                })
+                .map_err(|e| format!("network {}: {e}", n.network))?;
+            }
+            Ok(())
+        };
+        sandbox::spawn_prepared(&spec, stdio, &mut attach).map_err(|e| e.to_string())
+    }
+
+    /// Reaps every child that ended; containers go through their policy.
+    pub(super) fn reap(&mut self) {
+        loop {
+            let mut status = 0;
+            // SAFETY: status is valid for writes.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                return;
+            }
+            if let Some(name) = self.checks.remove(&pid) {
+                self.on_check(&name, decode(status));
+                continue;
+            }
+            if let Some(waiter) = self.execs.remove(&pid) {
+                let _ = waiter.send(status);
+                continue;
+            }
+            if let Some(job) = self.pulls.remove(&pid) {
+                self.on_pull_done(job, decode(status));
+                continue;
+            }
+            let Some(name) = self
+                .live
+                .iter()
+                .find(|(_, l)| l.pid == Some(pid))
+                .map(|(n, _)| n.clone())
+            else {
+                continue; // an orphan re-parented to us: reaped, nothing more
+            };
+            let exit = decode(status);
+            let Some(l) = self.live.get_mut(&name) else {
+                continue;
+            };
+            let exit = if exit == Exit::Signal(libc::SIGKILL)
+                && l.cgroup.events().oom_kills > l.oom_base
+            {
+                Exit::Oom
+            } else {
+                exit
+            };
+            let ran = l.started.map(|s| s.elapsed()).unwrap_or_default();
+            l.pid = None;
+            self.after_exit(&name, exit, ran);
+        }
+    }
+
+    pub(super) fn after_exit(&mut self, name: &str, exit: Exit, ran: Duration) {
+        if self
+            .live
+            .get(name)
+            .is_some_and(|l| matches!(l.state, State::Stopping(_)))
+        {
+            // The end of a stop, not a failure: no restart policy.
+            self.finish_stop(name, Some(exit));
+            return;
+        }
+        let stack = self.stack();
+        let now = Instant::now();
+        let Some(l) = self.live.get_mut(name) else {
+            return;
+        };
+        l.health = None;
+        l.last_exit = Some(exit);
+        // Whatever it left in its cgroup goes with it; the cgroup itself is
+        // kept for the next run (making one costs more than the restart).
+        l.cgroup.kill_all();
+        let ended = if exit == Exit::Code(0) {
+            Ended::Success
+        } else {
+            Ended::Failure
+        };
+        let c = &l.spec.config;
+        let d = restart::decide(
+            &restart::Policy::of(c),
+            ended,
+            ran,
+            l.user_stopped,
+            &mut l.history,
+            now,
+        );
+        let how = match exit {
+            Exit::Code(c) => format!("exited with status {c}"),
+            Exit::Signal(s) => format!("killed by signal {s}"),
+            Exit::Oom => "killed by the out-of-memory killer".to_string(),
+        };
+        match d {
+            Decision::Restart(after) => {
+                l.restarts += 1;
+                l.state = State::Backoff(now + after);
+                event(
+                    &stack,
+                    format!("{name}: {how}; restarting in {} ms", after.as_millis()),
+                );
+                self.timers.push(std::cmp::Reverse((
+                    now + after,
+                    Timer::Restart(name.to_string()),
+                )));
+            }
+            Decision::Stay => {
+                l.state = State::Exited(exit);
+                event(&stack, format!("{name}: {how}"));
+            }
+            Decision::GiveUp(why) => {
+                l.state = State::Failed(format!("{how}; {why}"));
+                event(
+                    &stack,
+                    format!("{name}: failed: {how}; {why}; it stays down"),
+                );
+            }
+        }
+        self.refresh_hosts();
+        // A dependency that completed may let others start.
+        self.start_ready();
+    }
+
+    /// Whether every dependency of `name` meets its condition.
+    pub(super) fn deps_ready(&self, name: &str) -> Result<(), String> {
+        let Some(l) = self.live.get(name) else {
+            return Err("not known".into());
+        };
+        for (dep, cond) in &l.spec.config.depends_on {
+            let d = self.live.get(dep.as_str());
+            let ok = match cond {
+                config::Condition::Started => d.is_some_and(|d| d.state == State::Running),
+                config::Condition::Healthy => d.is_some_and(|d| {
+                    d.state == State::Running && d.health == Some(Health::Healthy)
+                }),
+                config::Condition::Completed => {
+                    d.is_some_and(|d| d.state == State::Exited(Exit::Code(0)))
+                }
+            };
+            if !ok {
+                let c = match cond {
+                    config::Condition::Started => "started",
+                    config::Condition::Healthy => "healthy",
+                    config::Condition::Completed => "completed",
+                };
+                return Err(format!("{dep} ({c})"));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn start_when_ready(&mut self, name: &str) {
+        match self.deps_ready(name) {
+            Ok(()) => self.start(name),
+            Err(waiting) => {
+                if let Some(l) = self.live.get_mut(name) {
+                    l.state = State::Waiting;
+                }
+                event(&self.stack(), format!("{name}: waiting for {waiting}"));
+            }
+        }
+    }
+
+    /// Container names in start order (dependencies first).
+    pub(super) fn start_order(&self) -> Vec<String> {
+        self.desired
+            .containers
+            .iter()
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
+    /// Starts, in dependency order, the waiting containers whose
+    /// dependencies are now met.
+    pub(super) fn start_ready(&mut self) {
+        let order = self.start_order();
+        for name in order {
+            let waiting = self
+                .live
+                .get(&name)
+                .is_some_and(|l| l.state == State::Waiting);
+            if waiting && self.deps_ready(&name).is_ok() {
+                self.start(&name);
+            }
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! `rkstack up`: one thread, one owner of live state. Signals (signalfd),
+//! the stack file's folder (inotify), the containers' output pipes and the
+//! timers meet in one `poll`. Plans come from the pure planner and are
+//! executed in order; decisions (restart or not, and when) come from
+//! [`super::restart`].
+
+use std::collections::{BTreeMap, BinaryHeap};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::control::{ApiError, Command, ContainerInfo, Reply, Request};
+use super::lockfile::{LockFile, Taken};
+use super::logs::Log;
+use super::lower::{self, Paths};
+use super::restart::{self, Decision, Ended, History};
+use super::run::{Exit, sigset};
+use super::userns;
+
+mod event_loop;
+mod execute;
+mod health;
+mod lifecycle;
+mod networks;
+mod persist;
+mod placement;
+mod pulls;
+mod reload;
+mod requests;
+mod shutdown;
+mod sources;
+mod stops;
+use crate::config::{self, UserNamespace};
+use crate::plan::{self, Action, ContainerSpec, DesiredState, ObservedState, Plan, Record, Target};
+use crate::sandbox::cgroup::{Cgroup, Layout};
+use crate::sandbox::{self, Stdio3};
+use lifecycle::{decode, describe};
+pub use persist::placed_in_leaf;
+use persist::proc_starttime;
+pub use placement::cgroup_base;
+use placement::claim_cgroup_base;
+use pulls::PullJob;
+use requests::{Waiter, wait_ready};
+use sources::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("{what}")]
+    Os {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Cgroup(#[from] crate::sandbox::cgroup::CgroupError),
+    #[error(
+        "stack {stack} is already running (supervisor pid {pid}); stop it first, or edit its file to change it"
+    )]
+    AlreadyRunning { stack: String, pid: String },
+    /// Host ports the stack would publish are held by other sockets.
+    #[error("{0}; nothing was started")]
+    PortsInUse(String),
+}
+
+/// Takes `STATE_DIR/STACK.lock` for as long as the returned lock lives;
+/// the file goes with it.
+fn lock_stack(state_dir: &Path, stack: &str) -> Result<LockFile, UpError> {
+    std::fs::create_dir_all(state_dir).map_err(os(format!("create {}", state_dir.display())))?;
+    let path = state_dir.join(format!("{stack}.lock"));
+    match LockFile::take(&path, &std::process::id().to_string())
+        .map_err(os(format!("lock {}", path.display())))?
+    {
+        Taken::Ours(lock) => Ok(lock),
+        Taken::Held(pid) => Err(UpError::AlreadyRunning {
+            stack: stack.to_string(),
+            pid,
+        }),
+    }
+}
+
+fn os(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> UpError {
+    let what = what.into();
+    move |source| UpError::Os { what, source }
+}
+
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub file: PathBuf,
+    pub state_dir: PathBuf,
+    pub data_dir: PathBuf,
+    /// Registries (HOST[:PORT]) pulled from over plain HTTP.
+    pub insecure_registries: Vec<String>,
+}
+
+/// `up -d`: where the detached supervisor tells the command that started it
+/// whether the stack came up (`ok`) or failed (`failed: why`).
+#[derive(Debug)]
+pub struct ReadyPipe(pub OwnedFd);
+
+impl ReadyPipe {
+    /// Writes the one message the waiting parent reads.
+    pub fn tell(&self, msg: &str) {
+        // SAFETY: writing our message to the pipe we were given.
+        unsafe { libc::write(self.0.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };
+    }
+}
+
+/// Where a container is in its life.
+#[derive(Debug, Clone, PartialEq)]
+pub enum State {
+    /// Held back until its dependencies are started, healthy or completed.
+    Waiting,
+    /// Waiting for its image, being pulled in the background.
+    Pulling,
+    Running,
+    /// Waiting to be restarted at this instant.
+    Backoff(Instant),
+    Exited(Exit),
+    Failed(String),
+    /// Sent its stop signal; killed at this instant if it has not ended.
+    /// The loop goes on meanwhile; its end finishes the stop.
+    Stopping(Instant),
+    Stopped,
+}
+
+/// Health of a running container with a `[health]` check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+struct Live {
+    /// Its address on each network it joins (kept across restarts).
+    ips: BTreeMap<String, std::net::IpAddr>,
+    /// OOM kills the cgroup had counted when this run started (the cgroup
+    /// is kept across restarts, so its counter is too).
+    oom_base: u64,
+    /// Why the last start failed, for `up -d` and `ps`.
+    last_error: Option<String>,
+    /// How its last run ended.
+    last_exit: Option<Exit>,
+    /// The user its image's config names (for exec and health checks too).
+    image_user: Option<String>,
+    /// Its cgroup's accounting files, opened when first read in a run.
+    usage: std::cell::RefCell<Option<crate::sandbox::cgroup::UsageReader>>,
+    /// Set for a container adopted from a previous supervisor: it is not our
+    /// child, so its end is seen through this pidfd instead of waitpid.
+    pidfd: Option<OwnedFd>,
+    /// Start time of `pid` (from /proc), to tell it from a reused pid.
+    starttime: Option<u64>,
+    health: Option<Health>,
+    /// Consecutive failed checks.
+    health_failures: u32,
+    spec: ContainerSpec,
+    /// What the running process was created from.
+    record: Record,
+    cgroup: Cgroup,
+    pid: Option<i32>,
+    started: Option<Instant>,
+    state: State,
+    history: History,
+    restarts: u32,
+    user_stopped: bool,
+    /// Its image was pulled for it (`pull_policy = "always"` pulls once
+    /// per created container, not at every restart).
+    pulled: bool,
+    log: Log,
+    staging: PathBuf,
+    claim: Option<userns::Claim>,
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Restart(String),
+    Reload,
+    HealthCheck(String),
+    HealthTimeout(String, i32),
+    Watchdog(Duration),
+    /// A stop's deadline (the one in [`State::Stopping`]): SIGKILL.
+    StopKill(String, Instant),
+    /// Ten seconds after that SIGKILL: the stop is over, ended or not.
+    StopGiveUp(String, Instant),
+}
+
+/// What waits for a container's stop to finish.
+enum Then {
+    /// `start` or `restart` by a user: started again, its history cleared.
+    StartByUser,
+    /// Restarted because it became unhealthy.
+    RestartUnhealthy,
+    /// A request answered with the container's state once stopped.
+    Reply(tokio::sync::oneshot::Sender<Result<Reply, ApiError>>),
+}
+
+/// What waits until no plan is being carried out.
+enum Idle {
+    /// An answer computed already, sent once the plan's ops are done.
+    Reply(
+        tokio::sync::oneshot::Sender<Result<Reply, ApiError>>,
+        Result<Reply, ApiError>,
+    ),
+    /// A reload that came while a plan waited for a stop.
+    Reload {
+        why: String,
+        reply: Option<tokio::sync::oneshot::Sender<Result<Reply, ApiError>>>,
+    },
+}
+
+struct Supervisor {
+    opts: UpOptions,
+    desired: DesiredState,
+    live: BTreeMap<String, Live>,
+    layout: Layout,
+    timers: BinaryHeap<std::cmp::Reverse<(Instant, Timer)>>,
+    signal_fd: OwnedFd,
+    inotify: Option<OwnedFd>,
+    file_name: Option<std::ffi::OsString>,
+    /// Health checks in flight: their pid → the container.
+    checks: BTreeMap<i32, String>,
+    /// The state file's last written text.
+    last_saved: Option<String>,
+    /// `up -d`'s parent, waiting to hear that the stack is up.
+    ready: Option<ReadyPipe>,
+    /// Where the containers' cgroups go, relative to each hierarchy's root.
+    cgroup_base: PathBuf,
+    /// Networks made, as the plan sees them.
+    networks: BTreeMap<String, plan::NetworkRecord>,
+    /// The nftables rules last applied (ports and NAT), to apply only changes.
+    nft_rules: Option<String>,
+    /// Addresses of containers that ended while no supervisor ran: they
+    /// get them back when they start again (network → address).
+    past_ips: BTreeMap<String, BTreeMap<String, std::net::IpAddr>>,
+    /// Host ports in the nftables table now.
+    published: Vec<super::stacks::Published>,
+    /// Processes run by `exec` requests: pid → who waits for its status.
+    execs: BTreeMap<i32, tokio::sync::oneshot::Sender<i32>>,
+    /// Image pulls under way (`rkstack pull` processes): pid → the pull.
+    pulls: BTreeMap<i32, PullJob>,
+    reloads: u64,
+    last_reload_ok: bool,
+    /// Started by systemd in the `supervisor` leaf of its unit.
+    placed_in_leaf: bool,
+    /// Where each bind source resolved when the file was first read.
+    pins: super::binds::Pins,
+    /// Plan ops not carried out yet: the first waits for a stop to finish.
+    queue: std::collections::VecDeque<plan::Op>,
+    /// Whether the queue is being worked through (a nested call returns).
+    in_queue: bool,
+    /// What runs when a container's stop finishes.
+    after_stop: Vec<(String, Then)>,
+    /// What runs when the queue is empty.
+    when_idle: Vec<Idle>,
+}
+
+/// Editors save in a burst of events (write, rename, chmod) within a few
+/// milliseconds; one reload after the burst is enough.
+const RELOAD_DEBOUNCE: Duration = Duration::from_millis(10);
+
+const HANDLED: &[i32] = &[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+/// Records one lifecycle event (see [`super::events`]).
+fn event(stack: &str, msg: impl std::fmt::Display) {
+    super::events::record(stack, msg.to_string());
+}
+
+/// Tells systemd (when it started us with NOTIFY_SOCKET).
+pub fn sd_notify(msg: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    let _ = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|a| sock.send_to_addr(msg.as_bytes(), &a))
+    } else {
+        sock.send_to(msg.as_bytes(), Path::new(&path))
+    };
+}
+
+/// Runs the stack until SIGTERM/SIGINT. Returns when every container is stopped.
+pub fn up(opts: UpOptions) -> Result<(), UpError> {
+    up_with(opts, None, None)
+}
+
+/// What `up -d`'s waiting parent is told when the supervisor gives up
+/// before the stack is up: this prefix, then the error.
+pub const READY_EXITED: &str = "exited: ";
+
+/// [`up`], reporting to `ready` once every container is up or one failed,
+/// or why the supervisor could not carry on.
+pub fn up_with(
+    opts: UpOptions,
+    ready: Option<ReadyPipe>,
+    control: Option<Control>,
+) -> Result<(), UpError> {
+    super::nofile::raise();
+    let report = ready.as_ref().and_then(|r| r.0.try_clone().ok());
+    let result = supervise(opts, ready, control);
+    if let (Err(e), Some(fd)) = (&result, report) {
+        // Nobody reads any more once the stack was reported up: harmless.
+        let msg = format!("{READY_EXITED}{e}");
+        // SAFETY: writing our message to the pipe we were given.
+        unsafe { libc::write(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };
+    }
+    result
+}
+
+/// Control requests for the event loop, and the server that produces them
+/// (run on the loop's own thread while the loop waits).
+pub struct Control {
+    pub requests: tokio::sync::mpsc::UnboundedReceiver<Request>,
+    pub server: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Control")
+    }
+}
+
+fn supervise(
+    opts: UpOptions,
+    ready: Option<ReadyPipe>,
+    control: Option<Control>,
+) -> Result<(), UpError> {
+    // Orphans of the containers' processes come to us, and are reaped.
+    // SAFETY: plain prctl.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let mut handled = HANDLED.to_vec();
+    if super::pid1::is_init() {
+        handled.extend(super::pid1::signals());
+    }
+    let set = sigset(&handled);
+    // SAFETY: blocking our signals so they arrive through the signalfd only.
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    // SAFETY: a new signalfd for the blocked set.
+    let sfd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    if sfd < 0 {
+        return Err(os("signalfd")(std::io::Error::last_os_error()));
+    }
+    // SAFETY: a new fd that we own.
+    let signal_fd = unsafe { OwnedFd::from_raw_fd(sfd) };
+    let mut stack = config::load(&opts.file)?;
+    let mut pins = super::binds::Pins::default();
+    pins.apply(&mut stack);
+    // One supervisor per stack: a second would adopt, and fight over, the
+    // first one's containers. The lock goes with the process, however it ends.
+    let _lock = lock_stack(&opts.state_dir, stack.name.as_str())?;
+    let desired = {
+        let ids = super::images::ids(&stack, &opts.data_dir);
+        DesiredState::from_stack_with_images(stack, &ids)
+    };
+    let (inotify, file_name) = watch(&opts.file);
+    let layout = Layout::detect()?;
+    let own_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let placed_in_leaf = matches!(layout, Layout::V2 { .. })
+        && own_cgroup
+            .lines()
+            .any(|l| l.starts_with("0::") && l.trim_end().ends_with("/supervisor"));
+    let cgroup_base = claim_cgroup_base(&layout, &own_cgroup, &desired.stack);
+    let mut sup = Supervisor {
+        nft_rules: None,
+        past_ips: BTreeMap::new(),
+        published: Vec::new(),
+        execs: BTreeMap::new(),
+        pulls: BTreeMap::new(),
+        reloads: 0,
+        last_reload_ok: true,
+        placed_in_leaf,
+        pins,
+        queue: Default::default(),
+        in_queue: false,
+        after_stop: Vec::new(),
+        when_idle: Vec::new(),
+        networks: BTreeMap::new(),
+        cgroup_base,
+        layout,
+        desired,
+        live: BTreeMap::new(),
+        timers: BinaryHeap::new(),
+        signal_fd,
+        inotify,
+        file_name,
+        checks: BTreeMap::new(),
+        last_saved: None,
+        ready,
+        opts,
+    };
+    sup.adopt();
+    super::images::empty_trash(&sup.opts.data_dir, &sup.stack());
+    // systemd's watchdog: a sign of life from the event loop at half the period.
+    if let Some(usec) = std::env::var("WATCHDOG_USEC")
+        .ok()
+        .and_then(|u| u.parse::<u64>().ok())
+        && std::env::var("WATCHDOG_PID")
+            .ok()
+            .is_none_or(|p| p == std::process::id().to_string())
+        && usec > 0
+    {
+        let every = Duration::from_micros(usec / 2);
+        sup.timers.push(std::cmp::Reverse((
+            Instant::now() + every,
+            Timer::Watchdog(every),
+        )));
+    }
+    let plan = plan::reconcile(&sup.desired, &sup.observed());
+    if let Err(e) = sup.check_ports(&sup.desired, &plan) {
+        // Nothing was changed yet; containers adopted from a crash run on.
+        return Err(UpError::PortsInUse(e));
+    }
+    event(&sup.desired.stack, format!("plan:\n{plan}"));
+    sup.execute(&plan);
+    sup.save_state();
+    sup.report_ready();
+    sup.notify_status("READY=1");
+    // One thread throughout: the runtime only waits for the loop's file
+    // descriptors and serves the API in between (the fork fast path of the
+    // sandbox needs a single-threaded process).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(os("the event loop's runtime"))?;
+    let local = tokio::task::LocalSet::new();
+    let result = local.block_on(&rt, async {
+        let requests = match control {
+            Some(c) => {
+                tokio::task::spawn_local(c.server);
+                Some(c.requests)
+            }
+            None => None,
+        };
+        sup.run_loop(requests).await
+    });
+    sd_notify("STOPPING=1");
+    sup.shutdown();
+    result
+}
+
+impl Supervisor {
+    fn stack(&self) -> String {
+        self.desired.stack.clone()
+    }
+
+    fn notify_status(&self, head: &str) {
+        let running = self
+            .live
+            .values()
+            .filter(|l| l.state == State::Running)
+            .count();
+        sd_notify(&format!(
+            "{head}\nSTATUS={running} of {} containers running",
+            self.live.len()
+        ));
+    }
+}

@@ -1,0 +1,393 @@
+//! The stack's networks as its containers see them: addresses (IPAM),
+//! hosts files, published ports and NAT, veths removed with their container.
+
+use super::*;
+
+/// One network of a container about to start.
+pub(super) struct NetPlan {
+    pub(super) network: String,
+    pub(super) bridge: String,
+    pub(super) host_if: String,
+    pub(super) inside: String,
+    pub(super) ip: std::net::IpAddr,
+    pub(super) prefix: u8,
+    pub(super) gateway: Option<std::net::IpAddr>,
+}
+
+impl Supervisor {
+    /// The networks `name` joins, with its address on each (IPAM over every
+    /// member of the network; a previous address is kept while valid).
+    pub(super) fn network_plan(&self, name: &str) -> Result<Vec<NetPlan>, String> {
+        let Some(c) = self.desired.container(name) else {
+            return Ok(Vec::new());
+        };
+        let config::NetworkMode::Networks(atts) = &c.config.network else {
+            return Ok(Vec::new());
+        };
+        let stack = self.stack();
+        let mut out = Vec::new();
+        for (i, att) in atts.iter().enumerate() {
+            let Some(n) = self.desired.networks.get(att.network.as_str()) else {
+                continue;
+            };
+            let (Some(cidr), Some(gw)) = (n.config.subnet, n.config.gateway) else {
+                continue;
+            };
+            if !self.networks.contains_key(att.network.as_str()) {
+                return Err(format!("network {} is not up (see why above)", att.network));
+            }
+            let subnet = crate::network::Subnet {
+                addr: cidr.addr,
+                prefix: cidr.prefix,
+            };
+            let mut members: BTreeMap<String, Option<std::net::IpAddr>> = BTreeMap::new();
+            let mut previous: BTreeMap<String, std::net::IpAddr> = BTreeMap::new();
+            for other in &self.desired.containers {
+                if let config::NetworkMode::Networks(oa) = &other.config.network
+                    && let Some(a) = oa.iter().find(|a| a.network == att.network)
+                {
+                    members.insert(other.name.clone(), a.ip);
+                    if let Some(ip) = self
+                        .live
+                        .get(&other.name)
+                        .map(|l| &l.ips)
+                        .filter(|ips| !ips.is_empty())
+                        .or_else(|| self.past_ips.get(&other.name))
+                        .and_then(|ips| ips.get(att.network.as_str()))
+                    {
+                        previous.insert(other.name.clone(), *ip);
+                    }
+                }
+            }
+            let req = crate::network::ipam::Request {
+                network: att.network.as_str(),
+                subnet,
+                gateway: gw,
+                members: &members,
+                previous: &previous,
+            };
+            let ips = crate::network::ipam::assign(&req).map_err(|e| e.to_string())?;
+            let Some(ip) = ips.get(name).copied() else {
+                continue;
+            };
+            out.push(NetPlan {
+                network: att.network.to_string(),
+                bridge: crate::network::names::bridge(&stack, att.network.as_str()),
+                host_if: crate::network::names::veth_host(&stack, name, att.network.as_str()),
+                inside: crate::network::names::inside(out.len()),
+                ip,
+                prefix: cidr.prefix,
+                // The first network gives the default route, unless it is internal.
+                gateway: (i == 0 && !n.config.internal).then_some(gw),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Writes `name`'s /etc/hosts and /etc/resolv.conf (bind-mounted into it);
+    /// rewriting them in place later changes what the running container sees.
+    pub(super) fn write_etc(&self, name: &str) -> Result<(PathBuf, PathBuf), String> {
+        let dir = self
+            .opts
+            .state_dir
+            .join(self.stack())
+            .join("etc")
+            .join(name);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let hosts = dir.join("hosts");
+        let resolv = dir.join("resolv.conf");
+        std::fs::write(&hosts, self.hosts_of(name))
+            .map_err(|e| format!("{}: {e}", hosts.display()))?;
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        std::fs::write(&resolv, crate::network::hosts::resolv_conf(&host_resolv))
+            .map_err(|e| format!("{}: {e}", resolv.display()))?;
+        Ok((hosts, resolv))
+    }
+
+    pub(super) fn hosts_of(&self, name: &str) -> String {
+        let Some(c) = self.desired.container(name) else {
+            return String::new();
+        };
+        let config::NetworkMode::Networks(atts) = &c.config.network else {
+            return String::new();
+        };
+        let mut networks = Vec::new();
+        for att in atts {
+            let mut peers = Vec::new();
+            for other in &self.desired.containers {
+                let config::NetworkMode::Networks(oa) = &other.config.network else {
+                    continue;
+                };
+                let Some(a) = oa.iter().find(|a| a.network == att.network) else {
+                    continue;
+                };
+                let Some(l) = self.live.get(&other.name) else {
+                    continue;
+                };
+                let Some(ip) = l.ips.get(att.network.as_str()) else {
+                    continue;
+                };
+                if other.name != name && l.state != State::Running {
+                    continue;
+                }
+                peers.push(crate::network::hosts::Peer {
+                    name: other.name.clone(),
+                    aliases: a.aliases.clone(),
+                    ip: *ip,
+                });
+            }
+            networks.push(peers);
+        }
+        crate::network::hosts::hosts_file(name, &c.config.hostname, &networks)
+    }
+
+    /// Removes the host ends of a stopped container's veths at once: the
+    /// kernel would only do it some time after its network namespace is gone.
+    pub(super) fn detach(&self, name: &str) {
+        let Some(l) = self.live.get(name) else { return };
+        for net in l.ips.keys() {
+            let own = crate::network::names::veth_host(&self.stack(), name, net);
+            for n in crate::network::names::veth_host_names(&own) {
+                let _ = crate::network::linux::delete_link(&n);
+            }
+        }
+    }
+
+    /// Before a plan changes anything: the host ports it will publish must
+    /// not be held by a socket of this host (those rkstack already publishes
+    /// for this stack are its own).
+    pub(super) fn check_ports(&self, desired: &DesiredState, plan: &Plan) -> Result<(), String> {
+        let starting: Vec<&str> = plan
+            .ops
+            .iter()
+            .filter(|o| o.target == Target::Container && o.action == Action::Start)
+            .map(|o| o.name.as_str())
+            .collect();
+        if starting.is_empty() {
+            return Ok(());
+        }
+        let ours: std::collections::BTreeSet<(&str, u16)> = self
+            .desired
+            .containers
+            .iter()
+            .filter(|c| {
+                self.live
+                    .get(&c.name)
+                    .is_some_and(|l| l.state == State::Running)
+            })
+            .flat_map(|c| {
+                c.config
+                    .ports
+                    .iter()
+                    .map(|p| (p.proto.as_str(), p.host_port))
+            })
+            .collect();
+        let held = crate::network::linux::ports_in_use();
+        let others =
+            crate::supervisor::stacks::published_by_others(&self.opts.state_dir, &desired.stack);
+        let mut problems = Vec::new();
+        for c in desired
+            .containers
+            .iter()
+            .filter(|c| starting.contains(&c.name.as_str()))
+        {
+            for p in &c.config.ports {
+                let key = (p.proto.as_str(), p.host_port);
+                if let Some((other, _)) = others
+                    .iter()
+                    .find(|(_, o)| o.proto == key.0 && o.port == key.1)
+                {
+                    problems.push(format!(
+                        "{}: host port {}/{} is already published by stack {other}",
+                        c.name, p.host_port, key.0
+                    ));
+                } else if held.contains(&key) && !ours.contains(&key) {
+                    problems.push(format!(
+                        "{}: host port {}/{} is already in use on this host",
+                        c.name, p.host_port, key.0
+                    ));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// Published ports of the running containers and NAT of the networks,
+    /// applied to the stack's nftables table when they changed.
+    pub(super) fn apply_ports(&mut self) {
+        use crate::network::nft;
+        let stack = self.stack();
+        let mut publish = Vec::new();
+        for c in &self.desired.containers {
+            let config::NetworkMode::Networks(atts) = &c.config.network else {
+                continue;
+            };
+            let Some(l) = self.live.get(&c.name).filter(|l| l.state == State::Running) else {
+                continue;
+            };
+            // Ports go to the address on its first bridge network that is not internal.
+            let Some(ip) = atts
+                .iter()
+                .filter(|a| {
+                    self.desired
+                        .networks
+                        .get(a.network.as_str())
+                        .is_some_and(|n| !n.config.internal)
+                })
+                .find_map(|a| l.ips.get(a.network.as_str()))
+            else {
+                continue;
+            };
+            for p in &c.config.ports {
+                publish.push(nft::Publish {
+                    proto: p.proto.as_str(),
+                    host_ip: p.host_ip,
+                    host_port: p.host_port,
+                    container_ip: *ip,
+                    container_port: p.container_port,
+                });
+            }
+        }
+        let bridges: Vec<nft::Bridge> = self
+            .desired
+            .networks
+            .values()
+            .filter(|n| self.networks.contains_key(&n.name))
+            .filter_map(|n| {
+                n.config.subnet.map(|s| nft::Bridge {
+                    name: crate::network::names::bridge(&stack, &n.name),
+                    subnet: crate::network::Subnet {
+                        addr: s.addr,
+                        prefix: s.prefix,
+                    },
+                    nat: n.config.nat,
+                    internal: n.config.internal,
+                })
+            })
+            .collect();
+        let wanted = !publish.is_empty() || !bridges.is_empty();
+        if !publish.is_empty() || bridges.iter().any(|b| b.nat) {
+            match nft::enable_forwarding() {
+                Ok(true) => event(
+                    &stack,
+                    "IPv4 forwarding turned on (net.ipv4.ip_forward = 1) for published ports and NAT",
+                ),
+                Ok(false) => {}
+                Err(e) => event(
+                    &stack,
+                    format!("IPv4 forwarding could not be turned on: {e}"),
+                ),
+            }
+        }
+        let rules = nft::ruleset(&stack, &publish, &bridges);
+        if (!wanted && self.nft_rules.is_none())
+            || self.nft_rules.as_deref() == Some(rules.as_str())
+        {
+            return;
+        }
+        let result = if wanted {
+            nft::apply(&stack, &publish, &bridges)
+        } else {
+            nft::remove(&stack)
+        };
+        match result {
+            Ok(()) => {
+                self.nft_rules = wanted.then_some(rules);
+                let mut published: Vec<_> = publish
+                    .iter()
+                    .map(|p| crate::supervisor::stacks::Published {
+                        proto: p.proto.to_string(),
+                        port: p.host_port,
+                    })
+                    .collect();
+                published.sort();
+                published.dedup();
+                self.published = published;
+            }
+            Err(e) => event(&stack, format!("ports and nat not applied: {e}")),
+        }
+    }
+
+    /// Rewrites every running container's /etc/hosts (members came or went).
+    pub(super) fn refresh_hosts(&mut self) {
+        self.apply_ports();
+        for (name, l) in &self.live {
+            if l.state != State::Running || l.ips.is_empty() {
+                continue;
+            }
+            let path = self
+                .opts
+                .state_dir
+                .join(self.stack())
+                .join("etc")
+                .join(name)
+                .join("hosts");
+            let text = self.hosts_of(name);
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                // In place: the container sees the same file, with new contents.
+                let _ = std::fs::write(&path, text);
+            }
+        }
+    }
+
+    /// Makes a network's bridge (unless its subnet collides with a route
+    /// of the host) and records it.
+    pub(super) fn create_network(&mut self, name: &str) {
+        let Some(n) = self.desired.networks.get(name).cloned() else {
+            return;
+        };
+        if let (Some(subnet), Some(gw)) = (n.config.subnet, n.config.gateway) {
+            let bridge = crate::network::names::bridge(&self.stack(), name);
+            // A subnet the host already routes elsewhere would cut it off.
+            let ours = [(
+                name.to_string(),
+                crate::network::Subnet {
+                    addr: subnet.addr,
+                    prefix: subnet.prefix,
+                },
+            )];
+            let routes: Vec<crate::network::Subnet> = crate::network::linux::ipv4_routes()
+                .into_iter()
+                .filter(|(iface, _)| *iface != bridge)
+                .map(|(_, r)| r)
+                .collect();
+            if let Some((_, r)) = crate::network::ipam::host_overlaps(&ours, &routes).first() {
+                event(
+                    &self.stack(),
+                    format!(
+                        "network {}: not made: {subnet} overlaps the host's route to {r}; choose another subnet",
+                        name
+                    ),
+                );
+                return;
+            }
+            match crate::network::linux::ensure_bridge(&bridge, gw, subnet.prefix) {
+                Ok(()) => event(
+                    &self.stack(),
+                    format!(
+                        "network {}: bridge {bridge} up ({subnet}, gateway {gw})",
+                        name
+                    ),
+                ),
+                Err(e) => event(
+                    &self.stack(),
+                    format!("network {}: cannot be made: {e}", name),
+                ),
+            }
+        }
+        self.networks.insert(name.to_string(), n.record());
+    }
+
+    /// Removes a network's bridge and its record.
+    pub(super) fn remove_network(&mut self, name: &str) {
+        let bridge = crate::network::names::bridge(&self.stack(), name);
+        if let Err(e) = crate::network::linux::delete_link(&bridge) {
+            event(&self.stack(), format!("network {}: {e}", name));
+        }
+        self.networks.remove(name);
+    }
+}

@@ -1,0 +1,340 @@
+//! What survives a supervisor crash: the state file, written atomically
+//! when it changes, and adoption of the containers it names.
+
+use super::*;
+
+/// What survives a supervisor crash: `STATE_DIR/STACK/state.json`.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(super) struct SavedState {
+    pub(super) stack: String,
+    pub(super) containers: BTreeMap<String, Saved>,
+    /// The networks whose bridges exist, with what they were made from.
+    #[serde(default)]
+    pub(super) networks: BTreeMap<String, plan::NetworkRecord>,
+    /// Host ports published now (other stacks check theirs against them).
+    #[serde(default)]
+    published: Vec<crate::supervisor::stacks::Published>,
+    /// Images from the store its containers are declared with (`rmi`
+    /// refuses to remove them while the stack runs).
+    #[serde(default)]
+    pub(super) images: Vec<String>,
+    /// Whether systemd started the supervisor in its `supervisor` leaf
+    /// (`DelegateSubgroup=`): it can then start the next one beside the
+    /// containers (see [`super::unit`]).
+    #[serde(default)]
+    pub(super) placed_in_leaf: bool,
+}
+
+/// [`SavedState`]'s `placed_in_leaf` of a stack; false without a state.
+pub fn placed_in_leaf(state_dir: &Path, stack: &str) -> bool {
+    std::fs::read(state_dir.join(stack).join("state.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<SavedState>(&b).ok())
+        .is_some_and(|s| s.placed_in_leaf)
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(super) struct Saved {
+    #[serde(default)]
+    pub(super) ips: BTreeMap<String, std::net::IpAddr>,
+    pub(super) pid: Option<i32>,
+    pub(super) starttime: Option<u64>,
+    pub(super) record: Record,
+    pub(super) restarts: u32,
+    pub(super) user_stopped: bool,
+    /// Why its restart policy gave up on it (`start_limit`): it stays down
+    /// across a supervisor restart too.
+    #[serde(default)]
+    pub(super) failed: Option<String>,
+}
+
+/// Field 22 of /proc/PID/stat: when the process started, in clock ticks
+/// since boot. A pid with another start time is another process.
+pub(super) fn proc_starttime(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = text.rsplit_once(')')?.1;
+    // Fields after the command: state is field 3; starttime is field 22.
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// A process that has ended but was not reaped yet (its parent died with
+/// the previous supervisor) is no container to adopt.
+pub(super) fn proc_dead(pid: i32) -> bool {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    matches!(
+        text.rsplit_once(')')
+            .and_then(|(_, a)| a.split_whitespace().next()),
+        Some("Z" | "X" | "x")
+    )
+}
+
+pub(super) fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: plain syscall.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a new fd that we own.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Writes a file atomically: a temporary file, fsync, rename.
+pub(super) fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    // State (the containers' specs, their environment among them) is
+    // for root alone.
+    let mut f = std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::File::options()
+            .write(true)
+            .create(true)
+            .truncate(true),
+        0o600,
+    )
+    .open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+impl Supervisor {
+    /// For `up -d`: once every container runs (or completed), or one failed.
+    pub(super) fn report_ready(&mut self) {
+        if self.ready.is_none() {
+            return;
+        }
+        let mut failed = None;
+        let mut pending = false;
+        for (name, l) in &self.live {
+            match &l.state {
+                State::Running => pending |= l.health == Some(Health::Starting),
+                State::Exited(Exit::Code(0)) => {}
+                State::Failed(why) => failed = Some(format!("{name}: {why}")),
+                State::Exited(e) if l.spec.config.restart == config::RestartPolicy::No => {
+                    let why = l
+                        .last_error
+                        .clone()
+                        .unwrap_or_else(|| format!("exited with {}", describe(*e)));
+                    failed = Some(format!("{name}: {why}"));
+                }
+                _ => pending = true,
+            }
+        }
+        let msg = match (failed, pending) {
+            (Some(f), _) => format!("failed: {f}"),
+            (None, false) => "ok".to_string(),
+            (None, true) => return,
+        };
+        if let Some(ReadyPipe(fd)) = self.ready.take() {
+            // SAFETY: writing our message to the pipe we were given.
+            unsafe { libc::write(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };
+        }
+    }
+
+    pub(super) fn state_path(&self) -> PathBuf {
+        self.opts.state_dir.join(self.stack()).join("state.json")
+    }
+
+    /// Saves the live state when it changed.
+    pub(super) fn save_state(&mut self) {
+        let saved = SavedState {
+            stack: self.stack(),
+            containers: self
+                .live
+                .iter()
+                .map(|(n, l)| {
+                    (
+                        n.clone(),
+                        Saved {
+                            ips: l.ips.clone(),
+                            pid: l.pid,
+                            starttime: l.starttime,
+                            record: l.record.clone(),
+                            restarts: l.restarts,
+                            user_stopped: l.user_stopped,
+                            failed: match &l.state {
+                                State::Failed(why) => Some(why.clone()),
+                                _ => None,
+                            },
+                        },
+                    )
+                })
+                .collect(),
+            networks: self.networks.clone(),
+            published: self.published.clone(),
+            placed_in_leaf: self.placed_in_leaf,
+            images: {
+                let mut v: Vec<String> = self
+                    .desired
+                    .containers
+                    .iter()
+                    .filter(|c| {
+                        matches!(
+                            c.config.image,
+                            config::ImageRef::Oci { .. } | config::ImageRef::Tar { .. }
+                        )
+                    })
+                    .map(|c| c.config.image.to_string())
+                    .collect();
+                v.sort();
+                v.dedup();
+                v
+            },
+        };
+        let Ok(text) = serde_json::to_string_pretty(&saved) else {
+            return;
+        };
+        if self.last_saved.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        match write_atomic(&self.state_path(), text.as_bytes()) {
+            Ok(()) => self.last_saved = Some(text),
+            Err(e) => event(
+                &self.stack(),
+                format!("cannot save {}: {e}", self.state_path().display()),
+            ),
+        }
+    }
+
+    /// After a crash of a previous supervisor: containers still running as
+    /// recorded are adopted as they are; what is stale is cleaned up.
+    pub(super) fn adopt(&mut self) {
+        let Ok(text) = std::fs::read_to_string(self.state_path()) else {
+            return;
+        };
+        let saved: SavedState = match serde_json::from_str(&text) {
+            Ok(s) => s,
+            Err(e) => {
+                event(
+                    &self.stack(),
+                    format!(
+                        "{}: unreadable ({e}); starting afresh",
+                        self.state_path().display()
+                    ),
+                );
+                return;
+            }
+        };
+        let had_networks = !saved.networks.is_empty();
+        // Bridges it made are known again, so the first plan keeps, recreates
+        // or removes them like any others; one gone meanwhile is made anew.
+        for (name, record) in saved.networks {
+            let bridge = crate::network::names::bridge(&self.stack(), &name);
+            if crate::network::linux::link_exists(&bridge) {
+                self.networks.insert(name, record);
+            }
+        }
+        // Its nftables table may hold rules the file no longer asks for:
+        // the first update replaces or removes it whatever it holds.
+        if had_networks {
+            self.nft_rules = Some(String::new());
+        }
+        let mut stopping = Vec::new();
+        for (name, sv) in saved.containers {
+            let alive = sv.pid.filter(|p| {
+                sv.starttime.is_some() && proc_starttime(*p) == sv.starttime && !proc_dead(*p)
+            });
+            let spec = self.desired.container(&name).cloned();
+            match (alive, spec) {
+                (Some(pid), Some(spec)) => {
+                    let Ok(mut l) = self.admit(spec) else {
+                        continue;
+                    };
+                    l.pid = Some(pid);
+                    l.ips = sv.ips;
+                    l.starttime = sv.starttime;
+                    l.pidfd = pidfd_open(pid);
+                    l.record = sv.record;
+                    l.restarts = sv.restarts;
+                    l.user_stopped = sv.user_stopped;
+                    l.state = State::Running;
+                    l.started = Some(Instant::now());
+                    l.health = l.spec.config.health.as_ref().map(|_| Health::Starting);
+                    if let Some(h) = &l.spec.config.health {
+                        self.timers.push(std::cmp::Reverse((
+                            Instant::now() + h.interval.0,
+                            Timer::HealthCheck(name.clone()),
+                        )));
+                    }
+                    event(&self.stack(), format!("{name}: adopted (pid {pid})"));
+                    if l.user_stopped {
+                        // Its stop was under way: it goes on.
+                        stopping.push(name.clone());
+                    }
+                    self.live.insert(name, l);
+                }
+                (None, Some(spec)) if sv.user_stopped => {
+                    // Stopped by a user: it stays stopped (`start` brings it back).
+                    let Ok(mut l) = self.admit(spec) else {
+                        continue;
+                    };
+                    l.ips = sv.ips;
+                    l.record = sv.record;
+                    l.restarts = sv.restarts;
+                    l.user_stopped = true;
+                    l.state = State::Stopped;
+                    event(
+                        &self.stack(),
+                        format!("{name}: stays stopped (stopped by a user)"),
+                    );
+                    self.live.insert(name, l);
+                }
+                (None, Some(spec)) if sv.failed.is_some() => {
+                    // Given up on by its restart policy: it stays down
+                    // (`start` brings it back), whatever killed the supervisor.
+                    let Ok(mut l) = self.admit(spec) else {
+                        continue;
+                    };
+                    let why = sv.failed.unwrap_or_default();
+                    l.record = sv.record;
+                    l.restarts = sv.restarts;
+                    event(
+                        &self.stack(),
+                        format!("{name}: stays down (failed before this supervisor: {why})"),
+                    );
+                    l.state = State::Failed(why);
+                    self.live.insert(name, l);
+                }
+                (alive, spec) => {
+                    if spec.is_some() && !sv.ips.is_empty() {
+                        self.past_ips.insert(name.clone(), sv.ips.clone());
+                    }
+                    // Dead, or no longer in the file: nothing of it stays.
+                    let cg = Cgroup::new(self.layout.clone(), self.cgroup_base.join(&name));
+                    if let Some(pid) = alive {
+                        // SAFETY: a container of this stack, recorded with its start time.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                    let _ = cg.destroy();
+                    let _ = std::fs::remove_dir(
+                        self.opts
+                            .state_dir
+                            .join(self.stack())
+                            .join("rootfs")
+                            .join(&name),
+                    );
+                    event(
+                        &self.stack(),
+                        format!("{name}: cleaned up after the previous supervisor"),
+                    );
+                }
+            }
+        }
+        for name in stopping {
+            self.stop(&name);
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Reloads: the stack file read again, checked against the host, planned
+//! against what runs; an invalid or unfit file changes nothing.
+
+use super::*;
+
+impl Supervisor {
+    /// Re-reads the stack file. An invalid file changes nothing. While a
+    /// plan waits for a stop, the reload comes after it (once).
+    pub(super) fn reload(&mut self, why: &str) {
+        if self.busy() {
+            if !self
+                .when_idle
+                .iter()
+                .any(|i| matches!(i, Idle::Reload { reply: None, .. }))
+            {
+                self.when_idle.push(Idle::Reload {
+                    why: why.to_string(),
+                    reply: None,
+                });
+            }
+            return;
+        }
+        let _ = self.try_reload(why);
+    }
+
+    /// A reload asked for by a request (`reply`) or left for when the last
+    /// plan was done: the plan's JSON is sent once its ops are carried out.
+    pub(super) fn reload_for(
+        &mut self,
+        why: &str,
+        reply: Option<tokio::sync::oneshot::Sender<Result<Reply, ApiError>>>,
+    ) {
+        if self.busy() {
+            self.when_idle.push(Idle::Reload {
+                why: why.to_string(),
+                reply,
+            });
+            return;
+        }
+        let result = self.try_reload(why).and_then(|plan| {
+            Reply::json(&serde_json::json!({
+                "changed": !plan.is_noop(),
+                "plan": plan.to_string(),
+                "ops": plan,
+            }))
+        });
+        let Some(tx) = reply else {
+            return;
+        };
+        match result {
+            Ok(answer) if self.busy() || self.in_queue => {
+                self.when_idle.push(Idle::Reply(tx, Ok(answer)));
+            }
+            answer => {
+                let _ = tx.send(answer);
+            }
+        }
+    }
+
+    /// [`Supervisor::reload`], with its outcome: the plan carried out, or why
+    /// the file was rejected (the stack then runs on as it was).
+    pub(super) fn try_reload(&mut self, why: &str) -> Result<Plan, ApiError> {
+        let now_us = {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: ts is valid for writes.
+            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+            ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+        };
+        sd_notify(&format!("RELOADING=1\nMONOTONIC_USEC={now_us}"));
+        self.reloads += 1;
+        let result = self.reload_plan(why);
+        self.last_reload_ok = result.is_ok();
+        if let Err(e) = &result {
+            let detail = if e.problems.is_empty() {
+                e.error.clone()
+            } else {
+                format!("{}:\n{}", e.error, e.problems.join("\n"))
+            };
+            event(
+                &self.stack(),
+                format!("reload ({why}) rejected, the stack keeps running as it was:\n{detail}"),
+            );
+        }
+        self.notify_status("READY=1");
+        result
+    }
+
+    /// `file` read as the desired state of this stack (bind sources pinned
+    /// where they first resolved); an invalid file or another stack's name
+    /// is refused (`renamed`: the refusal's words).
+    pub(super) fn desired_from(
+        &mut self,
+        file: &Path,
+        renamed: impl FnOnce(&str) -> String,
+    ) -> Result<DesiredState, ApiError> {
+        let mut stack = config::load(file).map_err(|e| {
+            ApiError::invalid(
+                format!("{} is not a valid stack file", file.display()),
+                e.diagnostics().iter().map(|d| d.to_string()).collect(),
+            )
+        })?;
+        self.pins.apply(&mut stack);
+        if stack.name.as_str() != self.desired.stack {
+            return Err(ApiError::conflict(renamed(stack.name.as_str())));
+        }
+        let ids = crate::supervisor::images::ids(&stack, &self.opts.data_dir);
+        Ok(DesiredState::from_stack_with_images(stack, &ids))
+    }
+
+    pub(super) fn reload_plan(&mut self, why: &str) -> Result<Plan, ApiError> {
+        let file = self.opts.file.clone();
+        let desired = self.desired_from(&file, |name| {
+            format!("the stack's name changed to {name}; restart rkstack to rename a stack")
+        })?;
+        let plan = plan::reconcile(&desired, &self.observed());
+        self.check_ports(&desired, &plan)
+            .map_err(ApiError::conflict)?;
+        // What the starts need from the host, before anything is stopped.
+        let problems: Vec<String> = plan
+            .ops
+            .iter()
+            .filter(|o| o.target == Target::Container && o.action == Action::Start)
+            .filter_map(|o| desired.container(&o.name))
+            .flat_map(|c| crate::supervisor::preflight::problems(&c.config))
+            .collect();
+        if !problems.is_empty() {
+            return Err(ApiError::invalid(
+                "the new stack cannot start here; nothing was changed",
+                problems,
+            ));
+        }
+        self.desired = desired;
+        if plan.is_noop() {
+            event(&self.stack(), format!("reload ({why}): nothing to do"));
+        } else {
+            event(&self.stack(), format!("reload ({why}):\n{plan}"));
+        }
+        // Also a plan of keeps: policy keys (restart, stop_signal, health
+        // timing, ...) take effect through them without a restart.
+        self.execute(&plan);
+        Ok(plan)
+    }
+
+    pub(super) fn observed(&self) -> ObservedState {
+        ObservedState {
+            containers: self
+                .live
+                .iter()
+                .map(|(n, l)| (n.clone(), l.record.clone()))
+                .collect(),
+            networks: self.networks.clone(),
+        }
+    }
+}

@@ -239,7 +239,7 @@ pub fn pull(
             Some(Box::new(progress)),
         ) {
             Ok(image) => {
-                let r = rkstack::supervisor::images::remember(&store, reference, &image, None)
+                let r = rkstack::container::images::remember(&store, reference, &image, None)
                     .map_err(anyhow::Error::msg)?;
                 writeln!(
                     std::io::stdout(),

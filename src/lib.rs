@@ -5,8 +5,10 @@
 
 pub mod api;
 pub mod config;
+pub mod container;
 pub mod image;
 pub mod network;
 pub mod plan;
 pub mod sandbox;
 pub mod supervisor;
+pub mod time;

@@ -581,7 +581,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     cli_api::plan(c, &file, json)
                 }));
             }
-            let ids = rkstack::supervisor::images::ids(&stack, &global.data_dir);
+            let ids = rkstack::container::images::ids(&stack, &global.data_dir);
             let desired = plan::DesiredState::from_stack_with_images(stack, &ids);
             // Until a supervisor runs, the stack is planned against nothing.
             let observed = plan::ObservedState::default();

@@ -81,6 +81,11 @@ fn lower_layers_do_not_reach_up() {
         ],
     );
     forbid("network", &["crate::api"]);
+    // A container is made for `up` and `run` alike and knows neither.
+    forbid(
+        "container",
+        &["crate::supervisor", "crate::api", "crate::plan"],
+    );
 }
 
 #[test]

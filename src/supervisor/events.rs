@@ -76,7 +76,7 @@ pub fn record(stack: &str, message: String) {
     }
     let e = Event {
         seq,
-        time: super::logs::timestamp(SystemTime::now()),
+        time: crate::time::timestamp(SystemTime::now()),
         stack: stack.to_string(),
         container,
         message: text,

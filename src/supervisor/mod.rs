@@ -4,11 +4,8 @@
 pub mod binds;
 pub mod control;
 pub mod events;
-pub mod images;
 pub mod lockfile;
 pub mod logs;
-pub mod lower;
-pub mod nofile;
 pub mod pid1;
 pub mod preflight;
 pub mod private;
@@ -17,4 +14,3 @@ pub mod run;
 pub mod stacks;
 pub mod unit;
 pub mod up;
-pub mod userns;

@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use super::lockfile::{LockFile, Taken};
-use super::lower::{self, LowerError, Paths};
-use super::userns;
 use crate::config::{Container, UserNamespace};
+use crate::container::lower::{self, LowerError, Paths};
+use crate::container::userns;
 use crate::sandbox::cgroup::{Cgroup, CgroupError, Layout};
 use crate::sandbox::{self, SandboxError};
 
@@ -110,7 +110,8 @@ pub fn run(c: &Container, opts: &RunOptions) -> Result<Exit, RunError> {
     // A one-off container's writable layer (images only) goes with it,
     // like `docker run --rm`; one left by a run that was killed is not
     // handed to this one. The folders above it stay for the next run.
-    let layer = super::images::container_dir(&opts.data_dir, &opts.stack, c.name.as_str());
+    let layer =
+        crate::container::images::container_dir(&opts.data_dir, &opts.stack, c.name.as_str());
     let _ = std::fs::remove_dir_all(&layer);
     let result = start_and_wait(c, opts, &cg, &staging, &set);
     let _ = std::fs::remove_dir(&staging);
@@ -166,7 +167,7 @@ fn start_and_wait(
         // The mapped root must be able to enter the staging directory.
         let _ = std::os::unix::fs::chown(staging, Some(cl.start), Some(cl.start));
     }
-    let image = super::images::prepare(
+    let image = crate::container::images::prepare(
         c,
         &opts.data_dir,
         &opts.stack,

@@ -13,6 +13,11 @@ impl Supervisor {
         // descriptors are those of the last wait).
         let mut questions_only = false;
         loop {
+            if self.stack_down() {
+                // Let the server send its last answers (`down`'s).
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                return Ok(());
+            }
             // Whether a timer did something in this pass.
             let mut fired = false;
             let now = Instant::now();
@@ -74,10 +79,8 @@ impl Supervisor {
             questions_only = !asked.is_empty() && asked.iter().all(|r| r.command.reads_only());
             for r in asked {
                 if self.on_request(r) {
-                    // Let the server send the answer before the loop ends.
-                    tokio::time::sleep(Duration::from_millis(30)).await;
                     event(&self.stack(), "stopping the stack (down)");
-                    return Ok(());
+                    self.begin_shutdown();
                 }
             }
             if n < 0 {
@@ -164,14 +167,14 @@ impl Supervisor {
                         libc::SIGTERM | libc::SIGINT => {
                             crate::supervisor::pid1::stopped_by(sig);
                             event(&self.stack(), "stopping the stack");
-                            return Ok(());
+                            self.begin_shutdown();
                         }
                         s if crate::supervisor::pid1::is_init()
                             && crate::supervisor::pid1::finish_of(s).is_some() =>
                         {
                             crate::supervisor::pid1::stopped_by(s);
                             event(&self.stack(), format!("stopping the stack (signal {s})"));
-                            return Ok(());
+                            self.begin_shutdown();
                         }
                         _ => {}
                     }
@@ -214,8 +217,8 @@ impl Supervisor {
             }
             Timer::HealthTimeout(name, pid) => {
                 if self.checks.get(&pid) == Some(&name) {
-                    // SAFETY: killing the health check process we started.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    // The health check process we started.
+                    self.launcher.signal(pid, libc::SIGKILL);
                 }
             }
         }

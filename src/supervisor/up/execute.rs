@@ -63,7 +63,7 @@ impl Supervisor {
                 };
                 if op.why == plan::Why::Recreate {
                     // A new container: a fresh writable layer (a restart keeps it).
-                    crate::supervisor::images::discard_layer(
+                    crate::container::images::discard_layer(
                         &self.opts.data_dir,
                         &self.stack(),
                         &op.name,
@@ -94,7 +94,7 @@ impl Supervisor {
                 if let Some(l) = self.live.get_mut(&op.name) {
                     match lower::cgroup_limits(&spec.config)
                         .map_err(|e| e.to_string())
-                        .and_then(|lim| l.cgroup.apply(&lim).map_err(|e| e.to_string()))
+                        .and_then(|lim| self.launcher.update_limits(&op.name, &lim))
                     {
                         Ok(()) => {
                             l.record.limits = spec.limits.clone();

@@ -19,7 +19,7 @@ impl Supervisor {
             &l.spec.config,
             pid,
             h.command.clone(),
-            l.cgroup.procs_files(),
+            self.launcher.procs_files(name),
             Some(&cache),
         ) {
             Ok(mut s) => {
@@ -42,7 +42,7 @@ impl Supervisor {
         };
         let now = Instant::now();
         match (devnull(), devnull(), devnull()) {
-            (Ok(i), Ok(o), Ok(e)) => match sandbox::exec(&spec, Stdio3::Fds(i, o, e)) {
+            (Ok(i), Ok(o), Ok(e)) => match self.launcher.exec(&spec, Stdio3::Fds(i, o, e)) {
                 Ok(check) => {
                     self.checks.insert(check, name.to_string());
                     self.timers.push(std::cmp::Reverse((

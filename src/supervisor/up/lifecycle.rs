@@ -21,7 +21,7 @@ pub(super) fn describe(e: Exit) -> String {
 
 impl Supervisor {
     /// Makes the long-lived parts of a container: its log and cgroup handle.
-    pub(super) fn admit(&self, spec: ContainerSpec) -> Result<Live, String> {
+    pub(super) fn admit(&mut self, spec: ContainerSpec) -> Result<Live, String> {
         let stack = self.stack();
         let c = &spec.config;
         let log = Log::open(
@@ -34,8 +34,8 @@ impl Supervisor {
             c.logging.max_files,
         )
         .map_err(|e| format!("log file: {e}"))?;
-        let cgroup = Cgroup::new(self.layout.clone(), self.cgroup_base.join(c.name.as_str()))
-            .only(&lower::extra_controllers(c));
+        self.launcher
+            .admit(c.name.as_str(), &lower::extra_controllers(c));
         let staging = self
             .opts
             .state_dir
@@ -45,7 +45,6 @@ impl Supervisor {
         Ok(Live {
             record: spec.record(),
             spec,
-            cgroup,
             pid: None,
             started: None,
             state: State::Stopped,
@@ -54,7 +53,6 @@ impl Supervisor {
             last_error: None,
             last_exit: None,
             image_user: None,
-            usage: Default::default(),
             pidfd: None,
             starttime: None,
             health: None,
@@ -72,6 +70,9 @@ impl Supervisor {
     pub(super) fn start(&mut self, name: &str) {
         let stack = self.stack();
         let now = Instant::now();
+        if self.shutting.is_some() {
+            return;
+        }
         // One container, at most one instance: whatever asks for a start
         // while one runs (or is being stopped) starts nothing.
         if let Some(pid) = self.live.get(name).and_then(|l| l.pid) {
@@ -82,11 +83,8 @@ impl Supervisor {
             return;
         }
         if let Some(l) = self.live.get(name)
-            && let Some(image) = crate::supervisor::images::pull_needed(
-                &l.spec.config,
-                &self.opts.data_dir,
-                l.pulled,
-            )
+            && let Some(image) =
+                crate::container::images::pull_needed(&l.spec.config, &self.opts.data_dir, l.pulled)
         {
             self.pull_for(name, image);
             return;
@@ -99,8 +97,8 @@ impl Supervisor {
         match result {
             Ok(pid) => {
                 l.pid = Some(pid);
-                l.oom_base = l.cgroup.events().oom_kills;
-                l.starttime = proc_starttime(pid);
+                l.oom_base = self.launcher.oom_kills(name);
+                l.starttime = self.launcher.starttime(pid);
                 l.pidfd = None;
                 l.started = Some(now);
                 l.state = State::Running;
@@ -155,7 +153,7 @@ impl Supervisor {
         if let Some(cl) = &l.claim {
             let _ = std::os::unix::fs::chown(&l.staging, Some(cl.start), Some(cl.start));
         }
-        let image = crate::supervisor::images::prepare(
+        let image = crate::container::images::prepare(
             &c,
             &opts.data_dir,
             &stack,
@@ -203,26 +201,12 @@ impl Supervisor {
         l.image_user = image_user;
         let limits = lower::cgroup_limits(&c).map_err(|e| e.to_string())?;
         let devices = lower::device_rules(&c).map_err(|e| e.to_string())?;
-        l.cgroup.create().map_err(|e| e.to_string())?;
-        // One container, one instance: whatever is in its cgroup now was
-        // started by a supervisor that died before it could record it
-        // (no record, no adoption): it ends before the new one starts.
-        if l.cgroup.kill_all() {
-            event(
-                &stack,
-                format!("{name}: ended an unrecorded instance left by the previous supervisor"),
-            );
-        }
-        l.cgroup.apply(&limits).map_err(|e| e.to_string())?;
-        l.cgroup
-            .restrict_devices(&devices)
-            .map_err(|e| e.to_string())?;
         let spec = lower::sandbox_spec(
             &c,
             &paths,
             &l.staging,
             l.claim.as_ref().map(|cl| (cl.start, cl.count)),
-            l.cgroup.procs_files(),
+            self.launcher.procs_files(name),
             Some(&opts.state_dir.join("seccomp")),
         )
         .map_err(|e| e.to_string())?;
@@ -242,9 +226,6 @@ impl Supervisor {
         let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| e.to_string());
         let null = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
         let stdio = Stdio3::Fds(OwnedFd::from(null), dup(&l.log.out_w)?, dup(&l.log.err_w)?);
-        if nets.is_empty() {
-            return sandbox::spawn(&spec, stdio).map_err(|e| e.to_string());
-        }
         // Its network is set up after its namespaces exist, before it runs.
         let mut attach = |pid: i32| -> Result<(), String> {
             for n in &nets {
@@ -261,7 +242,24 @@ impl Supervisor {
             }
             Ok(())
         };
-        sandbox::spawn_prepared(&spec, stdio, &mut attach).map_err(|e| e.to_string())
+        let started = self.launcher.start(crate::container::Start {
+            name,
+            limits: &limits,
+            devices: &devices,
+            spec,
+            stdio,
+            attach: (!nets.is_empty()).then_some(&mut attach),
+        })?;
+        // One container, one instance: whatever was in its cgroup was
+        // started by a supervisor that died before it could record it (no
+        // record, no adoption); it was ended before the new one started.
+        if started.ended_unrecorded {
+            event(
+                &stack,
+                format!("{name}: ended an unrecorded instance left by the previous supervisor"),
+            );
+        }
+        Ok(started.pid)
     }
 
     /// Reaps every child that ended; containers go through their policy.
@@ -273,41 +271,46 @@ impl Supervisor {
             if pid <= 0 {
                 return;
             }
-            if let Some(name) = self.checks.remove(&pid) {
-                self.on_check(&name, decode(status));
-                continue;
-            }
-            if let Some(waiter) = self.execs.remove(&pid) {
-                let _ = waiter.send(status);
-                continue;
-            }
-            if let Some(job) = self.pulls.remove(&pid) {
-                self.on_pull_done(job, decode(status));
-                continue;
-            }
-            let Some(name) = self
-                .live
-                .iter()
-                .find(|(_, l)| l.pid == Some(pid))
-                .map(|(n, _)| n.clone())
-            else {
-                continue; // an orphan re-parented to us: reaped, nothing more
-            };
-            let exit = decode(status);
-            let Some(l) = self.live.get_mut(&name) else {
-                continue;
-            };
-            let exit = if exit == Exit::Signal(libc::SIGKILL)
-                && l.cgroup.events().oom_kills > l.oom_base
-            {
+            self.child_exited(pid, status);
+        }
+    }
+
+    /// A child of ours ended with wait status `status`: a health check, an
+    /// exec, a pull or a container (its restart policy decides then).
+    pub(super) fn child_exited(&mut self, pid: i32, status: i32) {
+        if let Some(name) = self.checks.remove(&pid) {
+            self.on_check(&name, decode(status));
+            return;
+        }
+        if let Some(waiter) = self.execs.remove(&pid) {
+            let _ = waiter.send(status);
+            return;
+        }
+        if let Some(job) = self.pulls.remove(&pid) {
+            self.on_pull_done(job, decode(status));
+            return;
+        }
+        let Some(name) = self
+            .live
+            .iter()
+            .find(|(_, l)| l.pid == Some(pid))
+            .map(|(n, _)| n.clone())
+        else {
+            return; // an orphan re-parented to us: reaped, nothing more
+        };
+        let exit = decode(status);
+        let Some(l) = self.live.get_mut(&name) else {
+            return;
+        };
+        let exit =
+            if exit == Exit::Signal(libc::SIGKILL) && self.launcher.oom_kills(&name) > l.oom_base {
                 Exit::Oom
             } else {
                 exit
             };
-            let ran = l.started.map(|s| s.elapsed()).unwrap_or_default();
-            l.pid = None;
-            self.after_exit(&name, exit, ran);
-        }
+        let ran = l.started.map(|s| s.elapsed()).unwrap_or_default();
+        l.pid = None;
+        self.after_exit(&name, exit, ran);
     }
 
     pub(super) fn after_exit(&mut self, name: &str, exit: Exit, ran: Duration) {
@@ -329,7 +332,7 @@ impl Supervisor {
         l.last_exit = Some(exit);
         // Whatever it left in its cgroup goes with it; the cgroup itself is
         // kept for the next run (making one costs more than the restart).
-        l.cgroup.kill_all();
+        self.launcher.kill_leftovers(name);
         let ended = if exit == Exit::Code(0) {
             Ended::Success
         } else {

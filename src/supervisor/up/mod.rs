@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use super::control::{ApiError, Command, ContainerInfo, Reply, Request};
 use super::lockfile::{LockFile, Taken};
 use super::logs::Log;
-use super::lower::{self, Paths};
 use super::restart::{self, Decision, Ended, History};
 use super::run::{Exit, sigset};
-use super::userns;
+use crate::container::lower::{self, Paths};
+use crate::container::userns;
 
 mod event_loop;
 mod execute;
@@ -31,13 +31,15 @@ mod requests;
 mod shutdown;
 mod sources;
 mod stops;
+#[cfg(test)]
+mod tests;
 use crate::config::{self, UserNamespace};
+use crate::container::Launcher;
 use crate::plan::{self, Action, ContainerSpec, DesiredState, ObservedState, Plan, Record, Target};
-use crate::sandbox::cgroup::{Cgroup, Layout};
-use crate::sandbox::{self, Stdio3};
+use crate::sandbox::Stdio3;
+use crate::sandbox::cgroup::Layout;
 use lifecycle::{decode, describe};
 pub use persist::placed_in_leaf;
-use persist::proc_starttime;
 pub use placement::cgroup_base;
 use placement::claim_cgroup_base;
 use pulls::PullJob;
@@ -146,8 +148,6 @@ struct Live {
     last_exit: Option<Exit>,
     /// The user its image's config names (for exec and health checks too).
     image_user: Option<String>,
-    /// Its cgroup's accounting files, opened when first read in a run.
-    usage: std::cell::RefCell<Option<crate::sandbox::cgroup::UsageReader>>,
     /// Set for a container adopted from a previous supervisor: it is not our
     /// child, so its end is seen through this pidfd instead of waitpid.
     pidfd: Option<OwnedFd>,
@@ -159,7 +159,6 @@ struct Live {
     spec: ContainerSpec,
     /// What the running process was created from.
     record: Record,
-    cgroup: Cgroup,
     pid: Option<i32>,
     started: Option<Instant>,
     state: State,
@@ -215,7 +214,8 @@ struct Supervisor {
     opts: UpOptions,
     desired: DesiredState,
     live: BTreeMap<String, Live>,
-    layout: Layout,
+    /// Container processes and cgroups.
+    launcher: Box<dyn Launcher>,
     timers: BinaryHeap<std::cmp::Reverse<(Instant, Timer)>>,
     signal_fd: OwnedFd,
     inotify: Option<OwnedFd>,
@@ -226,8 +226,6 @@ struct Supervisor {
     last_saved: Option<String>,
     /// `up -d`'s parent, waiting to hear that the stack is up.
     ready: Option<ReadyPipe>,
-    /// Where the containers' cgroups go, relative to each hierarchy's root.
-    cgroup_base: PathBuf,
     /// Networks made, as the plan sees them.
     networks: BTreeMap<String, plan::NetworkRecord>,
     /// The nftables rules last applied (ports and NAT), to apply only changes.
@@ -255,6 +253,9 @@ struct Supervisor {
     after_stop: Vec<(String, Then)>,
     /// What runs when the queue is empty.
     when_idle: Vec<Idle>,
+    /// Once the stack is stopping: the batches of containers still to
+    /// stop, in order (dependents first); empty when all have stopped.
+    shutting: Option<std::collections::VecDeque<Vec<String>>>,
 }
 
 /// Editors save in a burst of events (write, rename, chmod) within a few
@@ -262,6 +263,46 @@ struct Supervisor {
 const RELOAD_DEBOUNCE: Duration = Duration::from_millis(10);
 
 const HANDLED: &[i32] = &[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+impl Supervisor {
+    /// A supervisor of `desired` with nothing running yet; `signal_fd`
+    /// is what the loop reads signals from.
+    fn new(
+        opts: UpOptions,
+        desired: DesiredState,
+        launcher: Box<dyn Launcher>,
+        signal_fd: OwnedFd,
+    ) -> Supervisor {
+        Supervisor {
+            nft_rules: None,
+            past_ips: BTreeMap::new(),
+            published: Vec::new(),
+            execs: BTreeMap::new(),
+            pulls: BTreeMap::new(),
+            reloads: 0,
+            last_reload_ok: true,
+            placed_in_leaf: false,
+            pins: Default::default(),
+            queue: Default::default(),
+            in_queue: false,
+            after_stop: Vec::new(),
+            when_idle: Vec::new(),
+            shutting: None,
+            networks: BTreeMap::new(),
+            launcher,
+            desired,
+            live: BTreeMap::new(),
+            timers: BinaryHeap::new(),
+            signal_fd,
+            inotify: None,
+            file_name: None,
+            checks: BTreeMap::new(),
+            last_saved: None,
+            ready: None,
+            opts,
+        }
+    }
+}
 
 /// Records one lifecycle event (see [`super::events`]).
 fn event(stack: &str, msg: impl std::fmt::Display) {
@@ -302,7 +343,7 @@ pub fn up_with(
     ready: Option<ReadyPipe>,
     control: Option<Control>,
 ) -> Result<(), UpError> {
-    super::nofile::raise();
+    crate::container::nofile::raise();
     let report = ready.as_ref().and_then(|r| r.0.try_clone().ok());
     let result = supervise(opts, ready, control);
     if let (Err(e), Some(fd)) = (&result, report) {
@@ -356,7 +397,7 @@ fn supervise(
     // first one's containers. The lock goes with the process, however it ends.
     let _lock = lock_stack(&opts.state_dir, stack.name.as_str())?;
     let desired = {
-        let ids = super::images::ids(&stack, &opts.data_dir);
+        let ids = crate::container::images::ids(&stack, &opts.data_dir);
         DesiredState::from_stack_with_images(stack, &ids)
     };
     let (inotify, file_name) = watch(&opts.file);
@@ -367,36 +408,15 @@ fn supervise(
             .lines()
             .any(|l| l.starts_with("0::") && l.trim_end().ends_with("/supervisor"));
     let cgroup_base = claim_cgroup_base(&layout, &own_cgroup, &desired.stack);
-    let mut sup = Supervisor {
-        nft_rules: None,
-        past_ips: BTreeMap::new(),
-        published: Vec::new(),
-        execs: BTreeMap::new(),
-        pulls: BTreeMap::new(),
-        reloads: 0,
-        last_reload_ok: true,
-        placed_in_leaf,
-        pins,
-        queue: Default::default(),
-        in_queue: false,
-        after_stop: Vec::new(),
-        when_idle: Vec::new(),
-        networks: BTreeMap::new(),
-        cgroup_base,
-        layout,
-        desired,
-        live: BTreeMap::new(),
-        timers: BinaryHeap::new(),
-        signal_fd,
-        inotify,
-        file_name,
-        checks: BTreeMap::new(),
-        last_saved: None,
-        ready,
-        opts,
-    };
+    let launcher = crate::container::LinuxLauncher::new(layout, cgroup_base);
+    let mut sup = Supervisor::new(opts, desired, Box::new(launcher), signal_fd);
+    sup.inotify = inotify;
+    sup.file_name = file_name;
+    sup.ready = ready;
+    sup.placed_in_leaf = placed_in_leaf;
+    sup.pins = pins;
     sup.adopt();
-    super::images::empty_trash(&sup.opts.data_dir, &sup.stack());
+    crate::container::images::empty_trash(&sup.opts.data_dir, &sup.stack());
     // systemd's watchdog: a sign of life from the event loop at half the period.
     if let Some(usec) = std::env::var("WATCHDOG_USEC")
         .ok()
@@ -441,7 +461,6 @@ fn supervise(
         };
         sup.run_loop(requests).await
     });
-    sd_notify("STOPPING=1");
     sup.shutdown();
     result
 }

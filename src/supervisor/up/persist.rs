@@ -48,38 +48,6 @@ pub(super) struct Saved {
     pub(super) failed: Option<String>,
 }
 
-/// Field 22 of /proc/PID/stat: when the process started, in clock ticks
-/// since boot. A pid with another start time is another process.
-pub(super) fn proc_starttime(pid: i32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = text.rsplit_once(')')?.1;
-    // Fields after the command: state is field 3; starttime is field 22.
-    after.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// A process that has ended but was not reaped yet (its parent died with
-/// the previous supervisor) is no container to adopt.
-pub(super) fn proc_dead(pid: i32) -> bool {
-    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return true;
-    };
-    matches!(
-        text.rsplit_once(')')
-            .and_then(|(_, a)| a.split_whitespace().next()),
-        Some("Z" | "X" | "x")
-    )
-}
-
-pub(super) fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: plain syscall.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: a new fd that we own.
-    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
 /// Writes a file atomically: a temporary file, fsync, rename.
 pub(super) fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -244,9 +212,9 @@ impl Supervisor {
         }
         let mut stopping = Vec::new();
         for (name, sv) in saved.containers {
-            let alive = sv.pid.filter(|p| {
-                sv.starttime.is_some() && proc_starttime(*p) == sv.starttime && !proc_dead(*p)
-            });
+            let alive = sv
+                .pid
+                .filter(|p| sv.starttime.is_some_and(|t| self.launcher.alive(*p, t)));
             let spec = self.desired.container(&name).cloned();
             match (alive, spec) {
                 (Some(pid), Some(spec)) => {
@@ -256,7 +224,7 @@ impl Supervisor {
                     l.pid = Some(pid);
                     l.ips = sv.ips;
                     l.starttime = sv.starttime;
-                    l.pidfd = pidfd_open(pid);
+                    l.pidfd = self.launcher.pidfd(pid);
                     l.record = sv.record;
                     l.restarts = sv.restarts;
                     l.user_stopped = sv.user_stopped;
@@ -313,12 +281,11 @@ impl Supervisor {
                         self.past_ips.insert(name.clone(), sv.ips.clone());
                     }
                     // Dead, or no longer in the file: nothing of it stays.
-                    let cg = Cgroup::new(self.layout.clone(), self.cgroup_base.join(&name));
                     if let Some(pid) = alive {
-                        // SAFETY: a container of this stack, recorded with its start time.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                        // A container of this stack, recorded with its start time.
+                        self.launcher.signal(pid, libc::SIGKILL);
                     }
-                    let _ = cg.destroy();
+                    self.launcher.destroy(&name);
                     let _ = std::fs::remove_dir(
                         self.opts
                             .state_dir

@@ -7,6 +7,9 @@ impl Supervisor {
     /// Re-reads the stack file. An invalid file changes nothing. While a
     /// plan waits for a stop, the reload comes after it (once).
     pub(super) fn reload(&mut self, why: &str) {
+        if self.shutting.is_some() {
+            return;
+        }
         if self.busy() {
             if !self
                 .when_idle
@@ -30,7 +33,7 @@ impl Supervisor {
         why: &str,
         reply: Option<tokio::sync::oneshot::Sender<Result<Reply, ApiError>>>,
     ) {
-        if self.busy() {
+        if self.busy() && self.shutting.is_none() {
             self.when_idle.push(Idle::Reload {
                 why: why.to_string(),
                 reply,
@@ -60,6 +63,9 @@ impl Supervisor {
     /// [`Supervisor::reload`], with its outcome: the plan carried out, or why
     /// the file was rejected (the stack then runs on as it was).
     pub(super) fn try_reload(&mut self, why: &str) -> Result<Plan, ApiError> {
+        if self.shutting.is_some() {
+            return Err(ApiError::conflict("the stack is stopping"));
+        }
         let now_us = {
             let mut ts = libc::timespec {
                 tv_sec: 0,
@@ -106,7 +112,7 @@ impl Supervisor {
         if stack.name.as_str() != self.desired.stack {
             return Err(ApiError::conflict(renamed(stack.name.as_str())));
         }
-        let ids = crate::supervisor::images::ids(&stack, &self.opts.data_dir);
+        let ids = crate::container::images::ids(&stack, &self.opts.data_dir);
         Ok(DesiredState::from_stack_with_images(stack, &ids))
     }
 

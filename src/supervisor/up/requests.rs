@@ -154,16 +154,7 @@ impl Supervisor {
     fn info(&self, name: &str, l: &Live) -> ContainerInfo {
         let running = l.state == State::Running;
         let usage = if running {
-            let mut reader = l.usage.borrow_mut();
-            let reader = reader.get_or_insert_with(|| l.cgroup.usage_reader());
-            let u = reader.read();
-            if u.memory_bytes.is_none() && u.pids.is_none() {
-                // The cgroup was made anew since: open its files again.
-                *reader = l.cgroup.usage_reader();
-                reader.read()
-            } else {
-                u
-            }
+            self.launcher.usage(name)
         } else {
             Default::default()
         };
@@ -365,7 +356,7 @@ impl Supervisor {
                     .desired
                     .container(&name)
                     .ok_or_else(|| ApiError::no_container(&name))?;
-                match crate::supervisor::images::prepare(
+                match crate::container::images::prepare(
                     &c.config,
                     &self.opts.data_dir,
                     &self.stack(),
@@ -425,18 +416,20 @@ impl Supervisor {
             &l.spec.config,
             pid,
             e.command,
-            l.cgroup.procs_files(),
+            self.launcher.procs_files(&e.container),
             Some(&cache),
         )
         .map_err(|err| ApiError::internal(err.to_string()))?;
         spec.env.extend(e.env);
         if let (None, Some(u)) = (&l.spec.config.user, &l.image_user) {
-            spec.user = crate::supervisor::lower::image_user(u);
+            spec.user = crate::container::lower::image_user(u);
         }
         spec.terminal = e.terminal;
         let [i, o, er] = e.stdio;
-        let child = sandbox::exec(&spec, Stdio3::Fds(i, o, er))
-            .map_err(|err| ApiError::new(500, "exec_failed", err.to_string()))?;
+        let child = self
+            .launcher
+            .exec(&spec, Stdio3::Fds(i, o, er))
+            .map_err(|err| ApiError::new(500, "exec_failed", err))?;
         self.execs.insert(child, e.exit);
         Reply::json(&serde_json::json!({ "pid": child }))
     }

@@ -1,17 +1,13 @@
 //! The stack's shutdown: every container stopped, dependents first, a
-//! dependency level at a time, then its networks, rules and state.
+//! dependency level at a time, through the loop (which answers requests
+//! meanwhile); then its networks, rules and state go.
 
 use super::*;
 
 impl Supervisor {
-    /// Stops every container, dependents first: all containers of one
-    /// dependency level at once, the deepest level first.
-    pub(super) fn shutdown(&mut self) {
-        // Nothing that waited for a stop or a plan is answered any more.
-        self.queue.clear();
-        self.after_stop.clear();
-        self.when_idle.clear();
-        self.end_pulls();
+    /// The order to stop in: containers no longer in the file first, then
+    /// the dependency levels, deepest first (a batch stops together).
+    fn stop_batches(&self) -> Vec<Vec<String>> {
         let order = self.start_order();
         let others: Vec<String> = self
             .live
@@ -31,18 +27,74 @@ impl Supervisor {
                 .unwrap_or(0);
             level.insert(c.name.clone(), l);
         }
-        self.stop_many(&others);
         let deepest = level.values().copied().max().unwrap_or(0);
+        let mut batches = vec![others];
         for l in (0..=deepest).rev() {
-            let batch: Vec<String> = order
-                .iter()
-                .filter(|n| level.get(*n) == Some(&l))
-                .cloned()
-                .collect();
+            batches.push(
+                order
+                    .iter()
+                    .filter(|n| level.get(*n) == Some(&l))
+                    .cloned()
+                    .collect(),
+            );
+        }
+        batches
+    }
+
+    /// Begins stopping the stack: no plan, reload or start any more; the
+    /// first batch gets its stop signals. The loop ends once all stopped.
+    pub(super) fn begin_shutdown(&mut self) {
+        if self.shutting.is_some() {
+            return;
+        }
+        sd_notify("STOPPING=1");
+        self.queue.clear();
+        // Reloads and answers waiting for a plan: the server tells their
+        // callers that the supervisor is going away.
+        self.when_idle.clear();
+        self.after_stop.retain(|(_, t)| matches!(t, Then::Reply(_)));
+        self.end_pulls();
+        self.shutting = Some(self.stop_batches().into());
+        self.next_batch();
+    }
+
+    /// Stops the next batch once the one before it has stopped.
+    pub(super) fn next_batch(&mut self) {
+        loop {
+            let Some(batch) = self.shutting.as_ref().and_then(|b| b.front()).cloned() else {
+                return;
+            };
+            let mut waiting = false;
+            for name in &batch {
+                waiting |= self.stop(name);
+            }
+            if waiting {
+                return;
+            }
+            if let Some(b) = self.shutting.as_mut() {
+                b.pop_front();
+            }
+        }
+    }
+
+    /// Whether the stack is stopping and every container has stopped.
+    pub(super) fn stack_down(&self) -> bool {
+        self.shutting.as_ref().is_some_and(|b| b.is_empty())
+    }
+
+    /// After the loop: what is still running (the loop ended early, on an
+    /// error) is stopped here, waiting; then the stack's containers,
+    /// networks, rules and state go.
+    pub(super) fn shutdown(&mut self) {
+        if self.shutting.is_none() {
+            sd_notify("STOPPING=1");
+        }
+        self.end_pulls();
+        for batch in self.stop_batches() {
             self.stop_many(&batch);
         }
-        for name in order.iter().chain(others.iter()) {
-            self.remove(name);
+        for name in self.live.keys().cloned().collect::<Vec<_>>() {
+            self.remove(&name);
         }
         for net in std::mem::take(&mut self.networks).into_keys() {
             let bridge = crate::network::names::bridge(&self.stack(), &net);
@@ -86,9 +138,9 @@ impl Supervisor {
             let deadline = match l.state {
                 State::Stopping(d) => d,
                 _ => {
-                    // SAFETY: signalling the container we started.
-                    unsafe { libc::kill(pid, c.stop_signal.number()) };
-                    start + c.stop_timeout.0
+                    let (sig, timeout) = (c.stop_signal.number(), c.stop_timeout.0);
+                    self.launcher.signal(pid, sig);
+                    start + timeout
                 }
             };
             waiting.push((
@@ -102,6 +154,7 @@ impl Supervisor {
         let mut ended: Vec<(String, i32)> = Vec::new();
         let only_chld = sigset(&[libc::SIGCHLD]);
         let mut killed = false;
+        let launcher = &mut self.launcher;
         while !waiting.is_empty() {
             let now = Instant::now();
             waiting.retain_mut(|(name, pid, deadline, pidfd, sent_kill)| {
@@ -135,8 +188,7 @@ impl Supervisor {
                         &stack,
                         format!("{name}: did not stop within its stop_timeout; killing it"),
                     );
-                    // SAFETY: signalling the container we started.
-                    unsafe { libc::kill(*pid, libc::SIGKILL) };
+                    launcher.signal(*pid, libc::SIGKILL);
                     *sent_kill = true;
                 }
                 true

@@ -26,8 +26,7 @@ impl Supervisor {
         };
         let c = &l.spec.config;
         let deadline = Instant::now() + c.stop_timeout.0;
-        // SAFETY: signalling the container we started.
-        unsafe { libc::kill(pid, c.stop_signal.number()) };
+        self.launcher.signal(pid, c.stop_signal.number());
         l.state = State::Stopping(deadline);
         self.timers.push(Reverse((
             deadline,
@@ -109,8 +108,7 @@ impl Supervisor {
                 &stack,
                 format!("{name}: did not stop within its stop_timeout; killing it"),
             );
-            // SAFETY: signalling the container we started.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            self.launcher.signal(pid, libc::SIGKILL);
         }
         self.timers.push(Reverse((
             Instant::now() + Duration::from_secs(10),
@@ -135,6 +133,9 @@ impl Supervisor {
             self.run_then(name, then);
         }
         self.run_queue();
+        if self.shutting.is_some() {
+            self.next_batch();
+        }
     }
 
     /// What a stopped container leaves: its cgroup, its staging folder, its
@@ -149,8 +150,7 @@ impl Supervisor {
         l.pid = None;
         l.pidfd = None;
         l.health = None;
-        l.usage.replace(None);
-        let _ = l.cgroup.destroy();
+        self.launcher.destroy(name);
         let _ = std::fs::remove_dir(&l.staging);
         l.state = State::Stopped;
         let how = exit.map_or_else(|| "it did not end".to_string(), describe);
@@ -160,8 +160,7 @@ impl Supervisor {
 
     pub(super) fn remove(&mut self, name: &str) {
         if let Some(l) = self.live.remove(name) {
-            l.usage.replace(None);
-            let _ = l.cgroup.destroy();
+            self.launcher.destroy(name);
             let _ = std::fs::remove_dir(&l.staging);
             let _ = std::fs::remove_dir_all(
                 self.opts
@@ -173,6 +172,6 @@ impl Supervisor {
             l.log.remove_pipes();
         }
         // Its writable layer goes with it.
-        crate::supervisor::images::discard_layer(&self.opts.data_dir, &self.stack(), name);
+        crate::container::images::discard_layer(&self.opts.data_dir, &self.stack(), name);
     }
 }

@@ -340,7 +340,7 @@ pub fn remember(
     let imported = known
         .filter(|k| k.manifest == manifest)
         .map(|k| k.imported)
-        .unwrap_or_else(|| super::logs::timestamp(std::time::SystemTime::now()));
+        .unwrap_or_else(|| crate::time::timestamp(std::time::SystemTime::now()));
     let record = crate::image::store::RefRecord {
         reference: reference.to_string(),
         manifest,

@@ -1,0 +1,240 @@
+//! Starts: dependency gating, restart policies and backoff, failed
+//! starts, OOM kills, health checks.
+
+use super::*;
+
+#[test]
+fn a_new_stack_starts_every_container_once() {
+    let mut h = H::new(TWO);
+    h.up();
+    assert_eq!(h.state("a"), State::Running);
+    assert_eq!(h.state("b"), State::Running);
+    assert_eq!((h.starts("a"), h.starts("b")), (1, 1));
+}
+
+#[test]
+fn a_dependency_starts_first() {
+    let mut h = H::new("[containers.b]\ndepends_on = [\"a\"]\n[containers.a]\n");
+    h.up();
+    let order: Vec<String> = h
+        .fake
+        .borrow()
+        .starts
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert_eq!(order, ["a", "b"]);
+}
+
+#[test]
+fn a_container_waits_until_its_dependency_is_healthy() {
+    let mut h = H::new(
+        "[containers.a]\nhealth = { command = [\"/bin/true\"], interval = \"1s\" }\n\
+         [containers.b]\ndepends_on = { a = \"healthy\" }\n",
+    );
+    h.up();
+    assert_eq!(h.state("b"), State::Waiting);
+    assert_eq!(h.starts("b"), 0);
+    h.sup.on_check("a", Exit::Code(0));
+    assert_eq!(h.state("b"), State::Running);
+    assert_eq!(h.starts("b"), 1);
+}
+
+#[test]
+fn a_container_waits_until_its_dependency_completed() {
+    let mut h = H::new(
+        "[containers.a]\nrestart = \"no\"\n[containers.b]\ndepends_on = { a = \"completed\" }\n",
+    );
+    h.up();
+    assert_eq!(h.state("b"), State::Waiting);
+    h.exits("a", 0);
+    assert_eq!(h.state("a"), State::Exited(Exit::Code(0)));
+    assert_eq!(h.state("b"), State::Running);
+}
+
+#[test]
+fn a_failed_dependency_keeps_its_dependent_waiting() {
+    let mut h = H::new(
+        "[containers.a]\nrestart = \"no\"\n[containers.b]\ndepends_on = { a = \"completed\" }\n",
+    );
+    h.up();
+    h.exits("a", 2);
+    assert_eq!(h.state("a"), State::Exited(Exit::Code(2)));
+    assert_eq!(h.state("b"), State::Waiting);
+    assert_eq!(h.starts("b"), 0);
+}
+
+#[test]
+fn restart_always_comes_back_after_its_backoff() {
+    let mut h =
+        H::new("[containers.a]\nrestart = \"always\"\nrestart_backoff = { initial = \"200ms\" }\n");
+    h.up();
+    let first = h.pid("a");
+    h.exits("a", 1);
+    assert!(matches!(h.state("a"), State::Backoff(_)));
+    let due = h.timer(is_restart("a")).unwrap();
+    assert!(
+        due > Duration::from_millis(100) && due <= Duration::from_millis(200),
+        "{due:?}"
+    );
+    assert!(h.fire(is_restart("a")));
+    assert_eq!(h.state("a"), State::Running);
+    assert_ne!(h.pid("a"), first);
+    assert_eq!(h.sup.live["a"].restarts, 1);
+}
+
+#[test]
+fn the_backoff_doubles_after_each_quick_failure() {
+    let mut h = H::new(
+        "[containers.a]\nrestart = \"always\"\nrestart_backoff = { initial = \"100ms\", max = \"10s\" }\n",
+    );
+    h.up();
+    let mut delays = Vec::new();
+    for _ in 0..3 {
+        h.exits("a", 1);
+        delays.push(h.timer(is_restart("a")).unwrap());
+        assert!(h.fire(is_restart("a")));
+    }
+    assert!(delays[1] > delays[0] && delays[2] > delays[1], "{delays:?}");
+}
+
+#[test]
+fn restart_no_leaves_the_container_exited() {
+    let mut h = H::new("[containers.a]\nrestart = \"no\"\n");
+    h.up();
+    h.exits("a", 3);
+    assert_eq!(h.state("a"), State::Exited(Exit::Code(3)));
+    assert!(h.timer(is_restart("a")).is_none());
+}
+
+#[test]
+fn on_failure_restarts_a_failure_but_not_a_success() {
+    let mut h = H::new(
+        "[containers.a]\nrestart = \"on-failure\"\n[containers.b]\nrestart = \"on-failure\"\n",
+    );
+    h.up();
+    h.exits("a", 0);
+    h.exits("b", 1);
+    assert_eq!(h.state("a"), State::Exited(Exit::Code(0)));
+    assert!(matches!(h.state("b"), State::Backoff(_)));
+}
+
+#[test]
+fn start_limit_gives_up_and_says_why() {
+    let mut h = H::new(
+        "[containers.a]\nrestart = \"always\"\nrestart_backoff = { initial = \"0\" }\n\
+         start_limit = { burst = 3, interval = \"60s\" }\n",
+    );
+    h.up();
+    for _ in 0..2 {
+        h.exits("a", 1);
+        assert!(h.fire(is_restart("a")));
+    }
+    h.exits("a", 1);
+    let State::Failed(why) = h.state("a") else {
+        panic!("not failed: {:?}", h.state("a"));
+    };
+    assert!(why.contains("start"), "{why}");
+    assert_eq!(h.starts("a"), 3);
+}
+
+#[test]
+fn a_start_that_fails_is_a_failed_run() {
+    let mut h = H::new("[containers.a]\nrestart = \"no\"\n");
+    h.fake
+        .borrow_mut()
+        .fail_start
+        .insert("a".into(), "no such command".into());
+    let seq = last_seq();
+    h.up();
+    assert_eq!(h.state("a"), State::Exited(Exit::Code(127)));
+    assert!(
+        h.events_since(seq)
+            .iter()
+            .any(|e| e == "a: failed to start: no such command"),
+        "{:?}",
+        h.events_since(seq)
+    );
+}
+
+#[test]
+fn a_sigkill_counted_by_the_cgroup_is_an_oom_kill() {
+    let mut h = H::new("[containers.a]\nrestart = \"no\"\n");
+    h.up();
+    h.fake.borrow_mut().oom.insert("a".into(), 1);
+    h.killed("a", libc::SIGKILL);
+    assert_eq!(h.state("a"), State::Exited(Exit::Oom));
+}
+
+#[test]
+fn a_sigkill_without_an_oom_count_is_a_kill() {
+    let mut h = H::new("[containers.a]\nrestart = \"no\"\n");
+    h.up();
+    h.killed("a", libc::SIGKILL);
+    assert_eq!(h.state("a"), State::Exited(Exit::Signal(libc::SIGKILL)));
+}
+
+const CHECKED: &str = "[containers.a]\nrestart = \"always\"\nrestart_backoff = { initial = \"0\" }\n\
+    health = { command = [\"/bin/true\"], interval = \"1s\", retries = 2 }\n";
+
+#[test]
+fn health_turns_unhealthy_after_its_retries_and_healthy_again() {
+    let mut h = H::new(&CHECKED.replace("restart = \"always\"", "restart = \"no\""));
+    h.up();
+    assert_eq!(h.sup.live["a"].health, Some(Health::Starting));
+    h.sup.on_check("a", Exit::Code(0));
+    assert_eq!(h.sup.live["a"].health, Some(Health::Healthy));
+    h.sup.on_check("a", Exit::Code(1));
+    assert_eq!(h.sup.live["a"].health, Some(Health::Healthy));
+    h.sup.on_check("a", Exit::Code(1));
+    assert_eq!(h.sup.live["a"].health, Some(Health::Unhealthy));
+    h.sup.on_check("a", Exit::Code(0));
+    assert_eq!(h.sup.live["a"].health, Some(Health::Healthy));
+}
+
+#[test]
+fn failures_in_the_start_period_do_not_count() {
+    let mut h = H::new(&CHECKED.replace("retries = 2", "retries = 1, start_period = \"60s\""));
+    h.up();
+    h.sup.on_check("a", Exit::Code(1));
+    h.sup.on_check("a", Exit::Code(1));
+    assert_eq!(h.sup.live["a"].health, Some(Health::Starting));
+    assert_eq!(h.state("a"), State::Running);
+}
+
+#[test]
+fn an_unhealthy_container_is_stopped_and_started_again() {
+    let mut h = H::new(CHECKED);
+    h.up();
+    let pid = h.pid("a");
+    h.sup.on_check("a", Exit::Code(1));
+    h.sup.on_check("a", Exit::Code(1));
+    assert!(matches!(h.state("a"), State::Stopping(_)));
+    assert_eq!(h.fake.borrow().signals_to(pid), [libc::SIGTERM]);
+    h.sup.child_exited(pid, libc::SIGTERM);
+    assert_eq!(h.state("a"), State::Running);
+    assert_ne!(h.pid("a"), pid);
+    assert_eq!(h.sup.live["a"].restarts, 1);
+    assert!(!h.sup.live["a"].user_stopped);
+}
+
+#[test]
+fn a_health_check_runs_in_the_container_and_its_timeout_kills_it() {
+    let mut h = H::new(CHECKED);
+    h.up();
+    assert!(h.fire(|t| matches!(t, Timer::HealthCheck(n) if n == "a")));
+    let check = *h.fake.borrow().execs.last().unwrap();
+    assert!(h.fire(|t| matches!(t, Timer::HealthTimeout(n, p) if n == "a" && *p == check)));
+    assert_eq!(h.fake.borrow().signals_to(check), [libc::SIGKILL]);
+    // Its end is the check's failure, not the container's.
+    h.sup.child_exited(check, libc::SIGKILL);
+    assert_eq!(h.state("a"), State::Running);
+}
+
+#[test]
+fn a_start_of_a_running_container_starts_nothing() {
+    let mut h = H::new(TWO);
+    h.up();
+    h.sup.start("a");
+    assert_eq!(h.starts("a"), 1);
+}

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod config;
 pub mod container;
+pub mod host;
 pub mod image;
 pub mod network;
 pub mod plan;

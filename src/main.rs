@@ -542,15 +542,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(EXIT_INVALID));
                 }
             };
-            let opts = rkstack::supervisor::run::RunOptions {
+            let opts = rkstack::container::run::RunOptions {
                 insecure_registries: global.insecure_registries.clone(),
                 state_dir: global.state_dir.clone(),
                 data_dir: global.data_dir.clone(),
                 stack: "run".into(),
             };
-            match rkstack::supervisor::run::run(&container, &opts) {
+            match rkstack::container::run::run(&container, &opts) {
                 Ok(exit) => {
-                    if exit == rkstack::supervisor::run::Exit::Oom {
+                    if exit == rkstack::container::run::Exit::Oom {
                         eprintln!(
                             "rkstack: {name}: killed by the out-of-memory killer (memory limit reached)"
                         );

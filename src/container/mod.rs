@@ -7,6 +7,7 @@ pub mod launcher;
 pub mod linux;
 pub mod lower;
 pub mod nofile;
+pub mod run;
 pub mod userns;
 
 pub use launcher::{Launcher, Start, Started};

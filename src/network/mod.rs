@@ -3,11 +3,17 @@
 //! `/etc/hosts` and `/etc/resolv.conf` each container gets. Its own types;
 //! nothing from the stack file.
 
+#[cfg(test)]
+pub mod fake;
 pub mod hosts;
 pub mod ipam;
 pub mod linux;
 pub mod names;
 pub mod netlink;
 pub mod nft;
+pub mod ops;
 
 pub use ipam::{IpamError, Subnet};
+pub use linux::Attach;
+pub use nft::{Bridge, Publish, ruleset};
+pub use ops::{LinuxNet, NetOps};

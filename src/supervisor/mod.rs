@@ -4,13 +4,11 @@
 pub mod binds;
 pub mod control;
 pub mod events;
-pub mod lockfile;
 pub mod logs;
 pub mod pid1;
 pub mod preflight;
 pub mod private;
 pub mod restart;
-pub mod run;
 pub mod stacks;
 pub mod unit;
 pub mod up;

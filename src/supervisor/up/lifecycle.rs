@@ -229,16 +229,17 @@ impl Supervisor {
         // Its network is set up after its namespaces exist, before it runs.
         let mut attach = |pid: i32| -> Result<(), String> {
             for n in &nets {
-                crate::network::linux::attach(&crate::network::linux::Attach {
-                    pid,
-                    bridge: &n.bridge,
-                    host_if: &n.host_if,
-                    inside: &n.inside,
-                    addr: n.ip,
-                    prefix: n.prefix,
-                    gateway: n.gateway,
-                })
-                .map_err(|e| format!("network {}: {e}", n.network))?;
+                self.net
+                    .attach(&crate::network::Attach {
+                        pid,
+                        bridge: &n.bridge,
+                        host_if: &n.host_if,
+                        inside: &n.inside,
+                        addr: n.ip,
+                        prefix: n.prefix,
+                        gateway: n.gateway,
+                    })
+                    .map_err(|e| format!("network {}: {e}", n.network))?;
             }
             Ok(())
         };

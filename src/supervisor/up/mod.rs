@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::control::{ApiError, Command, ContainerInfo, Reply, Request};
-use super::lockfile::{LockFile, Taken};
 use super::logs::Log;
 use super::restart::{self, Decision, Ended, History};
-use super::run::{Exit, sigset};
 use crate::container::lower::{self, Paths};
+use crate::container::run::{Exit, sigset};
 use crate::container::userns;
+use crate::host::lockfile::{LockFile, Taken};
 
 mod event_loop;
 mod execute;
@@ -216,6 +216,8 @@ struct Supervisor {
     live: BTreeMap<String, Live>,
     /// Container processes and cgroups.
     launcher: Box<dyn Launcher>,
+    /// Bridges, veths, routes, ports and rules on the host.
+    net: Box<dyn crate::network::NetOps>,
     timers: BinaryHeap<std::cmp::Reverse<(Instant, Timer)>>,
     signal_fd: OwnedFd,
     inotify: Option<OwnedFd>,
@@ -271,6 +273,7 @@ impl Supervisor {
         opts: UpOptions,
         desired: DesiredState,
         launcher: Box<dyn Launcher>,
+        net: Box<dyn crate::network::NetOps>,
         signal_fd: OwnedFd,
     ) -> Supervisor {
         Supervisor {
@@ -290,6 +293,7 @@ impl Supervisor {
             shutting: None,
             networks: BTreeMap::new(),
             launcher,
+            net,
             desired,
             live: BTreeMap::new(),
             timers: BinaryHeap::new(),
@@ -409,7 +413,13 @@ fn supervise(
             .any(|l| l.starts_with("0::") && l.trim_end().ends_with("/supervisor"));
     let cgroup_base = claim_cgroup_base(&layout, &own_cgroup, &desired.stack);
     let launcher = crate::container::LinuxLauncher::new(layout, cgroup_base);
-    let mut sup = Supervisor::new(opts, desired, Box::new(launcher), signal_fd);
+    let mut sup = Supervisor::new(
+        opts,
+        desired,
+        Box::new(launcher),
+        Box::new(crate::network::LinuxNet),
+        signal_fd,
+    );
     sup.inotify = inotify;
     sup.file_name = file_name;
     sup.ready = ready;

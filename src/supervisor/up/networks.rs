@@ -143,12 +143,13 @@ impl Supervisor {
 
     /// Removes the host ends of a stopped container's veths at once: the
     /// kernel would only do it some time after its network namespace is gone.
-    pub(super) fn detach(&self, name: &str) {
+    pub(super) fn detach(&mut self, name: &str) {
         let Some(l) = self.live.get(name) else { return };
+        let stack = self.stack();
         for net in l.ips.keys() {
-            let own = crate::network::names::veth_host(&self.stack(), name, net);
+            let own = crate::network::names::veth_host(&stack, name, net);
             for n in crate::network::names::veth_host_names(&own) {
-                let _ = crate::network::linux::delete_link(&n);
+                let _ = self.net.delete_link(&n);
             }
         }
     }
@@ -182,7 +183,7 @@ impl Supervisor {
                     .map(|p| (p.proto.as_str(), p.host_port))
             })
             .collect();
-        let held = crate::network::linux::ports_in_use();
+        let held = self.net.ports_in_use();
         let others =
             crate::supervisor::stacks::published_by_others(&self.opts.state_dir, &desired.stack);
         let mut problems = Vec::new();
@@ -219,7 +220,6 @@ impl Supervisor {
     /// Published ports of the running containers and NAT of the networks,
     /// applied to the stack's nftables table when they changed.
     pub(super) fn apply_ports(&mut self) {
-        use crate::network::nft;
         let stack = self.stack();
         let mut publish = Vec::new();
         for c in &self.desired.containers {
@@ -243,7 +243,7 @@ impl Supervisor {
                 continue;
             };
             for p in &c.config.ports {
-                publish.push(nft::Publish {
+                publish.push(crate::network::Publish {
                     proto: p.proto.as_str(),
                     host_ip: p.host_ip,
                     host_port: p.host_port,
@@ -252,13 +252,13 @@ impl Supervisor {
                 });
             }
         }
-        let bridges: Vec<nft::Bridge> = self
+        let bridges: Vec<crate::network::Bridge> = self
             .desired
             .networks
             .values()
             .filter(|n| self.networks.contains_key(&n.name))
             .filter_map(|n| {
-                n.config.subnet.map(|s| nft::Bridge {
+                n.config.subnet.map(|s| crate::network::Bridge {
                     name: crate::network::names::bridge(&stack, &n.name),
                     subnet: crate::network::Subnet {
                         addr: s.addr,
@@ -271,7 +271,7 @@ impl Supervisor {
             .collect();
         let wanted = !publish.is_empty() || !bridges.is_empty();
         if !publish.is_empty() || bridges.iter().any(|b| b.nat) {
-            match nft::enable_forwarding() {
+            match self.net.enable_forwarding() {
                 Ok(true) => event(
                     &stack,
                     "IPv4 forwarding turned on (net.ipv4.ip_forward = 1) for published ports and NAT",
@@ -283,16 +283,16 @@ impl Supervisor {
                 ),
             }
         }
-        let rules = nft::ruleset(&stack, &publish, &bridges);
+        let rules = crate::network::ruleset(&stack, &publish, &bridges);
         if (!wanted && self.nft_rules.is_none())
             || self.nft_rules.as_deref() == Some(rules.as_str())
         {
             return;
         }
         let result = if wanted {
-            nft::apply(&stack, &publish, &bridges)
+            self.net.apply_rules(&stack, &publish, &bridges)
         } else {
-            nft::remove(&stack)
+            self.net.remove_rules(&stack)
         };
         match result {
             Ok(()) => {
@@ -350,7 +350,9 @@ impl Supervisor {
                     prefix: subnet.prefix,
                 },
             )];
-            let routes: Vec<crate::network::Subnet> = crate::network::linux::ipv4_routes()
+            let routes: Vec<crate::network::Subnet> = self
+                .net
+                .routes()
                 .into_iter()
                 .filter(|(iface, _)| *iface != bridge)
                 .map(|(_, r)| r)
@@ -365,7 +367,7 @@ impl Supervisor {
                 );
                 return;
             }
-            match crate::network::linux::ensure_bridge(&bridge, gw, subnet.prefix) {
+            match self.net.ensure_bridge(&bridge, gw, subnet.prefix) {
                 Ok(()) => event(
                     &self.stack(),
                     format!(
@@ -385,7 +387,7 @@ impl Supervisor {
     /// Removes a network's bridge and its record.
     pub(super) fn remove_network(&mut self, name: &str) {
         let bridge = crate::network::names::bridge(&self.stack(), name);
-        if let Err(e) = crate::network::linux::delete_link(&bridge) {
+        if let Err(e) = self.net.delete_link(&bridge) {
             event(&self.stack(), format!("network {}: {e}", name));
         }
         self.networks.remove(name);

@@ -201,7 +201,7 @@ impl Supervisor {
         // or removes them like any others; one gone meanwhile is made anew.
         for (name, record) in saved.networks {
             let bridge = crate::network::names::bridge(&self.stack(), &name);
-            if crate::network::linux::link_exists(&bridge) {
+            if self.net.link_exists(&bridge) {
                 self.networks.insert(name, record);
             }
         }

@@ -98,13 +98,13 @@ impl Supervisor {
         }
         for net in std::mem::take(&mut self.networks).into_keys() {
             let bridge = crate::network::names::bridge(&self.stack(), &net);
-            if let Err(e) = crate::network::linux::delete_link(&bridge) {
+            if let Err(e) = self.net.delete_link(&bridge) {
                 event(&self.stack(), format!("network {net}: {e}"));
             }
         }
         let _ = std::fs::remove_dir(self.opts.state_dir.join(self.stack()).join("etc"));
         if self.nft_rules.take().is_some()
-            && let Err(e) = crate::network::nft::remove(&self.stack())
+            && let Err(e) = self.net.remove_rules(&self.stack())
         {
             event(&self.stack(), format!("ports and nat: {e}"));
         }

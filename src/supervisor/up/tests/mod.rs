@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod adopt;
+mod networks;
 mod starts;
 mod stops;
 
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::*;
 use crate::container::fake::{FakeHandle, FakeLauncher};
+use crate::network::fake::{FakeNet, FakeNetHandle};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -20,6 +22,7 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 pub(super) struct H {
     pub(super) sup: Supervisor,
     pub(super) fake: FakeHandle,
+    pub(super) net: FakeNetHandle,
     pub(super) dir: tempfile::TempDir,
     pub(super) stack: String,
 }
@@ -56,10 +59,12 @@ impl H {
         };
         let (fake, handle) = FakeLauncher::new();
         let null = OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
-        let sup = Supervisor::new(opts, desired, Box::new(fake), null);
+        let (net, net_handle) = FakeNet::new();
+        let sup = Supervisor::new(opts, desired, Box::new(fake), Box::new(net), null);
         H {
             sup,
             fake: handle,
+            net: net_handle,
             dir,
             stack,
         }
@@ -74,10 +79,17 @@ impl H {
 
     /// Carries out the first plan, as `up` does after adoption.
     pub(super) fn up(&mut self) {
+        self.try_up().unwrap();
+    }
+
+    /// What `up` does first: adoption, the port check, the first plan.
+    pub(super) fn try_up(&mut self) -> Result<(), String> {
         self.sup.adopt();
         let plan = plan::reconcile(&self.sup.desired, &self.sup.observed());
+        self.sup.check_ports(&self.sup.desired, &plan)?;
         self.sup.execute(&plan);
         self.sup.save_state();
+        Ok(())
     }
 
     pub(super) fn state(&self, name: &str) -> State {

@@ -6,10 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::lockfile::{LockFile, Taken};
 use crate::config::{Container, UserNamespace};
 use crate::container::lower::{self, LowerError, Paths};
 use crate::container::userns;
+use crate::host::lockfile::{LockFile, Taken};
 use crate::sandbox::cgroup::{Cgroup, CgroupError, Layout};
 use crate::sandbox::{self, SandboxError};
 

@@ -1,0 +1,3 @@
+//! The machine around rkstack, as `up` and `run` both need it.
+
+pub mod lockfile;

@@ -614,3 +614,66 @@ command = ["/bin/sleep", "1000"]
         s.events()
     );
 }
+
+/// Ten clients ask for a 40 MB log and never read: the supervisor's memory
+/// stays bounded (each holds a small buffer, not the history), `ps` still
+/// answers, and `logs --tail` reads only the end.
+#[test]
+fn log_readers_that_never_read_do_not_grow_the_supervisor() {
+    require_root!();
+    use std::io::Write;
+    const BIG: &str = r#"
+[containers.chatty]
+image = "dir:ROOTFS"
+command = ["/bin/busybox", "sh", "-c", "/bin/busybox seq 1 1000000; echo done; exec /bin/busybox sleep 1000"]
+logging = { max_size = "200M", max_files = 2 }
+"#;
+    let s = Stack::start_ready("biglog", BIG, "chatty: started");
+    let log = s
+        .dir
+        .path()
+        .join(format!("data/{}/logs/chatty.log", s.name));
+    s.wait_for(
+        |_| {
+            std::fs::read_to_string(&log)
+                .map(|t| t.ends_with("done\n"))
+                .unwrap_or(false)
+        },
+        "the container wrote its million lines",
+    );
+    let size = std::fs::metadata(&log).unwrap().len();
+    assert!(size > 30_000_000, "{size}");
+    let rss = |pid: i32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap()
+    };
+    let sup = s.supervisor_pid();
+    let before = rss(sup);
+    let mut idle = Vec::new();
+    for _ in 0..10 {
+        let mut c = std::os::unix::net::UnixStream::connect(s.socket()).unwrap();
+        c.write_all(b"GET /v1/containers/chatty/logs HTTP/1.1\r\nHost: rkstack\r\n\r\n")
+            .unwrap();
+        idle.push(c);
+    }
+    // The supervisor answers others while they hang.
+    let out = s.rk(&["logs", "--tail", "3", "chatty"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<String> = text(&out)
+        .lines()
+        .map(|l| l.rsplit(' ').next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(lines, ["999999", "1000000", "done"], "{}", text(&out));
+    assert_eq!(s.container("chatty")["state"], "running");
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss(sup);
+    assert!(
+        after < before + 30 * 1024,
+        "supervisor RSS {before} KiB -> {after} KiB with 10 idle log readers of a {size}-byte log"
+    );
+    drop(idle);
+}

@@ -20,7 +20,6 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{ApiError, Command, Exec, Reply, Request};
 use crate::supervisor::events::{self, Event};
-use crate::supervisor::logs::{self, LogLine};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -341,7 +340,29 @@ struct PlanQuery {
     file: Option<PathBuf>,
 }
 
-async fn plan(State(api): State<Api>, Q(q): Q<PlanQuery>) -> Response {
+async fn plan(
+    State(api): State<Api>,
+    peer: Option<axum::Extension<ConnectInfo<Peer>>>,
+    Q(q): Q<PlanQuery>,
+) -> Response {
+    // A file is read by the supervisor (root) for a caller who may not be:
+    // only one the caller could read itself (its errors quote it).
+    if let (Some(file), Some(axum::Extension(ConnectInfo(p)))) = (&q.file, peer) {
+        let caller =
+            super::peer::Caller::of(p.uid.unwrap_or(u32::MAX), p.gid.unwrap_or(u32::MAX), p.pid);
+        if !caller.may_read(file) {
+            return ApiError::new(
+                403,
+                "forbidden",
+                format!(
+                    "{}: not readable by uid {} (the plan reads a file with the caller's rights)",
+                    file.display(),
+                    caller.uid
+                ),
+            )
+            .into_response();
+        }
+    }
     answer(&api, Command::Plan(q.file)).await
 }
 
@@ -370,32 +391,6 @@ struct LogsQuery {
     since: Option<String>,
 }
 
-/// The last `tail` records (all for `None`) at or after `since`, from the
-/// container's log file and its rotations, oldest first.
-pub fn read_log(dir: &FsPath, name: &str, tail: Option<usize>, since: Option<&str>) -> Vec<String> {
-    let base = dir.join(format!("{name}.log"));
-    let mut files: Vec<PathBuf> = (1..10)
-        .map(|i| PathBuf::from(format!("{}.{i}", base.display())))
-        .filter(|p| p.exists())
-        .collect();
-    files.reverse();
-    files.push(base);
-    let mut lines: Vec<String> = Vec::new();
-    for f in files {
-        let text = std::fs::read_to_string(&f).unwrap_or_default();
-        lines.extend(
-            text.lines()
-                .filter(|l| since.is_none_or(|s| l.get(..s.len()).is_some_and(|t| t >= s)))
-                .map(str::to_string),
-        );
-    }
-    if let Some(n) = tail {
-        let skip = lines.len().saturating_sub(n);
-        lines.drain(..skip);
-    }
-    lines
-}
-
 fn ndjson_or_text(content_type: &'static str, rx: mpsc::Receiver<Bytes>) -> Response {
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
@@ -417,32 +412,15 @@ async fn logs_route(
     if let Err(e) = ask(&api, Command::Inspect(name.clone())).await {
         return e.into_response();
     }
-    let follow = truthy(&q.follow);
-    // Subscribed before the file is read: nothing written in between is lost.
-    let mut live = follow.then(logs::subscribe);
-    let lines = read_log(&api.logs_dir, &name, q.tail, q.since.as_deref());
-    let last = lines.last().cloned();
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let live = super::logs::subscribe(truthy(&q.follow));
+    let files = super::logs::files(&api.logs_dir, &name);
+    // Found by reading backwards from the end: the files are not read whole.
+    let start = super::logs::tail_start(&files, q.tail);
+    let (tx, rx) = mpsc::channel::<Bytes>(super::logs::QUEUE);
     tokio::spawn(async move {
-        for l in lines {
-            if tx.send(Bytes::from(l + "\n")).await.is_err() {
-                return;
-            }
-        }
-        let Some(live) = live.as_mut() else { return };
-        loop {
-            match live.recv().await {
-                Ok(LogLine { container, record }) => {
-                    if container != name || last.as_deref().is_some_and(|l| record.as_str() <= l) {
-                        continue;
-                    }
-                    if tx.send(Bytes::from(record + "\n")).await.is_err() {
-                        return;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
+        let last = super::logs::send_files(files, start, q.since, &tx).await;
+        if let Some(live) = live {
+            super::logs::follow(live, name, last, tx).await;
         }
     });
     ndjson_or_text("text/plain; charset=utf-8", rx)
@@ -792,27 +770,5 @@ mod tests {
         assert_eq!((s, t.as_str()), (200, "rkstack_reloads_total 1\n"));
         let (s, _) = call("GET", "/v1/events?since=x", "").await;
         assert_eq!(s, 400);
-    }
-
-    #[test]
-    fn logs_are_read_from_the_file_and_its_rotations() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("web.log.1"),
-            "2026-01-01T00:00:00.000Z stdout a\n2026-01-01T00:00:01.000Z stdout b\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("web.log"),
-            "2026-01-01T00:00:02.000Z stderr c\n",
-        )
-        .unwrap();
-        let all = read_log(dir.path(), "web", None, None);
-        assert_eq!(all.len(), 3);
-        assert!(all[0].ends_with(" a") && all[2].ends_with(" c"));
-        assert_eq!(read_log(dir.path(), "web", Some(1), None).len(), 1);
-        let since = read_log(dir.path(), "web", None, Some("2026-01-01T00:00:01"));
-        assert_eq!(since.len(), 2);
-        assert!(read_log(dir.path(), "none", None, None).is_empty());
     }
 }

@@ -10,11 +10,8 @@ import json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(root, "bench"))
-from unix_http import UnixConn  # noqa: E402
-rk = os.environ.get("BIN")
-if not rk:
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=root, check=True)
-    rk = os.path.join(root, "target/release/rkstack")
+from unix_http import UnixConn, rkstack_binary  # noqa: E402
+rk = rkstack_binary(root)
 n = int(os.environ.get("N", "200"))
 
 

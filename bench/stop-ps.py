@@ -10,26 +10,13 @@ import os, shutil, subprocess, sys, tempfile, threading, time
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(root, "bench"))
-from unix_http import UnixConn, busybox_rootfs, pct  # noqa: E402
-subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=root, check=True)
-rk = os.path.join(root, "target/release/rkstack")
+from unix_http import UnixConn, pct, rkstack_binary, stack_up  # noqa: E402
+rk = rkstack_binary(root)
 work = tempfile.mkdtemp(prefix="rkstack-bench.")
-
-
 try:
-    fs = os.path.join(work, "rootfs")
-    busybox_rootfs(fs, ("sleep", "sh"))
-    stack = os.path.join(work, "stack.toml")
-    with open(stack, "w") as f:
-        f.write(f'name = "benchstop"\n[defaults]\nimage = "dir:{fs}"\n'
-                'command = ["/bin/sleep", "1000"]\nstop_signal = "SIGKILL"\n')
-        for i in range(9):
-            f.write(f"[containers.c{i}]\n")
-        f.write('[containers.slow]\ncommand = ["/bin/sh", "-c", "trap \'\' TERM; while true; do sleep 1; done"]\n'
-                'stop_signal = "SIGTERM"\nstop_timeout = "10s"\n')
-    base = [rk, "--state-dir", os.path.join(work, "state"), "--data-dir", os.path.join(work, "data")]
-    subprocess.run(base + ["up", "-d", stack], check=True, stdout=subprocess.DEVNULL)
-    sock = os.path.join(work, "state/benchstop.sock")
+    base, sock = stack_up(rk, work, "benchstop",
+                          '[containers.slow]\ncommand = ["/bin/sh", "-c", "trap \'\' TERM; while true; do sleep 1; done"]\n'
+                          'stop_signal = "SIGTERM"\nstop_timeout = "10s"\n', applets=("sleep", "sh"))
     done = threading.Event()
     took = []
 

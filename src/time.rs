@@ -27,3 +27,19 @@ pub fn timestamp(t: SystemTime) -> String {
         d.subsec_millis()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_839_963_123);
+        assert_eq!(timestamp(t), "2026-11-28T04:26:03.123Z");
+        assert_eq!(
+            timestamp(SystemTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000Z"
+        );
+    }
+}

@@ -27,10 +27,11 @@ impl LockFile {
     /// Takes the lock at `path` and writes `holder` (a pid) in it. Held by
     /// a process that is gone (killed), the lock is still held for a moment
     /// by a child it had just forked (a fork copies descriptors; the child
-    /// closes them as soon as it runs): then it is tried again for up to a
-    /// second before it counts as held.
+    /// closes them as soon as it runs, which on a loaded machine can take
+    /// a while): then it is tried again for up to ten seconds before it
+    /// counts as held.
     pub fn take(path: &Path, holder: &str) -> std::io::Result<Taken> {
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             match Self::try_take(path, holder)? {
                 Taken::Held(pid) if holder_gone(&pid) && std::time::Instant::now() < until => {

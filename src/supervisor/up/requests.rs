@@ -40,6 +40,12 @@ pub(super) async fn wait_ready(
         }
     };
     let n = poll(fds, 0);
+    if n != 0 {
+        // Something is ready already (a container that writes flat out
+        // keeps its pipe so): the server still gets its turn, or requests
+        // would wait until the loop ran out of work.
+        tokio::task::yield_now().await;
+    }
     drain(rx, &mut asked);
     if n != 0 || !asked.is_empty() {
         return (n, asked);

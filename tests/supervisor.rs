@@ -19,6 +19,8 @@ struct Up {
     stack: String,
     dir: tempfile::TempDir,
     _fs: Rootfs,
+    /// The stack file `up` is given, relative to `dir`.
+    path: PathBuf,
 }
 
 impl Up {
@@ -34,6 +36,18 @@ impl Up {
 
     /// [`Up::start`], with `adjust` applied to the `rkstack up` command.
     fn start_cmd(stack: &str, body: &str, adjust: impl FnOnce(&mut Command)) -> Up {
+        Up::start_in(stack, body, PathBuf::from("stack.toml"), |_| {}, adjust)
+    }
+
+    /// [`Up::start_cmd`] of the file at `path` (relative to its folder),
+    /// after `layout` made what leads there.
+    fn start_in(
+        stack: &str,
+        body: &str,
+        path: PathBuf,
+        layout: impl FnOnce(&Path),
+        adjust: impl FnOnce(&mut Command),
+    ) -> Up {
         let fs = Rootfs::readable();
         let dir = tempfile::tempdir().unwrap();
         let mut up = Up {
@@ -42,7 +56,9 @@ impl Up {
             stack: stack.to_string(),
             dir,
             _fs: fs,
+            path,
         };
+        layout(up.dir.path());
         up.write(body);
         std::fs::File::create(&up.events).unwrap();
         let mut cmd = up.command();
@@ -72,7 +88,7 @@ impl Up {
     }
 
     fn file(&self) -> PathBuf {
-        self.dir.path().join("stack.toml")
+        self.dir.path().join(&self.path)
     }
 
     /// Writes the stack file the way editors do: a new file renamed over the old.
@@ -82,7 +98,7 @@ impl Up {
             self.stack,
             body.replace("ROOTFS", &self._fs.path().display().to_string())
         );
-        let tmp = self.dir.path().join(".stack.toml.swp");
+        let tmp = self.file().with_file_name(".stack.toml.swp");
         std::fs::write(&tmp, text).unwrap();
         std::fs::rename(&tmp, self.file()).unwrap();
     }
@@ -1073,4 +1089,55 @@ command = ["/bin/sleep", "1000"]
     let log = up.log();
     assert_eq!(log.matches("flaky: started (pid ").count(), 3, "{log}");
     assert_eq!(up.stop().code(), Some(0));
+}
+
+/// Deploys that do not edit the file: a `current -> releases/N` symlink
+/// swapped, then the whole folder the link names replaced. Each is a
+/// reload of what changed, as an edit would be.
+#[test]
+fn a_swapped_release_symlink_or_a_replaced_folder_reloads_the_stack() {
+    require_root!();
+    let stack = unique("swap");
+    let body = |v: &str| {
+        format!(
+            "[containers.a]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\nenv = {{ V = \"{v}\" }}\n"
+        )
+    };
+    let up = Up::start_in(
+        &stack,
+        &body("1"),
+        PathBuf::from("current/stack.toml"),
+        |d| {
+            std::fs::create_dir_all(d.join("releases/1")).unwrap();
+            std::os::unix::fs::symlink("releases/1", d.join("current")).unwrap();
+        },
+        |_| {},
+    );
+    let a1 = up.pid("a");
+    let d = up.dir.path().to_path_buf();
+    // Release 2 is unpacked beside, then `current` is swapped to it.
+    std::fs::create_dir_all(d.join("releases/2")).unwrap();
+    let v1 = std::fs::read_to_string(d.join("releases/1/stack.toml")).unwrap();
+    std::fs::write(
+        d.join("releases/2/stack.toml"),
+        v1.replace("V = \"1\"", "V = \"2\""),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("releases/2", d.join("current.new")).unwrap();
+    std::fs::rename(d.join("current.new"), d.join("current")).unwrap();
+    up.wait_for("a: started (pid ", 2);
+    let a2 = up.pid("a");
+    assert_ne!(a1, a2);
+    // The release folder itself replaced under the link.
+    std::fs::create_dir_all(d.join("releases/2.new")).unwrap();
+    std::fs::write(
+        d.join("releases/2.new/stack.toml"),
+        v1.replace("V = \"1\"", "V = \"3\""),
+    )
+    .unwrap();
+    std::fs::rename(d.join("releases/2"), d.join("releases/2.old")).unwrap();
+    std::fs::rename(d.join("releases/2.new"), d.join("releases/2")).unwrap();
+    let log = up.wait_for("a: started (pid ", 3);
+    assert_ne!(up.pid("a"), a2, "{log}");
+    assert_eq!(log.matches("reload (file changed)").count(), 2, "{log}");
 }

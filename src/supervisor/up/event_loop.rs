@@ -44,9 +44,9 @@ impl Supervisor {
                 events: libc::POLLIN,
                 revents: 0,
             }];
-            if let Some(i) = &self.inotify {
+            if let Some(w) = &self.watch {
                 fds.push(libc::pollfd {
-                    fd: i.as_raw_fd(),
+                    fd: w.fd(),
                     events: libc::POLLIN,
                     revents: 0,
                 });
@@ -91,7 +91,7 @@ impl Supervisor {
                 continue;
             }
             questions_only = false;
-            let base = 1 + usize::from(self.inotify.is_some());
+            let base = 1 + usize::from(self.watch.is_some());
             for (i, (name, stream)) in pipes.iter().enumerate() {
                 if fds[base + i].revents != 0
                     && let Some(l) = self.live.get_mut(name)
@@ -148,7 +148,10 @@ impl Supervisor {
             }
             self.save_state();
             self.report_ready();
-            if self.inotify.is_some() && fds[1].revents != 0 && self.file_changed() {
+            if self.watch.is_some()
+                && fds[1].revents != 0
+                && self.watch.as_mut().is_some_and(|w| w.changed())
+            {
                 // Debounced: editors write, rename and touch in a burst.
                 self.timers.push(std::cmp::Reverse((
                     Instant::now() + RELOAD_DEBOUNCE,

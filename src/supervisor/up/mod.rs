@@ -5,7 +5,6 @@
 //! [`super::restart`].
 
 use std::collections::{BTreeMap, BinaryHeap};
-use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -33,6 +32,7 @@ mod sources;
 mod stops;
 #[cfg(test)]
 mod tests;
+mod watch;
 use crate::config::{self, UserNamespace};
 use crate::container::Launcher;
 use crate::plan::{self, Action, ContainerSpec, DesiredState, ObservedState, Plan, Record, Target};
@@ -44,7 +44,6 @@ pub use placement::cgroup_base;
 use placement::claim_cgroup_base;
 use pulls::PullJob;
 use requests::{Waiter, wait_ready};
-use sources::watch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpError {
@@ -220,8 +219,8 @@ struct Supervisor {
     net: Box<dyn crate::network::NetOps>,
     timers: BinaryHeap<std::cmp::Reverse<(Instant, Timer)>>,
     signal_fd: OwnedFd,
-    inotify: Option<OwnedFd>,
-    file_name: Option<std::ffi::OsString>,
+    /// The stack file's path, watched.
+    watch: Option<watch::FileWatch>,
     /// Health checks in flight: their pid → the container.
     checks: BTreeMap<i32, String>,
     /// The state file's last written text.
@@ -298,8 +297,7 @@ impl Supervisor {
             live: BTreeMap::new(),
             timers: BinaryHeap::new(),
             signal_fd,
-            inotify: None,
-            file_name: None,
+            watch: None,
             checks: BTreeMap::new(),
             last_saved: None,
             ready: None,
@@ -404,7 +402,7 @@ fn supervise(
         let ids = crate::container::images::ids(&stack, &opts.data_dir);
         DesiredState::from_stack_with_images(stack, &ids)
     };
-    let (inotify, file_name) = watch(&opts.file);
+    let file_watch = watch::FileWatch::new(&opts.file);
     let layout = Layout::detect()?;
     let own_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let placed_in_leaf = matches!(layout, Layout::V2 { .. })
@@ -420,8 +418,7 @@ fn supervise(
         Box::new(crate::network::LinuxNet),
         signal_fd,
     );
-    sup.inotify = inotify;
-    sup.file_name = file_name;
+    sup.watch = file_watch;
     sup.ready = ready;
     sup.placed_in_leaf = placed_in_leaf;
     sup.pins = pins;

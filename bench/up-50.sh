@@ -4,11 +4,17 @@
 # until it has exited, every container stopped), and the supervisor's RSS
 # with the 50 running; against 50 `crun run -d` and 50 `crun delete -f` on
 # the same rootfs. Needs root, busybox-static and crun.
+#   N=1000        that many containers (default 50)
+#   NET=1         all of them on one bridge network; rkstack then runs in a
+#                 network namespace of its own (unshare -n), so the bench
+#                 makes no bridge on the host, and crun is not run
+#   BIN=path      another rkstack binary (to compare builds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${N:-50}
-cargo build --release --quiet
-bin=$PWD/target/release/rkstack
+net=${NET:-0}
+if [ -z "${BIN:-}" ]; then cargo build --release --quiet; fi
+bin=${BIN:-$PWD/target/release/rkstack}
 work=$(mktemp -d /tmp/rkstack-bench.XXXXXX)
 cleanup() { rm -rf "$work"; }
 trap cleanup EXIT
@@ -22,12 +28,20 @@ echo 'root:x:0:0:root:/root:/bin/sh' > "$work/rootfs/etc/passwd"
   echo "image = \"dir:$work/rootfs\""
   echo 'command = ["/bin/sleep", "1000"]'
   echo 'stop_signal = "SIGKILL"'
-  for i in $(seq 1 "$n"); do echo "[containers.c$i]"; done
+  if [ "$net" = 1 ]; then printf '[networks.n]\nsubnet = "10.77.0.0/20"\n'; fi
+  for i in $(seq 1 "$n"); do
+    echo "[containers.c$i]"
+    if [ "$net" = 1 ]; then echo 'networks = ["n"]'; fi
+  done
 } > "$work/stack.toml"
 ms() { python3 -c 'import time; print(time.monotonic_ns() // 1000)'; }
 
 t0=$(ms)
-out=$("$bin" --state-dir "$work/state" --data-dir "$work/data" up -d "$work/stack.toml")
+if [ "$net" = 1 ]; then
+  out=$(unshare -n "$bin" --state-dir "$work/state" --data-dir "$work/data" up -d "$work/stack.toml")
+else
+  out=$("$bin" --state-dir "$work/state" --data-dir "$work/data" up -d "$work/stack.toml")
+fi
 t1=$(ms)
 sup=$(echo "$out" | sed -n 's/.*supervisor pid \([0-9]*\).*/\1/p')
 rss=$(awk '/VmRSS/ {print $2}' /proc/"$sup"/status)
@@ -36,9 +50,9 @@ kill -TERM "$sup"
 # Until it has exited (a zombie waiting for init to reap it has exited too).
 while [ -e /proc/"$sup" ] && ! grep -q ') Z ' /proc/"$sup"/stat 2>/dev/null; do sleep 0.002; done
 t3=$(ms)
-echo "rkstack: up of $n containers $(( (t1 - t0) / 1000 )) ms, down $(( (t3 - t2) / 1000 )) ms, supervisor RSS ${rss} KiB with $n running"
+echo "rkstack: up of $n containers$([ "$net" = 1 ] && echo ' on one bridge') $(( (t1 - t0) / 1000 )) ms, down $(( (t3 - t2) / 1000 )) ms, supervisor RSS ${rss} KiB with $n running"
 
-if command -v crun >/dev/null; then
+if [ "$net" != 1 ] && command -v crun >/dev/null; then
   (cd "$work" && crun spec >/dev/null 2>&1 || true)
   python3 - "$work/config.json" <<'PY'
 import json, sys

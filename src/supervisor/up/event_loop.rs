@@ -13,6 +13,8 @@ impl Supervisor {
         // descriptors are those of the last wait).
         let mut questions_only = false;
         loop {
+            // What the last turn changed in the networks' membership.
+            self.flush_hosts();
             if self.stack_down() {
                 // Let the server send its last answers (`down`'s).
                 tokio::time::sleep(Duration::from_millis(30)).await;

@@ -118,7 +118,7 @@ impl Supervisor {
                         Timer::HealthCheck(name.to_string()),
                     )));
                 }
-                self.refresh_hosts();
+                self.hosts_changed();
                 self.start_ready();
             }
             Err(e) => {
@@ -378,7 +378,7 @@ impl Supervisor {
                 );
             }
         }
-        self.refresh_hosts();
+        self.hosts_changed();
         // A dependency that completed may let others start.
         self.start_ready();
     }

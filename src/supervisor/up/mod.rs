@@ -219,6 +219,10 @@ struct Supervisor {
     net: Box<dyn crate::network::NetOps>,
     timers: BinaryHeap<std::cmp::Reverse<(Instant, Timer)>>,
     signal_fd: OwnedFd,
+    /// Members of a network came or went since the hosts files were written.
+    hosts_dirty: bool,
+    /// Hosts files written (the cost of membership changes, for tests).
+    hosts_writes: std::cell::Cell<u64>,
     /// The stack file's path, watched.
     watch: Option<watch::FileWatch>,
     /// Health checks in flight: their pid → the container.
@@ -298,6 +302,8 @@ impl Supervisor {
             timers: BinaryHeap::new(),
             signal_fd,
             watch: None,
+            hosts_dirty: false,
+            hosts_writes: Default::default(),
             checks: BTreeMap::new(),
             last_saved: None,
             ready: None,

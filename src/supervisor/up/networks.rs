@@ -98,6 +98,7 @@ impl Supervisor {
         let resolv = dir.join("resolv.conf");
         std::fs::write(&hosts, self.hosts_of(name))
             .map_err(|e| format!("{}: {e}", hosts.display()))?;
+        self.hosts_writes.set(self.hosts_writes.get() + 1);
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         std::fs::write(&resolv, crate::network::hosts::resolv_conf(&host_resolv))
             .map_err(|e| format!("{}: {e}", resolv.display()))?;
@@ -313,6 +314,20 @@ impl Supervisor {
     }
 
     /// Rewrites every running container's /etc/hosts (members came or went).
+    /// Members of a network came or went: the hosts files and published
+    /// ports follow once the loop's present turn is done (a burst of
+    /// starts rewrites each file once, not once per start).
+    pub(super) fn hosts_changed(&mut self) {
+        self.hosts_dirty = true;
+    }
+
+    /// [`Supervisor::refresh_hosts`] if members came or went.
+    pub(super) fn flush_hosts(&mut self) {
+        if std::mem::take(&mut self.hosts_dirty) {
+            self.refresh_hosts();
+        }
+    }
+
     pub(super) fn refresh_hosts(&mut self) {
         self.apply_ports();
         for (name, l) in &self.live {
@@ -330,6 +345,7 @@ impl Supervisor {
             if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
                 // In place: the container sees the same file, with new contents.
                 let _ = std::fs::write(&path, text);
+                self.hosts_writes.set(self.hosts_writes.get() + 1);
             }
         }
     }

@@ -33,7 +33,7 @@ impl Supervisor {
             Timer::StopKill(name.to_string(), deadline),
         )));
         // It leaves the other containers' hosts files and its ports now.
-        self.refresh_hosts();
+        self.hosts_changed();
         true
     }
 
@@ -121,7 +121,7 @@ impl Supervisor {
     /// answers, so an answer tells what it is now), then the plan goes on.
     pub(super) fn finish_stop(&mut self, name: &str, exit: Option<Exit>) {
         self.release(name, exit);
-        self.refresh_hosts();
+        self.hosts_changed();
         let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.after_stop)
             .into_iter()
             .partition(|(n, _)| n == name);

@@ -42,6 +42,8 @@ fn a_running_containers_ports_are_in_the_rules_and_go_when_it_stops() {
         assert!(n.forwarding, "published ports need forwarding");
     }
     h.sup.stop("web");
+    // What the loop does once its turn is over.
+    h.sup.flush_hosts();
     assert!(
         h.net.borrow().published.as_ref().unwrap().is_empty(),
         "a stopping container publishes nothing"
@@ -134,4 +136,28 @@ fn a_restarted_container_keeps_its_address() {
     h.exits("db", 1);
     assert!(h.fire(|t| matches!(t, Timer::Restart(n) if n == "db")));
     assert_eq!(h.sup.live["db"].ips["front"], before);
+}
+
+#[test]
+fn a_burst_of_starts_writes_each_hosts_file_a_bounded_number_of_times() {
+    let body: String = "[networks.front]\nsubnet = \"10.88.0.0/22\"\n".to_string()
+        + &(0..100)
+            .map(|i| format!("[containers.c{i}]\nnetworks = [\"front\"]\n"))
+            .collect::<String>();
+    let mut h = H::new(&body);
+    h.up();
+    h.sup.flush_hosts();
+    let writes = h.sup.hosts_writes.get();
+    // Its own file at its start, and everyone's once after the burst:
+    // not every running one again after each start (n² / 2).
+    assert!(
+        writes <= 2 * 100,
+        "{writes} hosts files written for 100 starts"
+    );
+    let text =
+        std::fs::read_to_string(h.sup.opts.state_dir.join(&h.stack).join("etc/c0/hosts")).unwrap();
+    assert!(
+        text.contains("c99"),
+        "c0 knows the last one to start:\n{text}"
+    );
 }

@@ -677,3 +677,62 @@ logging = { max_size = "200M", max_files = 2 }
     );
     drop(idle);
 }
+
+/// Idle connections and a client that sends its headers a byte at a time
+/// are closed by the server after its idle timeout (1 s here), and the
+/// supervisor's descriptors come back to where they were; one over the
+/// limit of connections is closed at once, and the API still answers.
+#[test]
+fn idle_and_slow_api_clients_are_closed() {
+    require_root!();
+    use std::io::{Read, Write};
+    let mut s = Stack::new("idle", std::path::Path::new(rkstack()));
+    s.env.push(("RKSTACK_API_IDLE_SECS".into(), "1".into()));
+    s.write(BODY);
+    s.spawn(&[]);
+    s.wait_ready("db: ");
+    let fds = |pid: i32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let sup = s.supervisor_pid();
+    let before = fds(sup);
+    let mut idle: Vec<std::os::unix::net::UnixStream> = (0..100)
+        .map(|_| std::os::unix::net::UnixStream::connect(s.socket()).unwrap())
+        .collect();
+    let mut slow = std::os::unix::net::UnixStream::connect(s.socket()).unwrap();
+    slow.write_all(b"GET /v1/health HTTP/1.1\r\nHo").unwrap();
+    // A kept-alive connection that asked once and then says nothing.
+    let mut kept = std::os::unix::net::UnixStream::connect(s.socket()).unwrap();
+    kept.write_all(b"GET /v1/health HTTP/1.1\r\nHost: rkstack\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 12];
+    kept.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(fds(sup) > before + 100, "the connections are open");
+    let closed = |c: &mut std::os::unix::net::UnixStream| {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+            }
+        }
+    };
+    assert!(closed(&mut slow), "the slow client was not closed");
+    assert!(
+        closed(&mut kept),
+        "the idle kept-alive connection was not closed"
+    );
+    for c in idle.iter_mut().take(5) {
+        assert!(closed(c), "an idle connection was not closed");
+    }
+    // (A few come and go with the loop's own work: web restarts.)
+    s.wait_for(|_| fds(sup) <= before + 8, "the descriptors come back");
+    drop(idle);
+    assert_eq!(s.curl("GET", "/v1/health", None).0, 200);
+}

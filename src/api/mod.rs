@@ -6,6 +6,7 @@
 //! vocabulary the stack file and signals produce. `client` is the CLI's side.
 
 pub mod client;
+pub mod conns;
 pub mod logs;
 pub mod peer;
 #[cfg(feature = "remote")]

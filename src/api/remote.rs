@@ -134,29 +134,34 @@ pub async fn serve(listener: tokio::net::TcpListener, listen: Listen, api: Api) 
         Some(t) => Auth::Token(t),
         None => Auth::Verified,
     };
+    let slots = super::conns::Slots::default();
+    let mut warned = None;
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                tracing::warn!("API over TLS: accept: {e}");
+                super::conns::accept_failed("API over TLS", &e, &mut warned).await;
                 continue;
             }
         };
+        let Some(slot) = slots.take() else { continue };
         let acceptor = acceptor.clone();
         let app = super::server::router_with(api.clone(), auth.clone())
             .layer(axum::Extension(super::server::Remote(peer)));
         tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
+            // A handshake that never ends holds its slot no longer than an
+            // idle connection would.
+            let tls = match tokio::time::timeout(super::conns::idle_timeout(), acceptor.accept(tcp))
+                .await
+                .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut)))
+            {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::warn!("API over TLS: refused {peer}: {e}");
                     return;
                 }
             };
-            let svc = hyper_util::service::TowerToHyperService::new(app);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                .await;
+            super::conns::serve(tls, app, slot);
         });
     }
 }

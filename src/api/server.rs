@@ -7,7 +7,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path as FsPath, PathBuf};
 
 use axum::body::{Body, Bytes};
-use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Path, Query, Request as HttpRequest, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -42,23 +42,6 @@ pub struct Peer {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub pid: Option<i32>,
-}
-
-impl Connected<axum::serve::IncomingStream<'_, UnixListener>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, UnixListener>) -> Self {
-        match stream.io().peer_cred() {
-            Ok(c) => Peer {
-                uid: Some(c.uid()),
-                gid: Some(c.gid()),
-                pid: c.pid(),
-            },
-            Err(_) => Peer {
-                uid: None,
-                gid: None,
-                pid: None,
-            },
-        }
-    }
 }
 
 /// Who may call: what the transport established.
@@ -185,11 +168,36 @@ pub fn router_with(api: Api, auth: Auth) -> Router {
         .with_state(api)
 }
 
-/// Serves the API on `listener` until the runtime ends.
+/// Serves the API on `listener` until the runtime ends (see
+/// [`super::conns`] for the limits on its connections).
 pub async fn serve(listener: UnixListener, api: Api) {
-    let app = router(api).into_make_service_with_connect_info::<Peer>();
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::error!("API server stopped: {e}");
+    let app = router(api);
+    let slots = super::conns::Slots::default();
+    let mut warned = None;
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                super::conns::accept_failed("API", &e, &mut warned).await;
+                continue;
+            }
+        };
+        // Over the limit: closed at once.
+        let Some(slot) = slots.take() else { continue };
+        let peer = match stream.peer_cred() {
+            Ok(c) => Peer {
+                uid: Some(c.uid()),
+                gid: Some(c.gid()),
+                pid: c.pid(),
+            },
+            Err(_) => Peer {
+                uid: None,
+                gid: None,
+                pid: None,
+            },
+        };
+        let app = app.clone().layer(axum::Extension(ConnectInfo(peer)));
+        super::conns::serve(stream, app, slot);
     }
 }
 

@@ -13,6 +13,8 @@ pub struct Stack {
     pub fs: Rootfs,
     /// The rkstack binary that runs `up` (a copy, for tests that attack it).
     pub exe: PathBuf,
+    /// Environment of `up`, beside the test's own.
+    pub env: Vec<(String, String)>,
 }
 
 impl Stack {
@@ -40,6 +42,7 @@ impl Stack {
             name: unique(tag),
             fs,
             exe: exe.to_path_buf(),
+            env: Vec::new(),
         }
     }
 
@@ -63,6 +66,7 @@ impl Stack {
             .unwrap();
         let mut c = Command::new(&self.exe);
         self.dirs(&mut c);
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         let child = c
             .arg("up")
             .args(up_args)

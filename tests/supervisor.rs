@@ -1141,3 +1141,24 @@ fn a_swapped_release_symlink_or_a_replaced_folder_reloads_the_stack() {
     assert_ne!(up.pid("a"), a2, "{log}");
     assert_eq!(log.matches("reload (file changed)").count(), 2, "{log}");
 }
+
+/// What a container costs the supervisor in descriptors: its two log
+/// pipes (one end each) and its log file; the pipes' other ends are opened
+/// for each run and handed over.
+#[test]
+fn each_container_holds_three_descriptors_of_the_supervisor() {
+    require_root!();
+    let stack = unique("fds");
+    let body: String = (0..20)
+        .map(|i| format!("[containers.c{i}]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\nstop_signal = \"SIGKILL\"\n"))
+        .collect();
+    let up = Up::start(&stack, &body);
+    up.wait_for(": started (pid ", 20);
+    let sup = up.child.as_ref().unwrap().id();
+    let fds = std::fs::read_dir(format!("/proc/{sup}/fd"))
+        .unwrap()
+        .count();
+    // The loop's own (signalfd, inotify, epoll, the lock, stdio, the
+    // socket and the runtime's) are fewer than 25.
+    assert!(fds <= 3 * 20 + 25, "{fds} descriptors for 20 containers");
+}

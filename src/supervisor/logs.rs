@@ -54,9 +54,8 @@ pub struct Log {
     /// Read ends (stdout, stderr), polled by the supervisor.
     pub out_r: OwnedFd,
     pub err_r: OwnedFd,
-    /// Write ends handed to each run of the container.
-    pub out_w: OwnedFd,
-    pub err_w: OwnedFd,
+    /// The pipes' paths: each run of the container gets ends of its own.
+    fifos: [PathBuf; 2],
     partial: [Vec<u8>; 2],
     /// Records read but not written yet, and how many.
     batch: Vec<u8>,
@@ -66,11 +65,12 @@ pub struct Log {
 /// Reads of a pipe per [`Log::drain`] (64 KiB each).
 pub const DRAIN_READS: usize = 4;
 
-/// A named pipe for one stream. The supervisor reads it; the container's
-/// end is opened read-write, so that while no supervisor runs (after a
-/// crash) a write never meets SIGPIPE, and a new supervisor simply opens
-/// the same pipe again and goes on reading.
-fn fifo(path: &Path) -> std::io::Result<(OwnedFd, OwnedFd)> {
+/// A named pipe for one stream, opened for reading. It is opened
+/// read-write: the supervisor's end is then a writer too, so the pipe never
+/// reports an end between two runs of the container (nothing else needs
+/// to hold it open), and a new supervisor after a crash simply opens the
+/// same pipe again and goes on reading. One descriptor per stream.
+fn fifo(path: &Path) -> std::io::Result<OwnedFd> {
     let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
         .unwrap_or_default();
     // SAFETY: c is NUL-terminated.
@@ -80,18 +80,19 @@ fn fifo(path: &Path) -> std::io::Result<(OwnedFd, OwnedFd)> {
             return Err(e);
         }
     }
-    let open = |flags: i32| -> std::io::Result<OwnedFd> {
-        // SAFETY: c is NUL-terminated.
-        let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: a new fd that we own.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    };
-    let r = open(libc::O_RDONLY | libc::O_NONBLOCK)?;
-    let w = open(libc::O_RDWR)?;
-    Ok((r, w))
+    open_fifo(path, libc::O_RDWR | libc::O_NONBLOCK)
+}
+
+fn open_fifo(path: &Path, flags: i32) -> std::io::Result<OwnedFd> {
+    let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+        .unwrap_or_default();
+    // SAFETY: c is NUL-terminated.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new fd that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// A log file, appended to, readable by its owner's group (0640).
@@ -115,8 +116,9 @@ impl Log {
                 .unwrap_or_default();
             path.with_file_name(format!(".{name}.{stream}"))
         };
-        let (out_r, out_w) = fifo(&fifo_path("stdout"))?;
-        let (err_r, err_w) = fifo(&fifo_path("stderr"))?;
+        let fifos = [fifo_path("stdout"), fifo_path("stderr")];
+        let out_r = fifo(&fifos[0])?;
+        let err_r = fifo(&fifos[1])?;
         let file = open_log(&path)?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(Log {
@@ -131,12 +133,21 @@ impl Log {
             reopened: None,
             out_r,
             err_r,
-            out_w,
-            err_w,
+            fifos,
             partial: [Vec::new(), Vec::new()],
             batch: Vec::new(),
             batch_lines: 0,
         })
+    }
+
+    /// Ends to write to the pipes (stdout, stderr) for one run of the
+    /// container. Read-write, so that a container whose supervisor is gone
+    /// (a crash) never meets SIGPIPE: its writes wait in the pipe.
+    pub fn writers(&self) -> std::io::Result<(OwnedFd, OwnedFd)> {
+        Ok((
+            open_fifo(&self.fifos[0], libc::O_RDWR)?,
+            open_fifo(&self.fifos[1], libc::O_RDWR)?,
+        ))
     }
 
     /// Reads what is waiting on one pipe (0 = stdout, 1 = stderr) and writes
@@ -320,7 +331,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.log");
         let mut log = Log::open(path.clone(), 1 << 30, 2).unwrap();
-        let w = log.out_w.try_clone().unwrap();
+        let w = log.writers().unwrap().0;
         let writer = std::thread::spawn(move || {
             let mut f = File::from(w);
             let line = [b'x'; 999];
@@ -353,10 +364,11 @@ mod tests {
     fn lines_and_rotation() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = Log::open(dir.path().join("c.log"), 200, 3).unwrap();
+        let w = log.writers().unwrap().0;
         for i in 0..20 {
             let line = format!("line {i}\n");
             // SAFETY: writing to our own pipe.
-            unsafe { libc::write(log.out_w.as_raw_fd(), line.as_ptr().cast(), line.len()) };
+            unsafe { libc::write(w.as_raw_fd(), line.as_ptr().cast(), line.len()) };
             log.drain(0);
         }
         let mut all = String::new();

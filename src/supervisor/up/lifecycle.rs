@@ -223,9 +223,9 @@ impl Supervisor {
                 });
             }
         }
-        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| e.to_string());
         let null = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
-        let stdio = Stdio3::Fds(OwnedFd::from(null), dup(&l.log.out_w)?, dup(&l.log.err_w)?);
+        let (out, err) = l.log.writers().map_err(|e| format!("log pipes: {e}"))?;
+        let stdio = Stdio3::Fds(OwnedFd::from(null), out, err);
         // Its network is set up after its namespaces exist, before it runs.
         let mut attach = |pid: i32| -> Result<(), String> {
             for n in &nets {

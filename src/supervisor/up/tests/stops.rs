@@ -215,3 +215,31 @@ fn nothing_starts_while_the_stack_stops() {
     let e = h.edit("[containers.a]\nenv = { V = \"2\" }\n").unwrap_err();
     assert_eq!(e.error, "the stack is stopping");
 }
+
+#[test]
+fn a_reload_during_an_unhealthy_restart_leaves_one_instance() {
+    let body = "[containers.a]\nrestart = \"always\"\nrestart_backoff = { initial = \"0\" }\n\
+                stop_timeout = \"10s\"\n\
+                health = { command = [\"/bin/true\"], interval = \"1s\", retries = 1 }\n";
+    let mut h = H::new(body);
+    h.up();
+    let old = h.pid("a");
+    // Unhealthy: its restart begins with a stop...
+    h.sup.on_check("a", Exit::Code(1));
+    assert!(matches!(h.state("a"), State::Stopping(_)));
+    // ...and a reload that recreates it comes meanwhile.
+    h.edit(&body.replace("retries = 1", "retries = 2")).unwrap();
+    h.sup.child_exited(old, libc::SIGTERM);
+    assert_eq!(h.starts("a"), 2, "one new instance, not two");
+    assert_eq!(h.state("a"), State::Running);
+    assert_eq!(
+        h.sup.live["a"]
+            .spec
+            .config
+            .health
+            .as_ref()
+            .map(|c| c.retries),
+        Some(2),
+        "the one that runs is the file's new version"
+    );
+}

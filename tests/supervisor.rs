@@ -1162,3 +1162,24 @@ fn each_container_holds_three_descriptors_of_the_supervisor() {
     // socket and the runtime's) are fewer than 25.
     assert!(fds <= 3 * 20 + 25, "{fds} descriptors for 20 containers");
 }
+
+/// The supervisor stays one thread with containers running and the API
+/// answering: the init stage of a new container is forked from it.
+#[test]
+fn a_running_supervisor_has_exactly_one_thread() {
+    require_root!();
+    let stack = unique("one");
+    let up = Up::start(
+        &stack,
+        "[containers.a]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\n\
+         health = { command = [\"/bin/true\"], interval = \"1s\" }\n",
+    );
+    up.wait_for("a: healthy", 1);
+    let sup = up.child.as_ref().unwrap().id();
+    let threads = std::fs::read_to_string(format!("/proc/{sup}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:").map(|t| t.trim().to_string()))
+        .unwrap();
+    assert_eq!(threads, "1");
+}

@@ -55,8 +55,9 @@ fn appliances_pid_1_and_under_systemd_on_cgroup_v2() {
     {
         scenarios.push(&["pid1", "arm64"][..]);
     } else {
-        eprintln!(
-            "NOT RUN: pid1 arm64 (needs rustup's aarch64-unknown-linux-gnu, gcc-aarch64-linux-gnu, libseccomp-dev:arm64, qemu-system-arm; see scripts/test.sh)"
+        common::skipped(
+            "arm64",
+            "pid1 arm64 not run (needs rustup's aarch64-unknown-linux-gnu, gcc-aarch64-linux-gnu, libseccomp-dev:arm64, qemu-system-arm; see scripts/test.sh)",
         );
     }
     let mut run = |args: &[&str]| match scenario(args) {

@@ -500,7 +500,10 @@ fn rlimits_can_be_lowered_and_raising_past_the_hard_limit_says_why() {
     // SAFETY: hard is valid for writes.
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) };
     if hard.rlim_max == libc::RLIM_INFINITY {
-        eprintln!("SKIP raising: this process has no hard nofile limit to exceed");
+        common::skipped(
+            "nofile-hard",
+            "raising: this process has no hard nofile limit to exceed",
+        );
         return;
     }
     let has_sys_resource = caps::has_cap(

@@ -20,10 +20,29 @@ macro_rules! require_root {
     () => {
         // SAFETY: geteuid cannot fail.
         if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIP {}: needs root", module_path!());
+            $crate::common::skipped("root", &format!("{} needs root", module_path!()));
             return;
         }
     };
+}
+
+/// Whether `RKSTACK_TEST_REQUIRE` (comma-separated features, or `all`)
+/// names `feature`: a test that would skip for want of it fails instead.
+pub fn required(feature: &str) -> bool {
+    std::env::var("RKSTACK_TEST_REQUIRE").is_ok_and(|v| {
+        v.split(',')
+            .any(|f| f.trim() == feature || f.trim() == "all")
+    })
+}
+
+/// A test that cannot run here says why (`SKIP feature: why`), or fails
+/// where `RKSTACK_TEST_REQUIRE` says the feature must be there.
+pub fn skipped(feature: &str, why: &str) {
+    assert!(
+        !required(feature),
+        "{feature} is required here (RKSTACK_TEST_REQUIRE), but: {why}"
+    );
+    eprintln!("SKIP {feature}: {why}");
 }
 
 pub fn rkstack() -> &'static str {

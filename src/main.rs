@@ -392,6 +392,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
             };
+            // Seccomp profiles the file names, where they are here: a
+            // profile that does not compile would stop its container.
+            let bad: Vec<String> = stack
+                .containers
+                .values()
+                .filter_map(rkstack::container::lower::seccomp_problem)
+                .collect();
+            if !bad.is_empty() {
+                for b in &bad {
+                    eprintln!("{}: {b}", file.display());
+                }
+                return Ok(ExitCode::from(EXIT_INVALID));
+            }
             let mut out = std::io::stdout().lock();
             if json {
                 serde_json::to_writer_pretty(&mut out, &stack)?;

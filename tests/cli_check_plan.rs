@@ -152,3 +152,30 @@ stack demo: create 1 network, start 3 containers
     assert_eq!(v["stack"], "demo");
     assert_eq!(v["ops"].as_array().unwrap().len(), 4);
 }
+
+#[test]
+fn check_compiles_the_seccomp_profiles_it_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("profile.json");
+    let file = dir.path().join("stack.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"sc\"\n[containers.a]\nimage = \"host\"\ncommand = [\"/bin/true\"]\nsecurity = {{ seccomp = \"{}\" }}\n",
+            profile.display()
+        ),
+    )
+    .unwrap();
+    let good = r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}"#;
+    std::fs::write(&profile, good).unwrap();
+    let out = rkstack(&["check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    std::fs::write(&profile, good.replace("SCMP_ACT_ALLOW", "SCMP_ACT_BOGUS")).unwrap();
+    let out = rkstack(&["check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("SCMP_ACT_BOGUS"),
+        "{}",
+        text(&out.stderr)
+    );
+}

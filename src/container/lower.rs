@@ -371,6 +371,21 @@ pub fn lsm_enabled(name: &str) -> bool {
 }
 
 /// Warnings for settings this host cannot apply.
+/// Whether `c`'s own seccomp profile compiles (its JSON, actions,
+/// operators and architectures); `None` for the default profile or a file
+/// not found here (`preflight` reports that on the device).
+pub fn seccomp_problem(c: &Container) -> Option<String> {
+    let Seccomp::Profile(p) = &c.security.seccomp else {
+        return None;
+    };
+    if !p.exists() {
+        return None;
+    }
+    seccomp::profile_file(p, &[])
+        .err()
+        .map(|e| format!("{}: seccomp profile {}: {e}", c.name, p.display()))
+}
+
 pub fn warnings(c: &Container) -> Vec<String> {
     let mut w = Vec::new();
     if let Some(p) = &c.security.apparmor

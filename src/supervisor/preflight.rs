@@ -39,6 +39,7 @@ pub fn problems(c: &Container) -> Vec<String> {
     if let Seccomp::Profile(p) = &c.security.seccomp {
         need(p, false, "seccomp profile");
     }
+    out.extend(crate::container::lower::seccomp_problem(c));
     out
 }
 

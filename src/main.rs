@@ -75,7 +75,14 @@ struct Global {
     #[arg(long = "insecure-registry", global = true, value_name = "HOST[:PORT]")]
     insecure_registries: Vec<String>,
     /// error, warn, info, debug or trace.
-    #[arg(long, global = true, value_name = "LEVEL", default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "LEVEL",
+        default_value = "info",
+        value_parser = ["error", "warn", "info", "debug", "trace"],
+        ignore_case = true
+    )]
     log_level: String,
 }
 

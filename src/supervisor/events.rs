@@ -8,6 +8,121 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+/// What happened, for machines (`kind` in `events --json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// The plan `up` carries out first.
+    Plan,
+    Started,
+    /// Ended, and stays so (its restart policy says no).
+    Exited,
+    /// Ended, and starts again after `after_ms`.
+    Restarting,
+    /// Its restart policy gave up on it (`start_limit`): it stays down.
+    Failed,
+    /// Its start failed (root, image, network, ...).
+    StartFailed,
+    /// Held back until its dependencies are ready, or its image pulled.
+    Waiting,
+    Healthy,
+    Unhealthy,
+    /// A health check could not be run.
+    CheckFailed,
+    /// A stop was asked for (by a user, a reload or the stack's stop).
+    Stopping,
+    /// Killed at the end of its `stop_timeout`, or not waited for longer.
+    StopKilled,
+    Stopped,
+    /// A supervisor after a crash took it over, cleaned up after it, or
+    /// kept it stopped or down.
+    Adopted,
+    /// Requests of a user: start, stop, restart.
+    Requested,
+    /// Limits written to a running container.
+    Updated,
+    Reloaded,
+    ReloadRejected,
+    Pulling,
+    Pulled,
+    PullFailed,
+    /// Log lines dropped (a full disk), or written again.
+    LogDropped,
+    /// Bridges, forwarding, published ports and NAT.
+    Network,
+    /// The stack's stop, begun or done.
+    StackStopping,
+    StackStopped,
+    /// Something that works, but not as the file asked, or that will not.
+    Warning,
+    /// Something that failed and left part of the stack undone.
+    Error,
+}
+
+/// How loud an event is in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+impl Kind {
+    pub fn level(self) -> Level {
+        match self {
+            Kind::Failed
+            | Kind::StartFailed
+            | Kind::ReloadRejected
+            | Kind::PullFailed
+            | Kind::Error => Level::Error,
+            Kind::Restarting
+            | Kind::Exited
+            | Kind::Unhealthy
+            | Kind::CheckFailed
+            | Kind::StopKilled
+            | Kind::LogDropped
+            | Kind::Warning => Level::Warn,
+            _ => Level::Info,
+        }
+    }
+}
+
+/// The facts of an event, as fields (each only where it applies).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Facts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// Killed by the out-of-memory killer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom: bool,
+    /// When it starts again (restarting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_ms: Option<u64>,
+    /// Why, in words (a failure's cause, what a health check said, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Facts {
+    pub fn pid(pid: i32) -> Facts {
+        Facts {
+            pid: Some(pid),
+            ..Facts::default()
+        }
+    }
+
+    pub fn reason(why: impl Into<String>) -> Facts {
+        Facts {
+            reason: Some(why.into()),
+            ..Facts::default()
+        }
+    }
+}
+
 /// One lifecycle event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Event {
@@ -18,6 +133,9 @@ pub struct Event {
     pub stack: String,
     /// The container it concerns, if any.
     pub container: Option<String>,
+    pub kind: Kind,
+    #[serde(flatten)]
+    pub facts: Facts,
     /// What happened, for people: `started (pid 42)`, `exited with status 1; restarting in 200 ms`.
     pub message: String,
 }
@@ -47,9 +165,15 @@ pub fn subscribe() -> tokio::sync::broadcast::Receiver<Event> {
     live().subscribe()
 }
 
-/// Records and logs an event. A message of the form `NAME: rest` where NAME
-/// is a container name is attributed to that container.
+/// Records and logs an event of no particular kind (an information).
 pub fn record(stack: &str, message: String) {
+    record_as(stack, Kind::Warning, Facts::default(), message);
+}
+
+/// Records and logs an event: `kind` and `facts` as fields, at the kind's
+/// level. A message of the form `NAME: rest` where NAME is a container
+/// name is attributed to that container.
+pub fn record_as(stack: &str, kind: Kind, facts: Facts, message: String) {
     let (container, text) = match message.split_once(": ") {
         Some((c, rest))
             if !c.is_empty()
@@ -64,9 +188,20 @@ pub fn record(stack: &str, message: String) {
     // The log line keeps the whole message (`web: started (pid 42)`), so it
     // reads on its own; the fields are there for machines.
     let line = message.trim_end();
-    match &container {
-        Some(c) => tracing::info!(stack, container = c.as_str(), "{line}"),
-        None => tracing::info!(stack, "{line}"),
+    let c = container.as_deref().unwrap_or("");
+    let k = serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    // A clean exit that stays so is no warning.
+    let level = match (kind, facts.exit_code) {
+        (Kind::Exited | Kind::Stopped, Some(0)) => Level::Info,
+        _ => kind.level(),
+    };
+    match level {
+        Level::Info => tracing::info!(stack, container = c, kind = k, "{line}"),
+        Level::Warn => tracing::warn!(stack, container = c, kind = k, "{line}"),
+        Level::Error => tracing::error!(stack, container = c, kind = k, "{line}"),
     }
     let Ok(mut j) = JOURNAL.lock() else { return };
     let seq = j.next;
@@ -79,6 +214,8 @@ pub fn record(stack: &str, message: String) {
         time: crate::time::timestamp(SystemTime::now()),
         stack: stack.to_string(),
         container,
+        kind,
+        facts,
         message: text,
     };
     j.events.push_back(e.clone());

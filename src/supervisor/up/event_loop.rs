@@ -81,7 +81,11 @@ impl Supervisor {
             questions_only = !asked.is_empty() && asked.iter().all(|r| r.command.reads_only());
             for r in asked {
                 if self.on_request(r) {
-                    event(&self.stack(), "stopping the stack (down)");
+                    event(
+                        &self.stack(),
+                        Kind::StackStopping,
+                        "stopping the stack (down)",
+                    );
                     self.begin_shutdown();
                 }
             }
@@ -110,6 +114,7 @@ impl Supervisor {
                     l.log.announced = true;
                     event(
                         &stack,
+                        Kind::LogDropped,
                         format!(
                             "{name}: log lines dropped: writing {} failed (disk full?); the container runs on",
                             l.log.path().display()
@@ -119,6 +124,7 @@ impl Supervisor {
                     l.log.announced = false;
                     event(
                         &stack,
+                        Kind::LogDropped,
                         format!(
                             "{name}: {} log lines were dropped; {} is written again",
                             l.log.dropped,
@@ -143,6 +149,7 @@ impl Supervisor {
                     }
                     event(
                         &self.stack(),
+                        Kind::Exited,
                         format!("{name}: ended (it was adopted, so its exit status is unknown)"),
                     );
                     self.after_exit(name, Exit::Code(255), ran);
@@ -171,14 +178,18 @@ impl Supervisor {
                         libc::SIGHUP => self.reload("SIGHUP"),
                         libc::SIGTERM | libc::SIGINT => {
                             crate::supervisor::pid1::stopped_by(sig);
-                            event(&self.stack(), "stopping the stack");
+                            event(&self.stack(), Kind::StackStopping, "stopping the stack");
                             self.begin_shutdown();
                         }
                         s if crate::supervisor::pid1::is_init()
                             && crate::supervisor::pid1::finish_of(s).is_some() =>
                         {
                             crate::supervisor::pid1::stopped_by(s);
-                            event(&self.stack(), format!("stopping the stack (signal {s})"));
+                            event(
+                                &self.stack(),
+                                Kind::StackStopping,
+                                format!("stopping the stack (signal {s})"),
+                            );
                             self.begin_shutdown();
                         }
                         _ => {}

@@ -80,7 +80,11 @@ impl Supervisor {
                             self.live.insert(op.name.clone(), l);
                         }
                         Err(e) => {
-                            event(&self.stack(), format!("{}: cannot be set up: {e}", op.name));
+                            event(
+                                &self.stack(),
+                                Kind::StartFailed,
+                                format!("{}: cannot be set up: {e}", op.name),
+                            );
                             return;
                         }
                     },
@@ -99,10 +103,15 @@ impl Supervisor {
                         Ok(()) => {
                             l.record.limits = spec.limits.clone();
                             l.spec = spec;
-                            event(&self.desired.stack, format!("{}: {}", op.name, op.cause));
+                            event(
+                                &self.desired.stack,
+                                Kind::Updated,
+                                format!("{}: {}", op.name, op.cause),
+                            );
                         }
                         Err(e) => event(
                             &self.desired.stack,
+                            Kind::Error,
                             format!("{}: limits not applied: {e}", op.name),
                         ),
                     }

@@ -29,7 +29,11 @@ impl Supervisor {
                 s
             }
             Err(e) => {
-                event(&stack, format!("{name}: health check cannot run: {e}"));
+                event(
+                    &stack,
+                    Kind::CheckFailed,
+                    format!("{name}: health check cannot run: {e}"),
+                );
                 return;
             }
         };
@@ -51,12 +55,17 @@ impl Supervisor {
                     )));
                 }
                 Err(e) => {
-                    event(&stack, format!("{name}: health check failed to run: {e}"));
+                    event(
+                        &stack,
+                        Kind::CheckFailed,
+                        format!("{name}: health check failed to run: {e}"),
+                    );
                     self.on_check(name, Exit::Code(127));
                 }
             },
             _ => event(
                 &stack,
+                Kind::CheckFailed,
                 format!("{name}: health check: cannot open /dev/null"),
             ),
         }
@@ -101,11 +110,23 @@ impl Supervisor {
                 Some(Health::Unhealthy) => "unhealthy",
                 _ => "starting",
             };
-            event(&stack, format!("{name}: {word}"));
+            event(
+                &stack,
+                match after {
+                    Some(Health::Healthy) => Kind::Healthy,
+                    Some(Health::Unhealthy) => Kind::Unhealthy,
+                    _ => Kind::Waiting,
+                },
+                format!("{name}: {word}"),
+            );
             self.start_ready();
         }
         if restart {
-            event(&stack, format!("{name}: restarting: unhealthy"));
+            event(
+                &stack,
+                Kind::Restarting,
+                format!("{name}: restarting: unhealthy"),
+            );
             self.stop_then(name, Then::RestartUnhealthy);
         }
     }

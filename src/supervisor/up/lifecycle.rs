@@ -3,6 +3,25 @@
 
 use super::*;
 
+/// An exit as event fields.
+pub(super) fn exit_facts(exit: Exit) -> Facts {
+    match exit {
+        Exit::Code(c) => Facts {
+            exit_code: Some(c),
+            ..Facts::default()
+        },
+        Exit::Signal(s) => Facts {
+            signal: Some(s),
+            ..Facts::default()
+        },
+        Exit::Oom => Facts {
+            signal: Some(libc::SIGKILL),
+            oom: true,
+            ..Facts::default()
+        },
+    }
+}
+
 pub(super) fn decode(status: i32) -> Exit {
     if libc::WIFEXITED(status) {
         Exit::Code(libc::WEXITSTATUS(status))
@@ -78,6 +97,7 @@ impl Supervisor {
         if let Some(pid) = self.live.get(name).and_then(|l| l.pid) {
             event(
                 &stack,
+                Kind::Warning,
                 format!("{name}: not started again: it still runs (pid {pid})"),
             );
             return;
@@ -111,7 +131,12 @@ impl Supervisor {
                     .health
                     .as_ref()
                     .map(|h| h.interval.0.min(Duration::from_secs(1)));
-                event(&stack, format!("{name}: started (pid {pid})"));
+                event_with(
+                    &stack,
+                    Kind::Started,
+                    Facts::pid(pid),
+                    format!("{name}: started (pid {pid})"),
+                );
                 if let Some(after) = first {
                     self.timers.push(std::cmp::Reverse((
                         now + after,
@@ -122,7 +147,12 @@ impl Supervisor {
                 self.start_ready();
             }
             Err(e) => {
-                event(&stack, format!("{name}: failed to start: {e}"));
+                event_with(
+                    &stack,
+                    Kind::StartFailed,
+                    Facts::reason(e.clone()),
+                    format!("{name}: failed to start: {e}"),
+                );
                 l.last_error = Some(format!("failed to start: {e}"));
                 // A start that fails is a failed run for the restart policy.
                 self.after_exit(name, Exit::Code(127), Duration::ZERO);
@@ -211,7 +241,7 @@ impl Supervisor {
         )
         .map_err(|e| e.to_string())?;
         for w in lower::warnings(&c) {
-            event(&stack, w);
+            event(&stack, Kind::Warning, w);
         }
         let mut spec = spec;
         if let Some((hosts, resolv)) = etc {
@@ -257,6 +287,7 @@ impl Supervisor {
         if started.ended_unrecorded {
             event(
                 &stack,
+                Kind::Warning,
                 format!("{name}: ended an unrecorded instance left by the previous supervisor"),
             );
         }
@@ -353,12 +384,18 @@ impl Supervisor {
             Exit::Signal(s) => format!("killed by signal {s}"),
             Exit::Oom => "killed by the out-of-memory killer".to_string(),
         };
+        let facts = exit_facts(exit);
         match d {
             Decision::Restart(after) => {
                 l.restarts += 1;
                 l.state = State::Backoff(now + after);
-                event(
+                event_with(
                     &stack,
+                    Kind::Restarting,
+                    Facts {
+                        after_ms: Some(after.as_millis() as u64),
+                        ..facts
+                    },
                     format!("{name}: {how}; restarting in {} ms", after.as_millis()),
                 );
                 self.timers.push(std::cmp::Reverse((
@@ -368,12 +405,17 @@ impl Supervisor {
             }
             Decision::Stay => {
                 l.state = State::Exited(exit);
-                event(&stack, format!("{name}: {how}"));
+                event_with(&stack, Kind::Exited, facts, format!("{name}: {how}"));
             }
             Decision::GiveUp(why) => {
                 l.state = State::Failed(format!("{how}; {why}"));
-                event(
+                event_with(
                     &stack,
+                    Kind::Failed,
+                    Facts {
+                        reason: Some(why.clone()),
+                        ..facts
+                    },
                     format!("{name}: failed: {how}; {why}; it stays down"),
                 );
             }
@@ -418,7 +460,11 @@ impl Supervisor {
                 if let Some(l) = self.live.get_mut(name) {
                     l.state = State::Waiting;
                 }
-                event(&self.stack(), format!("{name}: waiting for {waiting}"));
+                event(
+                    &self.stack(),
+                    Kind::Waiting,
+                    format!("{name}: waiting for {waiting}"),
+                );
             }
         }
     }

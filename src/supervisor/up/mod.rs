@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::control::{ApiError, Command, ContainerInfo, Reply, Request};
+use super::events::{Facts, Kind};
 use super::logs::Log;
 use super::restart::{self, Decision, Ended, History};
 use crate::container::lower::{self, Paths};
@@ -38,7 +39,7 @@ use crate::container::Launcher;
 use crate::plan::{self, Action, ContainerSpec, DesiredState, ObservedState, Plan, Record, Target};
 use crate::sandbox::Stdio3;
 use crate::sandbox::cgroup::Layout;
-use lifecycle::{decode, describe};
+use lifecycle::{decode, describe, exit_facts};
 pub use persist::placed_in_leaf;
 pub use placement::cgroup_base;
 use placement::claim_cgroup_base;
@@ -313,8 +314,13 @@ impl Supervisor {
 }
 
 /// Records one lifecycle event (see [`super::events`]).
-fn event(stack: &str, msg: impl std::fmt::Display) {
-    super::events::record(stack, msg.to_string());
+fn event(stack: &str, kind: Kind, msg: impl std::fmt::Display) {
+    super::events::record_as(stack, kind, Facts::default(), msg.to_string());
+}
+
+/// [`event`] with its facts as fields.
+fn event_with(stack: &str, kind: Kind, facts: Facts, msg: impl std::fmt::Display) {
+    super::events::record_as(stack, kind, facts, msg.to_string());
 }
 
 /// Tells systemd (when it started us with NOTIFY_SOCKET).
@@ -450,7 +456,7 @@ fn supervise(
         // Nothing was changed yet; containers adopted from a crash run on.
         return Err(UpError::PortsInUse(e));
     }
-    event(&sup.desired.stack, format!("plan:\n{plan}"));
+    event(&sup.desired.stack, Kind::Plan, format!("plan:\n{plan}"));
     sup.execute(&plan);
     sup.save_state();
     sup.report_ready();

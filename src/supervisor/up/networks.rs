@@ -275,11 +275,13 @@ impl Supervisor {
             match self.net.enable_forwarding() {
                 Ok(true) => event(
                     &stack,
+                    Kind::Network,
                     "IPv4 forwarding turned on (net.ipv4.ip_forward = 1) for published ports and NAT",
                 ),
                 Ok(false) => {}
                 Err(e) => event(
                     &stack,
+                    Kind::Error,
                     format!("IPv4 forwarding could not be turned on: {e}"),
                 ),
             }
@@ -309,7 +311,11 @@ impl Supervisor {
                 published.dedup();
                 self.published = published;
             }
-            Err(e) => event(&stack, format!("ports and nat not applied: {e}")),
+            Err(e) => event(
+                &stack,
+                Kind::Error,
+                format!("ports and nat not applied: {e}"),
+            ),
         }
     }
 
@@ -376,6 +382,7 @@ impl Supervisor {
             if let Some((_, r)) = crate::network::ipam::host_overlaps(&ours, &routes).first() {
                 event(
                     &self.stack(),
+                    Kind::Error,
                     format!(
                         "network {}: not made: {subnet} overlaps the host's route to {r}; choose another subnet",
                         name
@@ -386,6 +393,7 @@ impl Supervisor {
             match self.net.ensure_bridge(&bridge, gw, subnet.prefix) {
                 Ok(()) => event(
                     &self.stack(),
+                    Kind::Network,
                     format!(
                         "network {}: bridge {bridge} up ({subnet}, gateway {gw})",
                         name
@@ -393,6 +401,7 @@ impl Supervisor {
                 ),
                 Err(e) => event(
                     &self.stack(),
+                    Kind::Error,
                     format!("network {}: cannot be made: {e}", name),
                 ),
             }
@@ -404,7 +413,7 @@ impl Supervisor {
     pub(super) fn remove_network(&mut self, name: &str) {
         let bridge = crate::network::names::bridge(&self.stack(), name);
         if let Err(e) = self.net.delete_link(&bridge) {
-            event(&self.stack(), format!("network {}: {e}", name));
+            event(&self.stack(), Kind::Error, format!("network {}: {e}", name));
         }
         self.networks.remove(name);
     }

@@ -172,6 +172,7 @@ impl Supervisor {
             Ok(()) => self.last_saved = Some(text),
             Err(e) => event(
                 &self.stack(),
+                Kind::Error,
                 format!("cannot save {}: {e}", self.state_path().display()),
             ),
         }
@@ -188,6 +189,7 @@ impl Supervisor {
             Err(e) => {
                 event(
                     &self.stack(),
+                    Kind::Warning,
                     format!(
                         "{}: unreadable ({e}); starting afresh",
                         self.state_path().display()
@@ -237,7 +239,12 @@ impl Supervisor {
                             Timer::HealthCheck(name.clone()),
                         )));
                     }
-                    event(&self.stack(), format!("{name}: adopted (pid {pid})"));
+                    event_with(
+                        &self.stack(),
+                        Kind::Adopted,
+                        Facts::pid(pid),
+                        format!("{name}: adopted (pid {pid})"),
+                    );
                     if l.user_stopped {
                         // Its stop was under way: it goes on.
                         stopping.push(name.clone());
@@ -256,6 +263,7 @@ impl Supervisor {
                     l.state = State::Stopped;
                     event(
                         &self.stack(),
+                        Kind::Adopted,
                         format!("{name}: stays stopped (stopped by a user)"),
                     );
                     self.live.insert(name, l);
@@ -271,6 +279,7 @@ impl Supervisor {
                     l.restarts = sv.restarts;
                     event(
                         &self.stack(),
+                        Kind::Adopted,
                         format!("{name}: stays down (failed before this supervisor: {why})"),
                     );
                     l.state = State::Failed(why);
@@ -295,6 +304,7 @@ impl Supervisor {
                     );
                     event(
                         &self.stack(),
+                        Kind::Adopted,
                         format!("{name}: cleaned up after the previous supervisor"),
                     );
                 }

@@ -33,6 +33,7 @@ pub(super) fn claim_cgroup_base(layout: &Layout, own: &str, stack: &str) -> Path
         if let Err(e) = moved {
             event(
                 stack,
+                Kind::Warning,
                 format!(
                     "cannot move into {}: {e}; container cgroups go under rkstack/{stack}",
                     dir.display()

@@ -23,12 +23,20 @@ impl Supervisor {
             l.state = State::Pulling;
         }
         if self.pulls.values().any(|p| p.image == image) {
-            event(&stack, format!("{name}: waiting for the pull of {image}"));
+            event(
+                &stack,
+                Kind::Waiting,
+                format!("{name}: waiting for the pull of {image}"),
+            );
             return;
         }
         match self.spawn_pull(&image) {
             Ok((pid, log)) => {
-                event(&stack, format!("{name}: pulling {image} (pid {pid})"));
+                event(
+                    &stack,
+                    Kind::Pulling,
+                    format!("{name}: pulling {image} (pid {pid})"),
+                );
                 self.pulls.insert(
                     pid,
                     PullJob {
@@ -103,6 +111,7 @@ impl Supervisor {
         if exit == Exit::Code(0) {
             event(
                 &stack,
+                Kind::Pulled,
                 format!(
                     "pulled {} in {:.1} s",
                     job.image,
@@ -124,7 +133,12 @@ impl Supervisor {
             .find(|l| !l.is_empty())
             .map(|l| l.trim_start_matches("rkstack: ").to_string())
             .unwrap_or_else(|| describe(exit));
-        event(&stack, format!("pull of {} failed: {why}", job.image));
+        event_with(
+            &stack,
+            Kind::PullFailed,
+            Facts::reason(why.clone()),
+            format!("pull of {} failed: {why}", job.image),
+        );
         for name in waiting {
             self.pull_failed(&name, &format!("pull {}: {why}", job.image));
         }
@@ -136,7 +150,11 @@ impl Supervisor {
             l.history.started(now, l.spec.config.start_limit.as_ref());
             l.last_error = Some(format!("failed to start: {why}"));
         }
-        event(&self.stack(), format!("{name}: failed to start: {why}"));
+        event(
+            &self.stack(),
+            Kind::StartFailed,
+            format!("{name}: failed to start: {why}"),
+        );
         self.after_exit(name, Exit::Code(127), Duration::ZERO);
     }
 

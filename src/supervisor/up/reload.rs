@@ -87,6 +87,7 @@ impl Supervisor {
             };
             event(
                 &self.stack(),
+                Kind::ReloadRejected,
                 format!("reload ({why}) rejected, the stack keeps running as it was:\n{detail}"),
             );
         }
@@ -140,9 +141,17 @@ impl Supervisor {
         }
         self.desired = desired;
         if plan.is_noop() {
-            event(&self.stack(), format!("reload ({why}): nothing to do"));
+            event(
+                &self.stack(),
+                Kind::Reloaded,
+                format!("reload ({why}): nothing to do"),
+            );
         } else {
-            event(&self.stack(), format!("reload ({why}):\n{plan}"));
+            event(
+                &self.stack(),
+                Kind::Reloaded,
+                format!("reload ({why}):\n{plan}"),
+            );
         }
         // Also a plan of keeps: policy keys (restart, stop_signal, health
         // timing, ...) take effect through them without a restart.

@@ -250,7 +250,7 @@ impl Supervisor {
                 if let Err(e) = self.known(&name) {
                     return Answer::Now(Err(e));
                 }
-                event(&stack, format!("{name}: stop requested"));
+                event(&stack, Kind::Requested, format!("{name}: stop requested"));
                 if self.stop(&name) {
                     // Answered once it has stopped; the loop goes on.
                     Answer::AfterStop(name)
@@ -269,7 +269,7 @@ impl Supervisor {
                 if running {
                     return Answer::Now(self.one(&name));
                 }
-                event(&stack, format!("{name}: start requested"));
+                event(&stack, Kind::Requested, format!("{name}: start requested"));
                 // One being stopped starts once it has ended.
                 match self.when_stopped(&name, Then::StartByUser) {
                     Ok(()) => Answer::AfterStop(name),
@@ -283,7 +283,11 @@ impl Supervisor {
                 if let Err(e) = self.known(&name) {
                     return Answer::Now(Err(e));
                 }
-                event(&stack, format!("{name}: restart requested"));
+                event(
+                    &stack,
+                    Kind::Requested,
+                    format!("{name}: restart requested"),
+                );
                 if self.stop(&name) {
                     // Started, and answered, once it has ended.
                     self.after_stop.push((name.clone(), Then::StartByUser));
@@ -399,7 +403,11 @@ impl Supervisor {
                     self.live.insert(name.to_string(), l);
                 }
                 Err(e) => {
-                    event(&self.stack(), format!("{name}: cannot be set up: {e}"));
+                    event(
+                        &self.stack(),
+                        Kind::StartFailed,
+                        format!("{name}: cannot be set up: {e}"),
+                    );
                     return;
                 }
             }

@@ -99,20 +99,20 @@ impl Supervisor {
         for net in std::mem::take(&mut self.networks).into_keys() {
             let bridge = crate::network::names::bridge(&self.stack(), &net);
             if let Err(e) = self.net.delete_link(&bridge) {
-                event(&self.stack(), format!("network {net}: {e}"));
+                event(&self.stack(), Kind::Error, format!("network {net}: {e}"));
             }
         }
         let _ = std::fs::remove_dir(self.opts.state_dir.join(self.stack()).join("etc"));
         if self.nft_rules.take().is_some()
             && let Err(e) = self.net.remove_rules(&self.stack())
         {
-            event(&self.stack(), format!("ports and nat: {e}"));
+            event(&self.stack(), Kind::Error, format!("ports and nat: {e}"));
         }
         // Stopped on purpose: nothing is left to adopt.
         let _ = std::fs::remove_file(self.state_path());
         let _ = std::fs::remove_dir(self.opts.state_dir.join(self.stack()).join("rootfs"));
         let _ = std::fs::remove_dir(self.opts.state_dir.join(self.stack()));
-        event(&self.stack(), "stack stopped");
+        event(&self.stack(), Kind::StackStopped, "stack stopped");
     }
 
     /// Stops containers together and waits for them (none of them depends
@@ -186,6 +186,7 @@ impl Supervisor {
                 if now >= *deadline && !*sent_kill {
                     event(
                         &stack,
+                        Kind::StopKilled,
                         format!("{name}: did not stop within its stop_timeout; killing it"),
                     );
                     launcher.signal(*pid, libc::SIGKILL);

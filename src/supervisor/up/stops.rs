@@ -98,6 +98,7 @@ impl Supervisor {
         if give_up {
             event(
                 &stack,
+                Kind::StopKilled,
                 format!("{name}: still there 10 s after SIGKILL; no longer waited for"),
             );
             self.finish_stop(name, None);
@@ -106,6 +107,7 @@ impl Supervisor {
         if let Some(pid) = l.pid {
             event(
                 &stack,
+                Kind::StopKilled,
                 format!("{name}: did not stop within its stop_timeout; killing it"),
             );
             self.launcher.signal(pid, libc::SIGKILL);
@@ -154,7 +156,13 @@ impl Supervisor {
         let _ = std::fs::remove_dir(&l.staging);
         l.state = State::Stopped;
         let how = exit.map_or_else(|| "it did not end".to_string(), describe);
-        event(&stack, format!("{name}: stopped ({how})"));
+        let facts = exit.map(exit_facts).unwrap_or_default();
+        event_with(
+            &stack,
+            Kind::Stopped,
+            facts,
+            format!("{name}: stopped ({how})"),
+        );
         self.detach(name);
     }
 

@@ -238,3 +238,37 @@ fn a_start_of_a_running_container_starts_nothing() {
     h.sup.start("a");
     assert_eq!(h.starts("a"), 1);
 }
+
+#[test]
+fn events_carry_their_kind_and_facts_as_fields() {
+    use crate::supervisor::events::{Kind as K, since};
+    let mut h = H::new(
+        "[containers.a]\nrestart = \"always\"\nrestart_backoff = { initial = \"300ms\" }\n\
+         start_limit = { burst = 2, interval = \"60s\" }\n",
+    );
+    let seq = last_seq();
+    h.up();
+    let pid = h.pid("a");
+    h.exits("a", 3);
+    assert!(h.fire(is_restart("a")));
+    h.killed("a", libc::SIGKILL);
+    let mine: Vec<_> = since(seq)
+        .into_iter()
+        .filter(|e| e.stack == h.stack && e.container.as_deref() == Some("a"))
+        .collect();
+    let kinds: Vec<K> = mine.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [K::Started, K::Restarting, K::Started, K::Failed],
+        "{mine:?}"
+    );
+    assert_eq!(mine[0].facts.pid, Some(pid));
+    assert_eq!(mine[1].facts.exit_code, Some(3));
+    assert_eq!(mine[1].facts.after_ms, Some(300));
+    assert_eq!(mine[3].facts.signal, Some(libc::SIGKILL));
+    assert!(mine[3].facts.reason.is_some());
+    let json = serde_json::to_value(&mine[1]).unwrap();
+    assert_eq!(json["kind"], "restarting");
+    assert_eq!(json["exit_code"], 3);
+    assert_eq!(json["container"], "a");
+}

@@ -1030,6 +1030,17 @@ fn a_new_pull_of_a_tag_recreates_the_containers_that_use_it_at_reload() {
         "a runs the new image",
         || read(&events),
     );
+    // A pulled image a running stack uses is not removed, whatever its kind.
+    let out = rk()
+        .args(["rmi", &format!("docker://{}/demo:v1", reg.host())])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("is used by stack {stack}")),
+        "{}",
+        stderr(&out)
+    );
     drop(up);
 }
 

@@ -152,7 +152,9 @@ impl Supervisor {
                     .filter(|c| {
                         matches!(
                             c.config.image,
-                            config::ImageRef::Oci { .. } | config::ImageRef::Tar { .. }
+                            config::ImageRef::Oci { .. }
+                                | config::ImageRef::Tar { .. }
+                                | config::ImageRef::Docker { .. }
                         )
                     })
                     .map(|c| c.config.image.to_string())

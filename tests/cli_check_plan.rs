@@ -179,3 +179,30 @@ fn check_compiles_the_seccomp_profiles_it_finds() {
         text(&out.stderr)
     );
 }
+
+/// Every web server the examples and the README start serves a folder of
+/// its own (`httpd -h DIR`): one without serves the whole image, and on
+/// `image = "host"` that is the host's files.
+#[test]
+fn example_web_servers_serve_a_folder_made_for_them() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("examples/stacks"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.push(root.join("README.md"));
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for line in text
+            .lines()
+            .filter(|l| l.contains("httpd") && (l.contains("\"-p\"") || l.contains("httpd -f")))
+        {
+            assert!(
+                line.contains("\"-h\"") || line.contains(" -h "),
+                "{}: a web server without its own folder: {line}",
+                f.display()
+            );
+        }
+    }
+}

@@ -203,7 +203,7 @@ fn addresses_are_stable_and_hosts_files_follow_reloads() {
 subnet = "10.126.0.0/24"
 [containers.a]
 image = "dir:ROOTFS"
-command = ["/bin/sh", "-c", "ip -o -4 addr show eth0; sleep 1000"]
+command = ["/bin/sh", "-c", "ip -o -4 addr show eth0; ip -o link show eth0; sleep 1000"]
 networks = ["back"]
 restart = "always"
 restart_backoff = { initial = "50ms" }
@@ -222,6 +222,21 @@ restart_backoff = { initial = "50ms" }
     up.wait_for(|u| addr(&u.log_of("a")).len() >= 2, "restarted");
     let seen = addr(&up.log_of("a"));
     assert_eq!(seen[0], seen[1], "the address changed across a restart");
+    // And its MAC with it, derived from the address: the neighbours' ARP
+    // entries stay right (a new one left it unreachable until they expired).
+    let macs: Vec<String> = up
+        .log_of("a")
+        .lines()
+        .filter_map(|l| l.split("link/ether ").nth(1))
+        .map(|m| m.split_whitespace().next().unwrap().to_string())
+        .collect();
+    assert!(macs.len() >= 2, "{}", up.log_of("a"));
+    assert_eq!(macs[0], macs[1], "the MAC changed across a restart");
+    let o: Vec<u8> = seen[0].split('.').map(|b| b.parse().unwrap()).collect();
+    assert_eq!(
+        macs[0],
+        format!("02:6b:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+    );
     // A container joins: a's /etc/hosts gains it, a keeps its process.
     let a_pid = up.pid_of("a");
     up.write(&format!("{body}[containers.b]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\nnetworks = [\"back\"]\n"));

@@ -41,6 +41,10 @@ pub fn ensure_bridge(name: &str, gateway: IpAddr, prefix: u8) -> Result<(), NetE
             nl.index_of(name).map_err(ctx(what))?
         }
     };
+    // A MAC of its own: otherwise the bridge takes its lowest port's, and
+    // changes it as containers come and go.
+    nl.request(netlink::set_mac(index, super::names::mac(gateway)))
+        .map_err(ctx(what))?;
     nl.request(netlink::add_addr(index, gateway, prefix))
         .map_err(ctx(|| format!("bridge {name}: address {gateway}/{prefix}")))?;
     nl.request(netlink::set_up(index, None))
@@ -82,9 +86,10 @@ pub fn attach(a: &Attach<'_>) -> Result<String, NetError> {
         .map_err(ctx(|| format!("bridge {}", a.bridge)))?;
     let pid = a.pid.unsigned_abs();
     let names = super::names::veth_host_names(a.host_if);
+    let mac = super::names::mac(a.addr);
     let mut made = None;
     for name in &names {
-        match nl.request(netlink::new_veth(name, a.inside, pid)) {
+        match nl.request(netlink::new_veth(name, a.inside, pid, mac)) {
             Ok(_) => {
                 made = Some(name.clone());
                 break;
@@ -98,7 +103,7 @@ pub fn attach(a: &Attach<'_>) -> Result<String, NetError> {
         None => {
             // Every name still held: wait for the kernel by removing one.
             delete_link(a.host_if)?;
-            nl.request(netlink::new_veth(a.host_if, a.inside, pid))
+            nl.request(netlink::new_veth(a.host_if, a.inside, pid, mac))
                 .map_err(ctx(|| format!("veth {}", a.host_if)))?;
             a.host_if.to_string()
         }

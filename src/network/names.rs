@@ -27,6 +27,23 @@ pub fn bridge(stack: &str, network: &str) -> String {
     format!("rkb{}", short_hash(&[stack, network], 10))
 }
 
+/// The MAC address of an interface with address `ip`: locally
+/// administered (`02:6b`) and then the address's last four bytes. A
+/// container that restarts with its address keeps its MAC, so the
+/// neighbours' ARP entries stay right (a new random MAC left a restarted
+/// container unreachable until they expired); a bridge gets its gateway's,
+/// so its MAC no longer follows its ports as they come and go.
+pub fn mac(ip: std::net::IpAddr) -> [u8; 6] {
+    let b = match ip {
+        std::net::IpAddr::V4(a) => a.octets(),
+        std::net::IpAddr::V6(a) => {
+            let o = a.octets();
+            [o[12], o[13], o[14], o[15]]
+        }
+    };
+    [0x02, 0x6b, b[0], b[1], b[2], b[3]]
+}
+
 /// The host end of a container's veth on a network: `rkv` + 10 hex digits.
 pub fn veth_host(stack: &str, container: &str, network: &str) -> String {
     format!("rkv{}", short_hash(&[stack, container, network], 10))
@@ -110,5 +127,15 @@ mod tests {
                 .contains("1 to 15 bytes")
         );
         assert!(valid("a/b").is_err());
+    }
+
+    #[test]
+    fn a_mac_follows_the_address_and_is_locally_administered() {
+        let ip: std::net::IpAddr = "10.89.0.10".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(mac(ip), [0x02, 0x6b, 10, 89, 0, 10]);
+        let other: std::net::IpAddr = "10.89.0.11".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(mac(ip), mac(other));
+        // Unicast (bit 0 clear), locally administered (bit 1 set).
+        assert_eq!(mac(ip)[0] & 0b11, 0b10);
     }
 }

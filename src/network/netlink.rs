@@ -25,6 +25,7 @@ const RTM_GETLINK: u16 = 18;
 const RTM_SETLINK: u16 = 19;
 const RTM_NEWADDR: u16 = 20;
 const RTM_NEWROUTE: u16 = 24;
+const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
@@ -150,9 +151,9 @@ pub fn new_link(name: &str, kind: &str) -> Msg {
     m
 }
 
-/// A veth pair: `host` here, `peer` created directly in the network
-/// namespace of process `pid`.
-pub fn new_veth(host: &str, peer: &str, pid: u32) -> Msg {
+/// A veth pair: `host` here, `peer` (with MAC address `mac`) created
+/// directly in the network namespace of process `pid`.
+pub fn new_veth(host: &str, peer: &str, pid: u32, mac: [u8; 6]) -> Msg {
     let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL).ifinfo(0, 0, 0);
     m.attr_str(IFLA_IFNAME, host);
     let info = m.begin(IFLA_LINKINFO);
@@ -161,6 +162,7 @@ pub fn new_veth(host: &str, peer: &str, pid: u32) -> Msg {
     let p = m.begin(VETH_INFO_PEER);
     ifinfo(&mut m.buf, 0, 0, 0);
     m.attr_str(IFLA_IFNAME, peer);
+    m.attr(IFLA_ADDRESS, &mac);
     m.attr_u32(IFLA_NET_NS_PID, pid);
     m.end(p);
     m.end(data);
@@ -174,6 +176,13 @@ pub fn set_up(index: u32, master: Option<u32>) -> Msg {
     if let Some(master) = master {
         m.attr_u32(IFLA_MASTER, master);
     }
+    m
+}
+
+/// Link `index` gets MAC address `mac`.
+pub fn set_mac(index: u32, mac: [u8; 6]) -> Msg {
+    let mut m = Msg::new(RTM_SETLINK, 0).ifinfo(index, 0, 0);
+    m.attr(IFLA_ADDRESS, &mac);
     m
 }
 
@@ -388,7 +397,8 @@ mod tests {
 
     #[test]
     fn nested_attributes_enclose_what_was_written_inside() {
-        let bytes = new_veth("rkv1", "eth0", 42).finish(1);
+        let mac = [2, 0x6b, 10, 1, 2, 3];
+        let bytes = new_veth("rkv1", "eth0", 42, mac).finish(1);
         // After the header, ifinfomsg and IFLA_IFNAME "rkv1\0" (4+5 → 12):
         let info = HEADER + 16 + 12;
         assert_eq!(u16_at(&bytes, info + 2), IFLA_LINKINFO | NLA_F_NESTED);
@@ -398,6 +408,10 @@ mod tests {
         assert_eq!(u16_at(&bytes, n - 8), 8);
         assert_eq!(u16_at(&bytes, n - 6), IFLA_NET_NS_PID);
         assert_eq!(&bytes[n - 4..], &42u32.to_ne_bytes());
+        // Before it, the peer's MAC (6 bytes, padded to 8).
+        assert_eq!(u16_at(&bytes, n - 20), 10);
+        assert_eq!(u16_at(&bytes, n - 18), IFLA_ADDRESS);
+        assert_eq!(&bytes[n - 16..n - 10], &mac);
     }
 
     #[test]

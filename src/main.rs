@@ -418,6 +418,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 writeln!(out)?;
             } else {
                 writeln!(out, "ok: {}", stack.summary())?;
+                let needs = stack.device_needs();
+                if !needs.is_empty() {
+                    writeln!(out, "the device needs: {}", needs.join("; "))?;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

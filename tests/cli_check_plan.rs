@@ -26,7 +26,10 @@ fn text(b: &[u8]) -> String {
 fn check_accepts_the_demo_with_a_summary() {
     let out = rkstack(&["check", example("demo.toml").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "ok: 3 containers, 1 network, 1 volume\n");
+    assert_eq!(
+        text(&out.stdout),
+        "ok: 3 containers, 1 network, 1 volume\nthe device needs: nftables (the nft program; nf_tables with nat, fib and masquerade) for ports, NAT and network separation; bridge and veth\n"
+    );
 }
 
 #[test]

@@ -1183,3 +1183,41 @@ fn a_running_supervisor_has_exactly_one_thread() {
         .unwrap();
     assert_eq!(threads, "1");
 }
+
+/// Without `nft`, a stack that publishes a port is refused before anything
+/// starts (exit 1, what is missing and the package), instead of running
+/// with its ports silently missing.
+#[test]
+fn without_nft_a_stack_with_ports_is_refused_before_anything_starts() {
+    require_root!();
+    let fs = Rootfs::readable();
+    let dir = tempfile::tempdir().unwrap();
+    let stack = unique("nonft");
+    let file = dir.path().join("stack.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"{stack}\"\n[networks.n]\nsubnet = \"10.127.3.0/24\"\n[containers.a]\nimage = \"dir:{}\"\ncommand = [\"/bin/sleep\", \"1000\"]\nnetworks = [\"n\"]\nports = [\"127.0.0.1:18081:80\"]\n",
+            fs.path().display()
+        ),
+    )
+    .unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(rkstack())
+        .env("PATH", empty.path())
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["up", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("need nftables") && err.contains("apt-get install nftables"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was started"), "{err}");
+    assert!(!err.contains("a: started"), "{err}");
+}

@@ -227,6 +227,35 @@ impl Stack {
         }
         s
     }
+
+    /// What a device must offer to run this stack, beyond rkstack itself
+    /// and cgroups (programs and kernel features), in words.
+    pub fn device_needs(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let cs = || self.containers.values();
+        if cs().any(|c| !c.ports.is_empty()) || !self.networks.is_empty() {
+            out.push("nftables (the nft program; nf_tables with nat, fib and masquerade) for ports, NAT and network separation");
+            out.push("bridge and veth");
+        }
+        if cs().any(|c| {
+            matches!(
+                c.image,
+                ImageRef::Oci { .. } | ImageRef::Tar { .. } | ImageRef::Docker { .. }
+            )
+        }) {
+            out.push("overlayfs");
+        }
+        if cs().any(|c| matches!(c.image, ImageRef::Squashfs { .. })) {
+            out.push("loop devices and squashfs");
+        }
+        if cs().any(|c| matches!(c.image, ImageRef::Erofs { .. })) {
+            out.push("loop devices and erofs");
+        }
+        if cs().any(|c| c.verity.is_some()) {
+            out.push("dm-verity (dm_verity)");
+        }
+        out
+    }
 }
 
 #[cfg(test)]

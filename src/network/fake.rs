@@ -25,6 +25,8 @@ pub struct FakeNetState {
     pub published: Option<Vec<Publish>>,
     pub bridges_in_rules: Vec<Bridge>,
     pub forwarding: bool,
+    /// `nft` is not there.
+    pub no_nft: bool,
 }
 
 pub type FakeNetHandle = Rc<RefCell<FakeNetState>>;
@@ -70,6 +72,14 @@ impl NetOps for FakeNet {
 
     fn ports_in_use(&self) -> BTreeSet<(&'static str, u16)> {
         self.0.borrow().ports_in_use.clone()
+    }
+
+    fn rules_available(&self) -> Result<(), String> {
+        if self.0.borrow().no_nft {
+            Err("nft was not found".into())
+        } else {
+            Ok(())
+        }
     }
 
     fn enable_forwarding(&mut self) -> Result<bool, String> {

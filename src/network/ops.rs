@@ -21,6 +21,9 @@ pub trait NetOps {
     fn attach(&mut self, a: &Attach<'_>) -> Result<(), String>;
     /// `(proto, port)` held by sockets of this host.
     fn ports_in_use(&self) -> BTreeSet<(&'static str, u16)>;
+    /// Whether the stack's rules can be applied here (`nft` is there); why
+    /// not, with what to install.
+    fn rules_available(&self) -> Result<(), String>;
     /// Turns IPv4 forwarding on; true when it was off.
     fn enable_forwarding(&mut self) -> Result<bool, String>;
     /// Replaces the stack's nftables table (removes it when both are empty).
@@ -62,6 +65,21 @@ impl NetOps for LinuxNet {
 
     fn ports_in_use(&self) -> BTreeSet<(&'static str, u16)> {
         super::linux::ports_in_use()
+    }
+
+    fn rules_available(&self) -> Result<(), String> {
+        let found = std::env::var_os("PATH").is_some_and(|p| {
+            std::env::split_paths(&p).any(|d| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::metadata(d.join("nft"))
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
+        });
+        if found {
+            Ok(())
+        } else {
+            Err("the program nft was not found in PATH (Debian: apt-get install nftables)".into())
+        }
     }
 
     fn enable_forwarding(&mut self) -> Result<bool, String> {

@@ -155,10 +155,34 @@ impl Supervisor {
         }
     }
 
-    /// Before a plan changes anything: the host ports it will publish must
+    /// Before a plan changes anything: nftables must be there when the
+    /// stack has ports or networks, and the host ports it will publish must
     /// not be held by a socket of this host (those rkstack already publishes
     /// for this stack are its own).
     pub(super) fn check_ports(&self, desired: &DesiredState, plan: &Plan) -> Result<(), String> {
+        // Published ports, NAT and the isolation of bridges are nftables
+        // rules: without nft they would silently be missing.
+        let needs: Vec<&str> = desired
+            .containers
+            .iter()
+            .filter(|c| !c.config.ports.is_empty())
+            .map(|c| c.name.as_str())
+            .chain(
+                desired
+                    .networks
+                    .values()
+                    .filter(|n| n.config.subnet.is_some())
+                    .map(|n| n.name.as_str()),
+            )
+            .collect();
+        if !needs.is_empty()
+            && let Err(why) = self.net.rules_available()
+        {
+            return Err(format!(
+                "published ports, NAT and the separation of networks need nftables ({} use them): {why}",
+                needs.join(", ")
+            ));
+        }
         let starting: Vec<&str> = plan
             .ops
             .iter()

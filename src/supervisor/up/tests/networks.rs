@@ -161,3 +161,21 @@ fn a_burst_of_starts_writes_each_hosts_file_a_bounded_number_of_times() {
         "c0 knows the last one to start:\n{text}"
     );
 }
+
+#[test]
+fn without_nft_a_stack_with_ports_or_networks_is_refused_before_it_starts() {
+    let mut h = H::new(NET);
+    h.net.borrow_mut().no_nft = true;
+    let e = h.try_up().unwrap_err();
+    assert!(e.contains("need nftables"), "{e}");
+    assert!(e.contains("web") && e.contains("front"), "{e}");
+    assert!(h.fake.borrow().starts.is_empty());
+    // A stack without ports or networks needs none.
+    let mut plain = H::new(TWO);
+    plain.net.borrow_mut().no_nft = true;
+    plain.up();
+    assert_eq!(plain.starts("a"), 1);
+    // And a reload that brings a network in is refused.
+    let e = plain.edit(NET).unwrap_err();
+    assert!(e.error.contains("need nftables"), "{}", e.error);
+}

@@ -103,6 +103,12 @@ enum Command {
         /// Detach: return once the stack is up (exit 0) or failed (exit 1).
         #[arg(short = 'd', long)]
         detach: bool,
+        /// With -d: how long to wait for the stack to be up (seconds, or
+        /// with a unit: 90s, 5m); 0 returns as soon as the supervisor runs.
+        /// Past it: exit 1, naming what is still pending; the supervisor
+        /// keeps running.
+        #[arg(long, value_name = "DURATION", default_value = "120s")]
+        wait_timeout: String,
         /// Also serve the API on TCP, over TLS only: tcp://ADDR:PORT.
         #[arg(long, value_name = "tcp://ADDR:PORT")]
         listen: Option<String>,
@@ -428,6 +434,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up {
             file,
             detach,
+            wait_timeout,
             listen,
             tls_cert,
             tls_key,
@@ -472,12 +479,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 state_dir: global.state_dir.clone(),
                 data_dir: global.data_dir.clone(),
             };
+            let wait = match wait_timeout
+                .parse::<u64>()
+                .map(std::time::Duration::from_secs)
+                .or_else(|_| {
+                    wait_timeout
+                        .parse::<rkstack::config::Duration>()
+                        .map(|d| d.0)
+                }) {
+                Ok(d) => d,
+                Err(_) => {
+                    eprintln!(
+                        "rkstack: --wait-timeout {wait_timeout}: expected seconds or a duration like 90s or 5m"
+                    );
+                    return Ok(ExitCode::from(EXIT_INVALID));
+                }
+            };
             let ready = if detach {
                 let log = global
                     .data_dir
                     .join(stack.name.as_str())
                     .join("supervisor.log");
-                match detach_supervisor(&log)? {
+                let socket = global.socket.clone().unwrap_or_else(|| {
+                    global
+                        .state_dir
+                        .join(format!("{}.sock", stack.name.as_str()))
+                });
+                match detach_supervisor(&log, &socket, wait)? {
                     Detached::Parent(code) => return Ok(code),
                     Detached::Child(pipe) => Some(pipe),
                 }
@@ -681,7 +709,11 @@ enum Detached {
 
 /// `up -d`: forks the supervisor into its own session (its output going to
 /// `log`); the parent waits to hear that the stack is up, or why not.
-fn detach_supervisor(log: &std::path::Path) -> anyhow::Result<Detached> {
+fn detach_supervisor(
+    log: &std::path::Path,
+    socket: &std::path::Path,
+    wait: std::time::Duration,
+) -> anyhow::Result<Detached> {
     use std::io::Read;
     use std::os::fd::{FromRawFd, OwnedFd};
     if let Some(dir) = log.parent() {
@@ -715,6 +747,24 @@ fn detach_supervisor(log: &std::path::Path) -> anyhow::Result<Detached> {
         }
         pid => {
             drop(w);
+            if wait.is_zero() {
+                println!(
+                    "supervisor started (pid {pid}, log {}); not waiting for the stack",
+                    log.display()
+                );
+                return Ok(Detached::Parent(ExitCode::SUCCESS));
+            }
+            if !wait_readable(&r, wait, socket) {
+                eprintln!(
+                    "rkstack: the stack was not up within {} s{}; the supervisor keeps running (pid {pid}, log {}); `rkstack down` stops it",
+                    wait.as_secs(),
+                    pending(socket)
+                        .map(|p| format!(": {p}"))
+                        .unwrap_or_default(),
+                    log.display()
+                );
+                return Ok(Detached::Parent(ExitCode::from(EXIT_FAILED)));
+            }
             let mut msg = String::new();
             // One message, written at once (far below PIPE_BUF), or none
             // when the supervisor ends without a word. Not "until EOF": the
@@ -749,6 +799,70 @@ fn detach_supervisor(log: &std::path::Path) -> anyhow::Result<Detached> {
             }
         }
     }
+}
+
+/// Waits until `r` is readable, at most `wait`; every 5 s says on stderr
+/// which containers are still pending and why.
+fn wait_readable(
+    r: &std::os::fd::OwnedFd,
+    wait: std::time::Duration,
+    socket: &std::path::Path,
+) -> bool {
+    use std::os::fd::AsRawFd;
+    let until = std::time::Instant::now() + wait;
+    let mut next = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let now = std::time::Instant::now();
+        if now >= until {
+            return false;
+        }
+        let slice = until.min(next).saturating_duration_since(now);
+        let mut p = libc::pollfd {
+            fd: r.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut p, 1, slice.as_millis().min(i32::MAX as u128) as i32) };
+        if n > 0 {
+            return true;
+        }
+        if std::time::Instant::now() >= next {
+            if let Some(p) = pending(socket) {
+                eprintln!("rkstack: waiting for {p}");
+            }
+            next += std::time::Duration::from_secs(5);
+        }
+    }
+}
+
+/// The containers not up yet, with why, asked of the supervisor's API.
+fn pending(socket: &std::path::Path) -> Option<String> {
+    let client = rkstack::api::client::Client::new(socket.to_path_buf()).ok()?;
+    let list = client.call("GET", "/v1/containers", None).ok()?;
+    let items: Vec<String> = list
+        .as_array()?
+        .iter()
+        .filter_map(|c| {
+            let name = c["name"].as_str()?;
+            let state = c["state"].as_str().unwrap_or("?");
+            let health = c["health"].as_str();
+            let up = (state == "running" && matches!(health, None | Some("healthy")))
+                || (state == "exited" && c["last_exit"].as_str() == Some("exited 0"));
+            if up {
+                return None;
+            }
+            let mut why = state.to_string();
+            if let Some(h) = health {
+                why.push_str(&format!(", {h}"));
+            }
+            if let Some(e) = c["error"].as_str() {
+                why.push_str(&format!(": {e}"));
+            }
+            Some(format!("{name} ({why})"))
+        })
+        .collect();
+    (!items.is_empty()).then(|| items.join(", "))
 }
 
 /// Events and logs go to stderr: `LEVEL stack=NAME container=NAME: message`,

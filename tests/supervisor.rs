@@ -1221,3 +1221,54 @@ fn without_nft_a_stack_with_ports_is_refused_before_anything_starts() {
     assert!(err.contains("nothing was started"), "{err}");
     assert!(!err.contains("a: started"), "{err}");
 }
+
+/// `up -d` gives up waiting after `--wait-timeout`, says what is still
+/// pending and why, and leaves the supervisor running; `--wait-timeout 0`
+/// does not wait at all.
+#[test]
+fn up_detached_gives_up_after_its_wait_timeout_and_says_what_is_pending() {
+    require_root!();
+    let fs = Rootfs::readable();
+    let dir = tempfile::tempdir().unwrap();
+    let stack = unique("dwait");
+    let file = dir.path().join("s.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"{stack}\"\n[defaults]\nstop_timeout = \"300ms\"\n\
+             [containers.db]\nimage = \"dir:{r}\"\ncommand = [\"/bin/sleep\", \"1000\"]\n\
+             health = {{ command = [\"/bin/false\"], interval = \"200ms\" }}\n\
+             [containers.web]\nimage = \"dir:{r}\"\ncommand = [\"/bin/sleep\", \"1000\"]\n\
+             depends_on = {{ db = \"healthy\" }}\n",
+            r = fs.path().display()
+        ),
+    )
+    .unwrap();
+    let up = |wait: &str| {
+        Command::new(rkstack())
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .args(["up", "-d", "--wait-timeout", wait])
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    let out = up("7s");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the stack was not up within 7 s"), "{err}");
+    assert!(err.contains("web (waiting)"), "{err}");
+    assert!(err.contains("db (running, "), "{err}");
+    assert!(err.contains("rkstack: waiting for "), "no progress: {err}");
+    assert!(err.contains("`rkstack down` stops it"), "{err}");
+    let pid = reported_pid(&err);
+    assert!(alive(pid), "the supervisor should keep running");
+    stop_detached(pid, &stack);
+    let out = up("0");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(text.contains("not waiting for the stack"), "{text}");
+    stop_detached(reported_pid(&text), &stack);
+}

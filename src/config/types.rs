@@ -777,6 +777,21 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// Values parse themselves (`"90s".parse::<Duration>()`), with the very
+/// words the stack file's errors use: every front door (the file, `run`'s
+/// options, the CLI) takes them through the same parser.
+macro_rules! from_str {
+    ($($t:ty),*) => {$(
+        impl std::str::FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                <$t>::parse(s)
+            }
+        }
+    )*};
+}
+from_str!(Duration, ByteSize, Cidr, Signal, PortSpec);
+
 #[cfg(test)]
 mod tests {
     use super::*;

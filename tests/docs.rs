@@ -1,0 +1,121 @@
+//! The project documents what it accepts: every key the stack file's
+//! validator knows is in `docs/stack-file.md` (and nothing else is), and
+//! `examples/stacks/reference.toml` uses every one of them.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// The keys of the validator's tables (`const *_KEYS` in validate.rs) and
+/// the one it spells out inline (`depends_on`'s `condition`).
+fn validator_keys() -> BTreeSet<String> {
+    let src = read("src/config/validate.rs");
+    let mut out = BTreeSet::new();
+    for part in src.split("const ").skip(1) {
+        let Some((name, rest)) = part.split_once(':') else {
+            continue;
+        };
+        if !name.ends_with("_KEYS") {
+            continue;
+        }
+        let list = rest.split_once("];").map_or("", |(l, _)| l);
+        for q in list.split('"').skip(1).step_by(2) {
+            out.insert(q.to_string());
+        }
+    }
+    out.insert("condition".into());
+    out
+}
+
+/// The keys in the first column of the doc's tables (`` | `key` | ``),
+/// the compose table at its end left out.
+fn documented_keys() -> BTreeSet<String> {
+    let text = read("docs/stack-file.md");
+    let ours = text.split("## Compose keys").next().unwrap_or("");
+    ours.lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once('`').map(|(k, _)| k.to_string()))
+        .filter(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .collect()
+}
+
+/// The keys a TOML text assigns (`key =`, in tables or inline), comments
+/// left out.
+fn assigned_keys(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in text.lines() {
+        // A comment starts at a `#` outside quotes.
+        let mut code = String::new();
+        let mut quoted = false;
+        for c in line.chars() {
+            if c == '"' {
+                quoted = !quoted;
+            }
+            if c == '#' && !quoted {
+                break;
+            }
+            code.push(c);
+        }
+        let bytes: Vec<char> = code.chars().collect();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i].is_ascii_lowercase()
+                && (i == 0
+                    || !(bytes[i - 1].is_ascii_alphanumeric()
+                        || bytes[i - 1] == '_'
+                        || bytes[i - 1] == '"'
+                        || bytes[i - 1] == '.'))
+            {
+                let start = i;
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_lowercase()
+                        || bytes[i].is_ascii_digit()
+                        || bytes[i] == '_')
+                {
+                    i += 1;
+                }
+                let word: String = bytes[start..i].iter().collect();
+                let rest: String = bytes[i..].iter().collect();
+                if rest.trim_start().starts_with('=') {
+                    out.insert(word);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        // Table headers: [containers.web.resources] names `resources`.
+        let t = code.trim();
+        if let Some(h) = t.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            out.extend(h.split('.').map(|p| p.trim().to_string()));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_key_the_validator_accepts_is_documented_and_no_other() {
+    let valid = validator_keys();
+    assert!(valid.len() > 60, "{valid:?}");
+    let docs = documented_keys();
+    let missing: Vec<_> = valid.difference(&docs).collect();
+    assert!(missing.is_empty(), "not in docs/stack-file.md: {missing:?}");
+    let extra: Vec<_> = docs.difference(&valid).collect();
+    assert!(extra.is_empty(), "documented but not accepted: {extra:?}");
+}
+
+#[test]
+fn the_reference_example_uses_every_key() {
+    let used = assigned_keys(&read("examples/stacks/reference.toml"));
+    let missing: Vec<_> = validator_keys()
+        .into_iter()
+        .filter(|k| !used.contains(k))
+        .collect();
+    assert!(missing.is_empty(), "reference.toml lacks: {missing:?}");
+}

@@ -370,7 +370,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cli_api::action(c, &name, "restart")
         })),
         Command::Reload => Ok(with_client(g, None, cli_api::reload)),
-        Command::Down => Ok(with_client(g, None, cli_api::down)),
+        Command::Down => {
+            // Nothing running is nothing to stop: exit 0, as compose does.
+            if g.host.is_none() && g.socket.is_none() {
+                let running = rkstack::supervisor::stacks::running(&g.state_dir);
+                let none = match g.stack.as_deref() {
+                    Some(name) => !running.iter().any(|r| r.name == name),
+                    None => running.is_empty(),
+                };
+                if none {
+                    eprintln!(
+                        "rkstack: {} running; nothing to stop",
+                        g.stack
+                            .as_deref()
+                            .map_or("no stack is".to_string(), |n| format!("stack {n} is not"))
+                    );
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+            Ok(with_client(g, None, cli_api::down))
+        }
         Command::Events { json } => Ok(with_client(g, None, |c| cli_api::events(c, json))),
         Command::Inspect { name } => Ok(with_client(g, None, |c| cli_api::inspect(c, &name))),
         Command::Diff { name } => Ok(with_client(g, None, |c| cli_api::diff(c, &name))),

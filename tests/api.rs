@@ -223,6 +223,10 @@ fn every_route_answers_on_a_running_stack() {
         "{}",
         stderr(&out)
     );
+    // A second down has nothing to stop: fine, as compose's is.
+    let out = s.rk(&["down"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing to stop"), "{}", stderr(&out));
 }
 
 #[test]

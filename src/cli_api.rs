@@ -24,6 +24,10 @@ pub fn fail(e: &ClientError) -> ExitCode {
     }
     match e {
         ClientError::Api(a) if a.status == 422 => ExitCode::from(EXIT_INVALID),
+        // `exec` of a command that is not there, or cannot be run: the
+        // shell's (and docker's) 127 and 126.
+        ClientError::Api(a) if a.kind == "command_not_found" => ExitCode::from(127),
+        ClientError::Api(a) if a.kind == "command_not_executable" => ExitCode::from(126),
         _ => ExitCode::from(EXIT_FAILED),
     }
 }

@@ -94,6 +94,12 @@ fn every_route_answers_on_a_running_stack() {
     );
     assert_eq!(out.status.code(), Some(7));
     assert_eq!(text(&out), "from-stdin");
+    // A command that is not there, or not a program: 127 and 126, as the
+    // shell and docker say.
+    let out = s.rk(&["exec", "db", "--", "/bin/nothere"]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    let out = s.rk(&["exec", "db", "--", "/etc/passwd"]);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
 
     // logs: the tail, then -f as lines are written.
     s.wait_for(

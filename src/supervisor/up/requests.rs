@@ -443,7 +443,20 @@ impl Supervisor {
         let child = self
             .launcher
             .exec(&spec, Stdio3::Fds(i, o, er))
-            .map_err(|err| ApiError::new(500, "exec_failed", err))?;
+            .map_err(|err| {
+                // As docker and podman tell them apart (their exit codes
+                // 127 and 126).
+                let kind = if err.contains("exec: no such file or directory") {
+                    "command_not_found"
+                } else if err.contains("exec: permission denied")
+                    || err.contains("exec: exec format error")
+                {
+                    "command_not_executable"
+                } else {
+                    "exec_failed"
+                };
+                ApiError::new(500, kind, err)
+            })?;
         self.execs.insert(child, e.exit);
         Reply::json(&serde_json::json!({ "pid": child }))
     }

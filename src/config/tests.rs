@@ -468,6 +468,13 @@ fn rejects_missing_image_and_command() {
         )),
         "did you mean \"dir:/srv/x\"?",
     );
+    // A typo of `host` is that, not a registry image.
+    has(
+        &errs(&format!(
+            "{HEAD}[containers.a]\nimage = \"hots\"\ncommand = [\"x\"]\n"
+        )),
+        "did you mean \"host\"?",
+    );
 }
 
 #[test]

@@ -835,7 +835,10 @@ impl Cx<'_> {
         } else if let Some(r) = s.strip_prefix("docker://") {
             docker_reference(r).map(|reference| ImageRef::Docker { reference })
         } else {
-            let hint = if s.starts_with('/') || s.starts_with('.') {
+            let close = crate::config::types::did_you_mean(s, ["host"]);
+            let hint = if !close.is_empty() {
+                close
+            } else if s.starts_with('/') || s.starts_with('.') {
                 format!("; did you mean \"dir:{s}\"?")
             } else if !s.contains(':') || s.contains('/') {
                 format!("; did you mean \"docker://{s}\"?")

@@ -331,6 +331,18 @@ fn run_cli() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let Cli { global, command } = cli;
     let g = &global;
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 && matches!(command, Command::Up { .. } | Command::Run(_)) {
+        let what = if matches!(command, Command::Up { .. }) {
+            "up"
+        } else {
+            "run"
+        };
+        eprintln!(
+            "rkstack: {what} needs root: it makes namespaces, cgroups, mounts and networks (run it as root, or as the systemd unit in contrib/systemd)"
+        );
+        return Ok(ExitCode::from(EXIT_FAILED));
+    }
     // The commands that write under the data and state trees make them
     // (or close them again) for root alone; see supervisor::private.
     // SAFETY: geteuid cannot fail.

@@ -209,3 +209,32 @@ fn example_web_servers_serve_a_folder_made_for_them() {
         }
     }
 }
+
+/// `up` and `run` without root say so at once, instead of failing later
+/// on a cgroup or a mount.
+#[test]
+fn up_and_run_without_root_say_they_need_it() {
+    for args in [
+        vec!["up", "/nonexistent/stack.toml"],
+        vec!["run", "dir:/", "--", "/bin/true"],
+    ] {
+        // SAFETY: geteuid cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        let out = if root {
+            Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(env!("CARGO_BIN_EXE_rkstack"))
+                .args(&args)
+                .output()
+                .expect("setpriv")
+        } else {
+            rkstack(&args)
+        };
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(&format!("{} needs root", args[0])),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}

@@ -501,7 +501,15 @@ pub fn exec(client: &Client, name: &str, command: &[String]) -> Result<ExitCode,
     if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
         // Interactive: a terminal in the container, this one in raw mode.
         let (rows, cols) = window();
-        let body = serde_json::json!({ "command": command, "rows": rows, "cols": cols });
+        // A terminal program needs to know the terminal: yours, as docker
+        // and podman pass it on with -t.
+        let term = std::env::var("TERM").unwrap_or_else(|_| "xterm".into());
+        let body = serde_json::json!({
+            "command": command,
+            "rows": rows,
+            "cols": cols,
+            "env": [format!("TERM={term}")],
+        });
         let raw = Raw::enter();
         let code = client.exec_tty(name, body);
         drop(raw);

@@ -505,11 +505,14 @@ fn exec_on_a_terminal_is_interactive() {
         s.dir.path().join("state").display()
     );
     let out = fed(
-        Command::new("script").args(["-qec", &cmd, "/dev/null"]),
-        b"[ -t 0 ] && [ -t 1 ] && echo on-a-$((6*7))-terminal\nexit 4\n",
+        Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("TERM", "vt220"),
+        b"[ -t 0 ] && [ -t 1 ] && echo on-a-$((6*7))-terminal\necho term-is-$TERM\nexit 4\n",
     );
     let text = text(&out);
     assert!(text.contains("on-a-42-terminal"), "{text}");
+    assert!(text.contains("term-is-vt220"), "TERM not passed on: {text}");
     assert_eq!(out.status.code(), Some(4), "{text}");
 }
 

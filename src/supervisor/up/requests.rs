@@ -462,7 +462,7 @@ impl Supervisor {
     }
 
     /// The Prometheus text exposition of the stack.
-    fn metrics(&self) -> String {
+    pub(super) fn metrics(&self) -> String {
         let stack = self.stack();
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
@@ -481,12 +481,59 @@ impl Supervisor {
                 .map(|c| (label(c), u8::from(c.state == "running").to_string()))
                 .collect(),
         );
+        // A StateSet: every state of every container, 1 for the one it is
+        // in, so no series appears or vanishes as states change.
+        const STATES: &[&str] = &[
+            "created", "waiting", "pulling", "running", "backoff", "exited", "failed", "stopping",
+            "stopped",
+        ];
         family(
             "rkstack_container_state",
             "gauge",
-            "The container's state (1 for the current one).",
+            "The container's state (1 for the one it is in).",
             list.iter()
-                .map(|c| (format!("{},state=\"{}\"", label(c), c.state), "1".into()))
+                .flat_map(|c| {
+                    STATES.iter().map(move |st| {
+                        (
+                            format!("{},state=\"{st}\"", label(c)),
+                            u8::from(c.state == *st).to_string(),
+                        )
+                    })
+                })
+                .collect(),
+        );
+        family(
+            "rkstack_container_oom_kills_total",
+            "counter",
+            "Processes of the container killed by the out-of-memory killer (its cgroup's count).",
+            list.iter()
+                .filter(|c| self.live.contains_key(&c.name))
+                .map(|c| (label(c), self.launcher.oom_kills(&c.name).to_string()))
+                .collect(),
+        );
+        family(
+            "rkstack_container_memory_limit_bytes",
+            "gauge",
+            "The container's memory limit (containers with one).",
+            list.iter()
+                .filter_map(|c| {
+                    let l = self.live.get(&c.name)?;
+                    l.spec.limits.memory.map(|m| (label(c), m.to_string()))
+                })
+                .collect(),
+        );
+        family(
+            "rkstack_container_start_time_seconds",
+            "gauge",
+            "When the container's present run started (Unix time).",
+            list.iter()
+                .filter_map(|c| {
+                    let l = self.live.get(&c.name)?;
+                    let started = l.started.filter(|_| l.state == State::Running)?;
+                    let at = std::time::SystemTime::now().checked_sub(started.elapsed())?;
+                    let secs = at.duration_since(std::time::UNIX_EPOCH).ok()?;
+                    Some((label(c), format!("{:.3}", secs.as_secs_f64())))
+                })
                 .collect(),
         );
         family(
@@ -546,6 +593,15 @@ impl Supervisor {
             vec![(
                 format!("stack=\"{stack}\""),
                 u8::from(self.last_reload_ok).to_string(),
+            )],
+        );
+        family(
+            "rkstack_build_info",
+            "gauge",
+            "The running rkstack's version (always 1).",
+            vec![(
+                format!("version=\"{}\"", env!("CARGO_PKG_VERSION")),
+                "1".into(),
             )],
         );
         out

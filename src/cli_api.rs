@@ -105,7 +105,10 @@ pub fn ps_rows(list: &[ContainerInfo]) -> Vec<Vec<String>> {
         let state = if c.user_stopped && c.state == "stopped" {
             "stopped (by user)".to_string()
         } else {
-            c.state.clone()
+            match why(c) {
+                Some(w) => format!("{} ({w})", c.state),
+                None => c.state.clone(),
+            }
         };
         rows.push(vec![
             c.name.clone(),
@@ -129,9 +132,53 @@ pub fn ps_rows(list: &[ContainerInfo]) -> Vec<Vec<String>> {
     rows
 }
 
-pub fn ps(client: &Client, json: bool) -> Result<ExitCode, ClientError> {
+/// Why a container is not running, in a few words: how its last run
+/// ended (`oom`, `exit 2`, `signal 9`) or why it could not start.
+fn why(c: &ContainerInfo) -> Option<String> {
+    if !matches!(c.state.as_str(), "exited" | "failed" | "backoff") {
+        return None;
+    }
+    let ended = c.last_exit.as_deref().map(|e| {
+        if e.contains("out-of-memory") {
+            "oom".to_string()
+        } else if let Some(s) = e.strip_prefix("killed by signal ") {
+            format!("signal {s}")
+        } else if let Some(n) = e.strip_prefix("exited ") {
+            format!("exit {n}")
+        } else {
+            e.to_string()
+        }
+    });
+    let error = c
+        .error
+        .as_deref()
+        .filter(|e| e.starts_with("failed to start"));
+    match (error, ended) {
+        (Some(e), _) => {
+            const MAX: usize = 48;
+            let short: String = e.chars().take(MAX).collect();
+            Some(if e.chars().count() > MAX {
+                format!("{short}…")
+            } else {
+                short
+            })
+        }
+        (None, Some(ended)) => Some(ended),
+        (None, None) => None,
+    }
+}
+
+pub fn ps(client: &Client, json: bool, quiet: bool) -> Result<ExitCode, ClientError> {
     let v = client.call("GET", "/v1/containers", None)?;
     let mut out = std::io::stdout().lock();
+    if quiet {
+        for c in v.as_array().into_iter().flatten() {
+            if let Some(n) = c["name"].as_str() {
+                writeln!(out, "{n}")?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if json {
         writeln!(
             out,
@@ -580,11 +627,35 @@ mod tests {
             error: None,
             user_stopped: false,
         };
-        let text = table(&ps_rows(&[c]));
+        let text = table(&ps_rows(std::slice::from_ref(&c)));
         assert_eq!(
             text,
             "NAME   STATE     PID   RESTARTS   HEALTH    UPTIME   IP         MEMORY\n\
              web    running   42    1          healthy   2m5s     10.0.0.2   3.0MiB\n"
+        );
+        // Why one is down, in the STATE column.
+        let down = |state: &str, last: Option<&str>, error: Option<&str>| {
+            let d = ContainerInfo {
+                state: state.into(),
+                pid: None,
+                last_exit: last.map(String::from),
+                error: error.map(String::from),
+                ..c.clone()
+            };
+            ps_rows(&[d])[1][1].clone()
+        };
+        assert_eq!(
+            down("exited", Some("killed by the out-of-memory killer"), None),
+            "exited (oom)"
+        );
+        assert_eq!(down("exited", Some("exited 2"), None), "exited (exit 2)");
+        assert_eq!(
+            down(
+                "backoff",
+                Some("exited 127"),
+                Some("failed to start: rootfs /x: not found")
+            ),
+            "backoff (failed to start: rootfs /x: not found)"
         );
         assert_eq!(percent_encode("/a b/c.toml"), "/a%20b/c.toml");
     }

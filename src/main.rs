@@ -138,6 +138,9 @@ enum Command {
         /// JSON: one object per container (the fields of GET /v1/containers).
         #[arg(long)]
         json: bool,
+        /// Only the containers' names, one a line.
+        #[arg(short, long, conflicts_with = "json")]
+        quiet: bool,
     },
     /// Show a container's output (stdout and stderr), from its log files.
     Logs {
@@ -364,7 +367,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         )?;
     }
     match command {
-        Command::Ps { json } => Ok(with_client(g, None, |c| cli_api::ps(c, json))),
+        Command::Ps { json, quiet } => Ok(with_client(g, None, |c| cli_api::ps(c, json, quiet))),
         Command::Logs {
             follow,
             tail,

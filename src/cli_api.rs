@@ -441,7 +441,7 @@ pub fn logs(
     let path = format!("/v1/containers/{name}/logs?{}", q.join("&"));
     let mut lines = Lines::default();
     let mut failed = None;
-    client.stream("GET", &path, None, &mut |chunk| {
+    let streamed = client.stream("GET", &path, None, &mut |chunk| {
         for record in lines.feed(chunk) {
             let r = if timestamps {
                 writeln!(std::io::stdout(), "{record}")
@@ -461,7 +461,13 @@ pub fn logs(
             }
         }
         true
-    })?;
+    });
+    match streamed {
+        // Following, the end of the stack is the end of its log: the
+        // supervisor closed the stream as it stopped.
+        Err(ClientError::Http(_)) if follow => {}
+        other => other?,
+    }
     match failed {
         Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(ExitCode::SUCCESS),

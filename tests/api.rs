@@ -215,9 +215,20 @@ fn every_route_answers_on_a_running_stack() {
     );
     assert!(body.contains("rkstack_reloads_total"));
 
-    // down: everything stops, the supervisor ends, nothing is left.
+    // down: everything stops, the supervisor ends, nothing is left; a
+    // follower of a log ends with it, successfully.
+    let follower = s
+        .cli()
+        .args(["logs", "-f", "web"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     let out = s.rk(&["down"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    let ended = follower.wait_with_output().unwrap();
+    assert!(ended.status.success(), "logs -f: {}", stderr(&ended));
     let status = s.child.take().unwrap().wait().unwrap();
     assert!(status.success());
     assert!(!s.socket().exists());

@@ -218,6 +218,13 @@ enum Command {
     /// contrib/systemd). Reads systemd's $SERVICE_RESULT.
     #[command(hide = true, name = "unit-stopped")]
     UnitStopped,
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell
+    /// (`rkstack completions bash > /etc/bash_completion.d/rkstack`).
+    #[cfg(feature = "docs")]
+    Completions { shell: clap_complete::Shell },
+    /// Write the manual pages (rkstack.1 and one per command) into DIR.
+    #[cfg(feature = "docs")]
+    Man { dir: PathBuf },
     /// Remove images from the store (not those a running stack declares),
     /// then everything no image uses any more.
     Rmi {
@@ -385,6 +392,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cli_api::action(c, &name, "restart")
         })),
         Command::Reload => Ok(with_client(g, None, cli_api::reload)),
+        #[cfg(feature = "docs")]
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            // Into a buffer first: the generator panics on a write error
+            // (a closed pipe), the buffer cannot fail.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "rkstack", &mut script);
+            match std::io::stdout().write_all(&script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(ExitCode::SUCCESS),
+            }
+        }
+        #[cfg(feature = "docs")]
+        Command::Man { dir } => {
+            use clap::CommandFactory;
+            std::fs::create_dir_all(&dir)?;
+            clap_mangen::generate_to(Cli::command(), &dir)?;
+            let n = std::fs::read_dir(&dir)?.count();
+            println!("{n} manual pages in {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Down => {
             // Nothing running is nothing to stop: exit 0, as compose does.
             if g.host.is_none() && g.socket.is_none() {

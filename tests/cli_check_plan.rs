@@ -238,3 +238,28 @@ fn up_and_run_without_root_say_they_need_it() {
         );
     }
 }
+
+#[cfg(feature = "docs")]
+#[test]
+fn completions_and_manual_pages_are_generated() {
+    let out = rkstack(&["completions", "bash"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stdout).contains("_rkstack()"),
+        "{}",
+        text(&out.stdout)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = rkstack(&["man", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for page in [
+        "rkstack.1",
+        "rkstack-up.1",
+        "rkstack-ps.1",
+        "rkstack-logs.1",
+    ] {
+        let p = dir.path().join(page);
+        let t = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(t.contains(".TH"), "{page} is no manual page");
+    }
+}

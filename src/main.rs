@@ -218,6 +218,12 @@ enum Command {
     /// contrib/systemd). Reads systemd's $SERVICE_RESULT.
     #[command(hide = true, name = "unit-stopped")]
     UnitStopped,
+    /// The stacks running on this machine: name, supervisor pid, socket.
+    Ls {
+        /// JSON: one object per stack.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script: bash, zsh, fish, elvish or powershell
     /// (`rkstack completions bash > /etc/bash_completion.d/rkstack`).
     #[cfg(feature = "docs")]
@@ -412,6 +418,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_mangen::generate_to(Cli::command(), &dir)?;
             let n = std::fs::read_dir(&dir)?.count();
             println!("{n} manual pages in {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ls { json } => {
+            let running = rkstack::supervisor::stacks::running(&g.state_dir);
+            let mut out = std::io::stdout().lock();
+            if json {
+                let v: Vec<serde_json::Value> = running
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "name": r.name,
+                            "pid": r.pid,
+                            "socket": g.state_dir.join(format!("{}.sock", r.name)),
+                        })
+                    })
+                    .collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            } else {
+                let mut rows = vec![vec!["NAME".to_string(), "PID".into(), "SOCKET".into()]];
+                for r in &running {
+                    rows.push(vec![
+                        r.name.clone(),
+                        r.pid.map_or_else(|| "-".into(), |p| p.to_string()),
+                        g.state_dir
+                            .join(format!("{}.sock", r.name))
+                            .display()
+                            .to_string(),
+                    ]);
+                }
+                write!(out, "{}", cli_api::table(&rows))?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Down => {

@@ -215,6 +215,16 @@ fn every_route_answers_on_a_running_stack() {
     );
     assert!(body.contains("rkstack_reloads_total"));
 
+    // ls: the stack, its supervisor and its socket.
+    let out = s.rk(&["ls"]);
+    let listed = text(&out);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&s.name) && l.contains(&s.supervisor_pid().to_string())),
+        "{listed}"
+    );
+
     // down: everything stops, the supervisor ends, nothing is left; a
     // follower of a log ends with it, successfully.
     let follower = s

@@ -1272,3 +1272,58 @@ fn up_detached_gives_up_after_its_wait_timeout_and_says_what_is_pending() {
     assert!(text.contains("not waiting for the stack"), "{text}");
     stop_detached(reported_pid(&text), &stack);
 }
+
+/// A stack whose rootfs or bind source is missing is refused by `up`
+/// before anything starts, instead of leaving a supervisor that retries.
+#[test]
+fn up_refuses_a_stack_whose_host_paths_are_missing() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let stack = unique("nopath");
+    let file = dir.path().join("stack.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"{stack}\"\n[containers.a]\nimage = \"dir:/nonexistent-rkt-root\"\ncommand = [\"/bin/sleep\", \"1000\"]\n\
+             mounts = [\"/nonexistent-rkt-source:/x\"]\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(rkstack())
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["up", "-d", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot start here"), "{err}");
+    assert!(err.contains("a: rootfs /nonexistent-rkt-root"), "{err}");
+    assert!(
+        err.contains("a: bind source /nonexistent-rkt-source"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was started"), "{err}");
+    assert!(
+        rkstack_running(&dir.path().join("state")).is_empty(),
+        "a supervisor was left running"
+    );
+}
+
+/// The stacks whose supervisor holds its lock under `state`.
+fn rkstack_running(state: &Path) -> Vec<String> {
+    let out = Command::new(rkstack())
+        .arg("--state-dir")
+        .arg(state)
+        .args(["ls", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str().map(String::from))
+        .collect()
+}

@@ -65,6 +65,10 @@ pub enum UpError {
     /// Host ports the stack would publish are held by other sockets.
     #[error("{0}; nothing was started")]
     PortsInUse(String),
+    /// What its containers need from the host is not there (a rootfs, an
+    /// image file, a bind source, a seccomp profile).
+    #[error("the stack cannot start here:\n{}\nnothing was started", .0.join("\n"))]
+    CannotStart(Vec<String>),
 }
 
 /// Takes `STATE_DIR/STACK.lock` for as long as the returned lock lives;
@@ -455,6 +459,18 @@ fn supervise(
     if let Err(e) = sup.check_ports(&sup.desired, &plan) {
         // Nothing was changed yet; containers adopted from a crash run on.
         return Err(UpError::PortsInUse(e));
+    }
+    // A missing rootfs or bind source refuses the stack now, rather than
+    // leaving a supervisor that retries a start that cannot work.
+    let problems: Vec<String> = plan
+        .ops
+        .iter()
+        .filter(|o| o.target == Target::Container && o.action == Action::Start)
+        .filter_map(|o| sup.desired.container(&o.name))
+        .flat_map(|c| super::preflight::problems(&c.config))
+        .collect();
+    if !problems.is_empty() {
+        return Err(UpError::CannotStart(problems));
     }
     event(&sup.desired.stack, Kind::Plan, format!("plan:\n{plan}"));
     sup.execute(&plan);

@@ -40,7 +40,8 @@ pub fn connect(
     Client::new(rkstack::api::client::resolve(state_dir, stack, socket)?)
 }
 
-fn human_bytes(n: u64) -> String {
+/// A size as every command prints one: `512 B`, `1.0 KiB`, `3.4 MiB`.
+pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;
@@ -49,9 +50,9 @@ fn human_bytes(n: u64) -> String {
         u += 1;
     }
     if u == 0 {
-        format!("{n}B")
+        format!("{n} B")
     } else {
-        format!("{v:.1}{}", UNITS[u])
+        format!("{v:.1} {}", UNITS[u])
     }
 }
 
@@ -264,22 +265,21 @@ pub fn pull(
         let store = rkstack::image::store::Store::open(&root)?;
         use std::io::IsTerminal;
         let terminal = std::io::stderr().is_terminal();
-        let mb = |n: u64| n as f64 / (1 << 20) as f64;
         // On a terminal one line per blob, redrawn; otherwise a line per blob pulled.
         let progress = move |p: &rkstack::image::registry::Progress| {
             let short: String = p.digest.hex().chars().take(12).collect();
             let total = p
                 .total
-                .map(|t| format!(" of {:.1} MiB", mb(t)))
+                .map(|t| format!(" of {}", human_bytes(t)))
                 .unwrap_or_default();
             if terminal {
                 eprint!(
-                    "\r{short}: {:.1} MiB{total}{}",
-                    mb(p.done),
+                    "\r{short}: {}{total}{}",
+                    human_bytes(p.done),
                     if p.finished { "\n" } else { "" }
                 );
             } else if p.finished {
-                eprintln!("pulled {} ({:.1} MiB)", p.digest, mb(p.done));
+                eprintln!("pulled {} ({})", p.digest, human_bytes(p.done));
             }
         };
         match rkstack::image::registry::pull_with(
@@ -637,7 +637,7 @@ mod tests {
         assert_eq!(
             text,
             "NAME   STATE     PID   RESTARTS   HEALTH    UPTIME   IP         MEMORY\n\
-             web    running   42    1          healthy   2m5s     10.0.0.2   3.0MiB\n"
+             web    running   42    1          healthy   2m5s     10.0.0.2   3.0 MiB\n"
         );
         // Why one is down, in the STATE column.
         let down = |state: &str, last: Option<&str>, error: Option<&str>| {

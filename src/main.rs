@@ -320,7 +320,9 @@ fn main() -> ExitCode {
 
 fn run_cli() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.global.log_level);
+    // `up -d` writes its log to a file: each line says when.
+    let timestamps = matches!(cli.command, Command::Up { detach: true, .. });
+    init_logging(&cli.global.log_level, timestamps);
     let _ = (
         &cli.global.stack,
         &cli.global.socket,
@@ -966,9 +968,9 @@ fn pending(socket: &std::path::Path) -> Option<String> {
 }
 
 /// Events and logs go to stderr: `LEVEL stack=NAME container=NAME: message`,
-/// without a timestamp (journald adds one; `rkstack up -d` writes to a file
-/// where the order is what matters).
-fn init_logging(level: &str) {
+/// without a timestamp (journald and the console add theirs), or with one
+/// (`timestamps`: `rkstack up -d`, whose stderr is a file).
+fn init_logging(level: &str, timestamps: bool) {
     let level = match level.to_ascii_lowercase().as_str() {
         "error" => tracing::Level::ERROR,
         "warn" => tracing::Level::WARN,
@@ -976,15 +978,18 @@ fn init_logging(level: &str) {
         "trace" => tracing::Level::TRACE,
         _ => tracing::Level::INFO,
     };
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_max_level(level)
-        .without_time()
         .with_target(false)
         .with_ansi(false)
         .with_writer(std::io::stderr)
         // A reader of our stderr that goes away (a closed pipe, journald
         // restarting) must never take the supervisor down: tracing would
         // otherwise report the failed write with eprintln!, which panics.
-        .log_internal_errors(false)
-        .try_init();
+        .log_internal_errors(false);
+    let _ = if timestamps {
+        fmt.try_init()
+    } else {
+        fmt.without_time().try_init()
+    };
 }

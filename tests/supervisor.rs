@@ -707,6 +707,12 @@ depends_on = { db = "healthy" }
         log.contains("web: started (pid "),
         "returned before web was up:\n{log}"
     );
+    // A log file says when: each event line starts with its time.
+    let started = log.lines().find(|l| l.contains("web: started")).unwrap();
+    assert!(
+        started.starts_with("20") && started.contains('T'),
+        "no timestamp: {started}"
+    );
     stop_detached(reported_pid(&text), &ok);
 
     let bad = unique("dbad");

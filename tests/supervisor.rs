@@ -644,14 +644,62 @@ fn stop_detached(pid: i32, stack: &str) {
     assert_no_cgroups(stack);
 }
 
-fn reported_pid(text: &str) -> i32 {
-    let at = text.find("pid ").unwrap() + 4;
+fn reported_pid(text: &str) -> Option<i32> {
+    let at = text.find("pid ")? + 4;
     text[at..]
         .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
+        .next()?
         .parse()
-        .unwrap()
+        .ok()
+}
+
+/// The detached supervisor an `up -d` reported: [`Detached::stop`] stops it
+/// and checks nothing was left; dropped without that (a failed assertion),
+/// it is ended anyway, with its cgroups.
+struct Detached {
+    pid: Option<i32>,
+    stack: String,
+}
+
+impl Detached {
+    fn of(out: &std::process::Output, stack: &str) -> Detached {
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Detached {
+            pid: reported_pid(&said),
+            stack: stack.to_string(),
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.pid.expect("up -d reported no supervisor pid")
+    }
+
+    fn stop(mut self) {
+        if let Some(pid) = self.pid.take() {
+            stop_detached(pid, &self.stack);
+        }
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        let Some(pid) = self.pid.take() else { return };
+        // SAFETY: signalling the supervisor this test started (it reported its pid).
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if alive(pid) {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        remove_cgroups(&self.stack);
+    }
 }
 
 #[test]
@@ -693,6 +741,7 @@ command = ["/bin/sleep", "1000"]
 depends_on = { db = "healthy" }
 "#,
     );
+    let sup = Detached::of(&out, &ok);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(
         out.status.code(),
@@ -713,13 +762,14 @@ depends_on = { db = "healthy" }
         started.starts_with("20") && started.contains('T'),
         "no timestamp: {started}"
     );
-    stop_detached(reported_pid(&text), &ok);
+    sup.stop();
 
     let bad = unique("dbad");
     let out = run_d(
         &bad,
         "[containers.broken]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/nothere\"]\n",
     );
+    let sup = Detached::of(&out, &bad);
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -727,7 +777,7 @@ depends_on = { db = "healthy" }
             && err.contains("exec: no such file or directory (/bin/nothere)"),
         "{err}"
     );
-    stop_detached(reported_pid(&err), &bad);
+    sup.stop();
 }
 
 #[test]
@@ -1262,6 +1312,7 @@ fn up_detached_gives_up_after_its_wait_timeout_and_says_what_is_pending() {
             .unwrap()
     };
     let out = up("7s");
+    let sup = Detached::of(&out, &stack);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("the stack was not up within 7 s"), "{err}");
@@ -1269,14 +1320,14 @@ fn up_detached_gives_up_after_its_wait_timeout_and_says_what_is_pending() {
     assert!(err.contains("db (running, "), "{err}");
     assert!(err.contains("rkstack: waiting for "), "no progress: {err}");
     assert!(err.contains("`rkstack down` stops it"), "{err}");
-    let pid = reported_pid(&err);
-    assert!(alive(pid), "the supervisor should keep running");
-    stop_detached(pid, &stack);
+    assert!(alive(sup.pid()), "the supervisor should keep running");
+    sup.stop();
     let out = up("0");
+    let sup = Detached::of(&out, &stack);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
     assert!(text.contains("not waiting for the stack"), "{text}");
-    stop_detached(reported_pid(&text), &stack);
+    sup.stop();
 }
 
 /// A stack whose rootfs or bind source is missing is refused by `up`

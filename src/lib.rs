@@ -4,6 +4,7 @@
 //! sandbox / network / image. See `architecture.md` in the design folder.
 
 pub mod api;
+pub mod bounded;
 pub mod config;
 pub mod container;
 pub mod host;

@@ -101,8 +101,7 @@ pub const MAX_FILE_BYTES: u64 = 16 << 20;
 /// as `/dev/zero`), and at most [`MAX_FILE_BYTES`] of it: the path may come
 /// from an API caller, and the supervisor reading it must not wait or grow.
 pub fn load(path: &Path) -> Result<Stack, ConfigError> {
-    use std::io::Read;
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    use crate::bounded::Refusal;
     let refuse = |why: String| ConfigError::Refused {
         path: path.to_path_buf(),
         why,
@@ -113,41 +112,14 @@ pub fn load(path: &Path) -> Result<Stack, ConfigError> {
             path: path.to_path_buf(),
         });
     }
-    let file = std::fs::File::options()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| io_error(path, e))?;
-    let meta = file.metadata().map_err(|e| io_error(path, e))?;
-    let kind = meta.file_type();
-    if !kind.is_file() {
-        let what = if kind.is_fifo() {
-            "a FIFO"
-        } else if kind.is_char_device() || kind.is_block_device() {
-            "a device"
-        } else {
-            "not a regular file"
-        };
-        return Err(refuse(format!(
-            "{what}; a stack file must be a regular file"
-        )));
-    }
-    let too_big = || {
-        refuse(format!(
+    let bytes = crate::bounded::read_regular(path, MAX_FILE_BYTES).map_err(|r| match r {
+        Refusal::Io(_, e) => io_error(path, e),
+        Refusal::NotRegular(what) => refuse(format!("{what}; a stack file must be a regular file")),
+        Refusal::TooBig => refuse(format!(
             "larger than {} MiB, the most a stack file may be",
             MAX_FILE_BYTES >> 20
-        ))
-    };
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(too_big());
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| io_error(path, e))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(too_big());
-    }
+        )),
+    })?;
     let src = match String::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => {

@@ -1,8 +1,6 @@
 //! `user = "name[:group]"` looked up in the container's own `/etc/passwd` and
 //! `/etc/group` (after pivot_root, so the lookup cannot leave the rootfs).
 
-use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 use super::channel::StepError;
@@ -96,6 +94,7 @@ fn group_by(text: &str, pred: impl Fn(&[String]) -> bool) -> Option<Vec<String>>
 /// socket), and at most [`MAX_USER_FILE`] bytes. A missing file reads as
 /// empty.
 pub fn read_bounded(path: &Path) -> Result<String, StepError> {
+    use crate::bounded::Refusal;
     let refuse = |errno: i32, why: String| {
         errno_err(
             "user",
@@ -103,47 +102,28 @@ pub fn read_bounded(path: &Path) -> Result<String, StepError> {
             format!("the container's {}: {why}", path.display()),
         )
     };
-    let f = match std::fs::File::options()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
-        Err(e) => return Err(refuse(e.raw_os_error().unwrap_or(0), "cannot open".into())),
-    };
-    let meta = f
-        .metadata()
-        .map_err(|e| refuse(e.raw_os_error().unwrap_or(0), "cannot stat".into()))?;
-    let kind = meta.file_type();
-    if !kind.is_file() {
-        let what = if kind.is_fifo() {
-            "a FIFO"
-        } else if kind.is_char_device() || kind.is_block_device() {
-            "a device"
-        } else if kind.is_socket() {
-            "a socket"
-        } else {
-            "not a regular file"
-        };
-        return Err(refuse(libc::EINVAL, format!("{what}; refused")));
-    }
-    if meta.len() > MAX_USER_FILE {
-        return Err(refuse(
-            libc::EFBIG,
-            format!("larger than {} MiB; refused", MAX_USER_FILE >> 20),
-        ));
-    }
-    let mut text = String::new();
-    f.take(MAX_USER_FILE)
-        .read_to_string(&mut text)
-        .map_err(|e| {
-            refuse(
+    let bytes = match crate::bounded::read_regular(path, MAX_USER_FILE) {
+        Ok(b) => b,
+        Err(Refusal::Io(_, e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(String::new());
+        }
+        Err(Refusal::Io(what, e)) => {
+            return Err(refuse(
                 e.raw_os_error().unwrap_or(libc::EINVAL),
-                "unreadable".into(),
-            )
-        })?;
-    Ok(text)
+                what.into(),
+            ));
+        }
+        Err(Refusal::NotRegular(what)) => {
+            return Err(refuse(libc::EINVAL, format!("{what}; refused")));
+        }
+        Err(Refusal::TooBig) => {
+            return Err(refuse(
+                libc::EFBIG,
+                format!("larger than {} MiB; refused", MAX_USER_FILE >> 20),
+            ));
+        }
+    };
+    String::from_utf8(bytes).map_err(|_| refuse(libc::EINVAL, "unreadable".into()))
 }
 
 #[cfg(test)]

@@ -165,11 +165,6 @@ pub fn subscribe() -> tokio::sync::broadcast::Receiver<Event> {
     live().subscribe()
 }
 
-/// Records and logs an event of no particular kind (an information).
-pub fn record(stack: &str, message: String) {
-    record_as(stack, Kind::Warning, Facts::default(), message);
-}
-
 /// Records and logs an event: `kind` and `facts` as fields, at the kind's
 /// level. A message of the form `NAME: rest` where NAME is a container
 /// name is attributed to that container.
@@ -241,8 +236,18 @@ mod tests {
     #[test]
     fn events_are_attributed_numbered_and_bounded() {
         let start = since(0).last().map_or(0, |e| e.seq);
-        record("demo", "web: started (pid 42)".into());
-        record("demo", "reload (SIGHUP): nothing to do".into());
+        record_as(
+            "demo",
+            Kind::Started,
+            Facts::pid(42),
+            "web: started (pid 42)".into(),
+        );
+        record_as(
+            "demo",
+            Kind::Reloaded,
+            Facts::default(),
+            "reload (SIGHUP): nothing to do".into(),
+        );
         let got = since(start);
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].container.as_deref(), Some("web"));
@@ -250,7 +255,7 @@ mod tests {
         assert_eq!(got[1].container, None);
         assert_eq!(got[1].seq, got[0].seq + 1);
         for i in 0..KEEP + 10 {
-            record("demo", format!("c: {i}"));
+            record_as("demo", Kind::Started, Facts::default(), format!("c: {i}"));
         }
         assert_eq!(since(0).len(), KEEP);
     }

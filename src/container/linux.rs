@@ -111,26 +111,15 @@ impl Launcher for LinuxLauncher {
     }
 
     fn starttime(&self, pid: i32) -> Option<u64> {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let after = text.rsplit_once(')')?.1;
-        // Fields after the command: state is field 3; starttime is field 22.
-        after.split_whitespace().nth(19)?.parse().ok()
+        stat(pid).map(|(_, started)| started)
     }
 
     fn alive(&self, pid: i32, starttime: u64) -> bool {
         // A process that has ended but was not reaped yet (its parent died
         // with the previous supervisor) is no container to adopt.
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return false;
-        };
-        let mut fields = text
-            .rsplit_once(')')
-            .map(|(_, a)| a.split_whitespace())
-            .into_iter()
-            .flatten();
-        let state = fields.next();
-        let started = fields.nth(18).and_then(|s| s.parse::<u64>().ok());
-        !matches!(state, Some("Z" | "X" | "x") | None) && started == Some(starttime)
+        stat(pid).is_some_and(|(state, started)| {
+            !matches!(state, 'Z' | 'X' | 'x') && started == starttime
+        })
     }
 
     fn pidfd(&self, pid: i32) -> Option<OwnedFd> {
@@ -142,4 +131,16 @@ impl Launcher for LinuxLauncher {
         // SAFETY: a new fd that we own.
         Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
     }
+}
+
+/// From `/proc/PID/stat`: the state (field 3) and when the process started
+/// (field 22, clock ticks since boot; a pid with another start time is
+/// another process).
+fn stat(pid: i32) -> Option<(char, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command, which may hold spaces and parentheses.
+    let mut fields = text.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let started = fields.nth(18)?.parse().ok()?;
+    Some((state, started))
 }

@@ -88,44 +88,17 @@ impl FileWatch {
     /// come by SIGHUP or the API only).
     pub fn new(file: &Path) -> Option<FileWatch> {
         let file = std::path::absolute(file).ok()?;
-        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
-        let mut w = FileWatch {
+        let (inotify, watched) = arm(&file)?;
+        (!watched.is_empty()).then(|| FileWatch {
             seen: seen(&file),
             file,
             inotify,
-            watched: Vec::new(),
-        };
-        w.arm();
-        (!w.watched.is_empty()).then_some(w)
+            watched,
+        })
     }
 
     pub fn fd(&self) -> RawFd {
         self.inotify.as_fd().as_raw_fd()
-    }
-
-    /// Watches the folders the path needs now (a new inotify instance: the
-    /// old watches go with the old one).
-    fn arm(&mut self) {
-        let want = folders(&self.file);
-        let Ok(fresh) = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK) else {
-            return;
-        };
-        let mask = AddWatchFlags::IN_CLOSE_WRITE
-            | AddWatchFlags::IN_MOVED_TO
-            | AddWatchFlags::IN_MOVED_FROM
-            | AddWatchFlags::IN_CREATE
-            | AddWatchFlags::IN_DELETE
-            | AddWatchFlags::IN_ATTRIB
-            | AddWatchFlags::IN_DELETE_SELF
-            | AddWatchFlags::IN_MOVE_SELF;
-        let mut armed = Vec::new();
-        for d in want {
-            if fresh.add_watch(&d, mask).is_ok() {
-                armed.push(d);
-            }
-        }
-        self.inotify = fresh;
-        self.watched = armed;
     }
 
     /// Reads the pending events; whether what the path names changed.
@@ -141,9 +114,33 @@ impl FileWatch {
             return false;
         }
         self.seen = now;
-        self.arm();
+        // The inodes behind the path may be others now: new watches (a new
+        // inotify instance; the old watches go with the old one).
+        if let Some((inotify, watched)) = arm(&self.file) {
+            self.inotify = inotify;
+            self.watched = watched;
+        }
         true
     }
+}
+
+/// An inotify instance watching the folders `file` needs now, and which
+/// of them could be watched.
+fn arm(file: &Path) -> Option<(Inotify, Vec<PathBuf>)> {
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
+    let mask = AddWatchFlags::IN_CLOSE_WRITE
+        | AddWatchFlags::IN_MOVED_TO
+        | AddWatchFlags::IN_MOVED_FROM
+        | AddWatchFlags::IN_CREATE
+        | AddWatchFlags::IN_DELETE
+        | AddWatchFlags::IN_ATTRIB
+        | AddWatchFlags::IN_DELETE_SELF
+        | AddWatchFlags::IN_MOVE_SELF;
+    let watched = folders(file)
+        .into_iter()
+        .filter(|d| inotify.add_watch(d, mask).is_ok())
+        .collect();
+    Some((inotify, watched))
 }
 
 #[cfg(test)]

@@ -7,49 +7,44 @@ impl Supervisor {
     /// Re-reads the stack file. An invalid file changes nothing. While a
     /// plan waits for a stop, the reload comes after it (once).
     pub(super) fn reload(&mut self, why: &str) {
-        if self.shutting.is_some() {
-            return;
-        }
-        if self.busy() {
-            if !self
-                .when_idle
-                .iter()
-                .any(|i| matches!(i, Idle::Reload { reply: None, .. }))
-            {
-                self.when_idle.push(Idle::Reload {
-                    why: why.to_string(),
-                    reply: None,
-                });
-            }
-            return;
-        }
-        let _ = self.try_reload(why);
+        self.reload_for(why, None);
     }
 
-    /// A reload asked for by a request (`reply`) or left for when the last
-    /// plan was done: the plan's JSON is sent once its ops are carried out.
+    /// A reload asked for by a request (`reply`), by the file or a signal
+    /// (`None`), or left for when the last plan was done: the plan's JSON
+    /// is sent once its ops are carried out.
     pub(super) fn reload_for(
         &mut self,
         why: &str,
         reply: Option<tokio::sync::oneshot::Sender<Result<Reply, ApiError>>>,
     ) {
         if self.busy() && self.shutting.is_none() {
-            self.when_idle.push(Idle::Reload {
-                why: why.to_string(),
-                reply,
-            });
+            // One deferred reload of the file is enough; each request waits
+            // for its own answer.
+            let queued = reply.is_none()
+                && self
+                    .when_idle
+                    .iter()
+                    .any(|i| matches!(i, Idle::Reload { reply: None, .. }));
+            if !queued {
+                self.when_idle.push(Idle::Reload {
+                    why: why.to_string(),
+                    reply,
+                });
+            }
             return;
         }
-        let result = self.try_reload(why).and_then(|plan| {
+        let result = self.try_reload(why);
+        let Some(tx) = reply else {
+            return;
+        };
+        let result = result.and_then(|plan| {
             Reply::json(&serde_json::json!({
                 "changed": !plan.is_noop(),
                 "plan": plan.to_string(),
                 "ops": plan,
             }))
         });
-        let Some(tx) = reply else {
-            return;
-        };
         match result {
             Ok(answer) if self.busy() || self.in_queue => {
                 self.when_idle.push(Idle::Reply(tx, Ok(answer)));

@@ -183,7 +183,8 @@ pub fn record_as(stack: &str, kind: Kind, facts: Facts, message: String) {
     // The log line keeps the whole message (`web: started (pid 42)`), so it
     // reads on its own; the fields are there for machines.
     let line = message.trim_end();
-    let c = container.as_deref().unwrap_or("");
+    // Left out of the line when the event concerns no container.
+    let c = container.as_deref();
     let k = serde_json::to_value(kind)
         .ok()
         .and_then(|v| v.as_str().map(String::from))

@@ -27,6 +27,7 @@ command -v skopeo >/dev/null || need+=(skopeo)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v zstd >/dev/null || need+=(zstd)
 command -v python3 >/dev/null || need+=(python3)
+python3 -c "import yaml" 2>/dev/null || need+=(python3-yaml)
 command -v nft >/dev/null || need+=(nftables)
 # Appliance scenarios (tests/appliance): qemu, initramfs packing, strip/strings.
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)

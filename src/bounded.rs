@@ -21,6 +21,25 @@ pub enum Refusal {
     TooBig,
 }
 
+impl Refusal {
+    /// The file is not there.
+    pub fn not_found(&self) -> bool {
+        matches!(self, Refusal::Io(_, e) if e.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Io(what, e) => write!(f, "{what}: {e}"),
+            Refusal::NotRegular(what) => write!(f, "{what}, not a regular file"),
+            Refusal::TooBig => f.write_str("larger than allowed"),
+        }
+    }
+}
+
+impl std::error::Error for Refusal {}
+
 /// The bytes of the regular file at `path`, at most `max` of them.
 pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, Refusal> {
     let file = std::fs::File::options()

@@ -5,8 +5,9 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use rkstack::api::ContainerInfo;
 use rkstack::api::client::{Client, ClientError, Lines};
+use rkstack::api::{ContainerInfo, ErrorKind};
+use rkstack::control::{ContainerState, Exit};
 
 use super::{EXIT_FAILED, EXIT_INVALID};
 
@@ -23,11 +24,11 @@ pub fn fail(e: &ClientError) -> ExitCode {
         other => eprintln!("rkstack: {other}"),
     }
     match e {
-        ClientError::Api(a) if a.status == 422 => ExitCode::from(EXIT_INVALID),
+        ClientError::Api(a) if a.kind == ErrorKind::InvalidStack => ExitCode::from(EXIT_INVALID),
         // `exec` of a command that is not there, or cannot be run: the
         // shell's (and docker's) 127 and 126.
-        ClientError::Api(a) if a.kind == "command_not_found" => ExitCode::from(127),
-        ClientError::Api(a) if a.kind == "command_not_executable" => ExitCode::from(126),
+        ClientError::Api(a) if a.kind == ErrorKind::CommandNotFound => ExitCode::from(127),
+        ClientError::Api(a) if a.kind == ErrorKind::CommandNotExecutable => ExitCode::from(126),
         _ => ExitCode::from(EXIT_FAILED),
     }
 }
@@ -103,12 +104,12 @@ pub fn ps_rows(list: &[ContainerInfo]) -> Vec<Vec<String>> {
     ];
     let dash = || "-".to_string();
     for c in list {
-        let state = if c.user_stopped && c.state == "stopped" {
+        let state = if c.user_stopped && c.state == ContainerState::Stopped {
             "stopped (by user)".to_string()
         } else {
             match why(c) {
                 Some(w) => format!("{} ({w})", c.state),
-                None => c.state.clone(),
+                None => c.state.to_string(),
             }
         };
         rows.push(vec![
@@ -116,7 +117,7 @@ pub fn ps_rows(list: &[ContainerInfo]) -> Vec<Vec<String>> {
             state,
             c.pid.map_or_else(dash, |p| p.to_string()),
             c.restarts.to_string(),
-            c.health.clone().unwrap_or_else(dash),
+            c.health.map_or_else(dash, |h| h.to_string()),
             c.uptime_seconds.map_or_else(dash, human_duration),
             if c.ips.is_empty() {
                 dash()
@@ -136,20 +137,10 @@ pub fn ps_rows(list: &[ContainerInfo]) -> Vec<Vec<String>> {
 /// Why a container is not running, in a few words: how its last run
 /// ended (`oom`, `exit 2`, `signal 9`) or why it could not start.
 fn why(c: &ContainerInfo) -> Option<String> {
-    if !matches!(c.state.as_str(), "exited" | "failed" | "backoff") {
+    if !c.state.ended_badly() {
         return None;
     }
-    let ended = c.last_exit.as_deref().map(|e| {
-        if e.contains("out-of-memory") {
-            "oom".to_string()
-        } else if let Some(s) = e.strip_prefix("killed by signal ") {
-            format!("signal {s}")
-        } else if let Some(n) = e.strip_prefix("exited ") {
-            format!("exit {n}")
-        } else {
-            e.to_string()
-        }
-    });
+    let ended = c.last_exit.map(Exit::short);
     let error = c
         .error
         .as_deref()
@@ -323,7 +314,7 @@ pub fn rmi(state_dir: &Path, data_dir: &Path, refs: &[String]) -> anyhow::Result
         return Ok(ExitCode::from(EXIT_FAILED));
     }
     let store = rkstack::image::store::Store::open(&root)?;
-    let used = rkstack::supervisor::stacks::images_in_use(state_dir);
+    let used = rkstack::host::stacks::images_in_use(state_dir);
     let mut failed = false;
     for r in refs {
         if let Some((stack, _)) = used.iter().find(|(_, i)| i == r) {
@@ -620,10 +611,10 @@ mod tests {
     fn ps_is_an_aligned_table() {
         let c = ContainerInfo {
             name: "web".into(),
-            state: "running".into(),
+            state: ContainerState::Running,
             pid: Some(42),
             restarts: 1,
-            health: Some("healthy".into()),
+            health: Some(rkstack::control::Health::Healthy),
             uptime_seconds: Some(125),
             ips: [("back".to_string(), "10.0.0.2".parse().unwrap())].into(),
             memory_bytes: Some(3 << 20),
@@ -640,25 +631,28 @@ mod tests {
              web    running   42    1          healthy   2m5s     10.0.0.2   3.0 MiB\n"
         );
         // Why one is down, in the STATE column.
-        let down = |state: &str, last: Option<&str>, error: Option<&str>| {
+        let down = |state: ContainerState, last: Option<Exit>, error: Option<&str>| {
             let d = ContainerInfo {
-                state: state.into(),
+                state,
                 pid: None,
-                last_exit: last.map(String::from),
+                last_exit: last,
                 error: error.map(String::from),
                 ..c.clone()
             };
             ps_rows(&[d])[1][1].clone()
         };
         assert_eq!(
-            down("exited", Some("killed by the out-of-memory killer"), None),
+            down(ContainerState::Exited, Some(Exit::Oom), None),
             "exited (oom)"
         );
-        assert_eq!(down("exited", Some("exited 2"), None), "exited (exit 2)");
+        assert_eq!(
+            down(ContainerState::Exited, Some(Exit::Code(2)), None),
+            "exited (exit 2)"
+        );
         assert_eq!(
             down(
-                "backoff",
-                Some("exited 127"),
+                ContainerState::Backoff,
+                Some(Exit::Code(127)),
                 Some("failed to start: rootfs /x: not found")
             ),
             "backoff (failed to start: rootfs /x: not found)"

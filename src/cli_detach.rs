@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use crate::EXIT_FAILED;
+use rkstack::control::{ContainerInfo, ContainerState, Exit, Health};
 
 pub enum Detached {
     Parent(ExitCode),
@@ -144,26 +145,24 @@ fn wait_readable(
 fn pending(socket: &std::path::Path) -> Option<String> {
     let client = rkstack::api::client::Client::new(socket.to_path_buf()).ok()?;
     let list = client.call("GET", "/v1/containers", None).ok()?;
+    let list: Vec<ContainerInfo> = serde_json::from_value(list).ok()?;
     let items: Vec<String> = list
-        .as_array()?
         .iter()
         .filter_map(|c| {
-            let name = c["name"].as_str()?;
-            let state = c["state"].as_str().unwrap_or("?");
-            let health = c["health"].as_str();
-            let up = (state == "running" && matches!(health, None | Some("healthy")))
-                || (state == "exited" && c["last_exit"].as_str() == Some("exited 0"));
+            let up = (c.state == ContainerState::Running
+                && matches!(c.health, None | Some(Health::Healthy)))
+                || (c.state == ContainerState::Exited && c.last_exit == Some(Exit::Code(0)));
             if up {
                 return None;
             }
-            let mut why = state.to_string();
-            if let Some(h) = health {
+            let mut why = c.state.to_string();
+            if let Some(h) = c.health {
                 why.push_str(&format!(", {h}"));
             }
-            if let Some(e) = c["error"].as_str() {
+            if let Some(e) = &c.error {
                 why.push_str(&format!(": {e}"));
             }
-            Some(format!("{name} ({why})"))
+            Some(format!("{} ({why})", c.name))
         })
         .collect();
     (!items.is_empty()).then(|| items.join(", "))

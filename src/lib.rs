@@ -7,6 +7,7 @@ pub mod api;
 pub mod bounded;
 pub mod config;
 pub mod container;
+pub mod control;
 pub mod host;
 pub mod image;
 pub mod network;

@@ -424,7 +424,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ls { json } => {
-            let running = rkstack::supervisor::stacks::running(&g.state_dir);
+            let running = rkstack::host::stacks::running(&g.state_dir);
             let mut out = std::io::stdout().lock();
             if json {
                 let v: Vec<serde_json::Value> = running
@@ -457,7 +457,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Down => {
             // Nothing running is nothing to stop: exit 0, as compose does.
             if g.host.is_none() && g.socket.is_none() {
-                let running = rkstack::supervisor::stacks::running(&g.state_dir);
+                let running = rkstack::host::stacks::running(&g.state_dir);
                 let none = match g.stack.as_deref() {
                     Some(name) => !running.iter().any(|r| r.name == name),
                     None => running.is_empty(),
@@ -622,7 +622,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
             // The supervisor takes the stack's lock; a running one answers on
             // the socket too, so say so before touching it.
-            let running = rkstack::supervisor::stacks::running(&global.state_dir)
+            let running = rkstack::host::stacks::running(&global.state_dir)
                 .into_iter()
                 .find(|r| r.name == stack.name.as_str());
             if let Some(r) = running {
@@ -675,7 +675,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 #[cfg(feature = "remote")]
                 tls,
             );
-            let result = rkstack::supervisor::up::up_with(opts, ready, Some(control));
+            let result = rkstack::supervisor::up::up_with(
+                opts,
+                rkstack::supervisor::up::Seams {
+                    launcher: |layout, base| {
+                        Box::new(rkstack::container::LinuxLauncher::new(layout, base))
+                    },
+                    net: Box::new(rkstack::network::LinuxNet),
+                },
+                ready,
+                Some(control),
+            );
             let _ = std::fs::remove_file(&socket);
             match result {
                 Ok(()) => Ok(ExitCode::SUCCESS),
@@ -727,7 +737,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             // A running supervisor of this stack plans against what runs.
             let running = global.socket.is_some()
-                || rkstack::supervisor::stacks::running(&global.state_dir)
+                || rkstack::host::stacks::running(&global.state_dir)
                     .iter()
                     .any(|r| r.name == stack.name.as_str());
             if running {
@@ -770,11 +780,13 @@ fn with_client(
             key: g.key.clone(),
             token_file: g.token_file.clone(),
         })
-        .map_err(|e| rkstack::api::client::ClientError::Api(rkstack::api::ApiError::bad_request(e)))
+        .map_err(|e| {
+            rkstack::api::client::ClientError::Api(rkstack::api::ControlError::bad_request(e))
+        })
         .and_then(rkstack::api::client::Client::remote),
         #[cfg(not(feature = "remote"))]
         Some(_) => Err(rkstack::api::client::ClientError::Api(
-            rkstack::api::ApiError::bad_request("--host: this build has no remote access"),
+            rkstack::api::ControlError::bad_request("--host: this build has no remote access"),
         )),
         None => cli_api::connect(&g.state_dir, stack, g.socket.as_deref()),
     };

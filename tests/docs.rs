@@ -119,3 +119,72 @@ fn the_reference_example_uses_every_key() {
         .collect();
     assert!(missing.is_empty(), "reference.toml lacks: {missing:?}");
 }
+
+/// `api/openapi.yaml` is YAML an OpenAPI tool can load, and names every
+/// route the server answers and every kind of error it gives.
+#[test]
+fn the_api_description_loads_and_covers_the_routes_and_error_kinds() {
+    let script = r#"
+import sys, yaml
+d = yaml.safe_load(open(sys.argv[1]))
+print("\n".join(d["paths"]))
+print("KINDS " + " ".join(d["components"]["schemas"]["Error"]["properties"]["kind"]["enum"]))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(root().join("api/openapi.yaml"))
+        .output()
+        .expect("python3 (scripts/test.sh installs it with python3-yaml)");
+    assert!(
+        out.status.success(),
+        "api/openapi.yaml does not load: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    let server = read("src/api/server.rs");
+    for route in server
+        .split(".route(\"")
+        .skip(1)
+        .filter_map(|r| r.split('"').next())
+    {
+        assert!(
+            listed.lines().any(|l| l == route),
+            "route {route} is not in api/openapi.yaml"
+        );
+    }
+    let kinds = listed
+        .lines()
+        .find_map(|l| l.strip_prefix("KINDS "))
+        .unwrap_or_default()
+        .to_string();
+    let error = read("src/control/error.rs");
+    let body = error
+        .split("pub enum ErrorKind {")
+        .nth(1)
+        .and_then(|b| b.split('}').next())
+        .unwrap_or_default();
+    for variant in body
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.ends_with(',') && !l.starts_with("//"))
+        .map(|l| l.trim_end_matches(','))
+        .filter(|v| !matches!(*v, "Http" | "Unknown"))
+    {
+        let snake: String = variant
+            .chars()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                let lower = c.to_ascii_lowercase();
+                if c.is_ascii_uppercase() && i > 0 {
+                    vec!['_', lower]
+                } else {
+                    vec![lower]
+                }
+            })
+            .collect();
+        assert!(
+            kinds.split(' ').any(|k| k == snake),
+            "error kind {snake} is not in api/openapi.yaml's Error"
+        );
+    }
+}

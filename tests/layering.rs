@@ -88,6 +88,59 @@ fn lower_layers_do_not_reach_up() {
     );
 }
 
+/// The supervisor decides; it acts on the machine only through the
+/// `container::Launcher` and `network::NetOps` seams, which the binary's
+/// entry point joins to the real implementations.
+#[test]
+fn the_supervisor_acts_only_through_its_seams() {
+    forbid(
+        "supervisor",
+        &[
+            "network::linux",
+            "network::nft",
+            "network::netlink",
+            "network::LinuxNet",
+            "LinuxLauncher",
+            "sandbox::spawn",
+            "sandbox::exec",
+            "container::linux",
+        ],
+    );
+}
+
+/// HTTP is `api/`'s business alone: the request vocabulary (`control/`)
+/// names failures by kind, and `api/server.rs` gives each its status.
+/// (`image/registry.rs` speaks HTTP to registries, as a client of theirs.)
+#[test]
+fn no_http_status_outside_the_api() {
+    for dir in [
+        "config",
+        "container",
+        "control",
+        "host",
+        "network",
+        "plan",
+        "sandbox",
+        "supervisor",
+    ] {
+        forbid(dir, &["StatusCode", "status: u16", "axum", "hyper::"]);
+    }
+    forbid(
+        "control",
+        &[
+            "crate::supervisor",
+            "crate::api",
+            "crate::sandbox",
+            "crate::network",
+            "crate::container",
+            "std::fs",
+            "libc::",
+        ],
+    );
+    forbid("plan", &["crate::control"]);
+    forbid("host", &["crate::supervisor", "crate::api"]);
+}
+
 #[test]
 fn the_planner_is_pure() {
     forbid(

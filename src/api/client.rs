@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
-use super::ApiError;
+use super::{ControlError, ErrorKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -26,7 +26,7 @@ pub enum ClientError {
     #[error("the supervisor's answer broke off: {0}")]
     Http(String),
     #[error("{0}")]
-    Api(ApiError),
+    Api(ControlError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -40,7 +40,7 @@ pub fn resolve(
     if let Some(s) = socket {
         return Ok(s.to_path_buf());
     }
-    let running = crate::supervisor::stacks::running(state_dir);
+    let running = crate::host::stacks::running(state_dir);
     let dir = state_dir.display().to_string();
     match stack {
         Some(name) => {
@@ -252,14 +252,12 @@ async fn error_of(resp: hyper::Response<hyper::body::Incoming>) -> ClientError {
             Ok(b) => b.to_bytes(),
             Err(e) => return broke(e),
         };
-        let mut err: ApiError = serde_json::from_slice(&body).unwrap_or_else(|_| {
-            ApiError::new(
-                status,
-                "http",
+        let err: ControlError = serde_json::from_slice(&body).unwrap_or_else(|_| {
+            ControlError::new(
+                ErrorKind::Http,
                 format!("HTTP {status}: {}", String::from_utf8_lossy(&body).trim()),
             )
         });
-        err.status = status;
         ClientError::Api(err)
     }
 }

@@ -8,10 +8,11 @@
 pub mod client;
 pub mod conns;
 pub mod logs;
+pub mod metrics;
 pub mod peer;
 #[cfg(feature = "remote")]
 pub mod remote;
 pub mod server;
 pub mod tty;
 
-pub use crate::supervisor::control::{ApiError, Command, ContainerInfo, Exec, Reply, Request};
+pub use crate::control::{Command, ContainerInfo, ControlError, ErrorKind, Exec, Reply, Request};

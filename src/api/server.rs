@@ -18,7 +18,7 @@ use serde::Deserialize;
 use tokio::net::UnixListener;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::{ApiError, Command, Exec, Reply, Request};
+use super::{Command, ControlError, ErrorKind, Exec, Reply, Request};
 use crate::supervisor::events::{self, Event};
 
 /// What the handlers share.
@@ -29,10 +29,29 @@ pub struct Api {
     pub logs_dir: PathBuf,
 }
 
-impl IntoResponse for ApiError {
+/// The HTTP status of each kind of failure: the only place one is chosen.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::InvalidStack => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::CommandNotFound
+        | ErrorKind::CommandNotExecutable
+        | ErrorKind::ExecFailed
+        | ErrorKind::Internal
+        | ErrorKind::Http
+        | ErrorKind::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ControlError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(self)).into_response()
+        (status_of(self.kind), Json(self)).into_response()
     }
 }
 
@@ -80,8 +99,11 @@ async fn check(State(auth): State<Auth>, req: HttpRequest, next: Next) -> Respon
                     "API request refused: no valid bearer token (from {})",
                     from.as_deref().unwrap_or("?")
                 );
-                return ApiError::new(401, "unauthorized", "a valid bearer token is required")
-                    .into_response();
+                return ControlError::new(
+                    ErrorKind::Unauthorized,
+                    "a valid bearer token is required",
+                )
+                .into_response();
             }
         }
         Auth::Peer => {
@@ -99,14 +121,10 @@ async fn check(State(auth): State<Auth>, req: HttpRequest, next: Next) -> Respon
                     ?peer,
                     "API request refused: not root nor in the rkstack group"
                 );
-                return ApiError::new(
-                    403,
-                    "forbidden",
-                    format!(
-                        "only root and members of the {} group may use this API",
-                        super::peer::GROUP
-                    ),
-                )
+                return ControlError::forbidden(format!(
+                    "only root and members of the {} group may use this API",
+                    super::peer::GROUP
+                ))
                 .into_response();
             }
         }
@@ -155,12 +173,11 @@ pub fn router_with(api: Api, auth: Auth) -> Router {
         .route("/v1/down", post(down))
         .route("/metrics", get(metrics))
         .fallback(|| async {
-            ApiError::new(404, "not_found", "no such route (see api/openapi.yaml)")
+            ControlError::new(ErrorKind::NotFound, "no such route (see api/openapi.yaml)")
         })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                405,
-                "method_not_allowed",
+            ControlError::new(
+                ErrorKind::MethodNotAllowed,
                 "this route does not take that method",
             )
         })
@@ -269,26 +286,26 @@ pub fn control(
 struct Q<T>(T);
 
 impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Q<T> {
-    type Rejection = ApiError;
+    type Rejection = ControlError;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
         state: &S,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, ControlError> {
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(q)| Q(q))
-            .map_err(|e| ApiError::bad_request(e.body_text()))
+            .map_err(|e| ControlError::bad_request(e.body_text()))
     }
 }
 
-async fn ask(api: &Api, command: Command) -> Result<Reply, ApiError> {
+async fn ask(api: &Api, command: Command) -> Result<Reply, ControlError> {
     let (reply, rx) = oneshot::channel();
     api.tx
         .send(Request { command, reply })
-        .map_err(|_| ApiError::unavailable("the supervisor is shutting down"))?;
+        .map_err(|_| ControlError::unavailable("the supervisor is shutting down"))?;
     rx.await
-        .map_err(|_| ApiError::unavailable("the supervisor is shutting down"))?
+        .map_err(|_| ControlError::unavailable("the supervisor is shutting down"))?
 }
 
 impl IntoResponse for Reply {
@@ -297,9 +314,11 @@ impl IntoResponse for Reply {
             Reply::Json(bytes) => {
                 ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
             }
-            Reply::Text(text) => {
-                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
-            }
+            Reply::Metrics(m) => (
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                super::metrics::render(&m),
+            )
+                .into_response(),
         }
     }
 }
@@ -359,15 +378,11 @@ async fn plan(
         let caller =
             super::peer::Caller::of(p.uid.unwrap_or(u32::MAX), p.gid.unwrap_or(u32::MAX), p.pid);
         if !caller.may_read(file) {
-            return ApiError::new(
-                403,
-                "forbidden",
-                format!(
-                    "{}: not readable by uid {} (the plan reads a file with the caller's rights)",
-                    file.display(),
-                    caller.uid
-                ),
-            )
+            return ControlError::forbidden(format!(
+                "{}: not readable by uid {} (the plan reads a file with the caller's rights)",
+                file.display(),
+                caller.uid
+            ))
             .into_response();
         }
     }
@@ -507,7 +522,7 @@ async fn exec_tty(
     );
     let (master, stdio) = match pty {
         Ok(p) => p,
-        Err(e) => return ApiError::internal(format!("terminal: {e}")).into_response(),
+        Err(e) => return ControlError::internal(format!("terminal: {e}")).into_response(),
     };
     let (exit_tx, exit_rx) = oneshot::channel();
     let cmd = Command::Exec(Exec {
@@ -561,14 +576,14 @@ async fn exec(State(api): State<Api>, Path(name): Path<String>, mut req: HttpReq
     let upgrade = interactive.then(|| hyper::upgrade::on(&mut req));
     let bytes = match axum::body::to_bytes(req.into_body(), 1 << 20).await {
         Ok(b) => b,
-        Err(e) => return ApiError::bad_request(format!("body: {e}")).into_response(),
+        Err(e) => return ControlError::bad_request(format!("body: {e}")).into_response(),
     };
     let body: ExecBody = match serde_json::from_slice(&bytes) {
         Ok(b) => b,
-        Err(e) => return ApiError::bad_request(format!("body: {e}")).into_response(),
+        Err(e) => return ControlError::bad_request(format!("body: {e}")).into_response(),
     };
     if body.command.is_empty() {
-        return ApiError::bad_request("command must not be empty").into_response();
+        return ControlError::bad_request("command must not be empty").into_response();
     }
     if let Some(upgrade) = upgrade {
         return exec_tty(api, name, body, upgrade).await;
@@ -576,7 +591,7 @@ async fn exec(State(api): State<Api>, Path(name): Path<String>, mut req: HttpReq
     let pipes = (|| Ok::<_, std::io::Error>((pipe()?, pipe()?, pipe()?)))();
     let ((in_r, in_w), (out_r, out_w), (err_r, err_w)) = match pipes {
         Ok(p) => p,
-        Err(e) => return ApiError::internal(format!("pipes: {e}")).into_response(),
+        Err(e) => return ControlError::internal(format!("pipes: {e}")).into_response(),
     };
     let (exit_tx, exit_rx) = oneshot::channel();
     let cmd = Command::Exec(Exec {
@@ -654,13 +669,18 @@ mod tests {
                     | Command::Restart(n)
                         if n == "nope" =>
                     {
-                        Err(ApiError::no_container(&n))
+                        Err(ControlError::no_container(&n))
                     }
-                    Command::Reload => Err(ApiError::invalid(
+                    Command::Reload => Err(ControlError::invalid(
                         "s.toml is not a valid stack file",
                         vec!["s.toml:3:9: bad".into()],
                     )),
-                    Command::Metrics => Ok(Reply::Text("rkstack_reloads_total 1\n".into())),
+                    Command::Metrics => Ok(Reply::Metrics(Box::new(crate::control::Metrics {
+                        stack: "web".into(),
+                        containers: Vec::new(),
+                        reloads: 1,
+                        last_reload_ok: true,
+                    }))),
                     Command::Exec(e) => {
                         let _ = e.exit.send(3 << 8);
                         Reply::json(&serde_json::json!({ "pid": 1 }))
@@ -775,7 +795,11 @@ mod tests {
         let (_, t) = call("POST", "/v1/containers/web/exec", r#"{"command":["x"]}"#).await;
         assert!(t.trim_end().ends_with(r#"{"exit":3}"#), "{t}");
         let (s, t) = call("GET", "/metrics", "").await;
-        assert_eq!((s, t.as_str()), (200, "rkstack_reloads_total 1\n"));
+        assert_eq!(s, 200);
+        assert!(
+            t.contains("\nrkstack_reloads_total{stack=\"web\"} 1\n"),
+            "{t}"
+        );
         let (s, _) = call("GET", "/v1/events?since=x", "").await;
         assert_eq!(s, 400);
     }

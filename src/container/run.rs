@@ -31,25 +31,7 @@ pub enum RunError {
     },
 }
 
-/// How a container ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    Code(i32),
-    Signal(i32),
-    /// Killed by the kernel's OOM killer inside its memory limit.
-    Oom,
-}
-
-impl Exit {
-    /// The shell convention: the code, or 128 + the signal (SIGKILL for OOM).
-    pub fn status(self) -> i32 {
-        match self {
-            Exit::Code(c) => c,
-            Exit::Signal(s) => 128 + s,
-            Exit::Oom => 128 + libc::SIGKILL,
-        }
-    }
-}
+pub use crate::control::Exit;
 
 /// Options of a foreground run beyond the container itself.
 #[derive(Debug, Clone)]

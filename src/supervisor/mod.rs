@@ -2,13 +2,11 @@
 //! `rkstack run` (one container) and `rkstack up` (a stack, in `up`).
 
 pub mod binds;
-pub mod control;
 pub mod events;
 pub mod logs;
 pub mod pid1;
 pub mod preflight;
 pub mod private;
 pub mod restart;
-pub mod stacks;
 pub mod unit;
 pub mod up;

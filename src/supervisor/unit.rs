@@ -86,7 +86,7 @@ pub fn after_stop(state_dir: &Path, stack: &str, service_result: &str) -> Result
     let Some(unit) = unit_cgroup(&own) else {
         return Ok("not in a delegated unit's .control cgroup: nothing to do".into());
     };
-    let placed = super::up::placed_in_leaf(state_dir, stack);
+    let placed = crate::host::stacks::placed_in_leaf(state_dir, stack);
     if decide(service_result, placed) == Leftovers::Keep {
         return Ok(format!(
             "the supervisor ended ({result}); its containers stay for the next one to adopt"

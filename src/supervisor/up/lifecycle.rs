@@ -30,14 +30,6 @@ pub(super) fn decode(status: i32) -> Exit {
     }
 }
 
-pub(super) fn describe(e: Exit) -> String {
-    match e {
-        Exit::Code(c) => format!("status {c}"),
-        Exit::Signal(s) => format!("signal {s}"),
-        Exit::Oom => "oom".into(),
-    }
-}
-
 impl Supervisor {
     /// Makes the long-lived parts of a container: its log and cgroup handle.
     pub(super) fn admit(&mut self, spec: ContainerSpec) -> Result<Live, String> {
@@ -379,11 +371,7 @@ impl Supervisor {
             &mut l.history,
             now,
         );
-        let how = match exit {
-            Exit::Code(c) => format!("exited with status {c}"),
-            Exit::Signal(s) => format!("killed by signal {s}"),
-            Exit::Oom => "killed by the out-of-memory killer".to_string(),
-        };
+        let how = exit.to_string();
         let facts = exit_facts(exit);
         match d {
             Decision::Restart(after) => {

@@ -9,13 +9,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::control::{ApiError, Command, ContainerInfo, Reply, Request};
 use super::events::{Facts, Kind};
 use super::logs::Log;
 use super::restart::{self, Decision, Ended, History};
 use crate::container::lower::{self, Paths};
-use crate::container::run::{Exit, sigset};
+use crate::container::run::sigset;
 use crate::container::userns;
+use crate::control::Exit;
+use crate::control::{Command, ContainerInfo, ControlError, Reply, Request};
 use crate::host::lockfile::{LockFile, Taken};
 
 mod event_loop;
@@ -39,8 +40,7 @@ use crate::container::Launcher;
 use crate::plan::{self, Action, ContainerSpec, DesiredState, ObservedState, Plan, Record, Target};
 use crate::sandbox::Stdio3;
 use crate::sandbox::cgroup::Layout;
-use lifecycle::{decode, describe, exit_facts};
-pub use persist::placed_in_leaf;
+use lifecycle::{decode, exit_facts};
 pub use placement::cgroup_base;
 use placement::claim_cgroup_base;
 use pulls::PullJob;
@@ -132,13 +132,7 @@ pub enum State {
     Stopped,
 }
 
-/// Health of a running container with a `[health]` check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Health {
-    Starting,
-    Healthy,
-    Unhealthy,
-}
+pub use crate::control::Health;
 
 struct Live {
     /// Its address on each network it joins (kept across restarts).
@@ -197,20 +191,20 @@ enum Then {
     /// Restarted because it became unhealthy.
     RestartUnhealthy,
     /// A request answered with the container's state once stopped.
-    Reply(tokio::sync::oneshot::Sender<Result<Reply, ApiError>>),
+    Reply(tokio::sync::oneshot::Sender<Result<Reply, ControlError>>),
 }
 
 /// What waits until no plan is being carried out.
 enum Idle {
     /// An answer computed already, sent once the plan's ops are done.
     Reply(
-        tokio::sync::oneshot::Sender<Result<Reply, ApiError>>,
-        Result<Reply, ApiError>,
+        tokio::sync::oneshot::Sender<Result<Reply, ControlError>>,
+        Result<Reply, ControlError>,
     ),
     /// A reload that came while a plan waited for a stop.
     Reload {
         why: String,
-        reply: Option<tokio::sync::oneshot::Sender<Result<Reply, ApiError>>>,
+        reply: Option<tokio::sync::oneshot::Sender<Result<Reply, ControlError>>>,
     },
 }
 
@@ -244,7 +238,7 @@ struct Supervisor {
     /// get them back when they start again (network → address).
     past_ips: BTreeMap<String, BTreeMap<String, std::net::IpAddr>>,
     /// Host ports in the nftables table now.
-    published: Vec<super::stacks::Published>,
+    published: Vec<crate::host::state_file::Published>,
     /// Processes run by `exec` requests: pid → who waits for its status.
     execs: BTreeMap<i32, tokio::sync::oneshot::Sender<i32>>,
     /// Image pulls under way (`rkstack pull` processes): pid → the pull.
@@ -345,25 +339,38 @@ pub fn sd_notify(msg: &str) {
     };
 }
 
-/// Runs the stack until SIGTERM/SIGINT. Returns when every container is stopped.
-pub fn up(opts: UpOptions) -> Result<(), UpError> {
-    up_with(opts, None, None)
+/// What `up` acts on the machine through: the binary's entry point joins
+/// the real ones (the Linux launcher and network operations), tests
+/// the fakes; the supervisor names neither.
+pub struct Seams {
+    /// Makes the launcher once the cgroup layout and the stack's cgroup
+    /// base (`rkstack/STACK`, or the unit's own under systemd) are known.
+    pub launcher: fn(Layout, PathBuf) -> Box<dyn Launcher>,
+    pub net: Box<dyn crate::network::NetOps>,
+}
+
+impl std::fmt::Debug for Seams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Seams")
+    }
 }
 
 /// What `up -d`'s waiting parent is told when the supervisor gives up
 /// before the stack is up: this prefix, then the error.
 pub const READY_EXITED: &str = "exited: ";
 
-/// [`up`], reporting to `ready` once every container is up or one failed,
-/// or why the supervisor could not carry on.
+/// Runs the stack until SIGTERM/SIGINT or a `down`, and returns when every
+/// container is stopped. Reports to `ready` once every container is up or
+/// one failed, or why the supervisor could not carry on.
 pub fn up_with(
     opts: UpOptions,
+    seams: Seams,
     ready: Option<ReadyPipe>,
     control: Option<Control>,
 ) -> Result<(), UpError> {
     crate::container::nofile::raise();
     let report = ready.as_ref().and_then(|r| r.0.try_clone().ok());
-    let result = supervise(opts, ready, control);
+    let result = supervise(opts, seams, ready, control);
     if let (Err(e), Some(fd)) = (&result, report) {
         // Nobody reads any more once the stack was reported up: harmless.
         let msg = format!("{READY_EXITED}{e}");
@@ -388,6 +395,7 @@ impl std::fmt::Debug for Control {
 
 fn supervise(
     opts: UpOptions,
+    seams: Seams,
     ready: Option<ReadyPipe>,
     control: Option<Control>,
 ) -> Result<(), UpError> {
@@ -426,12 +434,11 @@ fn supervise(
             .lines()
             .any(|l| l.starts_with("0::") && l.trim_end().ends_with("/supervisor"));
     let cgroup_base = claim_cgroup_base(&layout, &own_cgroup, &desired.stack);
-    let launcher = crate::container::LinuxLauncher::new(layout, cgroup_base);
     let mut sup = Supervisor::new(
         opts,
         desired,
-        Box::new(launcher),
-        Box::new(crate::network::LinuxNet),
+        (seams.launcher)(layout, cgroup_base),
+        seams.net,
         signal_fd,
     );
     sup.watch = file_watch;

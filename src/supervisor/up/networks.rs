@@ -209,8 +209,7 @@ impl Supervisor {
             })
             .collect();
         let held = self.net.ports_in_use();
-        let others =
-            crate::supervisor::stacks::published_by_others(&self.opts.state_dir, &desired.stack);
+        let others = crate::host::stacks::published_by_others(&self.opts.state_dir, &desired.stack);
         let mut problems = Vec::new();
         for c in desired
             .containers
@@ -326,7 +325,7 @@ impl Supervisor {
                 self.nft_rules = wanted.then_some(rules);
                 let mut published: Vec<_> = publish
                     .iter()
-                    .map(|p| crate::supervisor::stacks::Published {
+                    .map(|p| crate::host::stacks::Published {
                         proto: p.proto.to_string(),
                         port: p.host_port,
                     })

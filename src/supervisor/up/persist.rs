@@ -3,80 +3,7 @@
 
 use super::*;
 
-/// What survives a supervisor crash: `STATE_DIR/STACK/state.json`.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-pub(super) struct SavedState {
-    pub(super) stack: String,
-    pub(super) containers: BTreeMap<String, Saved>,
-    /// The networks whose bridges exist, with what they were made from.
-    #[serde(default)]
-    pub(super) networks: BTreeMap<String, plan::NetworkRecord>,
-    /// Host ports published now (other stacks check theirs against them).
-    #[serde(default)]
-    published: Vec<crate::supervisor::stacks::Published>,
-    /// Images from the store its containers are declared with (`rmi`
-    /// refuses to remove them while the stack runs).
-    #[serde(default)]
-    pub(super) images: Vec<String>,
-    /// Whether systemd started the supervisor in its `supervisor` leaf
-    /// (`DelegateSubgroup=`): it can then start the next one beside the
-    /// containers (see [`super::unit`]).
-    #[serde(default)]
-    pub(super) placed_in_leaf: bool,
-}
-
-/// [`SavedState`]'s `placed_in_leaf` of a stack; false without a state.
-pub fn placed_in_leaf(state_dir: &Path, stack: &str) -> bool {
-    std::fs::read(state_dir.join(stack).join("state.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<SavedState>(&b).ok())
-        .is_some_and(|s| s.placed_in_leaf)
-}
-
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub(super) struct Saved {
-    #[serde(default)]
-    pub(super) ips: BTreeMap<String, std::net::IpAddr>,
-    pub(super) pid: Option<i32>,
-    pub(super) starttime: Option<u64>,
-    pub(super) record: Record,
-    pub(super) restarts: u32,
-    pub(super) user_stopped: bool,
-    /// Why its restart policy gave up on it (`start_limit`): it stays down
-    /// across a supervisor restart too.
-    #[serde(default)]
-    pub(super) failed: Option<String>,
-}
-
-/// Writes a file atomically: a temporary file, fsync, rename.
-pub(super) fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    ));
-    // State (the containers' specs, their environment among them) is
-    // for root alone.
-    let mut f = std::os::unix::fs::OpenOptionsExt::mode(
-        std::fs::File::options()
-            .write(true)
-            .create(true)
-            .truncate(true),
-        0o600,
-    )
-    .open(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
+use crate::host::state_file::{self, SavedContainer, StateFile};
 
 impl Supervisor {
     /// For `up -d`: once every container runs (or completed), or one failed.
@@ -92,10 +19,7 @@ impl Supervisor {
                 State::Exited(Exit::Code(0)) => {}
                 State::Failed(why) => failed = Some(format!("{name}: {why}")),
                 State::Exited(e) if l.spec.config.restart == config::RestartPolicy::No => {
-                    let why = l
-                        .last_error
-                        .clone()
-                        .unwrap_or_else(|| format!("exited with {}", describe(*e)));
+                    let why = l.last_error.clone().unwrap_or_else(|| e.to_string());
                     failed = Some(format!("{name}: {why}"));
                 }
                 _ => pending = true,
@@ -113,12 +37,12 @@ impl Supervisor {
     }
 
     pub(super) fn state_path(&self) -> PathBuf {
-        self.opts.state_dir.join(self.stack()).join("state.json")
+        StateFile::path(&self.opts.state_dir, &self.stack())
     }
 
     /// Saves the live state when it changed.
     pub(super) fn save_state(&mut self) {
-        let saved = SavedState {
+        let saved = StateFile {
             stack: self.stack(),
             containers: self
                 .live
@@ -126,7 +50,7 @@ impl Supervisor {
                 .map(|(n, l)| {
                     (
                         n.clone(),
-                        Saved {
+                        SavedContainer {
                             ips: l.ips.clone(),
                             pid: l.pid,
                             starttime: l.starttime,
@@ -164,13 +88,13 @@ impl Supervisor {
                 v
             },
         };
-        let Ok(text) = serde_json::to_string_pretty(&saved) else {
+        let Ok(text) = saved.to_text() else {
             return;
         };
         if self.last_saved.as_deref() == Some(text.as_str()) {
             return;
         }
-        match write_atomic(&self.state_path(), text.as_bytes()) {
+        match state_file::write_atomic(&self.state_path(), text.as_bytes()) {
             Ok(()) => self.last_saved = Some(text),
             Err(e) => event(
                 &self.stack(),
@@ -183,11 +107,9 @@ impl Supervisor {
     /// After a crash of a previous supervisor: containers still running as
     /// recorded are adopted as they are; what is stale is cleaned up.
     pub(super) fn adopt(&mut self) {
-        let Ok(text) = std::fs::read_to_string(self.state_path()) else {
-            return;
-        };
-        let saved: SavedState = match serde_json::from_str(&text) {
-            Ok(s) => s,
+        let saved = match StateFile::read(&self.opts.state_dir, &self.stack()) {
+            Ok(Some(s)) => s,
+            Ok(None) => return,
             Err(e) => {
                 event(
                     &self.stack(),

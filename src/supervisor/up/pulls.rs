@@ -132,7 +132,7 @@ impl Supervisor {
             .map(str::trim)
             .find(|l| !l.is_empty())
             .map(|l| l.trim_start_matches("rkstack: ").to_string())
-            .unwrap_or_else(|| describe(exit));
+            .unwrap_or_else(|| exit.to_string());
         event_with(
             &stack,
             Kind::PullFailed,

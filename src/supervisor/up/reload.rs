@@ -16,7 +16,7 @@ impl Supervisor {
     pub(super) fn reload_for(
         &mut self,
         why: &str,
-        reply: Option<tokio::sync::oneshot::Sender<Result<Reply, ApiError>>>,
+        reply: Option<tokio::sync::oneshot::Sender<Result<Reply, ControlError>>>,
     ) {
         if self.busy() && self.shutting.is_none() {
             // One deferred reload of the file is enough; each request waits
@@ -57,9 +57,9 @@ impl Supervisor {
 
     /// [`Supervisor::reload`], with its outcome: the plan carried out, or why
     /// the file was rejected (the stack then runs on as it was).
-    pub(super) fn try_reload(&mut self, why: &str) -> Result<Plan, ApiError> {
+    pub(super) fn try_reload(&mut self, why: &str) -> Result<Plan, ControlError> {
         if self.shutting.is_some() {
-            return Err(ApiError::conflict("the stack is stopping"));
+            return Err(ControlError::conflict("the stack is stopping"));
         }
         let now_us = {
             let mut ts = libc::timespec {
@@ -97,29 +97,29 @@ impl Supervisor {
         &mut self,
         file: &Path,
         renamed: impl FnOnce(&str) -> String,
-    ) -> Result<DesiredState, ApiError> {
+    ) -> Result<DesiredState, ControlError> {
         let mut stack = config::load(file).map_err(|e| {
-            ApiError::invalid(
+            ControlError::invalid(
                 format!("{} is not a valid stack file", file.display()),
                 e.diagnostics().iter().map(|d| d.to_string()).collect(),
             )
         })?;
         self.pins.apply(&mut stack);
         if stack.name.as_str() != self.desired.stack {
-            return Err(ApiError::conflict(renamed(stack.name.as_str())));
+            return Err(ControlError::conflict(renamed(stack.name.as_str())));
         }
         let ids = crate::container::images::ids(&stack, &self.opts.data_dir);
         Ok(DesiredState::from_stack_with_images(stack, &ids))
     }
 
-    pub(super) fn reload_plan(&mut self, why: &str) -> Result<Plan, ApiError> {
+    pub(super) fn reload_plan(&mut self, why: &str) -> Result<Plan, ControlError> {
         let file = self.opts.file.clone();
         let desired = self.desired_from(&file, |name| {
             format!("the stack's name changed to {name}; restart rkstack to rename a stack")
         })?;
         let plan = plan::reconcile(&desired, &self.observed());
         self.check_ports(&desired, &plan)
-            .map_err(ApiError::conflict)?;
+            .map_err(ControlError::conflict)?;
         // What the starts need from the host, before anything is stopped.
         let problems: Vec<String> = plan
             .ops
@@ -129,7 +129,7 @@ impl Supervisor {
             .flat_map(|c| crate::supervisor::preflight::problems(&c.config))
             .collect();
         if !problems.is_empty() {
-            return Err(ApiError::invalid(
+            return Err(ControlError::invalid(
                 "the new stack cannot start here; nothing was changed",
                 problems,
             ));

@@ -5,7 +5,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use super::*;
-use crate::supervisor::control::Reply;
+use crate::control::{ContainerMetrics, ContainerState, ErrorKind, Metrics, Reply};
 
 /// The epoll set of the last wait, kept while the loop's descriptors stay
 /// the same (a pass that only answered questions changes none).
@@ -118,38 +118,25 @@ impl AsRawFd for Epoll {
     }
 }
 
-fn state_word(s: &State) -> &'static str {
-    match s {
-        State::Waiting => "waiting",
-        State::Pulling => "pulling",
-        State::Running => "running",
-        State::Backoff(_) => "backoff",
-        State::Exited(_) => "exited",
-        State::Failed(_) => "failed",
-        State::Stopping(_) => "stopping",
-        State::Stopped => "stopped",
-    }
-}
-
-fn health_word(h: Health) -> &'static str {
-    match h {
-        Health::Starting => "starting",
-        Health::Healthy => "healthy",
-        Health::Unhealthy => "unhealthy",
-    }
-}
-
-fn exit_words(e: Exit) -> String {
-    match e {
-        Exit::Code(c) => format!("exited {c}"),
-        Exit::Signal(s) => format!("killed by signal {s}"),
-        Exit::Oom => "killed by the out-of-memory killer".into(),
+impl State {
+    /// The API's name for it.
+    pub(super) fn word(&self) -> ContainerState {
+        match self {
+            State::Waiting => ContainerState::Waiting,
+            State::Pulling => ContainerState::Pulling,
+            State::Running => ContainerState::Running,
+            State::Backoff(_) => ContainerState::Backoff,
+            State::Exited(_) => ContainerState::Exited,
+            State::Failed(_) => ContainerState::Failed,
+            State::Stopping(_) => ContainerState::Stopping,
+            State::Stopped => ContainerState::Stopped,
+        }
     }
 }
 
 /// When a request is answered.
 enum Answer {
-    Now(Result<Reply, ApiError>),
+    Now(Result<Reply, ControlError>),
     /// Once this container's stop has finished.
     AfterStop(String),
     /// A reload: once its plan is carried out.
@@ -166,16 +153,16 @@ impl Supervisor {
         };
         ContainerInfo {
             name: name.to_string(),
-            state: state_word(&l.state).into(),
+            state: l.state.word(),
             pid: l.pid.filter(|_| running),
             restarts: l.restarts,
-            health: l.health.map(|h| health_word(h).into()),
+            health: l.health,
             uptime_seconds: l.started.filter(|_| running).map(|s| s.elapsed().as_secs()),
             ips: l.ips.clone(),
             memory_bytes: usage.memory_bytes,
             cpu_seconds: usage.cpu_seconds,
             pids: usage.pids,
-            last_exit: l.last_exit.map(exit_words),
+            last_exit: l.last_exit,
             error: match &l.state {
                 State::Failed(why) => Some(why.clone()),
                 _ => l.last_error.clone(),
@@ -191,34 +178,20 @@ impl Supervisor {
             .iter()
             .map(|c| match self.live.get(&c.name) {
                 Some(l) => self.info(&c.name, l),
-                None => ContainerInfo {
-                    name: c.name.clone(),
-                    state: "created".into(),
-                    pid: None,
-                    restarts: 0,
-                    health: None,
-                    uptime_seconds: None,
-                    ips: Default::default(),
-                    memory_bytes: None,
-                    cpu_seconds: None,
-                    pids: None,
-                    last_exit: None,
-                    error: None,
-                    user_stopped: false,
-                },
+                None => ContainerInfo::created(&c.name),
             })
             .collect()
     }
 
-    pub(super) fn one(&self, name: &str) -> Result<Reply, ApiError> {
+    pub(super) fn one(&self, name: &str) -> Result<Reply, ControlError> {
         Reply::json(&self.info_of(name)?)
     }
 
-    fn info_of(&self, name: &str) -> Result<ContainerInfo, ApiError> {
+    fn info_of(&self, name: &str) -> Result<ContainerInfo, ControlError> {
         self.list()
             .into_iter()
             .find(|i| i.name == name)
-            .ok_or_else(|| ApiError::no_container(name))
+            .ok_or_else(|| ControlError::no_container(name))
     }
 
     /// Answers one request, now or when what it asked for is done. True
@@ -235,11 +208,11 @@ impl Supervisor {
         down
     }
 
-    fn known(&self, name: &str) -> Result<(), ApiError> {
+    fn known(&self, name: &str) -> Result<(), ControlError> {
         if self.desired.container(name).is_some() {
             Ok(())
         } else {
-            Err(ApiError::no_container(name))
+            Err(ControlError::no_container(name))
         }
     }
 
@@ -303,7 +276,7 @@ impl Supervisor {
     }
 
     /// The requests answered at once.
-    fn answer_now(&mut self, command: Command) -> Result<Reply, ApiError> {
+    fn answer_now(&mut self, command: Command) -> Result<Reply, ControlError> {
         let stack = self.stack();
         match command {
             Command::Health => {
@@ -333,7 +306,7 @@ impl Supervisor {
                 let c = self
                     .desired
                     .container(&name)
-                    .ok_or_else(|| ApiError::no_container(&name))?;
+                    .ok_or_else(|| ControlError::no_container(&name))?;
                 Reply::json(&Inspected {
                     info: self.info_of(&name)?,
                     spec_hash: &c.hash,
@@ -341,7 +314,7 @@ impl Supervisor {
                 })
             }
             Command::Stop(_) | Command::Start(_) | Command::Restart(_) | Command::Reload => {
-                Err(ApiError::internal("answered elsewhere"))
+                Err(ControlError::internal("answered elsewhere"))
             }
             Command::Plan(file) => {
                 let file = file.unwrap_or_else(|| self.opts.file.clone());
@@ -359,13 +332,13 @@ impl Supervisor {
                 "stopping": true,
                 "pid": std::process::id(),
             })),
-            Command::Metrics => Ok(Reply::Text(self.metrics())),
+            Command::Metrics => Ok(Reply::Metrics(Box::new(self.metrics()))),
             Command::Exec(e) => self.exec(e),
             Command::Diff(name) => {
                 let c = self
                     .desired
                     .container(&name)
-                    .ok_or_else(|| ApiError::no_container(&name))?;
+                    .ok_or_else(|| ControlError::no_container(&name))?;
                 match crate::container::images::prepare(
                     &c.config,
                     &self.opts.data_dir,
@@ -377,15 +350,15 @@ impl Supervisor {
                         Some((upper, _)) => {
                             Reply::json(&crate::image::diff::diff(upper, &fs.lowers))
                         }
-                        None => Err(ApiError::conflict(format!(
+                        None => Err(ControlError::conflict(format!(
                             "{name} is read_only: it has no writable layer"
                         ))),
                     },
-                    Ok(None) => Err(ApiError::conflict(format!(
+                    Ok(None) => Err(ControlError::conflict(format!(
                         "{name} runs {}: only containers of an image from the store (oci:) have a writable layer of their own",
                         c.config.image
                     ))),
-                    Err(e) => Err(ApiError::internal(e)),
+                    Err(e) => Err(ControlError::internal(e)),
                 }
             }
         }
@@ -415,17 +388,17 @@ impl Supervisor {
         self.start(name);
     }
 
-    fn exec(&mut self, e: super::super::control::Exec) -> Result<Reply, ApiError> {
+    fn exec(&mut self, e: crate::control::Exec) -> Result<Reply, ControlError> {
         self.known(&e.container)?;
         let cache = self.opts.state_dir.join("seccomp");
         let l = self
             .live
             .get(&e.container)
             .filter(|l| l.state == State::Running)
-            .ok_or_else(|| ApiError::conflict(format!("{} is not running", e.container)))?;
+            .ok_or_else(|| ControlError::conflict(format!("{} is not running", e.container)))?;
         let pid = l
             .pid
-            .ok_or_else(|| ApiError::conflict(format!("{} is not running", e.container)))?;
+            .ok_or_else(|| ControlError::conflict(format!("{} is not running", e.container)))?;
         let mut spec = lower::exec_spec(
             &l.spec.config,
             pid,
@@ -433,7 +406,7 @@ impl Supervisor {
             self.launcher.procs_files(&e.container),
             Some(&cache),
         )
-        .map_err(|err| ApiError::internal(err.to_string()))?;
+        .map_err(|err| ControlError::internal(err.to_string()))?;
         spec.env.extend(e.env);
         if let (None, Some(u)) = (&l.spec.config.user, &l.image_user) {
             spec.user = crate::container::lower::image_user(u);
@@ -447,163 +420,46 @@ impl Supervisor {
                 // As docker and podman tell them apart (their exit codes
                 // 127 and 126).
                 let kind = if err.contains("exec: no such file or directory") {
-                    "command_not_found"
+                    ErrorKind::CommandNotFound
                 } else if err.contains("exec: permission denied")
                     || err.contains("exec: exec format error")
                 {
-                    "command_not_executable"
+                    ErrorKind::CommandNotExecutable
                 } else {
-                    "exec_failed"
+                    ErrorKind::ExecFailed
                 };
-                ApiError::new(500, kind, err)
+                ControlError::new(kind, err)
             })?;
         self.execs.insert(child, e.exit);
         Reply::json(&serde_json::json!({ "pid": child }))
     }
 
-    /// The Prometheus text exposition of the stack.
-    pub(super) fn metrics(&self) -> String {
-        let stack = self.stack();
-        let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-            for (labels, value) in rows {
-                out.push_str(&format!("{name}{{{labels}}} {value}\n"));
-            }
-        };
-        let list = self.list();
-        let label = |c: &ContainerInfo| format!("stack=\"{stack}\",container=\"{}\"", c.name);
-        family(
-            "rkstack_container_up",
-            "gauge",
-            "1 when the container runs.",
-            list.iter()
-                .map(|c| (label(c), u8::from(c.state == "running").to_string()))
-                .collect(),
-        );
-        // A StateSet: every state of every container, 1 for the one it is
-        // in, so no series appears or vanishes as states change.
-        const STATES: &[&str] = &[
-            "created", "waiting", "pulling", "running", "backoff", "exited", "failed", "stopping",
-            "stopped",
-        ];
-        family(
-            "rkstack_container_state",
-            "gauge",
-            "The container's state (1 for the one it is in).",
-            list.iter()
-                .flat_map(|c| {
-                    STATES.iter().map(move |st| {
-                        (
-                            format!("{},state=\"{st}\"", label(c)),
-                            u8::from(c.state == *st).to_string(),
-                        )
-                    })
-                })
-                .collect(),
-        );
-        family(
-            "rkstack_container_oom_kills_total",
-            "counter",
-            "Processes of the container killed by the out-of-memory killer (its cgroup's count).",
-            list.iter()
-                .filter(|c| self.live.contains_key(&c.name))
-                .map(|c| (label(c), self.launcher.oom_kills(&c.name).to_string()))
-                .collect(),
-        );
-        family(
-            "rkstack_container_memory_limit_bytes",
-            "gauge",
-            "The container's memory limit (containers with one).",
-            list.iter()
-                .filter_map(|c| {
-                    let l = self.live.get(&c.name)?;
-                    l.spec.limits.memory.map(|m| (label(c), m.to_string()))
-                })
-                .collect(),
-        );
-        family(
-            "rkstack_container_start_time_seconds",
-            "gauge",
-            "When the container's present run started (Unix time).",
-            list.iter()
-                .filter_map(|c| {
-                    let l = self.live.get(&c.name)?;
-                    let started = l.started.filter(|_| l.state == State::Running)?;
-                    let at = std::time::SystemTime::now().checked_sub(started.elapsed())?;
-                    let secs = at.duration_since(std::time::UNIX_EPOCH).ok()?;
-                    Some((label(c), format!("{:.3}", secs.as_secs_f64())))
-                })
-                .collect(),
-        );
-        family(
-            "rkstack_container_restarts_total",
-            "counter",
-            "Restarts by the restart policy.",
-            list.iter()
-                .map(|c| (label(c), c.restarts.to_string()))
-                .collect(),
-        );
-        family(
-            "rkstack_container_cpu_seconds_total",
-            "counter",
-            "CPU time used by the container's cgroup in this run.",
-            list.iter()
-                .filter_map(|c| c.cpu_seconds.map(|v| (label(c), format!("{v:.6}"))))
-                .collect(),
-        );
-        family(
-            "rkstack_container_memory_bytes",
-            "gauge",
-            "Memory used by the container's cgroup.",
-            list.iter()
-                .filter_map(|c| c.memory_bytes.map(|v| (label(c), v.to_string())))
-                .collect(),
-        );
-        family(
-            "rkstack_container_pids",
-            "gauge",
-            "Processes in the container's cgroup.",
-            list.iter()
-                .filter_map(|c| c.pids.map(|v| (label(c), v.to_string())))
-                .collect(),
-        );
-        family(
-            "rkstack_container_healthy",
-            "gauge",
-            "1 when the container's health check passes (containers with one).",
-            list.iter()
-                .filter_map(|c| {
-                    c.health
-                        .as_ref()
-                        .map(|h| (label(c), u8::from(h == "healthy").to_string()))
-                })
-                .collect(),
-        );
-        family(
-            "rkstack_reloads_total",
-            "counter",
-            "Reloads of the stack file (file change, SIGHUP, API).",
-            vec![(format!("stack=\"{stack}\""), self.reloads.to_string())],
-        );
-        family(
-            "rkstack_last_reload_success",
-            "gauge",
-            "1 when the last reload was applied, 0 when it was rejected.",
-            vec![(
-                format!("stack=\"{stack}\""),
-                u8::from(self.last_reload_ok).to_string(),
-            )],
-        );
-        family(
-            "rkstack_build_info",
-            "gauge",
-            "The running rkstack's version (always 1).",
-            vec![(
-                format!("version=\"{}\"", env!("CARGO_PKG_VERSION")),
-                "1".into(),
-            )],
-        );
-        out
+    /// The figures of the metrics (`api/` writes their text).
+    pub(super) fn metrics(&self) -> Metrics {
+        let containers = self
+            .list()
+            .into_iter()
+            .map(|info| {
+                let live = self.live.get(&info.name);
+                let started_at = live
+                    .filter(|l| l.state == State::Running)
+                    .and_then(|l| l.started)
+                    .and_then(|s| std::time::SystemTime::now().checked_sub(s.elapsed()))
+                    .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs_f64());
+                ContainerMetrics {
+                    oom_kills: live.map(|_| self.launcher.oom_kills(&info.name)),
+                    memory_limit: live.and_then(|l| l.spec.limits.memory),
+                    started_at,
+                    info,
+                }
+            })
+            .collect();
+        Metrics {
+            stack: self.stack().to_string(),
+            containers,
+            reloads: self.reloads,
+            last_reload_ok: self.last_reload_ok,
+        }
     }
 }

@@ -155,7 +155,7 @@ impl Supervisor {
         self.launcher.destroy(name);
         let _ = std::fs::remove_dir(&l.staging);
         l.state = State::Stopped;
-        let how = exit.map_or_else(|| "it did not end".to_string(), describe);
+        let how = exit.map_or_else(|| "it did not end".to_string(), |e| e.to_string());
         let facts = exit.map(exit_facts).unwrap_or_default();
         event_with(
             &stack,

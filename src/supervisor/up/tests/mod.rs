@@ -141,7 +141,7 @@ impl H {
     }
 
     /// The file is saved with `body` and reloaded.
-    pub(super) fn edit(&mut self, body: &str) -> Result<Plan, ApiError> {
+    pub(super) fn edit(&mut self, body: &str) -> Result<Plan, ControlError> {
         let rootfs = self.dir.path().join("rootfs");
         std::fs::write(&self.sup.opts.file, H::text(&self.stack, &rootfs, body)).unwrap();
         self.sup.try_reload("test")
@@ -163,7 +163,7 @@ impl H {
     pub(super) fn ask(
         &mut self,
         command: Command,
-    ) -> tokio::sync::oneshot::Receiver<Result<Reply, ApiError>> {
+    ) -> tokio::sync::oneshot::Receiver<Result<Reply, ControlError>> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.sup.on_request(Request { command, reply });
         rx
@@ -185,7 +185,7 @@ pub(super) fn is_stop_kill(name: &'static str) -> impl Fn(&Timer) -> bool {
 }
 
 pub(super) fn answered_state(
-    rx: &mut tokio::sync::oneshot::Receiver<Result<Reply, ApiError>>,
+    rx: &mut tokio::sync::oneshot::Receiver<Result<Reply, ControlError>>,
 ) -> Option<String> {
     match rx.try_recv() {
         Ok(Ok(Reply::Json(b))) => serde_json::from_slice::<serde_json::Value>(&b)

@@ -274,7 +274,7 @@ fn events_carry_their_kind_and_facts_as_fields() {
 }
 
 #[test]
-fn metrics_show_every_state_oom_kills_limits_and_the_build() {
+fn metrics_show_every_state_oom_kills_limits_and_start_times() {
     let mut h = H::new(
         "[containers.a]\nrestart = \"no\"\nresources = { memory = \"64M\" }\n[containers.b]\n",
     );
@@ -282,31 +282,15 @@ fn metrics_show_every_state_oom_kills_limits_and_the_build() {
     h.fake.borrow_mut().oom.insert("a".into(), 1);
     h.killed("a", libc::SIGKILL);
     let m = h.sup.metrics();
-    let line = |needle: &str| m.lines().find(|l| l.contains(needle)).map(str::to_string);
-    let a = format!("stack=\"{}\",container=\"a\"", h.stack);
-    assert_eq!(
-        line(&format!("rkstack_container_state{{{a},state=\"exited\"}}")).as_deref(),
-        Some(format!("rkstack_container_state{{{a},state=\"exited\"}} 1").as_str())
-    );
-    assert!(m.contains(&format!(
-        "rkstack_container_state{{{a},state=\"running\"}} 0"
-    )));
-    // Nine states for each of the two containers.
-    assert_eq!(m.matches("rkstack_container_state{").count(), 18);
-    assert!(
-        m.contains(&format!("rkstack_container_oom_kills_total{{{a}}} 1")),
-        "{m}"
-    );
-    assert!(
-        m.contains(&format!(
-            "rkstack_container_memory_limit_bytes{{{a}}} 67108864"
-        )),
-        "{m}"
-    );
-    assert!(m.contains("rkstack_container_start_time_seconds{"), "{m}");
-    assert!(m.contains("rkstack_build_info{version=\""), "{m}");
-    // Every family has its HELP and TYPE (gauge or counter only).
-    for t in m.lines().filter(|l| l.starts_with("# TYPE")) {
-        assert!(t.ends_with(" gauge") || t.ends_with(" counter"), "{t}");
-    }
+    assert_eq!(m.stack, h.stack);
+    let of = |name: &str| m.containers.iter().find(|c| c.info.name == name).unwrap();
+    let (a, b) = (of("a"), of("b"));
+    assert_eq!(a.info.state, crate::control::ContainerState::Exited);
+    assert_eq!(a.info.last_exit, Some(Exit::Oom));
+    assert_eq!(a.oom_kills, Some(1));
+    assert_eq!(a.memory_limit, Some(64 << 20));
+    assert_eq!(a.started_at, None, "a start time for an ended run");
+    assert_eq!(b.info.state, crate::control::ContainerState::Running);
+    assert!(b.started_at.is_some_and(|t| t > 1.6e9), "{b:?}");
+    assert_eq!(b.memory_limit, None);
 }

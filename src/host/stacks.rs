@@ -45,52 +45,41 @@ pub fn running(state_dir: &Path) -> Vec<Running> {
     out
 }
 
-/// A host port a stack publishes.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct Published {
-    pub proto: String,
-    pub port: u16,
-}
+pub use super::state_file::Published;
+use super::state_file::StateFile;
 
 /// The store images the running stacks' containers are declared with:
 /// (stack, reference).
 pub fn images_in_use(state_dir: &Path) -> Vec<(String, String)> {
-    #[derive(serde::Deserialize)]
-    struct State {
-        #[serde(default)]
-        images: Vec<String>,
-    }
-    let mut out = Vec::new();
-    for r in running(state_dir) {
-        let path = state_dir.join(&r.name).join("state.json");
-        if let Some(s) = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<State>(&t).ok())
-        {
-            out.extend(s.images.into_iter().map(|i| (r.name.clone(), i)));
-        }
-    }
-    out
+    running(state_dir)
+        .into_iter()
+        .flat_map(|r| {
+            StateFile::read_or_default(state_dir, &r.name)
+                .images
+                .into_iter()
+                .map(move |i| (r.name.clone(), i))
+        })
+        .collect()
 }
 
 /// The host ports published by the other running stacks: (stack, port).
 pub fn published_by_others(state_dir: &Path, us: &str) -> Vec<(String, Published)> {
-    #[derive(serde::Deserialize)]
-    struct State {
-        #[serde(default)]
-        published: Vec<Published>,
-    }
-    let mut out = Vec::new();
-    for r in running(state_dir).into_iter().filter(|r| r.name != us) {
-        let path = state_dir.join(&r.name).join("state.json");
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        if let Ok(s) = serde_json::from_str::<State>(&text) {
-            out.extend(s.published.into_iter().map(|p| (r.name.clone(), p)));
-        }
-    }
-    out
+    running(state_dir)
+        .into_iter()
+        .filter(|r| r.name != us)
+        .flat_map(|r| {
+            StateFile::read_or_default(state_dir, &r.name)
+                .published
+                .into_iter()
+                .map(move |p| (r.name.clone(), p))
+        })
+        .collect()
+}
+
+/// Whether the stack's supervisor was started in its unit's `supervisor`
+/// leaf (see the state file's `placed_in_leaf`); false without a state.
+pub fn placed_in_leaf(state_dir: &Path, stack: &str) -> bool {
+    StateFile::read_or_default(state_dir, stack).placed_in_leaf
 }
 
 #[cfg(test)]

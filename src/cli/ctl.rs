@@ -1,7 +1,8 @@
-//! The commands that talk to a running supervisor through its API: output
-//! and exit codes only.
+//! The commands that ask a running supervisor through its API: ps,
+//! inspect, diff, stop/start/restart, reload, plan, down, logs, events;
+//! and `ls` of the stacks running here.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -9,7 +10,8 @@ use rkstack::api::client::{Client, ClientError, Lines};
 use rkstack::api::{ContainerInfo, ErrorKind};
 use rkstack::control::{ContainerState, Exit};
 
-use super::{EXIT_FAILED, EXIT_INVALID};
+use super::output::{human_bytes, human_duration, table};
+use super::{EXIT_FAILED, EXIT_INVALID, Global, with_client};
 
 /// How a failed request ends the command: its message, and exit 2 for an
 /// invalid stack file, 1 otherwise.
@@ -39,59 +41,6 @@ pub fn connect(
     socket: Option<&Path>,
 ) -> Result<Client, ClientError> {
     Client::new(rkstack::api::client::resolve(state_dir, stack, socket)?)
-}
-
-/// A size as every command prints one: `512 B`, `1.0 KiB`, `3.4 MiB`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-fn human_duration(s: u64) -> String {
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{}s", s / 60, s % 60),
-        3600..86400 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
-        _ => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
-    }
-}
-
-/// Aligned columns, like `docker compose ps`.
-pub fn table(rows: &[Vec<String>]) -> String {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|i| {
-            rows.iter()
-                .filter_map(|r| r.get(i))
-                .map(|c| c.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let mut line = String::new();
-        for (i, c) in r.iter().enumerate() {
-            if i + 1 == r.len() {
-                line.push_str(c);
-            } else {
-                line.push_str(&format!("{c:<w$}   ", w = widths[i]));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 pub fn ps_rows(list: &[ContainerInfo]) -> Vec<Vec<String>> {
@@ -207,139 +156,6 @@ pub fn diff(client: &Client, name: &str) -> Result<ExitCode, ClientError> {
         )?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `rkstack images`: read from the store itself (no supervisor needed).
-pub fn images(data_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let root = data_dir.join("images");
-    let refs = if root.is_dir() {
-        rkstack::image::store::Store::open(&root)?.references()
-    } else {
-        Vec::new()
-    };
-    let mut out = std::io::stdout().lock();
-    if json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&refs)?)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut rows = vec![
-        ["REFERENCE", "DIGEST", "SIZE", "IMPORTED"]
-            .map(String::from)
-            .to_vec(),
-    ];
-    for r in &refs {
-        rows.push(vec![
-            r.reference.clone(),
-            r.manifest.chars().take(19).collect(),
-            human_bytes(r.size),
-            r.imported.clone(),
-        ]);
-    }
-    write!(out, "{}", table(&rows))?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `rkstack pull`: fetches an image into the store.
-pub fn pull(
-    data_dir: &Path,
-    reference: &str,
-    insecure: &[String],
-    creds: Option<&str>,
-) -> anyhow::Result<ExitCode> {
-    let Some(r) = reference.strip_prefix("docker://") else {
-        eprintln!("rkstack: {reference}: expected docker://[REGISTRY/]REPO[:TAG|@DIGEST]");
-        return Ok(ExitCode::from(EXIT_INVALID));
-    };
-    #[cfg(feature = "remote")]
-    {
-        let root = data_dir.join("images");
-        let store = rkstack::image::store::Store::open(&root)?;
-        use std::io::IsTerminal;
-        let terminal = std::io::stderr().is_terminal();
-        // On a terminal one line per blob, redrawn; otherwise a line per blob pulled.
-        let progress = move |p: &rkstack::image::registry::Progress| {
-            let short: String = p.digest.hex().chars().take(12).collect();
-            let total = p
-                .total
-                .map(|t| format!(" of {}", human_bytes(t)))
-                .unwrap_or_default();
-            if terminal {
-                eprint!(
-                    "\r{short}: {}{total}{}",
-                    human_bytes(p.done),
-                    if p.finished { "\n" } else { "" }
-                );
-            } else if p.finished {
-                eprintln!("pulled {} ({})", p.digest, human_bytes(p.done));
-            }
-        };
-        match rkstack::image::registry::pull_with(
-            &store,
-            r,
-            insecure,
-            creds,
-            Some(Box::new(progress)),
-        ) {
-            Ok(image) => {
-                let r = rkstack::container::images::remember(&store, reference, &image, None)
-                    .map_err(anyhow::Error::msg)?;
-                writeln!(
-                    std::io::stdout(),
-                    "{reference}: {} ({})",
-                    r.manifest,
-                    human_bytes(r.size)
-                )?;
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => {
-                eprintln!("rkstack: {reference}: {e}");
-                Ok(ExitCode::from(EXIT_FAILED))
-            }
-        }
-    }
-    #[cfg(not(feature = "remote"))]
-    {
-        let _ = (data_dir, r, insecure, creds);
-        eprintln!("rkstack: this build cannot pull images (the `remote` feature)");
-        Ok(ExitCode::from(EXIT_FAILED))
-    }
-}
-
-/// `rkstack rmi`: forgets references no running stack declares, then
-/// collects what no reference uses.
-pub fn rmi(state_dir: &Path, data_dir: &Path, refs: &[String]) -> anyhow::Result<ExitCode> {
-    let root = data_dir.join("images");
-    if !root.is_dir() {
-        eprintln!("rkstack: the store is empty ({})", root.display());
-        return Ok(ExitCode::from(EXIT_FAILED));
-    }
-    let store = rkstack::image::store::Store::open(&root)?;
-    let used = rkstack::host::stacks::images_in_use(state_dir);
-    let mut failed = false;
-    for r in refs {
-        if let Some((stack, _)) = used.iter().find(|(_, i)| i == r) {
-            eprintln!("rkstack: {r} is used by stack {stack}, which is running; not removed");
-            failed = true;
-        } else if store.forget(r) {
-            writeln!(std::io::stdout(), "removed {r}")?;
-        } else {
-            eprintln!("rkstack: no image {r} in the store (see rkstack images)");
-            failed = true;
-        }
-    }
-    let (n, bytes) = store.collect();
-    if n > 0 {
-        writeln!(
-            std::io::stdout(),
-            "freed {} ({n} blobs and layers no image uses)",
-            human_bytes(bytes)
-        )?;
-    }
-    Ok(if failed {
-        ExitCode::from(EXIT_FAILED)
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 pub fn action(client: &Client, name: &str, what: &str) -> Result<ExitCode, ClientError> {
@@ -494,113 +310,59 @@ pub fn events(client: &Client, json: bool) -> Result<ExitCode, ClientError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The terminal in raw mode while it lives (restored on drop).
-struct Raw(Option<nix::sys::termios::Termios>);
+/// `rkstack ls`: the stacks running on this machine.
+pub fn ls(g: &Global, json: bool) -> anyhow::Result<ExitCode> {
+    let running = rkstack::host::stacks::running(&g.state_dir);
+    let mut out = std::io::stdout().lock();
+    if json {
+        let v: Vec<serde_json::Value> = running
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "name": r.name,
+                    "pid": r.pid,
+                    "socket": g.state_dir.join(format!("{}.sock", r.name)),
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+    } else {
+        let mut rows = vec![vec!["NAME".to_string(), "PID".into(), "SOCKET".into()]];
+        for r in &running {
+            rows.push(vec![
+                r.name.clone(),
+                r.pid.map_or_else(|| "-".into(), |p| p.to_string()),
+                g.state_dir
+                    .join(format!("{}.sock", r.name))
+                    .display()
+                    .to_string(),
+            ]);
+        }
+        write!(out, "{}", super::output::table(&rows))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
-impl Raw {
-    fn enter() -> Raw {
-        use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
-        let stdin = std::io::stdin();
-        let Ok(saved) = tcgetattr(&stdin) else {
-            return Raw(None);
+/// `rkstack down`: stops the stack; with nothing running, exit 0.
+pub fn down_stack(g: &Global) -> anyhow::Result<ExitCode> {
+    // Nothing running is nothing to stop: exit 0, as compose does.
+    if g.host.is_none() && g.socket.is_none() {
+        let running = rkstack::host::stacks::running(&g.state_dir);
+        let none = match g.stack.as_deref() {
+            Some(name) => !running.iter().any(|r| r.name == name),
+            None => running.is_empty(),
         };
-        let mut raw = saved.clone();
-        cfmakeraw(&mut raw);
-        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &raw);
-        Raw(Some(saved))
-    }
-}
-
-impl Drop for Raw {
-    fn drop(&mut self) {
-        if let Some(saved) = &self.0 {
-            let _ = nix::sys::termios::tcsetattr(
-                std::io::stdin(),
-                nix::sys::termios::SetArg::TCSANOW,
-                saved,
+        if none {
+            eprintln!(
+                "rkstack: {} running; nothing to stop",
+                g.stack
+                    .as_deref()
+                    .map_or("no stack is".to_string(), |n| format!("stack {n} is not"))
             );
+            return Ok(ExitCode::SUCCESS);
         }
     }
-}
-
-/// The size of the terminal on stdout: (rows, cols).
-fn window() -> (u16, u16) {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ fills the winsize it is given.
-    let r = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
-    if r == 0 && ws.ws_row > 0 {
-        (ws.ws_row, ws.ws_col)
-    } else {
-        (24, 80)
-    }
-}
-
-pub fn exec(client: &Client, name: &str, command: &[String]) -> Result<ExitCode, ClientError> {
-    use std::io::IsTerminal;
-    if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
-        // Interactive: a terminal in the container, this one in raw mode.
-        let (rows, cols) = window();
-        // A terminal program needs to know the terminal: yours, as docker
-        // and podman pass it on with -t.
-        let term = std::env::var("TERM").unwrap_or_else(|_| "xterm".into());
-        let body = serde_json::json!({
-            "command": command,
-            "rows": rows,
-            "cols": cols,
-            "env": [format!("TERM={term}")],
-        });
-        let raw = Raw::enter();
-        let code = client.exec_tty(name, body);
-        drop(raw);
-        return code.map(|c| ExitCode::from(u8::try_from(c).unwrap_or(EXIT_FAILED)));
-    }
-    // Input from a pipe or file goes to the process.
-    let stdin = if std::io::stdin().is_terminal() {
-        None
-    } else {
-        let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s)?;
-        Some(s)
-    };
-    let body = serde_json::json!({ "command": command, "stdin": stdin });
-    let mut lines = Lines::default();
-    let mut code = None;
-    client.stream(
-        "POST",
-        &format!("/v1/containers/{name}/exec"),
-        Some(body),
-        &mut |chunk| {
-            for line in lines.feed(chunk) {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-                    continue;
-                };
-                if let Some(c) = v["exit"].as_i64() {
-                    code = Some(c);
-                    continue;
-                }
-                let data = v["data"].as_str().unwrap_or_default();
-                let _ = if v["stream"] == "stderr" {
-                    std::io::stderr().write_all(data.as_bytes())
-                } else {
-                    let mut o = std::io::stdout();
-                    o.write_all(data.as_bytes()).and_then(|_| o.flush())
-                };
-            }
-            true
-        },
-    )?;
-    Ok(match code {
-        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(EXIT_FAILED)),
-        None => {
-            eprintln!("rkstack: the process's exit status did not arrive");
-            ExitCode::from(EXIT_FAILED)
-        }
-    })
+    Ok(with_client(g, None, down))
 }
 
 #[cfg(test)]

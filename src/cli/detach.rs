@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use crate::EXIT_FAILED;
+use super::EXIT_FAILED;
 use rkstack::control::{ContainerInfo, ContainerState, Exit, Health};
 
 pub enum Detached {

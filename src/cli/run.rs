@@ -1,5 +1,6 @@
-//! `rkstack run` options → a container of the stack format, validated with
-//! the same types the stack file uses (one vocabulary).
+//! `rkstack run`: one container in the foreground; its options become a
+//! container of the stack format, validated with the same types the stack
+//! file uses (one vocabulary).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,7 +13,46 @@ use rkstack::config::{
     effective_capabilities,
 };
 
-use crate::RunArgs;
+use std::process::ExitCode;
+
+use super::{EXIT_FAILED, EXIT_INVALID, Global, RunArgs};
+
+/// `rkstack run`: exit with the container's status (128+N for a signal).
+pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("run-{}", std::process::id()));
+    let container = match container(args, &name) {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("rkstack: {msg}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let opts = rkstack::container::run::RunOptions {
+        insecure_registries: global.insecure_registries.clone(),
+        state_dir: global.state_dir.clone(),
+        data_dir: global.data_dir.clone(),
+        stack: "run".into(),
+    };
+    match rkstack::container::run::run(&container, &opts) {
+        Ok(exit) => {
+            if exit == rkstack::container::run::Exit::Oom {
+                eprintln!(
+                    "rkstack: {name}: killed by the out-of-memory killer (memory limit reached)"
+                );
+            }
+            Ok(ExitCode::from(
+                u8::try_from(exit.status()).unwrap_or(EXIT_FAILED),
+            ))
+        }
+        Err(e) => {
+            eprintln!("rkstack: {e}");
+            Ok(ExitCode::from(EXIT_FAILED))
+        }
+    }
+}
 
 pub fn container(a: &RunArgs, name: &str) -> Result<Container, String> {
     let cwd = std::env::current_dir().map_err(|e| format!("current directory: {e}"))?;

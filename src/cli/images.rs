@@ -1,0 +1,142 @@
+//! `images`, `pull`, `rmi`: the image store, read and changed by the
+//! command itself (no supervisor needed).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::output::{human_bytes, table};
+use super::{EXIT_FAILED, EXIT_INVALID};
+
+/// `rkstack images`: read from the store itself (no supervisor needed).
+pub fn images(data_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let root = data_dir.join("images");
+    let refs = if root.is_dir() {
+        rkstack::image::store::Store::open(&root)?.references()
+    } else {
+        Vec::new()
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&refs)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![
+        ["REFERENCE", "DIGEST", "SIZE", "IMPORTED"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for r in &refs {
+        rows.push(vec![
+            r.reference.clone(),
+            r.manifest.chars().take(19).collect(),
+            human_bytes(r.size),
+            r.imported.clone(),
+        ]);
+    }
+    write!(out, "{}", table(&rows))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rkstack pull`: fetches an image into the store.
+pub fn pull(
+    data_dir: &Path,
+    reference: &str,
+    insecure: &[String],
+    creds: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let Some(r) = reference.strip_prefix("docker://") else {
+        eprintln!("rkstack: {reference}: expected docker://[REGISTRY/]REPO[:TAG|@DIGEST]");
+        return Ok(ExitCode::from(EXIT_INVALID));
+    };
+    #[cfg(feature = "remote")]
+    {
+        let root = data_dir.join("images");
+        let store = rkstack::image::store::Store::open(&root)?;
+        use std::io::IsTerminal;
+        let terminal = std::io::stderr().is_terminal();
+        // On a terminal one line per blob, redrawn; otherwise a line per blob pulled.
+        let progress = move |p: &rkstack::image::registry::Progress| {
+            let short: String = p.digest.hex().chars().take(12).collect();
+            let total = p
+                .total
+                .map(|t| format!(" of {}", human_bytes(t)))
+                .unwrap_or_default();
+            if terminal {
+                eprint!(
+                    "\r{short}: {}{total}{}",
+                    human_bytes(p.done),
+                    if p.finished { "\n" } else { "" }
+                );
+            } else if p.finished {
+                eprintln!("pulled {} ({})", p.digest, human_bytes(p.done));
+            }
+        };
+        match rkstack::image::registry::pull_with(
+            &store,
+            r,
+            insecure,
+            creds,
+            Some(Box::new(progress)),
+        ) {
+            Ok(image) => {
+                let r = rkstack::container::images::remember(&store, reference, &image, None)
+                    .map_err(anyhow::Error::msg)?;
+                writeln!(
+                    std::io::stdout(),
+                    "{reference}: {} ({})",
+                    r.manifest,
+                    human_bytes(r.size)
+                )?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("rkstack: {reference}: {e}");
+                Ok(ExitCode::from(EXIT_FAILED))
+            }
+        }
+    }
+    #[cfg(not(feature = "remote"))]
+    {
+        let _ = (data_dir, r, insecure, creds);
+        eprintln!("rkstack: this build cannot pull images (the `remote` feature)");
+        Ok(ExitCode::from(EXIT_FAILED))
+    }
+}
+
+/// `rkstack rmi`: forgets references no running stack declares, then
+/// collects what no reference uses.
+pub fn rmi(state_dir: &Path, data_dir: &Path, refs: &[String]) -> anyhow::Result<ExitCode> {
+    let root = data_dir.join("images");
+    if !root.is_dir() {
+        eprintln!("rkstack: the store is empty ({})", root.display());
+        return Ok(ExitCode::from(EXIT_FAILED));
+    }
+    let store = rkstack::image::store::Store::open(&root)?;
+    let used = rkstack::host::stacks::images_in_use(state_dir);
+    let mut failed = false;
+    for r in refs {
+        if let Some((stack, _)) = used.iter().find(|(_, i)| i == r) {
+            eprintln!("rkstack: {r} is used by stack {stack}, which is running; not removed");
+            failed = true;
+        } else if store.forget(r) {
+            writeln!(std::io::stdout(), "removed {r}")?;
+        } else {
+            eprintln!("rkstack: no image {r} in the store (see rkstack images)");
+            failed = true;
+        }
+    }
+    let (n, bytes) = store.collect();
+    if n > 0 {
+        writeln!(
+            std::io::stdout(),
+            "freed {} ({n} blobs and layers no image uses)",
+            human_bytes(bytes)
+        )?;
+    }
+    Ok(if failed {
+        ExitCode::from(EXIT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

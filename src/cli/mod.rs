@@ -1,0 +1,509 @@
+//! The `rkstack` command line: the clap tree, dispatch, logging and exit
+//! codes. Each command's work is in its own file (`up`, `check` + `plan`,
+//! `run`, `ctl` for what asks a running supervisor, `exec`, `images`),
+//! printing in `output`; everything else is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use rkstack::config::{self, ConfigError};
+
+mod check;
+mod ctl;
+mod detach;
+mod exec;
+mod images;
+mod output;
+mod run;
+mod up;
+
+/// Exit status: the request failed.
+const EXIT_FAILED: u8 = 1;
+
+/// Exit status: bad usage or an invalid stack file.
+const EXIT_INVALID: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rkstack",
+    version,
+    about = "Declarative container stacks for appliances: one binary, one TOML file"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug)]
+struct Global {
+    /// Which running stack to talk to (default: the only one running).
+    #[arg(long, global = true, value_name = "NAME")]
+    stack: Option<String>,
+    /// The control socket of the supervisor to talk to.
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Where running stacks keep their sockets and state.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/run/rkstack"
+    )]
+    state_dir: PathBuf,
+    /// Where images, volumes and logs are kept.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/var/lib/rkstack"
+    )]
+    data_dir: PathBuf,
+    /// A remote supervisor: https://ADDR:PORT (its `up --listen`).
+    #[arg(long, global = true, value_name = "URL")]
+    host: Option<String>,
+    /// With --host: the CA that signed the supervisor's certificate (PEM).
+    #[arg(long, global = true, value_name = "PATH")]
+    ca: Option<PathBuf>,
+    /// With --host: this client's certificate (PEM), for a supervisor that asks for one.
+    #[arg(long, global = true, value_name = "PATH")]
+    cert: Option<PathBuf>,
+    /// With --host: the key of --cert (PEM).
+    #[arg(long, global = true, value_name = "PATH")]
+    key: Option<PathBuf>,
+    /// The bearer token (a file holding it): the one a client sends with
+    /// --host, or the one `up --listen` requires.
+    #[arg(long, global = true, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// A registry (HOST[:PORT]) to pull from over plain HTTP (repeatable).
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST[:PORT]")]
+    insecure_registries: Vec<String>,
+    /// error, warn, info, debug or trace.
+    #[arg(
+        long,
+        global = true,
+        value_name = "LEVEL",
+        default_value = "info",
+        value_parser = ["error", "warn", "info", "debug", "trace"],
+        ignore_case = true
+    )]
+    log_level: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Parse and validate a stack file; print every problem as FILE:LINE:COL: message.
+    Check {
+        /// The stack file.
+        file: PathBuf,
+        /// Print the effective configuration (defaults applied) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a stack: bring it up, keep it at its desired state, reload when the file changes; SIGTERM stops it.
+    Up(UpArgs),
+    /// Run one container in the foreground, without a stack file.
+    Run(Box<RunArgs>),
+    /// Show what `up` or a reload would create, recreate, update, stop and keep, and why
+    /// (against the running supervisor of that stack, or against nothing).
+    Plan {
+        /// The stack file.
+        file: PathBuf,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the stack's containers: state, pid, restarts, health, uptime, address, memory.
+    Ps {
+        /// JSON: one object per container (the fields of GET /v1/containers).
+        #[arg(long)]
+        json: bool,
+        /// Only the containers' names, one a line.
+        #[arg(short, long, conflicts_with = "json")]
+        quiet: bool,
+    },
+    /// Show a container's output (stdout and stderr), from its log files.
+    Logs {
+        /// Keep printing new lines as they come.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+        /// Print whole records: timestamp, stream, text.
+        #[arg(short = 't', long)]
+        timestamps: bool,
+        /// The container.
+        name: String,
+    },
+    /// Run a command inside a running container (its namespaces, cgroup, user, capabilities, seccomp).
+    Exec {
+        /// The container.
+        name: String,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Stop a container and hold it stopped until `start` or a reload that changes it.
+    Stop {
+        /// The container.
+        name: String,
+    },
+    /// Start a stopped or failed container.
+    Start {
+        /// The container.
+        name: String,
+    },
+    /// Stop a container, then start it.
+    Restart {
+        /// The container.
+        name: String,
+    },
+    /// Re-read the stack file now (as saving it does); print the plan carried out.
+    Reload,
+    /// Stop the stack and its supervisor.
+    Down,
+    /// Follow lifecycle events (start, exit, restart, oom, health, reload).
+    Events {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything about one container, as JSON: state, usage, effective configuration.
+    Inspect {
+        /// The container.
+        name: String,
+    },
+    /// Paths a container added (A), changed (C) and deleted (D) in its writable layer.
+    Diff {
+        /// The container.
+        name: String,
+    },
+    /// The images in the store: reference, digest, size, when imported.
+    Images {
+        /// One JSON object per image.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch an image from a registry into the store: docker://[REGISTRY/]REPO[:TAG|@DIGEST].
+    Pull {
+        /// USER:PASSWORD for the registry (else ~/.docker/config.json's, if any).
+        #[arg(long, value_name = "USER:PASSWORD")]
+        creds: Option<String>,
+        /// The image reference.
+        reference: String,
+    },
+    /// For rkstack@.service's ExecStopPost: keeps what the stopped
+    /// supervisor left for the next one to adopt, or ends it (see
+    /// contrib/systemd). Reads systemd's $SERVICE_RESULT.
+    #[command(hide = true, name = "unit-stopped")]
+    UnitStopped,
+    /// The stacks running on this machine: name, supervisor pid, socket.
+    Ls {
+        /// JSON: one object per stack.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell
+    /// (`rkstack completions bash > /etc/bash_completion.d/rkstack`).
+    #[cfg(feature = "docs")]
+    Completions { shell: clap_complete::Shell },
+    /// Write the manual pages (rkstack.1 and one per command) into DIR.
+    #[cfg(feature = "docs")]
+    Man { dir: PathBuf },
+    /// Remove images from the store (not those a running stack declares),
+    /// then everything no image uses any more.
+    Rmi {
+        /// Image references as `rkstack images` lists them (oci:DIR:TAG, tar:PATH).
+        #[arg(required = true)]
+        references: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+struct UpArgs {
+    /// The stack file.
+    file: PathBuf,
+    /// Detach: return once the stack is up (exit 0) or failed (exit 1).
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// With -d: how long to wait for the stack to be up (seconds, or
+    /// with a unit: 90s, 5m); 0 returns as soon as the supervisor runs.
+    /// Past it: exit 1, naming what is still pending; the supervisor
+    /// keeps running.
+    #[arg(long, value_name = "DURATION", default_value = "120s")]
+    wait_timeout: String,
+    /// Also serve the API on TCP, over TLS only: tcp://ADDR:PORT.
+    #[arg(long, value_name = "tcp://ADDR:PORT")]
+    listen: Option<String>,
+    /// With --listen: the server's certificate chain (PEM).
+    #[arg(long, value_name = "PATH")]
+    tls_cert: Option<PathBuf>,
+    /// With --listen: the server's private key (PEM).
+    #[arg(long, value_name = "PATH")]
+    tls_key: Option<PathBuf>,
+    /// With --listen: require client certificates signed by this CA (PEM).
+    #[arg(long, value_name = "PATH")]
+    client_ca: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Container name (default: run-PID).
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    hostname: Option<String>,
+    /// uid[:gid] or a user name of the rootfs.
+    #[arg(long)]
+    user: Option<String>,
+    #[arg(long, short = 'w')]
+    workdir: Option<String>,
+    /// KEY=VALUE (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// SOURCE:TARGET[:ro] bind mount (repeatable).
+    #[arg(long = "volume", short = 'v', value_name = "SRC:DST[:ro]")]
+    volumes: Vec<String>,
+    /// A tmpfs at this path (repeatable).
+    #[arg(long, value_name = "DST")]
+    tmpfs: Vec<String>,
+    #[arg(long)]
+    read_only: bool,
+    /// Memory limit, like 64M.
+    #[arg(long)]
+    memory: Option<String>,
+    #[arg(long)]
+    cpus: Option<f64>,
+    #[arg(long)]
+    pids: Option<u64>,
+    #[arg(long = "cap-add", value_name = "CAP")]
+    cap_add: Vec<String>,
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    cap_drop: Vec<String>,
+    /// NAME=SOFT[:HARD] resource limit, like nofile=1024:2048 (repeatable).
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    ulimits: Vec<String>,
+    /// default, unconfined or a profile file.
+    #[arg(long)]
+    seccomp: Option<String>,
+    /// off, auto or UID_MAP (like 0:100000:65536, used for gids too).
+    #[arg(long)]
+    userns: Option<String>,
+    /// none (loopback only, the default) or host.
+    #[arg(long)]
+    network: Option<String>,
+    /// A directory, or an image reference of the stack format (host, dir:PATH, ...).
+    rootfs: String,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+/// Parses the command line, runs the command, and says how it went.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // `up -d` writes its log to a file: each line says when.
+    let timestamps = matches!(cli.command, Command::Up(UpArgs { detach: true, .. }));
+    init_logging(&cli.global.log_level, timestamps);
+    let _ = (
+        &cli.global.stack,
+        &cli.global.socket,
+        &cli.global.state_dir,
+        &cli.global.data_dir,
+        &cli.global.log_level,
+    );
+    match run(cli) {
+        Ok(code) => code,
+        // `rkstack ... | head` closing the pipe early is not a failure worth a message.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rkstack: {e:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let Cli { global, command } = cli;
+    let g = &global;
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 && matches!(command, Command::Up(_) | Command::Run(_)) {
+        let what = if matches!(command, Command::Up(_)) {
+            "up"
+        } else {
+            "run"
+        };
+        eprintln!(
+            "rkstack: {what} needs root: it makes namespaces, cgroups, mounts and networks (run it as root, or as the systemd unit in contrib/systemd)"
+        );
+        return Ok(ExitCode::from(EXIT_FAILED));
+    }
+    // The commands that write under the data and state trees make them
+    // (or close them again) for root alone; see supervisor::private.
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0
+        && matches!(
+            command,
+            Command::Up(_) | Command::Run(_) | Command::Pull { .. } | Command::Rmi { .. }
+        )
+    {
+        anyhow::Context::with_context(
+            rkstack::supervisor::private::secure_roots(&g.data_dir, &g.state_dir),
+            || {
+                format!(
+                    "make {} and {} private",
+                    g.data_dir.display(),
+                    g.state_dir.display()
+                )
+            },
+        )?;
+    }
+    match command {
+        Command::Ps { json, quiet } => Ok(with_client(g, None, |c| ctl::ps(c, json, quiet))),
+        Command::Logs {
+            follow,
+            tail,
+            timestamps,
+            name,
+        } => Ok(with_client(g, None, |c| {
+            ctl::logs(c, &name, follow, tail, timestamps)
+        })),
+        Command::Exec { name, command } => {
+            Ok(with_client(g, None, |c| exec::exec(c, &name, &command)))
+        }
+        Command::Stop { name } => Ok(with_client(g, None, |c| ctl::action(c, &name, "stop"))),
+        Command::Start { name } => Ok(with_client(g, None, |c| ctl::action(c, &name, "start"))),
+        Command::Restart { name } => Ok(with_client(g, None, |c| ctl::action(c, &name, "restart"))),
+        Command::Reload => Ok(with_client(g, None, ctl::reload)),
+        #[cfg(feature = "docs")]
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            // Into a buffer first: the generator panics on a write error
+            // (a closed pipe), the buffer cannot fail.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "rkstack", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(ExitCode::SUCCESS),
+            }
+        }
+        #[cfg(feature = "docs")]
+        Command::Man { dir } => {
+            use clap::CommandFactory;
+            std::fs::create_dir_all(&dir)?;
+            clap_mangen::generate_to(Cli::command(), &dir)?;
+            let n = std::fs::read_dir(&dir)?.count();
+            println!("{n} manual pages in {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ls { json } => ctl::ls(g, json),
+        Command::Down => ctl::down_stack(g),
+        Command::Events { json } => Ok(with_client(g, None, |c| ctl::events(c, json))),
+        Command::Inspect { name } => Ok(with_client(g, None, |c| ctl::inspect(c, &name))),
+        Command::Diff { name } => Ok(with_client(g, None, |c| ctl::diff(c, &name))),
+        Command::Images { json } => images::images(&g.data_dir, json),
+        Command::Rmi { references } => images::rmi(&g.state_dir, &g.data_dir, &references),
+        Command::UnitStopped => up::unit_stopped(g),
+        Command::Pull { creds, reference } => images::pull(
+            &g.data_dir,
+            &reference,
+            &g.insecure_registries,
+            creds.as_deref(),
+        ),
+
+        Command::Check { file, json } => check::check(&file, json),
+        Command::Up(args) => up::up(g, args),
+        Command::Run(args) => run::run(g, &args),
+        Command::Plan { file, json } => check::plan(g, file, json),
+    }
+}
+
+/// Runs a command against the supervisor that the global options pick
+/// (`stack` overrides `--stack` when given).
+fn with_client(
+    g: &Global,
+    stack: Option<&str>,
+    f: impl FnOnce(&rkstack::api::client::Client) -> Result<ExitCode, rkstack::api::client::ClientError>,
+) -> ExitCode {
+    let stack = stack.or(g.stack.as_deref());
+    let client = match &g.host {
+        #[cfg(feature = "remote")]
+        Some(host) => rkstack::api::remote::client(&rkstack::api::remote::RemoteOptions {
+            host: host.clone(),
+            ca: g.ca.clone(),
+            cert: g.cert.clone(),
+            key: g.key.clone(),
+            token_file: g.token_file.clone(),
+        })
+        .map_err(|e| {
+            rkstack::api::client::ClientError::Api(rkstack::api::ControlError::bad_request(e))
+        })
+        .and_then(rkstack::api::client::Client::remote),
+        #[cfg(not(feature = "remote"))]
+        Some(_) => Err(rkstack::api::client::ClientError::Api(
+            rkstack::api::ControlError::bad_request("--host: this build has no remote access"),
+        )),
+        None => ctl::connect(&g.state_dir, stack, g.socket.as_deref()),
+    };
+    match client.and_then(|c| f(&c)) {
+        Ok(code) => code,
+        Err(e) => ctl::fail(&e),
+    }
+}
+
+/// Loads a stack file, printing every problem on stderr on failure.
+fn load(file: &std::path::Path) -> Result<config::Stack, ExitCode> {
+    config::load(file).map_err(|e| {
+        match &e {
+            ConfigError::Invalid { diagnostics } => {
+                for d in diagnostics {
+                    eprintln!("{d}");
+                }
+                let n = diagnostics.len();
+                eprintln!(
+                    "{}: {n} problem{} found",
+                    file.display(),
+                    if n == 1 { "" } else { "s" }
+                );
+            }
+            other => eprintln!("rkstack: {other}"),
+        }
+        ExitCode::from(EXIT_INVALID)
+    })
+}
+
+/// Events and logs go to stderr: `LEVEL stack=NAME container=NAME: message`,
+/// without a timestamp (journald and the console add theirs), or with one
+/// (`timestamps`: `rkstack up -d`, whose stderr is a file).
+fn init_logging(level: &str, timestamps: bool) {
+    let level = match level.to_ascii_lowercase().as_str() {
+        "error" => tracing::Level::ERROR,
+        "warn" => tracing::Level::WARN,
+        "debug" => tracing::Level::DEBUG,
+        "trace" => tracing::Level::TRACE,
+        _ => tracing::Level::INFO,
+    };
+    let fmt = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        // A reader of our stderr that goes away (a closed pipe, journald
+        // restarting) must never take the supervisor down: tracing would
+        // otherwise report the failed write with eprintln!, which panics.
+        .log_internal_errors(false);
+    let _ = if timestamps {
+        fmt.try_init()
+    } else {
+        fmt.without_time().try_init()
+    };
+}

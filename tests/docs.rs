@@ -13,10 +13,10 @@ fn read(rel: &str) -> String {
     std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
-/// The keys of the validator's tables (`const *_KEYS` in validate.rs) and
+/// The keys of the validator's tables (`const *_KEYS` in config/keys.rs) and
 /// the one it spells out inline (`depends_on`'s `condition`).
 fn validator_keys() -> BTreeSet<String> {
-    let src = read("src/config/validate.rs");
+    let src = read("src/config/keys.rs");
     let mut out = BTreeSet::new();
     for part in src.split("const ").skip(1) {
         let Some((name, rest)) = part.split_once(':') else {

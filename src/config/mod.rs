@@ -2,6 +2,7 @@
 //!
 //! Every problem is collected and reported as `FILE:LINE:COL: message`.
 
+mod keys;
 pub mod limits;
 mod stack;
 mod tree;

@@ -1,40 +1,12 @@
-//! Seccomp: a built-in profile equivalent to Docker's default (deny with
-//! EPERM unless allowed; `clone3` answers ENOSYS so libcs fall back to
-//! `clone`, whose namespace flags stay refused), and profiles in Docker/OCI
-//! JSON. Profiles are compiled to BPF in the runtime, so a bad one fails
-//! before anything starts; the child only loads the program.
+//! The default profile: Docker's table of allowed calls, the calls each
+//! capability adds, and what is refused on top (namespace flags of clone,
+//! `AF_VSOCK` for every ABI, i386's `socketcall(SYS_SOCKET)`).
 
-use std::collections::HashSet;
-use std::path::Path;
-
-use libseccomp::{
-    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
-};
-use serde::Deserialize;
-
-use super::channel::StepError;
-use super::rootfs::{errno_err, os_err};
-use super::spec::SeccompSpec;
-
-#[derive(Debug, thiserror::Error)]
-pub enum SeccompError {
-    #[error("seccomp profile {path}: cannot read it")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("seccomp profile {path}: not a Docker/OCI seccomp profile: {message}")]
-    Parse { path: String, message: String },
-    #[error("seccomp profile {path}: {message}")]
-    Invalid { path: String, message: String },
-    #[error("seccomp: {0}")]
-    Lib(String),
-}
+use super::*;
 
 /// Allowed to every container (Docker's default list, by name; names a
 /// given architecture does not have are skipped for it).
-const ALLOWED: &[&str] = &[
+pub(super) const ALLOWED: &[&str] = &[
     "accept",
     "accept4",
     "access",
@@ -392,7 +364,7 @@ const ALLOWED: &[&str] = &[
 ];
 
 /// Allowed only to containers that hold the capability (as Docker does).
-const BY_CAPABILITY: &[(&str, &[&str])] = &[
+pub(super) const BY_CAPABILITY: &[(&str, &[&str])] = &[
     (
         "CAP_SYS_ADMIN",
         &[
@@ -458,76 +430,13 @@ const BY_CAPABILITY: &[(&str, &[&str])] = &[
 ];
 
 /// clone(2) flags that create namespaces.
-const CLONE_NS_FLAGS: u64 = (libc::CLONE_NEWNS
+pub(super) const CLONE_NS_FLAGS: u64 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWUTS
     | libc::CLONE_NEWIPC
     | libc::CLONE_NEWUSER
     | libc::CLONE_NEWPID
     | libc::CLONE_NEWNET
     | libc::CLONE_NEWCGROUP) as u64;
-
-/// The architectures a filter must cover on this host: a 64-bit x86 host
-/// also runs i386 and x32 code, an arm64 host 32-bit arm code.
-fn host_arches() -> Vec<ScmpArch> {
-    match ScmpArch::native() {
-        ScmpArch::X8664 => vec![ScmpArch::X8664, ScmpArch::X86, ScmpArch::X32],
-        ScmpArch::Aarch64 => vec![ScmpArch::Aarch64, ScmpArch::Arm],
-        other => vec![other],
-    }
-}
-
-/// A filter whose system call numbers are tested as a binary tree rather
-/// than one after another. Loading a filter costs the kernel one run of it
-/// per system call number and architecture (to cache which numbers are
-/// always allowed): with a few hundred numbers tested in turn that was
-/// most of two milliseconds of every container start; the tree also makes
-/// every system call of the container cheaper to check. Needs libseccomp
-/// 2.5; an older one keeps the plain order.
-fn new_filter(default: ScmpAction) -> Result<ScmpFilterContext, SeccompError> {
-    let mut ctx = ScmpFilterContext::new(default).map_err(lib)?;
-    let _ = ctx.set_ctl_optimize(2);
-    Ok(ctx)
-}
-
-fn lib(e: libseccomp::error::SeccompError) -> SeccompError {
-    SeccompError::Lib(e.to_string())
-}
-
-fn add_names(
-    ctx: &mut ScmpFilterContext,
-    names: &[&str],
-    action: ScmpAction,
-) -> Result<(), SeccompError> {
-    for name in names {
-        // Unknown to every architecture of this libseccomp: nothing to allow.
-        let Ok(sc) = ScmpSyscall::from_name(name) else {
-            continue;
-        };
-        ctx.add_rule(action, sc).map_err(lib)?;
-    }
-    Ok(())
-}
-
-/// The filter as a BPF program (an array of `struct sock_filter`).
-fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>, SeccompError> {
-    use std::io::{Read, Seek};
-    let name = std::ffi::CString::new("seccomp").unwrap_or_default();
-    // SAFETY: name is NUL-terminated.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(SeccompError::Lib(
-            std::io::Error::last_os_error().to_string(),
-        ));
-    }
-    // SAFETY: a new fd that we own.
-    let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    ctx.export_bpf(&f).map_err(lib)?;
-    let mut out = Vec::new();
-    f.rewind()
-        .and_then(|_| f.read_to_end(&mut out))
-        .map_err(|e| SeccompError::Lib(e.to_string()))?;
-    Ok(out)
-}
 
 /// Compiles the built-in profile for a container holding `capabilities`.
 pub fn default_profile(capabilities: &[String]) -> Result<Vec<u8>, SeccompError> {
@@ -603,13 +512,14 @@ pub fn default_profile(capabilities: &[String]) -> Result<Vec<u8>, SeccompError>
 }
 
 /// `AF_VSOCK`: on a VM guest it reaches the hypervisor's services.
-const AF_VSOCK: u64 = 40;
+pub(super) const AF_VSOCK: u64 = 40;
+
 /// socketcall(2)'s call number of socket(2).
-const SYS_SOCKET: u64 = 1;
+pub(super) const SYS_SOCKET: u64 = 1;
 
 /// socket(2) of every family but `AF_VSOCK` (as Docker's profile since
 /// 2022), for every ABI. See [`i386_socket_guard`] for i386's socketcall.
-fn refuse_vsock(ctx: &mut ScmpFilterContext) -> Result<(), SeccompError> {
+pub(super) fn refuse_vsock(ctx: &mut ScmpFilterContext) -> Result<(), SeccompError> {
     let socket = ScmpSyscall::from_name("socket").map_err(lib)?;
     ctx.add_rule_conditional(
         ScmpAction::Allow,
@@ -621,9 +531,10 @@ fn refuse_vsock(ctx: &mut ScmpFilterContext) -> Result<(), SeccompError> {
 }
 
 /// `AUDIT_ARCH_I386`.
-const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+pub(super) const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+
 /// i386's socketcall(2).
-const I386_SOCKETCALL: u32 = 102;
+pub(super) const I386_SOCKETCALL: u32 = 102;
 
 /// `prog` with a guard in front: i386's socketcall(`SYS_SOCKET`) answers
 /// EPERM. socketcall passes socket(2)'s family behind a pointer that no
@@ -634,7 +545,7 @@ const I386_SOCKETCALL: u32 = 102;
 /// rule above checks; every other socketcall (bind, connect, ...) goes on
 /// to the program. Written by hand, as six classic BPF instructions,
 /// because libseccomp cannot express it (see docs/design.md).
-fn i386_socket_guard(prog: Vec<u8>) -> Vec<u8> {
+pub(super) fn i386_socket_guard(prog: Vec<u8>) -> Vec<u8> {
     if !cfg!(target_arch = "x86_64") {
         return prog;
     }
@@ -667,228 +578,3 @@ fn i386_socket_guard(prog: Vec<u8>) -> Vec<u8> {
 }
 
 // ----------------------------------------------------------- profile files
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Profile {
-    default_action: String,
-    #[serde(default)]
-    default_errno_ret: Option<u32>,
-    #[serde(default)]
-    architectures: Vec<String>,
-    #[serde(default)]
-    arch_map: Vec<ArchMap>,
-    #[serde(default)]
-    syscalls: Vec<Rule>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ArchMap {
-    architecture: String,
-    #[serde(default)]
-    sub_architectures: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Rule {
-    #[serde(default)]
-    names: Vec<String>,
-    #[serde(default)]
-    name: Option<String>,
-    action: String,
-    #[serde(default)]
-    errno_ret: Option<u32>,
-    #[serde(default)]
-    args: Option<Vec<Arg>>,
-    #[serde(default)]
-    includes: Filter,
-    #[serde(default)]
-    excludes: Filter,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct Filter {
-    #[serde(default)]
-    caps: Vec<String>,
-    #[serde(default)]
-    arches: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Arg {
-    index: u32,
-    value: u64,
-    #[serde(default)]
-    value_two: u64,
-    op: String,
-}
-
-fn arch(name: &str) -> Option<ScmpArch> {
-    let n = name.trim_start_matches("SCMP_ARCH_");
-    Some(match n {
-        "X86_64" | "amd64" => ScmpArch::X8664,
-        "X86" | "x86" => ScmpArch::X86,
-        "X32" | "x32" => ScmpArch::X32,
-        "AARCH64" | "arm64" => ScmpArch::Aarch64,
-        "ARM" | "arm" => ScmpArch::Arm,
-        "RISCV64" | "riscv64" => ScmpArch::Riscv64,
-        "PPC64LE" | "ppc64le" => ScmpArch::Ppc64Le,
-        "S390X" | "s390x" => ScmpArch::S390X,
-        _ => return None,
-    })
-}
-
-fn action(name: &str, errno: Option<u32>, default_errno: Option<u32>) -> Option<ScmpAction> {
-    let errno = i32::try_from(errno.or(default_errno).unwrap_or(libc::EPERM as u32)).ok()?;
-    Some(match name {
-        "SCMP_ACT_ALLOW" => ScmpAction::Allow,
-        "SCMP_ACT_ERRNO" => ScmpAction::Errno(errno),
-        "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD" => ScmpAction::KillThread,
-        "SCMP_ACT_KILL_PROCESS" => ScmpAction::KillProcess,
-        "SCMP_ACT_TRAP" => ScmpAction::Trap,
-        "SCMP_ACT_LOG" => ScmpAction::Log,
-        "SCMP_ACT_TRACE" => ScmpAction::Trace(u16::try_from(errno).ok()?),
-        _ => return None,
-    })
-}
-
-fn compare(a: &Arg) -> Option<ScmpArgCompare> {
-    let op = match a.op.as_str() {
-        "SCMP_CMP_NE" => ScmpCompareOp::NotEqual,
-        "SCMP_CMP_LT" => ScmpCompareOp::Less,
-        "SCMP_CMP_LE" => ScmpCompareOp::LessOrEqual,
-        "SCMP_CMP_EQ" => ScmpCompareOp::Equal,
-        "SCMP_CMP_GE" => ScmpCompareOp::GreaterEqual,
-        "SCMP_CMP_GT" => ScmpCompareOp::Greater,
-        "SCMP_CMP_MASKED_EQ" => {
-            return Some(ScmpArgCompare::new(
-                a.index,
-                ScmpCompareOp::MaskedEqual(a.value),
-                a.value_two,
-            ));
-        }
-        _ => return None,
-    };
-    Some(ScmpArgCompare::new(a.index, op, a.value))
-}
-
-/// Reads and compiles a Docker/OCI JSON profile for a container holding `capabilities`.
-pub fn profile_file(path: &Path, capabilities: &[String]) -> Result<Vec<u8>, SeccompError> {
-    let p = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| SeccompError::Read {
-        path: p.clone(),
-        source,
-    })?;
-    let prof: Profile = serde_json::from_str(&text).map_err(|e| SeccompError::Parse {
-        path: p.clone(),
-        message: e.to_string(),
-    })?;
-    let invalid = |message: String| SeccompError::Invalid {
-        path: p.clone(),
-        message,
-    };
-    let default = action(&prof.default_action, None, prof.default_errno_ret)
-        .ok_or_else(|| invalid(format!("unknown defaultAction {:?}", prof.default_action)))?;
-    let mut ctx = new_filter(default)?;
-    let native = ScmpArch::native();
-    let mut arches: Vec<ScmpArch> = Vec::new();
-    for m in &prof.arch_map {
-        if arch(&m.architecture) == Some(native) {
-            arches.push(native);
-            arches.extend(m.sub_architectures.iter().filter_map(|a| arch(a)));
-        }
-    }
-    if arches.is_empty() {
-        arches = prof.architectures.iter().filter_map(|a| arch(a)).collect();
-    }
-    if arches.is_empty() {
-        arches = host_arches();
-    }
-    for a in arches {
-        if !ctx.is_arch_present(a).map_err(lib)? {
-            ctx.add_arch(a).map_err(lib)?;
-        }
-    }
-    let caps: HashSet<&str> = capabilities.iter().map(String::as_str).collect();
-    let native_name = format!("{native:?}").to_lowercase();
-    for (i, r) in prof.syscalls.iter().enumerate() {
-        let applies = r.includes.caps.iter().all(|c| caps.contains(c.as_str()))
-            && (r.includes.arches.is_empty()
-                || r.includes.arches.iter().any(|a| arch(a) == Some(native)))
-            && !r.excludes.caps.iter().any(|c| caps.contains(c.as_str()))
-            && !r
-                .excludes
-                .arches
-                .iter()
-                .any(|a| arch(a) == Some(native) || a.to_lowercase() == native_name);
-        if !applies {
-            continue;
-        }
-        let act = action(&r.action, r.errno_ret, prof.default_errno_ret)
-            .ok_or_else(|| invalid(format!("syscalls[{i}]: unknown action {:?}", r.action)))?;
-        if act == default {
-            continue;
-        }
-        let cmps: Vec<ScmpArgCompare> = match &r.args {
-            Some(args) => args
-                .iter()
-                .map(|a| {
-                    compare(a)
-                        .ok_or_else(|| invalid(format!("syscalls[{i}]: unknown op {:?}", a.op)))
-                })
-                .collect::<Result<_, _>>()?,
-            None => Vec::new(),
-        };
-        for name in r.names.iter().chain(r.name.iter()) {
-            let Ok(sc) = ScmpSyscall::from_name(name) else {
-                continue;
-            };
-            let res = if cmps.is_empty() {
-                ctx.add_rule(act, sc)
-            } else {
-                ctx.add_rule_conditional(act, sc, &cmps)
-            };
-            res.map_err(|e| invalid(format!("syscalls[{i}] {name}: {e}")))?;
-        }
-    }
-    export(&ctx)
-}
-
-/// In the child: loads the compiled program. Needs no_new_privs or CAP_SYS_ADMIN.
-pub fn apply(spec: &SeccompSpec) -> Result<(), StepError> {
-    let prog = match spec {
-        SeccompSpec::Unconfined => return Ok(()),
-        SeccompSpec::Bpf(p) => p,
-        SeccompSpec::Default => {
-            return Err(errno_err("seccomp", libc::EINVAL, "profile not compiled"));
-        }
-    };
-    let len = prog.len() / std::mem::size_of::<libc::sock_filter>();
-    if len == 0 || len > usize::from(u16::MAX) {
-        return Err(errno_err(
-            "seccomp",
-            libc::EINVAL,
-            "empty or oversized program",
-        ));
-    }
-    let fprog = libc::sock_fprog {
-        len: len as u16,
-        filter: prog.as_ptr() as *mut libc::sock_filter,
-    };
-    // SAFETY: fprog points at `len` filters inside `prog`, which lives across the call.
-    let r = unsafe {
-        libc::prctl(
-            libc::PR_SET_SECCOMP,
-            libc::SECCOMP_MODE_FILTER,
-            &fprog as *const libc::sock_fprog,
-        )
-    };
-    if r != 0 {
-        return Err(os_err("seccomp", "load filter"));
-    }
-    Ok(())
-}

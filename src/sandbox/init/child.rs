@@ -1,310 +1,19 @@
-//! The `rkstack __init` stage and the container's first process.
-//!
-//! `__init` is exec'd fresh (from a sealed copy of the binary) by the runtime,
-//! so it is single-threaded and may fork safely whatever the runtime is. It
-//! reads the spec and clones the container's first process into new
-//! namespaces with `CLONE_PARENT`, so that process is a direct child of the
-//! runtime. It writes the user namespace maps, lets the child go, moves it
-//! into its cgroups while the child builds its root, and reports `Started`
-//! once the child has exec'd (its end of the channel closes on exec) or the
-//! child's `Failed`.
-//!
-//! The child runs the setup steps in order: user → hostname → rootfs and
-//! mounts → /proc, /dev, /sys → pivot_root → masked paths → loopback →
-//! rlimits → user and groups → workdir → capabilities → no_new_privs →
-//! seccomp → exec. A failed step is sent back as data, never as text on stderr.
+//! The container's first process, from its fork to its exec: the root,
+//! the system mounts, the identity, limits, capabilities and seccomp.
 
-use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
-
-use super::assemble::{
-    assemble_root, attach_image, mount_target, precreate_mountpoints, preopen, seal_root,
-    user_mounts,
-};
-use super::channel::{self, Message, StepError};
-use super::rootfs::{self, StepResult, errno_err, os_err};
-use super::spec::{NetNs, Root, SandboxSpec, UserSpec};
-use super::{caps, seccomp, users};
-
-/// The fd on which `__init` finds its channel to the runtime.
-pub const INIT_FD: i32 = 3;
-
-/// Entry point of `rkstack __init`. Never returns.
-pub fn main() -> ! {
-    seal();
-    close_above_channel();
-    // SAFETY: fd 3 was placed there by the runtime for us alone.
-    let chan = unsafe { OwnedFd::from_raw_fd(INIT_FD) };
-    let code = match run(&chan) {
-        Ok(pid) => match channel::send(chan.as_fd(), &Message::Started { pid }) {
-            Ok(()) => 0,
-            Err(_) => 1,
-        },
-        Err(e) => {
-            let _ = channel::send(chan.as_fd(), &Message::Failed(e));
-            1
-        }
-    };
-    std::process::exit(code)
-}
-
-fn run(chan: &OwnedFd) -> StepResult<i32> {
-    match channel::recv(chan.as_fd()) {
-        Ok(Some(Message::Start(spec))) => stage(&spec, chan),
-        Ok(Some(Message::Exec(spec))) => super::enter::stage(&spec, chan),
-        Ok(other) => Err(errno_err(
-            "init",
-            0,
-            format!("expected Start or Exec, got {other:?}"),
-        )),
-        Err(e) => Err(errno_err(
-            "init",
-            e.raw_os_error().unwrap_or(0),
-            "reading the spec",
-        )),
-    }
-}
-
-/// What a forked init stage is to do.
-#[derive(Debug)]
-pub(super) enum Job<'a> {
-    Start(&'a SandboxSpec),
-    Exec(&'a super::spec::ExecSpec),
-}
-
-/// Makes this process non-dumpable until its execve (which resets it for
-/// the container's command): no process of a container may ptrace it,
-/// read its memory or open its `/proc/PID/exe` and descriptors — even one
-/// with the capabilities this process drops to — without `CAP_SYS_PTRACE`
-/// over the host's user namespace (runc and crun do the same).
-pub(super) fn seal() {
-    // SAFETY: plain prctl on this process.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-}
-
-/// The init stage in a process forked by a single-threaded runtime: the
-/// same work as `__init`, with the spec already in memory. The caller has
-/// sealed it and set stdio; every other descriptor but the channel is
-/// closed here. Never returns.
-pub(super) fn forked(chan: OwnedFd, job: Job<'_>) -> ! {
-    let chan = keep_only(chan);
-    let result = match job {
-        Job::Start(spec) => stage(spec, &chan),
-        Job::Exec(spec) => super::enter::stage(spec, &chan),
-    };
-    let msg = match result {
-        Ok(pid) => Message::Started { pid },
-        Err(e) => Message::Failed(e),
-    };
-    let code = i32::from(channel::send(chan.as_fd(), &msg).is_err());
-    // SAFETY: leave without running the runtime's exit handlers or destructors.
-    unsafe { libc::_exit(code) }
-}
-
-/// Moves the channel to [`INIT_FD`] and closes every descriptor above it:
-/// the caller's logs, pipes, sockets and locks never reach a container.
-fn keep_only(chan: OwnedFd) -> OwnedFd {
-    let fd = chan.as_raw_fd();
-    if fd != INIT_FD {
-        // SAFETY: dup2 onto a fixed slot of this forked process.
-        if unsafe { libc::dup2(fd, INIT_FD) } < 0 {
-            return chan;
-        }
-        drop(chan);
-    } else {
-        std::mem::forget(chan);
-    }
-    // SAFETY: a plain syscall on the channel, which now lives at INIT_FD alone.
-    unsafe { libc::fcntl(INIT_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
-    close_above_channel();
-    // SAFETY: INIT_FD is the channel, owned by nothing else now.
-    unsafe { OwnedFd::from_raw_fd(INIT_FD) }
-}
-
-/// Closes every descriptor above the channel: nothing of the caller's but
-/// the channel and stdio (its logs, pipes, sockets, locks) goes on.
-fn close_above_channel() {
-    // SAFETY: plain syscall on this process's own descriptor table.
-    unsafe { libc::syscall(libc::SYS_close_range, INIT_FD as u32 + 1, u32::MAX, 0) };
-}
-
-fn stage(spec: &SandboxSpec, runtime: &OwnedFd) -> StepResult<i32> {
-    if spec.user_ns.is_some() {
-        precreate_mountpoints(spec)?;
-    }
-    let _image = attach_image(spec)?;
-    preopen(spec)?;
-    let (parent_end, child_end) = channel::pair()
-        .map_err(|e| errno_err("init", e.raw_os_error().unwrap_or(0), "socketpair"))?;
-
-    let mut flags = libc::CLONE_PARENT
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWNS
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWIPC;
-    if spec.net == NetNs::New {
-        flags |= libc::CLONE_NEWNET;
-    }
-    if spec.user_ns.is_some() {
-        flags |= libc::CLONE_NEWUSER;
-    }
-    // SAFETY: a fork-like clone (no new stack): this process is
-    // single-threaded, so the child may run arbitrary code until exec.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (flags | libc::SIGCHLD) as libc::c_ulong,
-            0,
-            0,
-            0,
-            0,
-        )
-    };
-    if pid < 0 {
-        return Err(os_err("clone", "new namespaces"));
-    }
-    if pid == 0 {
-        drop(parent_end);
-        let err = child(spec, &child_end);
-        let _ = channel::send(child_end.as_fd(), &Message::Failed(err));
-        // SAFETY: leave at once, without running the parent's exit handlers.
-        unsafe { libc::_exit(127) };
-    }
-    let pid = pid as i32;
-    drop(child_end);
-    if let Some(maps) = &spec.user_ns {
-        let write = |file: &str, m: &[(u32, u32, u32)]| {
-            let text: String = m.iter().map(|(a, b, c)| format!("{a} {b} {c}\n")).collect();
-            std::fs::write(format!("/proc/{pid}/{file}"), text).map_err(|e| {
-                errno_err(
-                    "user namespace",
-                    e.raw_os_error().unwrap_or(0),
-                    file.to_string(),
-                )
-            })
-        };
-        if let Err(e) = write("uid_map", &maps.uid).and_then(|_| write("gid_map", &maps.gid)) {
-            // SAFETY: killing the child we just made.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            return Err(e);
-        }
-    }
-    poke_child(&parent_end)?;
-    // The child builds its root meanwhile: moving a task into a v1 cgroup can
-    // wait for an RCU grace period (milliseconds), which is then not on the
-    // start path. The child waits for the second poke before it makes its
-    // cgroup namespace and runs anything of the container.
-    for procs in &spec.cgroup_procs {
-        if let Err(e) = std::fs::write(procs, pid.to_string()) {
-            // The child may have failed before it could be moved (the write
-            // then fails in ways that depend on how far its exit got): its
-            // own report, if it sent one, is the error.
-            if let Some(err) = failed_report(&parent_end) {
-                return Err(err);
-            }
-            // SAFETY: killing the child we just made.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            return Err(errno_err(
-                "cgroup",
-                e.raw_os_error().unwrap_or(0),
-                procs.display().to_string(),
-            ));
-        }
-    }
-    if spec.hold_before_exec {
-        hold(runtime, pid)?;
-    }
-    poke_child(&parent_end)?;
-    match channel::recv(parent_end.as_fd()) {
-        Ok(None) => Ok(pid),
-        Ok(Some(Message::Failed(e))) => Err(e),
-        Ok(Some(other)) => Err(errno_err("init", 0, format!("unexpected {other:?}"))),
-        Err(e) => Err(errno_err(
-            "init",
-            e.raw_os_error().unwrap_or(0),
-            "waiting for exec",
-        )),
-    }
-}
-
-/// Tells the runtime the process exists and waits for it to say go on; a
-/// runtime that fails (or goes away) has the process killed.
-fn hold(runtime: &OwnedFd, pid: i32) -> StepResult<()> {
-    let kill = || {
-        // SAFETY: killing the child this stage made.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    };
-    if let Err(e) = channel::send(runtime.as_fd(), &Message::Created { pid }) {
-        kill();
-        return Err(errno_err(
-            "init",
-            e.raw_os_error().unwrap_or(0),
-            "tell the runtime",
-        ));
-    }
-    match channel::recv(runtime.as_fd()) {
-        Ok(Some(Message::Continue)) => Ok(()),
-        Ok(Some(Message::Failed(e))) => {
-            kill();
-            Err(e)
-        }
-        other => {
-            kill();
-            Err(errno_err(
-                "init",
-                0,
-                format!("runtime went away while the process was held ({other:?})"),
-            ))
-        }
-    }
-}
-
-/// The child's failure report if it has sent one (waiting briefly, never
-/// for a child that is still working).
-fn failed_report(chan: &OwnedFd) -> Option<StepError> {
-    let mut p = libc::pollfd {
-        fd: chan.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    if unsafe { libc::poll(&mut p, 1, 200) } <= 0 {
-        return None;
-    }
-    match channel::recv(chan.as_fd()) {
-        Ok(Some(Message::Failed(err))) => Some(err),
-        _ => None,
-    }
-}
-
-/// Lets the child go on. If it has already failed (and so closed its end),
-/// its own report is the error, not the broken pipe.
-fn poke_child(chan: &OwnedFd) -> StepResult<()> {
-    match channel::poke(chan) {
-        Ok(()) => Ok(()),
-        Err(e) => match channel::recv(chan.as_fd()) {
-            Ok(Some(Message::Failed(err))) => Err(err),
-            _ => Err(errno_err(
-                "init",
-                e.raw_os_error().unwrap_or(0),
-                "the child went away",
-            )),
-        },
-    }
-}
+use super::*;
 
 /// The container's first process: PID 1 of its namespace. Returns only on failure.
-fn child(spec: &SandboxSpec, chan: &OwnedFd) -> StepError {
+pub(super) fn child(spec: &SandboxSpec, chan: &OwnedFd) -> StepError {
     match setup(spec, chan) {
         Ok(never) => match never {},
         Err(e) => e,
     }
 }
 
-enum Never {}
+pub(super) enum Never {}
 
-fn setup(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Never> {
+pub(super) fn setup(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Never> {
     match channel::wait_poke(chan) {
         Ok(true) => {}
         _ => return Err(errno_err("init", 0, "runtime went away")),
@@ -362,7 +71,7 @@ fn setup(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Never> {
 
 /// In the new root: waits for the cgroup, then its own cgroup namespace,
 /// loopback, rlimits, and becomes the container's command.
-fn after_pivot(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Never> {
+pub(super) fn after_pivot(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Never> {
     match channel::wait_poke(chan) {
         Ok(true) => {}
         _ => {
@@ -398,21 +107,21 @@ fn after_pivot(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Never> {
 }
 
 /// Who and what a process inside a container becomes.
-pub(super) struct Identity<'a> {
+pub(in crate::sandbox) struct Identity<'a> {
     pub user: &'a UserSpec,
     pub workdir: &'a Path,
     pub command: &'a [String],
     pub env: &'a [String],
     pub capabilities: &'a [String],
     pub no_new_privileges: bool,
-    pub seccomp: &'a super::spec::SeccompSpec,
+    pub seccomp: &'a crate::sandbox::spec::SeccompSpec,
 }
 
 /// The last steps of every process rkstack starts in a container (its first
 /// process and those run inside it later): user and groups, workdir, a clean
 /// process state, then seccomp, capabilities and no_new_privs in the order
 /// that lets each be set, and exec. Returns only on failure.
-pub(super) fn become_and_exec(
+pub(in crate::sandbox) fn become_and_exec(
     id: &Identity<'_>,
     before_exec: impl FnOnce() -> StepResult<()>,
 ) -> StepError {
@@ -422,7 +131,7 @@ pub(super) fn become_and_exec(
     }
 }
 
-fn become_inner(
+pub(super) fn become_inner(
     id: &Identity<'_>,
     before_exec: impl FnOnce() -> StepResult<()>,
 ) -> StepResult<Never> {
@@ -489,7 +198,7 @@ fn become_inner(
 
 /// AppArmor profile and SELinux label for the exec. The runtime has already
 /// dropped them (with a warning) where the kernel lacks that module.
-fn set_lsm_labels(spec: &SandboxSpec) -> StepResult<()> {
+pub(super) fn set_lsm_labels(spec: &SandboxSpec) -> StepResult<()> {
     let write = |files: &[&str], value: &str, step: &str| -> StepResult<()> {
         let mut last = 0;
         for f in files {
@@ -513,7 +222,7 @@ fn set_lsm_labels(spec: &SandboxSpec) -> StepResult<()> {
     Ok(())
 }
 
-fn loopback_up() -> StepResult<()> {
+pub(super) fn loopback_up() -> StepResult<()> {
     // SAFETY: a plain socket used only for the ioctls below, closed at the end.
     unsafe {
         let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
@@ -543,7 +252,9 @@ fn loopback_up() -> StepResult<()> {
     }
 }
 
-pub(super) fn set_rlimits(rlimits: &[super::spec::RlimitSpec]) -> StepResult<()> {
+pub(in crate::sandbox) fn set_rlimits(
+    rlimits: &[crate::sandbox::spec::RlimitSpec],
+) -> StepResult<()> {
     for r in rlimits {
         let res = match rlimit_resource(&r.name) {
             Some(x) => x,
@@ -595,7 +306,8 @@ pub fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
     })
 }
 
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(super) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// argv and envp, and the command resolved in the container's PATH (from
 /// its environment, else the default).

@@ -1,0 +1,160 @@
+use super::*;
+
+#[test]
+fn a_subtree_lists_children_before_their_parents() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let top = dir.path().join("c");
+    std::fs::create_dir_all(top.join("a/b")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(top.join("x")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(top.join("cgroup.procs"), "").unwrap_or_else(|e| panic!("{e}"));
+    let order = subtree(&top);
+    let at = |p: &Path| order.iter().position(|o| o == p).unwrap_or(usize::MAX);
+    assert_eq!(order.len(), 4);
+    assert!(at(&top.join("a/b")) < at(&top.join("a")));
+    assert!(at(&top.join("a")) < at(&top));
+    assert_eq!(order.last(), Some(&top));
+}
+
+const HYBRID: &str = "\
+24 1 253:0 / / rw,relatime - ext4 /dev/vda rw
+30 24 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw,nsdelegate
+33 30 0:29 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
+34 30 0:30 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct
+35 30 0:31 / /sys/fs/cgroup/pids rw,nosuid - cgroup cgroup rw,pids
+";
+
+#[test]
+fn hybrid_uses_v1_controllers() {
+    let l = Layout::from_mountinfo(HYBRID).unwrap();
+    let Layout::V1 { controllers } = &l else {
+        panic!("{l:?}")
+    };
+    assert_eq!(
+        controllers["memory"],
+        PathBuf::from("/sys/fs/cgroup/memory")
+    );
+    assert_eq!(
+        controllers["cpu"],
+        PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")
+    );
+    assert_eq!(controllers["cpuacct"], controllers["cpu"]);
+    let cg = Cgroup::new(l, "rkstack/s/c");
+    // cpu and cpuacct share one directory: listed once.
+    assert_eq!(cg.dirs().len(), 3);
+}
+
+#[test]
+fn pure_v2() {
+    let text = "24 1 253:0 / / rw - ext4 /dev/vda rw\n30 24 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+    assert_eq!(
+        Layout::from_mountinfo(text).unwrap(),
+        Layout::V2 {
+            root: "/sys/fs/cgroup".into()
+        }
+    );
+    assert!(Layout::from_mountinfo("24 1 253:0 / / rw - ext4 /dev/vda rw\n").is_err());
+}
+
+/// A scratch v2 tree where only some controllers are available.
+fn scratch(controllers: &str) -> (tempfile::TempDir, Cgroup) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cgroup.controllers"), controllers).unwrap();
+    std::fs::write(dir.path().join("cgroup.subtree_control"), "").unwrap();
+    let cg = Cgroup::new(
+        Layout::V2 {
+            root: dir.path().to_path_buf(),
+        },
+        "rkstack/s/c",
+    );
+    (dir, cg)
+}
+
+fn fake_files(cg: &Cgroup, files: &[&str]) {
+    let d = &cg.dirs()[0].1;
+    for f in files {
+        std::fs::write(d.join(f), "").unwrap();
+    }
+}
+
+#[test]
+fn v2_writes_limits_and_enables_controllers() {
+    let (dir, cg) = scratch("cpu memory pids");
+    cg.create().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("cgroup.subtree_control")).unwrap(),
+        "+cpu +memory +pids"
+    );
+    fake_files(
+        &cg,
+        &[
+            "memory.max",
+            "memory.low",
+            "pids.max",
+            "cpu.max",
+            "cpu.weight",
+        ],
+    );
+    cg.apply(&Limits {
+        memory: Some(32 << 20),
+        cpus: Some(0.2),
+        pids: Some(10),
+        ..Limits::default()
+    })
+    .unwrap();
+    let d = &cg.dirs()[0].1;
+    let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+    assert_eq!(read("memory.max"), "33554432");
+    assert_eq!(read("cpu.max"), "20000 100000");
+    assert_eq!(read("pids.max"), "10");
+    assert_eq!(read("cpu.weight"), "100");
+    assert_eq!(read("memory.low"), "0");
+    // Taking a limit away writes the default back.
+    cg.apply(&Limits::default()).unwrap();
+    assert_eq!(read("memory.max"), "max");
+    assert_eq!(read("cpu.max"), "max 100000");
+}
+
+#[test]
+fn v2_missing_controller_is_a_clear_error_only_when_used() {
+    let (_dir, cg) = scratch("memory pids");
+    cg.create().unwrap();
+    fake_files(&cg, &["memory.max", "pids.max"]);
+    cg.apply(&Limits {
+        memory: Some(1 << 20),
+        ..Limits::default()
+    })
+    .unwrap();
+    let e = cg
+        .apply(&Limits {
+            cpus: Some(0.5),
+            ..Limits::default()
+        })
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "cgroup: the cpu controller is not available here (needed for cpus)"
+    );
+}
+
+#[test]
+fn v2_oom_events() {
+    let (_dir, cg) = scratch("memory");
+    cg.create().unwrap();
+    std::fs::write(
+        cg.dirs()[0].1.join("memory.events"),
+        "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+    )
+    .unwrap();
+    assert_eq!(cg.events().oom_kills, 1);
+}
+
+#[test]
+fn weight_to_shares() {
+    let (_d, cg) = scratch("");
+    let _ = cg;
+    // 1 → 2, 100 → 2597 (about Docker's 2.5×1024), 10000 → 262144.
+    let shares = |w: u32| 2 + (u64::from(w - 1) * 262_142) / 9_999;
+    assert_eq!(shares(1), 2);
+    assert_eq!(shares(10_000), 262_144);
+}

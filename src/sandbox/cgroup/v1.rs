@@ -1,0 +1,102 @@
+//! Limits written the cgroup v1 way: one hierarchy per controller,
+//! `memory.limit_in_bytes`, CFS quota and shares, `blkio` throttles; and
+//! the device allow-list, which v2 leaves to seccomp and `nodev`.
+
+use super::*;
+
+impl Cgroup {
+    pub(super) fn apply_v1(&self, l: &Limits) -> Result<(), CgroupError> {
+        let num = |v: Option<u64>, max: &str| v.map_or(max.to_string(), |n| n.to_string());
+        if l.memory.is_some() || self.dir_of("memory").is_some() {
+            self.write(
+                "memory",
+                "memory.limit_in_bytes",
+                &l.memory.map_or("-1".into(), |n| n.to_string()),
+                "memory",
+            )?;
+        }
+        if l.memory_low.is_some() {
+            self.write(
+                "memory",
+                "memory.soft_limit_in_bytes",
+                &num(l.memory_low, "-1"),
+                "memory_reservation",
+            )?;
+        }
+        if l.pids.is_some() || self.dir_of("pids").is_some() {
+            self.write("pids", "pids.max", &num(l.pids, "max"), "pids")?;
+        }
+        if l.cpus.is_some() || self.dir_of("cpu").is_some() {
+            self.write("cpu", "cpu.cfs_period_us", &CPU_PERIOD.to_string(), "cpus")?;
+            let quota = l.cpus.map_or("-1".to_string(), |c| {
+                ((c * CPU_PERIOD as f64).round() as u64)
+                    .max(1000)
+                    .to_string()
+            });
+            self.write("cpu", "cpu.cfs_quota_us", &quota, "cpus")?;
+        }
+        if l.cpu_weight.is_some() || self.dir_of("cpu").is_some() {
+            // The inverse of the OCI shares → weight conversion.
+            let shares = l.cpu_weight.map_or(1024, |w| {
+                2 + (u64::from(w.saturating_sub(1)) * 262_142) / 9_999
+            });
+            self.write("cpu", "cpu.shares", &shares.to_string(), "cpu_weight")?;
+        }
+        if let Some(c) = &l.cpuset {
+            self.write("cpuset", "cpuset.cpus", c, "cpuset")?;
+        }
+        if let Some(w) = l.io_weight {
+            self.write(
+                "blkio",
+                "blkio.weight",
+                &(w / 10).clamp(10, 1000).to_string(),
+                "io_weight",
+            )?;
+        }
+        for d in &l.io {
+            for (file, v) in [
+                ("blkio.throttle.read_bps_device", d.read_bps),
+                ("blkio.throttle.write_bps_device", d.write_bps),
+                ("blkio.throttle.read_iops_device", d.read_iops),
+                ("blkio.throttle.write_iops_device", d.write_iops),
+            ] {
+                self.write(
+                    "blkio",
+                    file,
+                    &format!("{}:{} {}", d.major, d.minor, v.unwrap_or(0)),
+                    "io_limits",
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// v1 only: the device allow-list (`devices` controller): everything
+    /// denied but the default devices, `/dev/pts/*`, and `extra` (`c 4:64 rw`).
+    pub fn restrict_devices(&self, extra: &[String]) -> Result<(), CgroupError> {
+        if !matches!(self.layout, Layout::V1 { .. }) || self.dir_of("devices").is_none() {
+            return Ok(());
+        }
+        self.write("devices", "devices.deny", "a", "devices")?;
+        let defaults = [
+            "c 1:3 rwm",    // null
+            "c 1:5 rwm",    // zero
+            "c 1:7 rwm",    // full
+            "c 1:8 rwm",    // random
+            "c 1:9 rwm",    // urandom
+            "c 5:0 rwm",    // tty
+            "c 5:1 rwm",    // console
+            "c 5:2 rwm",    // ptmx
+            "c 136:* rwm",  // pts
+            "c 10:200 rwm", // tun
+        ];
+        for rule in defaults
+            .iter()
+            .map(|s| s.to_string())
+            .chain(extra.iter().cloned())
+        {
+            self.write("devices", "devices.allow", &rule, "devices")?;
+        }
+        Ok(())
+    }
+}

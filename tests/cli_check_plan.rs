@@ -44,6 +44,24 @@ fn check_json_prints_the_effective_configuration() {
     assert_eq!(v["networks"]["backend"]["gateway"], "10.89.0.1");
 }
 
+/// `check --effective` writes a stack file that checks to the same
+/// effective configuration, from another folder.
+#[test]
+fn check_effective_is_a_stack_file_of_the_same_stack() {
+    let demo = example("demo.toml");
+    let out = rkstack(&["check", "--effective", demo.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let again = dir.path().join("effective.toml");
+    std::fs::write(&again, &out.stdout).unwrap();
+    let json = |f: &std::path::Path| {
+        let o = rkstack(&["check", "--json", f.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    assert_eq!(json(&demo), json(&again), "{}", text(&out.stdout));
+}
+
 #[test]
 fn check_reports_every_problem_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();

@@ -110,6 +110,15 @@ fn check(src: &str) {
     match rkstack::config::parse(src, Path::new("/fuzz/stack.toml")) {
         Ok(stack) => {
             let _ = serde_json::to_string(&stack);
+            // Its effective form is a stack file of the same stack.
+            let text = rkstack::config::render::to_toml(&stack);
+            let again = rkstack::config::parse(&text, Path::new("/fuzz/effective.toml"))
+                .unwrap_or_else(|e| panic!("{src}\nwritten back as\n{text}\n{e:?}"));
+            assert_eq!(
+                rkstack::config::render::stack(&stack),
+                rkstack::config::render::stack(&again),
+                "{src}\nwritten back as\n{text}"
+            );
             let d = rkstack::plan::DesiredState::from_stack(stack);
             let p = rkstack::plan::reconcile(&d, &rkstack::plan::ObservedState::default());
             let _ = p.to_string();

@@ -8,8 +8,9 @@ use rkstack::plan;
 
 use super::{EXIT_INVALID, Global, load, with_client};
 
-/// `rkstack check FILE`: exit 2 with every problem, or print what it is.
-pub fn check(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
+/// `rkstack check FILE`: exit 2 with every problem, or print what it is
+/// (or its effective configuration, as JSON or as a stack file).
+pub fn check(file: &Path, json: bool, effective: bool) -> anyhow::Result<ExitCode> {
     let stack = match load(file) {
         Ok(s) => s,
         Err(code) => return Ok(code),
@@ -29,8 +30,10 @@ pub fn check(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
     }
     let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut out, &stack)?;
+        serde_json::to_writer_pretty(&mut out, &rkstack::config::render::stack(&stack))?;
         writeln!(out)?;
+    } else if effective {
+        write!(out, "{}", rkstack::config::render::to_toml(&stack))?;
     } else {
         writeln!(out, "ok: {}", stack.summary())?;
         let needs = stack.device_needs();

@@ -98,9 +98,14 @@ enum Command {
     Check {
         /// The stack file.
         file: PathBuf,
-        /// Print the effective configuration (defaults applied) as JSON.
+        /// Print the effective configuration (every default applied,
+        /// `[defaults]` merged in) as JSON, in the stack file's own keys.
         #[arg(long)]
         json: bool,
+        /// Print the effective configuration as a stack file (TOML) that
+        /// validates to the same stack.
+        #[arg(long, conflicts_with = "json")]
+        effective: bool,
     },
     /// Run a stack: bring it up, keep it at its desired state, reload when the file changes; SIGTERM stops it.
     Up(UpArgs),
@@ -420,7 +425,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             creds.as_deref(),
         ),
 
-        Command::Check { file, json } => check::check(&file, json),
+        Command::Check {
+            file,
+            json,
+            effective,
+        } => check::check(&file, json, effective),
         Command::Up(args) => up::up(g, args),
         Command::Run(args) => run::run(g, &args),
         Command::Plan { file, json } => check::plan(g, file, json),

@@ -4,6 +4,7 @@
 
 mod keys;
 pub mod limits;
+pub mod render;
 mod stack;
 mod tree;
 pub mod types;

@@ -301,7 +301,8 @@ impl Supervisor {
                     #[serde(flatten)]
                     info: ContainerInfo,
                     spec_hash: &'a str,
-                    config: &'a config::Container,
+                    /// In the stack file's own keys, defaults applied.
+                    config: config::render::Value,
                 }
                 let c = self
                     .desired
@@ -310,7 +311,7 @@ impl Supervisor {
                 Reply::json(&Inspected {
                     info: self.info_of(&name)?,
                     spec_hash: &c.hash,
-                    config: &c.config,
+                    config: config::render::container(&c.config),
                 })
             }
             Command::Stop(_) | Command::Start(_) | Command::Restart(_) | Command::Reload => {

@@ -1,0 +1,604 @@
+//! A validated stack written back in the stack file's own keys, with every
+//! default applied and `[defaults]` merged into each container: what
+//! `check --effective` prints as TOML (a stack file that validates to the
+//! same stack), and what `check --json` and `inspect` print as JSON. Paths
+//! are absolute, so the text works from any folder.
+
+use std::fmt::Write as _;
+
+use super::stack::*;
+use super::types::CAPABILITIES;
+
+/// A value in the file's terms; tables keep their order (a container's
+/// networks are eth0, eth1, ... in the order written).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Array(Vec<Value>),
+    Table(Vec<(String, Value)>),
+}
+
+impl Value {
+    fn str(s: impl std::fmt::Display) -> Value {
+        Value::Str(s.to_string())
+    }
+
+    fn path(p: &std::path::Path) -> Value {
+        Value::Str(p.display().to_string())
+    }
+
+    fn strings<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> Value {
+        Value::Array(items.into_iter().map(Value::str).collect())
+    }
+
+    fn int(n: impl TryInto<i64>) -> Value {
+        Value::Int(n.try_into().unwrap_or(i64::MAX))
+    }
+
+    fn scalar_into(&self, out: &mut String) {
+        match self {
+            Value::Str(s) => out.push_str(&quote(s)),
+            Value::Int(n) => {
+                let _ = write!(out, "{n}");
+            }
+            // `{:?}` keeps a `.0`, which both TOML and JSON read as a float.
+            Value::Float(x) => {
+                let _ = write!(out, "{x:?}");
+            }
+            Value::Bool(b) => {
+                let _ = write!(out, "{b}");
+            }
+            Value::Array(_) | Value::Table(_) => {}
+        }
+    }
+
+    /// As a TOML value on one line (tables inline).
+    fn toml_inline(&self, out: &mut String) {
+        match self {
+            Value::Table(entries) => {
+                if entries.is_empty() {
+                    out.push_str("{}");
+                    return;
+                }
+                out.push_str("{ ");
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    out.push_str(&key(k));
+                    out.push_str(" = ");
+                    v.toml_inline(out);
+                }
+                out.push_str(" }");
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    v.toml_inline(out);
+                }
+                out.push(']');
+            }
+            scalar => scalar.scalar_into(out),
+        }
+    }
+}
+
+/// Serialized in order (JSON: `check --json`, `inspect`'s `config`).
+impl serde::Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self {
+            Value::Str(v) => ser.serialize_str(v),
+            Value::Int(v) => ser.serialize_i64(*v),
+            Value::Float(v) => ser.serialize_f64(*v),
+            Value::Bool(v) => ser.serialize_bool(*v),
+            Value::Array(items) => {
+                let mut seq = ser.serialize_seq(Some(items.len()))?;
+                for i in items {
+                    seq.serialize_element(i)?;
+                }
+                seq.end()
+            }
+            Value::Table(entries) => {
+                let mut map = ser.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+/// A string as both JSON and TOML (basic string) read it.
+fn quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"))
+}
+
+/// A TOML key: bare where it can be.
+fn key(k: &str) -> String {
+    if !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        k.to_string()
+    } else {
+        quote(k)
+    }
+}
+
+/// Builds a table, leaving out the keys whose value is `None`.
+#[derive(Default)]
+struct T(Vec<(String, Value)>);
+
+impl T {
+    fn set(mut self, k: &str, v: Value) -> T {
+        self.0.push((k.to_string(), v));
+        self
+    }
+
+    fn opt(self, k: &str, v: Option<Value>) -> T {
+        match v {
+            Some(v) => self.set(k, v),
+            None => self,
+        }
+    }
+
+    fn done(self) -> Value {
+        Value::Table(self.0)
+    }
+}
+
+/// The whole stack in the file's keys.
+pub fn stack(s: &Stack) -> Value {
+    let mut t = T::default().set("name", Value::str(&s.name));
+    if !s.networks.is_empty() {
+        t = t.set(
+            "networks",
+            Value::Table(
+                s.networks
+                    .iter()
+                    .map(|(n, net)| (n.to_string(), network(net)))
+                    .collect(),
+            ),
+        );
+    }
+    if !s.volumes.is_empty() {
+        t = t.set(
+            "volumes",
+            Value::Table(
+                s.volumes
+                    .iter()
+                    .map(|(n, v)| {
+                        (
+                            n.to_string(),
+                            T::default()
+                                .opt("path", v.path.as_deref().map(Value::path))
+                                .done(),
+                        )
+                    })
+                    .collect(),
+            ),
+        );
+    }
+    t.set(
+        "containers",
+        Value::Table(
+            s.containers
+                .iter()
+                .map(|(n, c)| (n.to_string(), container(c)))
+                .collect(),
+        ),
+    )
+    .done()
+}
+
+fn network(n: &Network) -> Value {
+    T::default()
+        .set(
+            "driver",
+            Value::str(match n.driver {
+                Driver::Bridge => "bridge",
+                Driver::None => "none",
+            }),
+        )
+        .opt("subnet", n.subnet.map(Value::str))
+        .opt("gateway", n.gateway.map(Value::str))
+        .set("nat", Value::Bool(n.nat))
+        .set("internal", Value::Bool(n.internal))
+        .done()
+}
+
+/// One container in the file's keys, every default written out.
+pub fn container(c: &Container) -> Value {
+    let mut t = T::default()
+        .set("image", Value::str(&c.image))
+        .set(
+            "pull_policy",
+            Value::str(match c.pull_policy {
+                PullPolicy::Missing => "missing",
+                PullPolicy::Always => "always",
+                PullPolicy::Never => "never",
+            }),
+        )
+        .opt(
+            "verity",
+            c.verity.as_ref().map(|v| {
+                T::default()
+                    .set("root_hash", Value::str(&v.root_hash))
+                    .set("hash_file", Value::path(&v.hash_file))
+                    .done()
+            }),
+        )
+        .opt("command", c.command.as_ref().map(Value::strings))
+        .set(
+            "env",
+            Value::Table(
+                c.env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::str(v)))
+                    .collect(),
+            ),
+        )
+        .set("workdir", Value::path(&c.workdir))
+        .opt(
+            "user",
+            c.user.as_ref().map(|u| match u {
+                User::Id { uid, gid: None } => Value::str(uid),
+                User::Id { uid, gid: Some(g) } => Value::str(format!("{uid}:{g}")),
+                User::Name { name, group: None } => Value::str(name),
+                User::Name {
+                    name,
+                    group: Some(g),
+                } => Value::str(format!("{name}:{g}")),
+            }),
+        )
+        .set("hostname", Value::str(&c.hostname))
+        .set(
+            "restart",
+            Value::str(match c.restart {
+                RestartPolicy::No => "no",
+                RestartPolicy::OnFailure => "on-failure",
+                RestartPolicy::Always => "always",
+                RestartPolicy::UnlessStopped => "unless-stopped",
+            }),
+        )
+        .set(
+            "restart_backoff",
+            T::default()
+                .set("initial", Value::str(c.restart_backoff.initial))
+                .set("max", Value::str(c.restart_backoff.max))
+                .set("reset_after", Value::str(c.restart_backoff.reset_after))
+                .done(),
+        )
+        .opt(
+            "start_limit",
+            c.start_limit.map(|s| {
+                T::default()
+                    .set("burst", Value::int(s.burst))
+                    .set("interval", Value::str(s.interval))
+                    .done()
+            }),
+        )
+        .set(
+            "depends_on",
+            Value::Table(
+                c.depends_on
+                    .iter()
+                    .map(|(n, cond)| {
+                        let word = match cond {
+                            Condition::Started => "started",
+                            Condition::Healthy => "healthy",
+                            Condition::Completed => "completed",
+                        };
+                        (n.to_string(), Value::str(word))
+                    })
+                    .collect(),
+            ),
+        )
+        .set("stop_signal", Value::str(c.stop_signal))
+        .set("stop_timeout", Value::str(c.stop_timeout))
+        .set("read_only", Value::Bool(c.read_only));
+    t = match &c.network {
+        NetworkMode::Loopback => t,
+        NetworkMode::Host => t.set("networks", Value::str("host")),
+        NetworkMode::Networks(atts) => t.set(
+            "networks",
+            Value::Table(
+                atts.iter()
+                    .map(|a| {
+                        (
+                            a.network.to_string(),
+                            T::default()
+                                .opt("ip", a.ip.map(Value::str))
+                                .set("aliases", Value::strings(&a.aliases))
+                                .done(),
+                        )
+                    })
+                    .collect(),
+            ),
+        ),
+    };
+    t.set("ports", Value::strings(&c.ports))
+        .set("mounts", Value::Array(c.mounts.iter().map(mount).collect()))
+        .set("resources", resources(&c.resources))
+        .set("security", security(&c.security))
+        .opt(
+            "health",
+            c.health.as_ref().map(|h| {
+                T::default()
+                    .set("command", Value::strings(&h.command))
+                    .set("interval", Value::str(h.interval))
+                    .set("timeout", Value::str(h.timeout))
+                    .set("retries", Value::int(h.retries))
+                    .set("start_period", Value::str(h.start_period))
+                    .done()
+            }),
+        )
+        .set(
+            "logging",
+            T::default()
+                .set("max_size", Value::str(c.logging.max_size))
+                .set("max_files", Value::int(c.logging.max_files))
+                .done(),
+        )
+        .done()
+}
+
+fn mount(m: &Mount) -> Value {
+    match m {
+        Mount::Bind {
+            source,
+            target,
+            read_only,
+        } => T::default()
+            .set("type", Value::str("bind"))
+            .set("source", Value::path(source))
+            .set("target", Value::path(target))
+            .set("read_only", Value::Bool(*read_only)),
+        Mount::Volume {
+            source,
+            target,
+            read_only,
+        } => T::default()
+            .set("type", Value::str("volume"))
+            .set("source", Value::str(source))
+            .set("target", Value::path(target))
+            .set("read_only", Value::Bool(*read_only)),
+        Mount::Tmpfs { target, size, mode } => T::default()
+            .set("type", Value::str("tmpfs"))
+            .set("target", Value::path(target))
+            .opt("size", size.map(Value::str))
+            .opt("mode", mode.map(|m| Value::str(format!("{m:o}")))),
+    }
+    .done()
+}
+
+fn resources(r: &Resources) -> Value {
+    let limit = |n: Option<u64>| n.map_or_else(|| Value::str("unlimited"), Value::int);
+    T::default()
+        .opt("memory", r.memory.map(Value::str))
+        .opt("memory_reservation", r.memory_reservation.map(Value::str))
+        .opt("cpus", r.cpus.map(Value::Float))
+        .opt("cpu_weight", r.cpu_weight.map(Value::int))
+        .opt(
+            "cpuset",
+            r.cpuset.as_ref().map(|cpus| {
+                Value::str(
+                    cpus.iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                )
+            }),
+        )
+        .opt("pids", r.pids.map(Value::int))
+        .opt("io_weight", r.io_weight.map(Value::int))
+        .set(
+            "io_limits",
+            Value::Array(
+                r.io_limits
+                    .iter()
+                    .map(|l| {
+                        T::default()
+                            .set("device", Value::path(&l.device))
+                            .opt("read_bps", l.read_bps.map(Value::str))
+                            .opt("write_bps", l.write_bps.map(Value::str))
+                            .opt("read_iops", l.read_iops.map(Value::int))
+                            .opt("write_iops", l.write_iops.map(Value::int))
+                            .done()
+                    })
+                    .collect(),
+            ),
+        )
+        .set(
+            "devices",
+            Value::Array(
+                r.devices
+                    .iter()
+                    .map(|d| {
+                        T::default()
+                            .set("path", Value::path(&d.path))
+                            .set("access", Value::str(&d.access))
+                            .done()
+                    })
+                    .collect(),
+            ),
+        )
+        .set(
+            "rlimits",
+            Value::Table(
+                r.rlimits
+                    .iter()
+                    .map(|(name, l)| {
+                        (
+                            name.clone(),
+                            T::default()
+                                .set("soft", limit(l.soft))
+                                .set("hard", limit(l.hard))
+                                .done(),
+                        )
+                    })
+                    .collect(),
+            ),
+        )
+        .done()
+}
+
+fn security(s: &Security) -> Value {
+    // The set as Docker's default with what was dropped and added.
+    let default = defaults::capabilities();
+    let short = |c: &&str| c.trim_start_matches("CAP_").to_string();
+    let drop: Vec<String> = default
+        .iter()
+        .filter(|c| !s.capabilities.contains(c))
+        .map(short)
+        .collect();
+    let add: Vec<String> = CAPABILITIES
+        .iter()
+        .filter(|c| s.capabilities.contains(c) && !default.contains(c))
+        .map(short)
+        .collect();
+    let idmaps = |maps: &[IdMap]| {
+        Value::strings(
+            maps.iter()
+                .map(|m| format!("{}:{}:{}", m.inside, m.outside, m.count)),
+        )
+    };
+    T::default()
+        .set(
+            "capabilities",
+            T::default()
+                .set("drop", Value::strings(drop))
+                .set("add", Value::strings(add))
+                .done(),
+        )
+        .set(
+            "seccomp",
+            match &s.seccomp {
+                Seccomp::Default => Value::str("default"),
+                Seccomp::Unconfined => Value::str("unconfined"),
+                Seccomp::Profile(p) => Value::path(p),
+            },
+        )
+        .set("no_new_privileges", Value::Bool(s.no_new_privileges))
+        .set(
+            "user_namespace",
+            match &s.user_namespace {
+                UserNamespace::Off => Value::str("off"),
+                UserNamespace::Auto => Value::str("auto"),
+                UserNamespace::Maps { uid, gid } => T::default()
+                    .set("uid", idmaps(uid))
+                    .set("gid", idmaps(gid))
+                    .done(),
+            },
+        )
+        .set(
+            "masked_paths",
+            Value::Array(s.masked_paths.iter().map(|p| Value::path(p)).collect()),
+        )
+        .opt("apparmor", s.apparmor.as_ref().map(Value::str))
+        .opt("selinux_label", s.selinux_label.as_ref().map(Value::str))
+        .done()
+}
+
+/// The stack as a stack file: `name`, then `[networks.NAME]`,
+/// `[volumes.NAME]` and `[containers.NAME]` tables whose values are
+/// written inline.
+pub fn to_toml(s: &Stack) -> String {
+    let mut out = String::new();
+    let Value::Table(top) = stack(s) else {
+        return out;
+    };
+    for (k, v) in &top {
+        match v {
+            Value::Table(items) if k != "name" => {
+                for (name, body) in items {
+                    let _ = writeln!(out, "\n[{}.{}]", key(k), key(name));
+                    if let Value::Table(fields) = body {
+                        for (fk, fv) in fields {
+                            out.push_str(&key(fk));
+                            out.push_str(" = ");
+                            fv.toml_inline(&mut out);
+                            out.push('\n');
+                        }
+                    }
+                }
+            }
+            other => {
+                out.push_str(&key(k));
+                out.push_str(" = ");
+                other.toml_inline(&mut out);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// Every example, written back in its own keys, is a stack file that
+    /// validates to the same stack: the effective configuration can be
+    /// fed back.
+    #[test]
+    fn every_example_reads_back_from_its_effective_form() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/stacks");
+        let tmp = tempfile::tempdir().unwrap();
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = e.path();
+            if path.extension().is_none_or(|x| x != "toml") {
+                continue;
+            }
+            let first = crate::config::load(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            let text = to_toml(&first);
+            let again = tmp.path().join("effective.toml");
+            std::fs::write(&again, &text).unwrap();
+            let second = crate::config::load(&again)
+                .unwrap_or_else(|e| panic!("{path:?} as written back:\n{text}\n{e:?}"));
+            assert_eq!(stack(&first), stack(&second), "{path:?}:\n{text}");
+            assert_eq!(first.containers, second.containers, "{path:?}");
+            n += 1;
+        }
+        assert!(n >= 5, "only {n} examples");
+    }
+
+    #[test]
+    fn networks_keep_their_order_and_json_keeps_the_keys() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("s.toml");
+        std::fs::write(
+            &file,
+            "name = \"s\"\n[networks.zz]\nsubnet = \"10.89.2.0/24\"\n[networks.aa]\nsubnet = \"10.89.1.0/24\"\n[containers.c]\nimage = \"host\"\n\
+             command = [\"/bin/true\"]\nnetworks = { zz = {}, aa = { ip = \"10.89.1.9\" } }\n\
+             resources = { memory = \"64M\", cpus = 1.5, rlimits = { nofile = 1024 } }\n",
+        )
+        .unwrap();
+        let s = crate::config::load(&file).unwrap();
+        let text = to_toml(&s);
+        assert!(
+            text.contains(
+                r#"networks = { zz = { aliases = [] }, aa = { ip = "10.89.1.9", aliases = [] } }"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"memory = "64M""#), "{text}");
+        let json = serde_json::to_value(container(s.containers.values().next().unwrap())).unwrap();
+        assert_eq!(json["resources"]["cpus"], 1.5);
+        assert_eq!(json["resources"]["rlimits"]["nofile"]["soft"], 1024);
+        assert_eq!(
+            json["security"]["capabilities"]["drop"],
+            serde_json::json!([])
+        );
+    }
+}

@@ -63,10 +63,8 @@ pub fn plan(global: &Global, file: PathBuf, json: bool) -> anyhow::Result<ExitCo
         }));
     }
     let ids = rkstack::container::images::ids(&stack, &global.data_dir);
-    let desired = plan::DesiredState::from_stack_with_images(stack, &ids);
     // Until a supervisor runs, the stack is planned against nothing.
-    let observed = plan::ObservedState::default();
-    let p = plan::reconcile(&desired, &observed);
+    let (_, p) = plan::for_stack(stack, &ids, &plan::ObservedState::default());
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &p)?;

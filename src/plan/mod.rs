@@ -10,6 +10,19 @@ mod reconcile;
 pub use desired::{ContainerSpec, DesiredState, HASH_VERSION, Limits, NetworkSpec};
 pub use reconcile::{Action, Op, Plan, Target, Why, reconcile};
 
+/// What `plan`, a reload and the API's plan all do with a stack file: its
+/// desired state (the store's image ids in the spec hashes) and the plan
+/// from what runs to it.
+pub fn for_stack(
+    stack: crate::config::Stack,
+    image_ids: &std::collections::BTreeMap<String, String>,
+    observed: &ObservedState,
+) -> (DesiredState, Plan) {
+    let desired = DesiredState::from_stack_with_images(stack, image_ids);
+    let plan = reconcile(&desired, observed);
+    (desired, plan)
+}
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 

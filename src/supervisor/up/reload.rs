@@ -91,13 +91,14 @@ impl Supervisor {
     }
 
     /// `file` read as the desired state of this stack (bind sources pinned
-    /// where they first resolved); an invalid file or another stack's name
-    /// is refused (`renamed`: the refusal's words).
-    pub(super) fn desired_from(
+    /// where they first resolved), with the plan from what runs to it; an
+    /// invalid file or another stack's name is refused (`renamed`: the
+    /// refusal's words).
+    pub(super) fn plan_from(
         &mut self,
         file: &Path,
         renamed: impl FnOnce(&str) -> String,
-    ) -> Result<DesiredState, ControlError> {
+    ) -> Result<(DesiredState, Plan), ControlError> {
         let mut stack = config::load(file).map_err(|e| {
             ControlError::invalid(
                 format!("{} is not a valid stack file", file.display()),
@@ -109,15 +110,14 @@ impl Supervisor {
             return Err(ControlError::conflict(renamed(stack.name.as_str())));
         }
         let ids = crate::container::images::ids(&stack, &self.opts.data_dir);
-        Ok(DesiredState::from_stack_with_images(stack, &ids))
+        Ok(plan::for_stack(stack, &ids, &self.observed()))
     }
 
     pub(super) fn reload_plan(&mut self, why: &str) -> Result<Plan, ControlError> {
         let file = self.opts.file.clone();
-        let desired = self.desired_from(&file, |name| {
+        let (desired, plan) = self.plan_from(&file, |name| {
             format!("the stack's name changed to {name}; restart rkstack to rename a stack")
         })?;
-        let plan = plan::reconcile(&desired, &self.observed());
         self.check_ports(&desired, &plan)
             .map_err(ControlError::conflict)?;
         // What the starts need from the host, before anything is stopped.

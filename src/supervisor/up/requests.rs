@@ -320,13 +320,12 @@ impl Supervisor {
             Command::Plan(file) => {
                 let file = file.unwrap_or_else(|| self.opts.file.clone());
                 let running = self.desired.stack.clone();
-                let desired = self.desired_from(&file, |name| {
+                let (_, plan) = self.plan_from(&file, |name| {
                     format!(
                         "{} is stack {name}, not the running stack {running}",
                         file.display()
                     )
                 })?;
-                let plan = plan::reconcile(&desired, &self.observed());
                 Reply::json(&serde_json::json!({ "plan": plan.to_string(), "ops": plan }))
             }
             Command::Down => Reply::json(&serde_json::json!({

@@ -210,6 +210,44 @@ start_limit = { burst = 3, interval = "60s" }
     assert!(!alive(second));
 }
 
+/// A process entering a container that is killed by a real-time signal
+/// (which nix's wait status cannot name) ends its `exec` with 128 + that
+/// signal, as a shell reports it, and the supervisor carries on.
+#[test]
+fn an_exec_killed_by_a_real_time_signal_ends_with_its_status() {
+    require_root!();
+    let stack = unique("rt");
+    let mut up = Up::start(
+        &stack,
+        r#"
+[containers.c]
+image = "dir:ROOTFS"
+command = ["/bin/sleep", "1000"]
+"#,
+    );
+    up.wait_for("c: started (pid ", 1);
+    let signal = libc::SIGRTMIN() + 5;
+    let exec = |script: &str| {
+        Command::new(rkstack())
+            .arg("--data-dir")
+            .arg(up.dir.path().join("data"))
+            .arg("--state-dir")
+            .arg(up.dir.path().join("state"))
+            .args(["exec", "c", "--", "/bin/sh", "-c", script])
+            .output()
+            .unwrap()
+    };
+    let out = exec(&format!("kill -{signal} $$"));
+    assert_eq!(
+        out.status.code(),
+        Some(128 + signal),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(exec("true").status.success());
+    assert_eq!(up.stop().code(), Some(0));
+}
+
 #[test]
 fn reload_touches_only_what_changed_and_rejects_bad_edits() {
     require_root!();

@@ -232,7 +232,7 @@ impl Supervisor {
                 )));
             }
             Timer::HealthTimeout(name, pid) => {
-                if self.checks.get(&pid) == Some(&name) {
+                if self.children.check_of(pid) == Some(name.as_str()) {
                     // The health check process we started.
                     self.launcher.signal(pid, libc::SIGKILL);
                 }

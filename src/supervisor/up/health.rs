@@ -12,7 +12,7 @@ impl Supervisor {
         let (Some(pid), Some(h)) = (l.pid, l.spec.config.health.clone()) else {
             return;
         };
-        if l.state != State::Running || self.checks.values().any(|n| n == name) {
+        if l.state != State::Running || self.children.checking(name) {
             return;
         }
         let spec = match lower::exec_spec(
@@ -48,7 +48,7 @@ impl Supervisor {
         match (devnull(), devnull(), devnull()) {
             (Ok(i), Ok(o), Ok(e)) => match self.launcher.exec(&spec, Stdio3::Fds(i, o, e)) {
                 Ok(check) => {
-                    self.checks.insert(check, name.to_string());
+                    self.children.insert(check, Child::Check(name.to_string()));
                     self.timers.push(std::cmp::Reverse((
                         now + h.timeout.0,
                         Timer::HealthTimeout(name.to_string(), check),

@@ -109,6 +109,8 @@ impl Supervisor {
         match result {
             Ok(pid) => {
                 l.pid = Some(pid);
+                self.children
+                    .insert(pid, Child::Container(name.to_string()));
                 l.oom_base = self.launcher.oom_kills(name);
                 l.starttime = self.launcher.starttime(pid);
                 l.pidfd = None;
@@ -290,6 +292,10 @@ impl Supervisor {
     pub(super) fn reap(&mut self) {
         loop {
             let mut status = 0;
+            // libc's waitpid, not nix's: nix turns the status into a
+            // `Signal`, which cannot name a real-time signal, so a child
+            // killed by one would be reaped and reported as an error —
+            // its end lost (docs/design.md).
             // SAFETY: status is valid for writes.
             let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
             if pid <= 0 {
@@ -302,26 +308,19 @@ impl Supervisor {
     /// A child of ours ended with wait status `status`: a health check, an
     /// exec, a pull or a container (its restart policy decides then).
     pub(super) fn child_exited(&mut self, pid: i32, status: i32) {
-        if let Some(name) = self.checks.remove(&pid) {
-            self.on_check(&name, decode(status));
-            return;
-        }
-        if let Some(waiter) = self.execs.remove(&pid) {
-            let _ = waiter.send(status);
-            return;
-        }
-        if let Some(job) = self.pulls.remove(&pid) {
-            self.on_pull_done(job, decode(status));
-            return;
-        }
-        let Some(name) = self
-            .live
-            .iter()
-            .find(|(_, l)| l.pid == Some(pid))
-            .map(|(n, _)| n.clone())
-        else {
-            return; // an orphan re-parented to us: reaped, nothing more
+        let name = match self.children.remove(pid) {
+            Some(Child::Check(name)) => return self.on_check(&name, decode(status)),
+            Some(Child::Exec(waiter)) => {
+                let _ = waiter.send(status);
+                return;
+            }
+            Some(Child::Pull(job)) => return self.on_pull_done(job, decode(status)),
+            Some(Child::Container(name)) => name,
+            None => return, // an orphan re-parented to us: reaped, nothing more
         };
+        if self.live.get(&name).and_then(|l| l.pid) != Some(pid) {
+            return; // a process of a run that ended already
+        }
         let exit = decode(status);
         let Some(l) = self.live.get_mut(&name) else {
             return;

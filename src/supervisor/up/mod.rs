@@ -4,8 +4,10 @@
 //! executed in order; decisions (restart or not, and when) come from
 //! [`super::restart`].
 
+use nix::sys::signal::{SigSet, SigmaskHow};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::collections::{BTreeMap, BinaryHeap};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,7 @@ use crate::control::Exit;
 use crate::control::{Command, ContainerInfo, ControlError, Reply, Request};
 use crate::host::lockfile::{LockFile, Taken};
 
+mod children;
 mod event_loop;
 mod execute;
 mod health;
@@ -34,17 +37,18 @@ mod sources;
 mod stops;
 #[cfg(test)]
 mod tests;
+mod wait;
 mod watch;
 use crate::config::{self, UserNamespace};
 use crate::container::Launcher;
 use crate::plan::{self, Action, ContainerSpec, DesiredState, ObservedState, Plan, Record, Target};
 use crate::sandbox::Stdio3;
 use crate::sandbox::cgroup::Layout;
+use children::Child;
 use lifecycle::{decode, exit_facts};
 pub use placement::cgroup_base;
 use placement::claim_cgroup_base;
-use pulls::PullJob;
-use requests::{Waiter, wait_ready};
+use wait::{Waiter, wait_ready};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpError {
@@ -109,8 +113,8 @@ pub struct ReadyPipe(pub OwnedFd);
 impl ReadyPipe {
     /// Writes the one message the waiting parent reads.
     pub fn tell(&self, msg: &str) {
-        // SAFETY: writing our message to the pipe we were given.
-        unsafe { libc::write(self.0.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };
+        // One short write to a pipe: whole, or the reader is gone.
+        let _ = nix::unistd::write(&self.0, msg.as_bytes());
     }
 }
 
@@ -216,33 +220,18 @@ struct Supervisor {
     launcher: Box<dyn Launcher>,
     /// Bridges, veths, routes, ports and rules on the host.
     net: Box<dyn crate::network::NetOps>,
+    /// What the stack's networks are now (the one owner of that state).
+    nets: networks::Networks,
     timers: BinaryHeap<std::cmp::Reverse<(Instant, Timer)>>,
-    signal_fd: OwnedFd,
-    /// Members of a network came or went since the hosts files were written.
-    hosts_dirty: bool,
-    /// Hosts files written (the cost of membership changes, for tests).
-    hosts_writes: std::cell::Cell<u64>,
+    signal_fd: SignalFd,
     /// The stack file's path, watched.
     watch: Option<watch::FileWatch>,
-    /// Health checks in flight: their pid → the container.
-    checks: BTreeMap<i32, String>,
+    /// Every child process by pid: containers, checks, execs, pulls.
+    children: children::Children,
     /// The state file's last written text.
     last_saved: Option<String>,
     /// `up -d`'s parent, waiting to hear that the stack is up.
     ready: Option<ReadyPipe>,
-    /// Networks made, as the plan sees them.
-    networks: BTreeMap<String, plan::NetworkRecord>,
-    /// The nftables rules last applied (ports and NAT), to apply only changes.
-    nft_rules: Option<String>,
-    /// Addresses of containers that ended while no supervisor ran: they
-    /// get them back when they start again (network → address).
-    past_ips: BTreeMap<String, BTreeMap<String, std::net::IpAddr>>,
-    /// Host ports in the nftables table now.
-    published: Vec<crate::host::state_file::Published>,
-    /// Processes run by `exec` requests: pid → who waits for its status.
-    execs: BTreeMap<i32, tokio::sync::oneshot::Sender<i32>>,
-    /// Image pulls under way (`rkstack pull` processes): pid → the pull.
-    pulls: BTreeMap<i32, PullJob>,
     reloads: u64,
     last_reload_ok: bool,
     /// Started by systemd in the `supervisor` leaf of its unit.
@@ -276,14 +265,9 @@ impl Supervisor {
         desired: DesiredState,
         launcher: Box<dyn Launcher>,
         net: Box<dyn crate::network::NetOps>,
-        signal_fd: OwnedFd,
+        signal_fd: SignalFd,
     ) -> Supervisor {
         Supervisor {
-            nft_rules: None,
-            past_ips: BTreeMap::new(),
-            published: Vec::new(),
-            execs: BTreeMap::new(),
-            pulls: BTreeMap::new(),
             reloads: 0,
             last_reload_ok: true,
             placed_in_leaf: false,
@@ -293,7 +277,6 @@ impl Supervisor {
             after_stop: Vec::new(),
             when_idle: Vec::new(),
             shutting: None,
-            networks: BTreeMap::new(),
             launcher,
             net,
             desired,
@@ -301,9 +284,8 @@ impl Supervisor {
             timers: BinaryHeap::new(),
             signal_fd,
             watch: None,
-            hosts_dirty: false,
-            hosts_writes: Default::default(),
-            checks: BTreeMap::new(),
+            children: Default::default(),
+            nets: Default::default(),
             last_saved: None,
             ready: None,
             opts,
@@ -374,8 +356,7 @@ pub fn up_with(
     if let (Err(e), Some(fd)) = (&result, report) {
         // Nobody reads any more once the stack was reported up: harmless.
         let msg = format!("{READY_EXITED}{e}");
-        // SAFETY: writing our message to the pipe we were given.
-        unsafe { libc::write(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };
+        let _ = nix::unistd::write(&fd, msg.as_bytes());
     }
     result
 }
@@ -406,16 +387,14 @@ fn supervise(
     if super::pid1::is_init() {
         handled.extend(super::pid1::signals());
     }
-    let set = sigset(&handled);
-    // SAFETY: blocking our signals so they arrive through the signalfd only.
-    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    // SAFETY: a new signalfd for the blocked set.
-    let sfd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
-    if sfd < 0 {
-        return Err(os("signalfd")(std::io::Error::last_os_error()));
-    }
-    // SAFETY: a new fd that we own.
-    let signal_fd = unsafe { OwnedFd::from_raw_fd(sfd) };
+    // SAFETY: a set sigemptyset and sigaddset made; it may hold real-time
+    // signals (PID 1's), which nix's `Signal` cannot name.
+    let set = unsafe { SigSet::from_sigset_t_unchecked(sigset(&handled)) };
+    // Our signals arrive through the signalfd only.
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+        .map_err(|e| os("sigprocmask")(e.into()))?;
+    let signal_fd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| os("signalfd")(e.into()))?;
     let mut stack = config::load(&opts.file)?;
     let mut pins = super::binds::Pins::default();
     pins.apply(&mut stack);

@@ -14,6 +14,25 @@ pub(super) struct NetPlan {
     pub(super) gateway: Option<std::net::IpAddr>,
 }
 
+/// The stack's networks as they are now: what was made, the rules
+/// applied, the ports published, and addresses to give back.
+#[derive(Default)]
+pub(super) struct Networks {
+    /// Networks made, as the plan sees them.
+    pub(super) records: BTreeMap<String, plan::NetworkRecord>,
+    /// The nftables rules last applied (ports and NAT), to apply only changes.
+    pub(super) rules: Option<String>,
+    /// Addresses of containers that ended while no supervisor ran: they
+    /// get them back when they start again (network → address).
+    pub(super) past_ips: BTreeMap<String, BTreeMap<String, std::net::IpAddr>>,
+    /// Host ports in the nftables table now.
+    pub(super) published: Vec<crate::host::state_file::Published>,
+    /// Members of a network came or went since the hosts files were written.
+    pub(super) hosts_dirty: bool,
+    /// Hosts files written (the cost of membership changes, for tests).
+    pub(super) hosts_writes: std::cell::Cell<u64>,
+}
+
 impl Supervisor {
     /// The networks `name` joins, with its address on each (IPAM over every
     /// member of the network; a previous address is kept while valid).
@@ -33,7 +52,7 @@ impl Supervisor {
             let (Some(cidr), Some(gw)) = (n.config.subnet, n.config.gateway) else {
                 continue;
             };
-            if !self.networks.contains_key(att.network.as_str()) {
+            if !self.nets.records.contains_key(att.network.as_str()) {
                 return Err(format!("network {} is not up (see why above)", att.network));
             }
             let subnet = crate::network::Subnet {
@@ -52,7 +71,7 @@ impl Supervisor {
                         .get(&other.name)
                         .map(|l| &l.ips)
                         .filter(|ips| !ips.is_empty())
-                        .or_else(|| self.past_ips.get(&other.name))
+                        .or_else(|| self.nets.past_ips.get(&other.name))
                         .and_then(|ips| ips.get(att.network.as_str()))
                     {
                         previous.insert(other.name.clone(), *ip);
@@ -98,7 +117,7 @@ impl Supervisor {
         let resolv = dir.join("resolv.conf");
         std::fs::write(&hosts, self.hosts_of(name))
             .map_err(|e| format!("{}: {e}", hosts.display()))?;
-        self.hosts_writes.set(self.hosts_writes.get() + 1);
+        self.nets.hosts_writes.set(self.nets.hosts_writes.get() + 1);
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         std::fs::write(&resolv, crate::network::hosts::resolv_conf(&host_resolv))
             .map_err(|e| format!("{}: {e}", resolv.display()))?;
@@ -280,7 +299,7 @@ impl Supervisor {
             .desired
             .networks
             .values()
-            .filter(|n| self.networks.contains_key(&n.name))
+            .filter(|n| self.nets.records.contains_key(&n.name))
             .filter_map(|n| {
                 n.config.subnet.map(|s| crate::network::Bridge {
                     name: crate::network::names::bridge(&stack, &n.name),
@@ -310,8 +329,8 @@ impl Supervisor {
             }
         }
         let rules = crate::network::ruleset(&stack, &publish, &bridges);
-        if (!wanted && self.nft_rules.is_none())
-            || self.nft_rules.as_deref() == Some(rules.as_str())
+        if (!wanted && self.nets.rules.is_none())
+            || self.nets.rules.as_deref() == Some(rules.as_str())
         {
             return;
         }
@@ -322,7 +341,7 @@ impl Supervisor {
         };
         match result {
             Ok(()) => {
-                self.nft_rules = wanted.then_some(rules);
+                self.nets.rules = wanted.then_some(rules);
                 let mut published: Vec<_> = publish
                     .iter()
                     .map(|p| crate::host::stacks::Published {
@@ -332,7 +351,7 @@ impl Supervisor {
                     .collect();
                 published.sort();
                 published.dedup();
-                self.published = published;
+                self.nets.published = published;
             }
             Err(e) => event(
                 &stack,
@@ -347,12 +366,12 @@ impl Supervisor {
     /// ports follow once the loop's present turn is done (a burst of
     /// starts rewrites each file once, not once per start).
     pub(super) fn hosts_changed(&mut self) {
-        self.hosts_dirty = true;
+        self.nets.hosts_dirty = true;
     }
 
     /// [`Supervisor::refresh_hosts`] if members came or went.
     pub(super) fn flush_hosts(&mut self) {
-        if std::mem::take(&mut self.hosts_dirty) {
+        if std::mem::take(&mut self.nets.hosts_dirty) {
             self.refresh_hosts();
         }
     }
@@ -374,7 +393,7 @@ impl Supervisor {
             if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
                 // In place: the container sees the same file, with new contents.
                 let _ = std::fs::write(&path, text);
-                self.hosts_writes.set(self.hosts_writes.get() + 1);
+                self.nets.hosts_writes.set(self.nets.hosts_writes.get() + 1);
             }
         }
     }
@@ -429,7 +448,7 @@ impl Supervisor {
                 ),
             }
         }
-        self.networks.insert(name.to_string(), n.record());
+        self.nets.records.insert(name.to_string(), n.record());
     }
 
     /// Removes a network's bridge and its record.
@@ -438,6 +457,6 @@ impl Supervisor {
         if let Err(e) = self.net.delete_link(&bridge) {
             event(&self.stack(), Kind::Error, format!("network {}: {e}", name));
         }
-        self.networks.remove(name);
+        self.nets.records.remove(name);
     }
 }

@@ -31,8 +31,7 @@ impl Supervisor {
             (None, true) => return,
         };
         if let Some(ReadyPipe(fd)) = self.ready.take() {
-            // SAFETY: writing our message to the pipe we were given.
-            unsafe { libc::write(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };
+            let _ = nix::unistd::write(&fd, msg.as_bytes());
         }
     }
 
@@ -65,8 +64,8 @@ impl Supervisor {
                     )
                 })
                 .collect(),
-            networks: self.networks.clone(),
-            published: self.published.clone(),
+            networks: self.nets.records.clone(),
+            published: self.nets.published.clone(),
             placed_in_leaf: self.placed_in_leaf,
             images: {
                 let mut v: Vec<String> = self
@@ -128,13 +127,13 @@ impl Supervisor {
         for (name, record) in saved.networks {
             let bridge = crate::network::names::bridge(&self.stack(), &name);
             if self.net.link_exists(&bridge) {
-                self.networks.insert(name, record);
+                self.nets.records.insert(name, record);
             }
         }
         // Its nftables table may hold rules the file no longer asks for:
         // the first update replaces or removes it whatever it holds.
         if had_networks {
-            self.nft_rules = Some(String::new());
+            self.nets.rules = Some(String::new());
         }
         let mut stopping = Vec::new();
         for (name, sv) in saved.containers {
@@ -211,7 +210,7 @@ impl Supervisor {
                 }
                 (alive, spec) => {
                     if spec.is_some() && !sv.ips.is_empty() {
-                        self.past_ips.insert(name.clone(), sv.ips.clone());
+                        self.nets.past_ips.insert(name.clone(), sv.ips.clone());
                     }
                     // Dead, or no longer in the file: nothing of it stays.
                     if let Some(pid) = alive {

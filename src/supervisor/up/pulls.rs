@@ -22,7 +22,7 @@ impl Supervisor {
         if let Some(l) = self.live.get_mut(name) {
             l.state = State::Pulling;
         }
-        if self.pulls.values().any(|p| p.image == image) {
+        if self.children.pulling(&image) {
             event(
                 &stack,
                 Kind::Waiting,
@@ -37,13 +37,13 @@ impl Supervisor {
                     Kind::Pulling,
                     format!("{name}: pulling {image} (pid {pid})"),
                 );
-                self.pulls.insert(
+                self.children.insert(
                     pid,
-                    PullJob {
+                    Child::Pull(PullJob {
                         image,
                         log,
                         since: Instant::now(),
-                    },
+                    }),
                 );
             }
             Err(e) => self.pull_failed(name, &format!("pull {image}: {e}")),
@@ -76,14 +76,13 @@ impl Supervisor {
             .stdin(std::process::Stdio::null())
             .stdout(out)
             .stderr(err);
-        // SAFETY: only sigprocmask, async-signal-safe, between fork and exec:
-        // the loop's blocked signals (they come through its signalfd) must
-        // not stay blocked in the pull.
+        // SAFETY: only sigemptyset and sigprocmask, async-signal-safe,
+        // between fork and exec: the loop's blocked signals (they come
+        // through its signalfd) must not stay blocked in the pull.
         unsafe {
             cmd.pre_exec(|| {
-                let mut none: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut none);
-                libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+                use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+                sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
                 Ok(())
             });
         }
@@ -161,12 +160,12 @@ impl Supervisor {
     /// Ends pulls under way (the stack stops); what they fetched stays in
     /// the store's scratch folder, and the next pull resumes it.
     pub(super) fn end_pulls(&mut self) {
-        for (pid, job) in std::mem::take(&mut self.pulls) {
-            // SAFETY: signalling and reaping the pull process we started.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
-            }
+        for (pid, job) in self.children.take_pulls() {
+            // The pull process we started: ended and reaped (how it ended
+            // does not matter here).
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::wait::waitpid(pid, None);
             let _ = std::fs::remove_file(&job.log);
         }
         let _ = std::fs::remove_dir(self.opts.state_dir.join(self.stack()).join("pulls"));

@@ -161,7 +161,7 @@ impl Supervisor {
                 .iter()
                 .map(|(n, l)| (n.clone(), l.record.clone()))
                 .collect(),
-            networks: self.networks.clone(),
+            networks: self.nets.records.clone(),
         }
     }
 }

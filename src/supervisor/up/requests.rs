@@ -1,122 +1,8 @@
 //! Control requests, answered by the event loop: the same operations the
 //! stack file, signals and timers cause, with their outcome sent back.
 
-use std::os::fd::AsRawFd;
-use std::time::Duration;
-
 use super::*;
 use crate::control::{ContainerMetrics, ContainerState, ErrorKind, Metrics, Reply};
-
-/// The epoll set of the last wait, kept while the loop's descriptors stay
-/// the same (a pass that only answered questions changes none).
-#[derive(Default)]
-pub(super) struct Waiter {
-    cached: Option<(Vec<std::os::fd::RawFd>, tokio::io::unix::AsyncFd<Epoll>)>,
-}
-
-/// Waits until one of `fds` is ready, a control request comes, or
-/// `timeout_ms` passes; fills the `revents` of `fds` like poll(2) and
-/// returns poll's count with the requests received. Without a request
-/// channel it is a plain poll(2). `same_fds`: the descriptors are those of
-/// the last wait, unchanged (its epoll set may serve again).
-pub(super) async fn wait_ready(
-    fds: &mut [libc::pollfd],
-    timeout_ms: i32,
-    requests: Option<&mut tokio::sync::mpsc::UnboundedReceiver<Request>>,
-    waiter: &mut Waiter,
-    same_fds: bool,
-) -> (i32, Vec<Request>) {
-    let poll = |fds: &mut [libc::pollfd], t: i32| {
-        // SAFETY: fds is a valid array of pollfd for the call.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, t) }
-    };
-    let Some(rx) = requests else {
-        return (poll(fds, timeout_ms), Vec::new());
-    };
-    let mut asked = Vec::new();
-    let drain = |rx: &mut tokio::sync::mpsc::UnboundedReceiver<Request>, out: &mut Vec<Request>| {
-        while let Ok(r) = rx.try_recv() {
-            out.push(r);
-        }
-    };
-    let n = poll(fds, 0);
-    if n != 0 {
-        // Something is ready already (a container that writes flat out
-        // keeps its pipe so): the server still gets its turn, or requests
-        // would wait until the loop ran out of work.
-        tokio::task::yield_now().await;
-    }
-    drain(rx, &mut asked);
-    if n != 0 || !asked.is_empty() {
-        return (n, asked);
-    }
-    let key: Vec<std::os::fd::RawFd> = fds.iter().map(|p| p.fd).collect();
-    let afd = match waiter.cached.take() {
-        Some((k, afd)) if same_fds && k == key => Some(afd),
-        // One epoll set of the loop's descriptors, awaited beside the requests.
-        _ => Epoll::of(fds).ok().and_then(|ep| {
-            // SAFETY: the Epoll owns its descriptor, open and unchanged for
-            // as long as the AsyncFd that owns the Epoll.
-            unsafe {
-                tokio::io::unix::AsyncFd::register_with_interest(ep, tokio::io::Interest::READABLE)
-            }
-            .ok()
-        }),
-    };
-    match &afd {
-        Some(afd) => {
-            tokio::select! {
-                r = afd.readable() => {
-                    // What is ready is read below; the next wait polls first.
-                    if let Ok(mut guard) = r {
-                        guard.clear_ready();
-                    }
-                }
-                Some(r) = rx.recv() => asked.push(r),
-                _ = tokio::time::sleep(Duration::from_millis(timeout_ms.max(0) as u64)) => {}
-            }
-        }
-        None => {
-            poll(fds, timeout_ms.min(50));
-        }
-    }
-    waiter.cached = afd.map(|a| (key, a));
-    let n = poll(fds, 0);
-    drain(rx, &mut asked);
-    (n, asked)
-}
-
-/// An epoll instance watching some descriptors for input.
-struct Epoll(OwnedFd);
-
-impl Epoll {
-    fn of(fds: &[libc::pollfd]) -> std::io::Result<Epoll> {
-        // SAFETY: plain syscall.
-        let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if raw < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: a new descriptor, ours.
-        let ep = Epoll(unsafe { OwnedFd::from_raw_fd(raw) });
-        for p in fds {
-            let mut ev = libc::epoll_event {
-                events: libc::EPOLLIN as u32,
-                u64: p.fd as u64,
-            };
-            // SAFETY: valid descriptors and event.
-            if unsafe { libc::epoll_ctl(raw, libc::EPOLL_CTL_ADD, p.fd, &mut ev) } < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        Ok(ep)
-    }
-}
-
-impl AsRawFd for Epoll {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.0.as_raw_fd()
-    }
-}
 
 impl State {
     /// The API's name for it.
@@ -430,7 +316,7 @@ impl Supervisor {
                 };
                 ControlError::new(kind, err)
             })?;
-        self.execs.insert(child, e.exit);
+        self.children.insert(child, Child::Exec(e.exit));
         Reply::json(&serde_json::json!({ "pid": child }))
     }
 

@@ -96,14 +96,14 @@ impl Supervisor {
         for name in self.live.keys().cloned().collect::<Vec<_>>() {
             self.remove(&name);
         }
-        for net in std::mem::take(&mut self.networks).into_keys() {
+        for net in std::mem::take(&mut self.nets.records).into_keys() {
             let bridge = crate::network::names::bridge(&self.stack(), &net);
             if let Err(e) = self.net.delete_link(&bridge) {
                 event(&self.stack(), Kind::Error, format!("network {net}: {e}"));
             }
         }
         let _ = std::fs::remove_dir(self.opts.state_dir.join(self.stack()).join("etc"));
-        if self.nft_rules.take().is_some()
+        if self.nets.rules.take().is_some()
             && let Err(e) = self.net.remove_rules(&self.stack())
         {
             event(&self.stack(), Kind::Error, format!("ports and nat: {e}"));
@@ -161,13 +161,12 @@ impl Supervisor {
                 let mut status = 0;
                 let done = match pidfd {
                     Some(fd) => {
-                        let mut p = libc::pollfd {
+                        let mut p = [libc::pollfd {
                             fd: *fd,
                             events: libc::POLLIN,
                             revents: 0,
-                        };
-                        // SAFETY: one valid pollfd, no wait.
-                        unsafe { libc::poll(&mut p, 1, 0) > 0 }
+                        }];
+                        super::wait::poll_raw(&mut p, 0) > 0
                     }
                     // SAFETY: status valid for writes.
                     None => unsafe { libc::waitpid(*pid, &mut status, libc::WNOHANG) == *pid },

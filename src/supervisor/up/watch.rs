@@ -149,13 +149,12 @@ mod tests {
     use super::*;
 
     fn ready(w: &FileWatch) -> bool {
-        let mut p = libc::pollfd {
+        let mut p = [libc::pollfd {
             fd: w.fd(),
             events: libc::POLLIN,
             revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut p, 1, 1000) > 0 }
+        }];
+        super::super::wait::poll_raw(&mut p, 1000) > 0
     }
 
     #[test]

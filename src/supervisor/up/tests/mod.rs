@@ -9,7 +9,6 @@ mod networks;
 mod starts;
 mod stops;
 
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::*;
@@ -58,9 +57,14 @@ impl H {
             insecure_registries: Vec::new(),
         };
         let (fake, handle) = FakeLauncher::new();
-        let null = OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+        // A signalfd of no signal: the harness hands signals over itself.
+        let signals = nix::sys::signalfd::SignalFd::with_flags(
+            &nix::sys::signal::SigSet::empty(),
+            nix::sys::signalfd::SfdFlags::SFD_NONBLOCK | nix::sys::signalfd::SfdFlags::SFD_CLOEXEC,
+        )
+        .unwrap();
         let (net, net_handle) = FakeNet::new();
-        let sup = Supervisor::new(opts, desired, Box::new(fake), Box::new(net), null);
+        let sup = Supervisor::new(opts, desired, Box::new(fake), Box::new(net), signals);
         H {
             sup,
             fake: handle,

@@ -147,7 +147,7 @@ fn a_burst_of_starts_writes_each_hosts_file_a_bounded_number_of_times() {
     let mut h = H::new(&body);
     h.up();
     h.sup.flush_hosts();
-    let writes = h.sup.hosts_writes.get();
+    let writes = h.sup.nets.hosts_writes.get();
     // Its own file at its start, and everyone's once after the burst:
     // not every running one again after each start (n² / 2).
     assert!(

@@ -36,8 +36,7 @@ pub fn ensure_bridge(name: &str, gateway: IpAddr, prefix: u8) -> Result<(), NetE
     let index = match nl.link_index(name).map_err(ctx(what))? {
         Some(i) => i,
         None => {
-            nl.request(netlink::new_link(name, "bridge"))
-                .map_err(ctx(what))?;
+            nl.request(netlink::new_bridge(name)).map_err(ctx(what))?;
             nl.index_of(name).map_err(ctx(what))?
         }
     };

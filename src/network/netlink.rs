@@ -1,226 +1,183 @@
 //! A small synchronous rtnetlink client: the handful of requests rkstack
 //! needs (links, addresses, a default route), each answered by the kernel
 //! in microseconds, instead of an `ip` process per change. Messages are
-//! built by [`Msg`] (pure, unit-tested); [`Netlink`] sends them on a
-//! `NETLINK_ROUTE` socket of the caller's network namespace or of a
-//! container's ([`Netlink::open_in`]).
+//! netlink-packet-route's, built by the functions here (pure,
+//! unit-tested); [`Netlink`] sends them on a `NETLINK_ROUTE` socket of the
+//! caller's network namespace or of a container's ([`Netlink::open_in`]),
+//! and parses the answers with the same crate.
 
 use std::fs::File;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-// Values of the kernel's uapi headers (linux/netlink.h, rtnetlink.h,
-// if_link.h, veth.h); part of its stable ABI.
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_REPLACE: u16 = 0x100;
-const NLM_F_EXCL: u16 = 0x200;
-const NLM_F_CREATE: u16 = 0x400;
-const RTM_NEWLINK: u16 = 16;
-const RTM_DELLINK: u16 = 17;
-const RTM_GETLINK: u16 = 18;
-const RTM_SETLINK: u16 = 19;
-const RTM_NEWADDR: u16 = 20;
-const RTM_NEWROUTE: u16 = 24;
-const IFLA_ADDRESS: u16 = 1;
-const IFLA_IFNAME: u16 = 3;
-const IFLA_MASTER: u16 = 10;
-const IFLA_LINKINFO: u16 = 18;
-const IFLA_NET_NS_PID: u16 = 19;
-const IFLA_INFO_KIND: u16 = 1;
-const IFLA_INFO_DATA: u16 = 2;
-const VETH_INFO_PEER: u16 = 1;
-const IFA_ADDRESS: u16 = 1;
-const IFA_LOCAL: u16 = 2;
-const RTA_GATEWAY: u16 = 5;
-const RTA_OIF: u16 = 4;
-const RT_TABLE_MAIN: u8 = 254;
-const RTPROT_BOOT: u8 = 3;
-const RT_SCOPE_UNIVERSE: u8 = 0;
-const RTN_UNICAST: u8 = 1;
-const NLA_F_NESTED: u16 = 0x8000;
-const IFF_UP: u32 = 0x1;
-const HEADER: usize = 16;
+use netlink_packet_core::{
+    DecodeError, ErrorBuffer, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+    NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    LinkMessageBuffer,
+};
+use netlink_packet_route::route::{
+    RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-/// One request being built: a netlink header, a fixed part, attributes.
+/// `RTM_NEWLINK`, the type of the answer to a `RTM_GETLINK` (uapi
+/// rtnetlink.h).
+const RTM_NEWLINK: u16 = 16;
+
+/// One request: a message of the route family and its header flags
+/// (`NLM_F_REQUEST | NLM_F_ACK` are added when it is sent).
 #[derive(Debug)]
 pub struct Msg {
-    buf: Vec<u8>,
-}
-
-fn pad(buf: &mut Vec<u8>) {
-    while buf.len() % 4 != 0 {
-        buf.push(0);
-    }
+    inner: RouteNetlinkMessage,
+    flags: u16,
 }
 
 impl Msg {
-    fn new(kind: u16, flags: u16) -> Self {
-        let mut buf = vec![0u8; HEADER];
-        buf[4..6].copy_from_slice(&kind.to_ne_bytes());
-        buf[6..8].copy_from_slice(&(flags | NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
-        Msg { buf }
+    fn new(inner: RouteNetlinkMessage, flags: u16) -> Msg {
+        Msg { inner, flags }
     }
 
-    /// `struct ifinfomsg`.
-    fn ifinfo(mut self, index: u32, flags: u32, change: u32) -> Self {
-        ifinfo(&mut self.buf, index, flags, change);
-        self
-    }
-
-    fn attr(&mut self, kind: u16, payload: &[u8]) -> &mut Self {
-        let len = (4 + payload.len()) as u16;
-        self.buf.extend_from_slice(&len.to_ne_bytes());
-        self.buf.extend_from_slice(&kind.to_ne_bytes());
-        self.buf.extend_from_slice(payload);
-        pad(&mut self.buf);
-        self
-    }
-
-    fn attr_str(&mut self, kind: u16, s: &str) -> &mut Self {
-        let mut b = s.as_bytes().to_vec();
-        b.push(0);
-        self.attr(kind, &b)
-    }
-
-    fn attr_u32(&mut self, kind: u16, v: u32) -> &mut Self {
-        self.attr(kind, &v.to_ne_bytes())
-    }
-
-    /// Opens a nested attribute; [`Msg::end`] closes it.
-    fn begin(&mut self, kind: u16) -> usize {
-        let at = self.buf.len();
-        self.buf.extend_from_slice(&[0, 0]);
-        self.buf
-            .extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
-        at
-    }
-
-    fn end(&mut self, at: usize) {
-        let len = (self.buf.len() - at) as u16;
-        self.buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
-    }
-
-    /// The finished bytes, with length and sequence number.
-    fn finish(mut self, seq: u32) -> Vec<u8> {
-        let len = self.buf.len() as u32;
-        self.buf[0..4].copy_from_slice(&len.to_ne_bytes());
-        self.buf[8..12].copy_from_slice(&seq.to_ne_bytes());
-        self.buf
+    /// The bytes to send, with length and sequence number.
+    fn finish(self, seq: u32) -> Vec<u8> {
+        let mut header = NetlinkHeader::default();
+        header.flags = self.flags | NLM_F_REQUEST | NLM_F_ACK;
+        header.sequence_number = seq;
+        let mut m = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(self.inner));
+        m.finalize();
+        let mut buf = vec![0u8; m.buffer_len()];
+        m.serialize(&mut buf);
+        buf
     }
 }
 
-fn ifinfo(buf: &mut Vec<u8>, index: u32, flags: u32, change: u32) {
-    buf.extend_from_slice(&[0, 0, 0, 0]); // family AF_UNSPEC, pad, type
-    buf.extend_from_slice(&index.to_ne_bytes());
-    buf.extend_from_slice(&flags.to_ne_bytes());
-    buf.extend_from_slice(&change.to_ne_bytes());
-}
-
-fn family(ip: IpAddr) -> u8 {
+fn family(ip: IpAddr) -> AddressFamily {
     match ip {
-        IpAddr::V4(_) => libc::AF_INET as u8,
-        IpAddr::V6(_) => libc::AF_INET6 as u8,
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
     }
 }
 
-fn octets(ip: IpAddr) -> Vec<u8> {
-    match ip {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
-    }
+fn link(index: u32, attributes: Vec<LinkAttribute>) -> LinkMessage {
+    let mut m = LinkMessage::default();
+    m.header.index = index;
+    m.attributes = attributes;
+    m
 }
 
 /// A link by name (its index in the answer).
 pub fn get_link(name: &str) -> Msg {
-    let mut m = Msg::new(RTM_GETLINK, 0).ifinfo(0, 0, 0);
-    m.attr_str(IFLA_IFNAME, name);
-    m
+    Msg::new(
+        RouteNetlinkMessage::GetLink(link(0, vec![LinkAttribute::IfName(name.into())])),
+        0,
+    )
 }
 
-/// A new link of `kind` (`bridge`), down.
-pub fn new_link(name: &str, kind: &str) -> Msg {
-    let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL).ifinfo(0, 0, 0);
-    m.attr_str(IFLA_IFNAME, name);
-    let info = m.begin(IFLA_LINKINFO);
-    m.attr_str(IFLA_INFO_KIND, kind);
-    m.end(info);
-    m
+/// A new bridge, down.
+pub fn new_bridge(name: &str) -> Msg {
+    Msg::new(
+        RouteNetlinkMessage::NewLink(link(
+            0,
+            vec![
+                LinkAttribute::IfName(name.into()),
+                LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]),
+            ],
+        )),
+        NLM_F_CREATE | NLM_F_EXCL,
+    )
 }
 
 /// A veth pair: `host` here, `peer` (with MAC address `mac`) created
 /// directly in the network namespace of process `pid`.
 pub fn new_veth(host: &str, peer: &str, pid: u32, mac: [u8; 6]) -> Msg {
-    let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL).ifinfo(0, 0, 0);
-    m.attr_str(IFLA_IFNAME, host);
-    let info = m.begin(IFLA_LINKINFO);
-    m.attr_str(IFLA_INFO_KIND, "veth");
-    let data = m.begin(IFLA_INFO_DATA);
-    let p = m.begin(VETH_INFO_PEER);
-    ifinfo(&mut m.buf, 0, 0, 0);
-    m.attr_str(IFLA_IFNAME, peer);
-    m.attr(IFLA_ADDRESS, &mac);
-    m.attr_u32(IFLA_NET_NS_PID, pid);
-    m.end(p);
-    m.end(data);
-    m.end(info);
-    m
+    let peer = link(
+        0,
+        vec![
+            LinkAttribute::IfName(peer.into()),
+            LinkAttribute::Address(mac.to_vec()),
+            LinkAttribute::NetNsPid(pid),
+        ],
+    );
+    Msg::new(
+        RouteNetlinkMessage::NewLink(link(
+            0,
+            vec![
+                LinkAttribute::IfName(host.into()),
+                LinkAttribute::LinkInfo(vec![
+                    LinkInfo::Kind(InfoKind::Veth),
+                    LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+                ]),
+            ],
+        )),
+        NLM_F_CREATE | NLM_F_EXCL,
+    )
 }
 
 /// Link `index` up, enslaved to `master` when given.
 pub fn set_up(index: u32, master: Option<u32>) -> Msg {
-    let mut m = Msg::new(RTM_SETLINK, 0).ifinfo(index, IFF_UP, IFF_UP);
-    if let Some(master) = master {
-        m.attr_u32(IFLA_MASTER, master);
-    }
-    m
+    let mut m = link(
+        index,
+        master.map(LinkAttribute::Controller).into_iter().collect(),
+    );
+    m.header.flags = LinkFlags::Up;
+    m.header.change_mask = LinkFlags::Up;
+    Msg::new(RouteNetlinkMessage::SetLink(m), 0)
 }
 
 /// Link `index` gets MAC address `mac`.
 pub fn set_mac(index: u32, mac: [u8; 6]) -> Msg {
-    let mut m = Msg::new(RTM_SETLINK, 0).ifinfo(index, 0, 0);
-    m.attr(IFLA_ADDRESS, &mac);
-    m
+    Msg::new(
+        RouteNetlinkMessage::SetLink(link(index, vec![LinkAttribute::Address(mac.to_vec())])),
+        0,
+    )
 }
 
 /// Removes a link by name.
 pub fn del_link(name: &str) -> Msg {
-    let mut m = Msg::new(RTM_DELLINK, 0).ifinfo(0, 0, 0);
-    m.attr_str(IFLA_IFNAME, name);
-    m
+    Msg::new(
+        RouteNetlinkMessage::DelLink(link(0, vec![LinkAttribute::IfName(name.into())])),
+        0,
+    )
 }
 
 /// `addr/prefix` on link `index` (replacing the same address).
 pub fn add_addr(index: u32, addr: IpAddr, prefix: u8) -> Msg {
-    let mut m = Msg::new(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE);
-    m.buf
-        .extend_from_slice(&[family(addr), prefix, 0, RT_SCOPE_UNIVERSE]);
-    m.buf.extend_from_slice(&index.to_ne_bytes());
-    m.attr(IFA_LOCAL, &octets(addr));
-    m.attr(IFA_ADDRESS, &octets(addr));
-    m
+    let mut m = AddressMessage::default();
+    m.header.family = family(addr);
+    m.header.prefix_len = prefix;
+    m.header.scope = AddressScope::Universe;
+    m.header.index = index;
+    m.attributes = vec![
+        AddressAttribute::Local(addr),
+        AddressAttribute::Address(addr),
+    ];
+    Msg::new(
+        RouteNetlinkMessage::NewAddress(m),
+        NLM_F_CREATE | NLM_F_REPLACE,
+    )
 }
 
 /// The default route via `gateway` on link `index`.
 pub fn default_route(gateway: IpAddr, index: u32) -> Msg {
-    let mut m = Msg::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE);
-    m.buf.extend_from_slice(&[
-        family(gateway),
-        0, // dst_len: default
-        0,
-        0,
-        RT_TABLE_MAIN,
-        RTPROT_BOOT,
-        RT_SCOPE_UNIVERSE,
-        RTN_UNICAST,
-    ]);
-    m.buf.extend_from_slice(&0u32.to_ne_bytes());
-    m.attr(RTA_GATEWAY, &octets(gateway));
-    m.attr_u32(RTA_OIF, index);
-    m
+    let mut m = RouteMessage::default();
+    m.header.address_family = family(gateway);
+    m.header.destination_prefix_length = 0;
+    m.header.table = RouteHeader::RT_TABLE_MAIN;
+    m.header.protocol = RouteProtocol::Boot;
+    m.header.scope = RouteScope::Universe;
+    m.header.kind = RouteType::Unicast;
+    m.attributes = vec![
+        RouteAttribute::Gateway(gateway.into()),
+        RouteAttribute::Oif(index),
+    ];
+    Msg::new(
+        RouteNetlinkMessage::NewRoute(m),
+        NLM_F_CREATE | NLM_F_REPLACE,
+    )
 }
 
 /// A `NETLINK_ROUTE` socket.
@@ -285,9 +242,9 @@ impl Netlink {
         sock
     }
 
-    /// Sends `msg` and waits for its acknowledgement; returns the payloads
-    /// of the answers that came before it.
-    pub fn request(&mut self, msg: Msg) -> io::Result<Vec<Vec<u8>>> {
+    /// Sends `msg` and waits for its acknowledgement; returns the answers
+    /// that came before it: their message type and payload.
+    pub fn request(&mut self, msg: Msg) -> io::Result<Vec<(u16, Vec<u8>)>> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let bytes = msg.finish(seq);
@@ -312,35 +269,30 @@ impl Netlink {
                 return Err(e);
             }
             let mut rest = &buf[..n as usize];
-            while rest.len() >= HEADER {
-                let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-                let kind = u16::from_ne_bytes([rest[4], rest[5]]);
-                let their_seq = u32::from_ne_bytes([rest[8], rest[9], rest[10], rest[11]]);
-                if len < HEADER || len > rest.len() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "truncated netlink answer",
-                    ));
-                }
-                let payload = &rest[HEADER..len];
+            while !rest.is_empty() {
+                // The answers are read through the crates' buffer views,
+                // not parsed whole: parsing every kind of route message
+                // would add its whole parser to the binary (≈0.5 MiB) for
+                // an error code and a link index.
+                let bad =
+                    |e: DecodeError| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
+                let answer = NetlinkBuffer::new_checked(rest).map_err(bad)?;
+                let len = answer.length() as usize;
+                let (kind, their_seq) = (answer.message_type(), answer.sequence_number());
+                let payload = answer.payload().to_vec();
                 rest = &rest[len.next_multiple_of(4).min(rest.len())..];
                 if their_seq != seq {
                     continue;
                 }
                 match kind {
                     NLMSG_ERROR => {
-                        let code = payload
-                            .get(0..4)
-                            .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                            .unwrap_or(-libc::EBADMSG);
-                        return if code == 0 {
-                            Ok(answers)
-                        } else {
-                            Err(io::Error::from_raw_os_error(-code))
+                        return match ErrorBuffer::new_checked(&payload[..]).map_err(bad)?.code() {
+                            None => Ok(answers),
+                            Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
                         };
                     }
                     NLMSG_DONE => return Ok(answers),
-                    _ => answers.push(payload.to_vec()),
+                    _ => answers.push((kind, payload)),
                 }
             }
         }
@@ -349,10 +301,11 @@ impl Netlink {
     /// The index of link `name`, or `None` when there is none.
     pub fn link_index(&mut self, name: &str) -> io::Result<Option<u32>> {
         match self.request(get_link(name)) {
-            Ok(answers) => Ok(answers.first().and_then(|p| {
-                p.get(4..8)
-                    .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-            })),
+            Ok(answers) => Ok(answers
+                .iter()
+                .filter(|(kind, _)| *kind == RTM_NEWLINK)
+                .find_map(|(_, p)| LinkMessageBuffer::new_checked(&p[..]).ok())
+                .map(|l| l.link_index())),
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
@@ -367,63 +320,91 @@ impl Netlink {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn u16_at(b: &[u8], at: usize) -> u16 {
-        u16::from_ne_bytes([b[at], b[at + 1]])
-    }
-
-    #[test]
-    fn a_message_carries_its_length_sequence_and_ack_flag() {
-        let bytes = get_link("rkb0123456789").finish(7);
+    fn parsed(m: Msg, seq: u32) -> NetlinkMessage<RouteNetlinkMessage> {
+        let bytes = m.finish(seq);
         assert_eq!(bytes.len() % 4, 0);
         assert_eq!(
             u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize,
             bytes.len()
         );
-        assert_eq!(u16_at(&bytes, 4), RTM_GETLINK);
-        assert_eq!(u16_at(&bytes, 6), NLM_F_REQUEST | NLM_F_ACK);
-        assert_eq!(
-            u32::from_ne_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]),
-            7
-        );
-        // ifinfomsg, then IFLA_IFNAME with its NUL: 4 + 14 bytes, padded to 20.
-        let attr = HEADER + 16;
-        assert_eq!(u16_at(&bytes, attr), 18);
-        assert_eq!(u16_at(&bytes, attr + 2), IFLA_IFNAME);
-        assert_eq!(&bytes[attr + 4..attr + 17], b"rkb0123456789");
-        assert_eq!(bytes.len(), attr + 20);
+        NetlinkMessage::deserialize(&bytes).unwrap()
     }
 
     #[test]
-    fn nested_attributes_enclose_what_was_written_inside() {
+    fn a_request_carries_its_sequence_and_asks_for_an_ack() {
+        let m = parsed(get_link("rkb0123456789"), 7);
+        assert_eq!(m.header.sequence_number, 7);
+        assert_eq!(m.header.flags, NLM_F_REQUEST | NLM_F_ACK);
+        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetLink(l)) = m.payload else {
+            panic!("not a GETLINK: {m:?}");
+        };
+        assert_eq!(
+            l.attributes,
+            vec![LinkAttribute::IfName("rkb0123456789".into())]
+        );
+    }
+
+    #[test]
+    fn a_veth_is_made_with_its_peer_in_the_containers_namespace() {
         let mac = [2, 0x6b, 10, 1, 2, 3];
-        let bytes = new_veth("rkv1", "eth0", 42, mac).finish(1);
-        // After the header, ifinfomsg and IFLA_IFNAME "rkv1\0" (4+5 → 12):
-        let info = HEADER + 16 + 12;
-        assert_eq!(u16_at(&bytes, info + 2), IFLA_LINKINFO | NLA_F_NESTED);
-        assert_eq!(info + u16_at(&bytes, info) as usize, bytes.len());
-        // The peer's netns pid is the last attribute.
-        let n = bytes.len();
-        assert_eq!(u16_at(&bytes, n - 8), 8);
-        assert_eq!(u16_at(&bytes, n - 6), IFLA_NET_NS_PID);
-        assert_eq!(&bytes[n - 4..], &42u32.to_ne_bytes());
-        // Before it, the peer's MAC (6 bytes, padded to 8).
-        assert_eq!(u16_at(&bytes, n - 20), 10);
-        assert_eq!(u16_at(&bytes, n - 18), IFLA_ADDRESS);
-        assert_eq!(&bytes[n - 16..n - 10], &mac);
+        let m = parsed(new_veth("rkv1", "eth0", 42, mac), 1);
+        assert_eq!(
+            m.header.flags,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+        );
+        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) = m.payload else {
+            panic!("not a NEWLINK: {m:?}");
+        };
+        assert!(l.attributes.contains(&LinkAttribute::IfName("rkv1".into())));
+        let info = l
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::LinkInfo(i) => Some(i.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(info[0], LinkInfo::Kind(InfoKind::Veth));
+        let LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))) = &info[1] else {
+            panic!("no peer: {info:?}");
+        };
+        assert!(peer.attributes.contains(&LinkAttribute::NetNsPid(42)));
+        assert!(
+            peer.attributes
+                .contains(&LinkAttribute::Address(mac.to_vec()))
+        );
+        assert!(
+            peer.attributes
+                .contains(&LinkAttribute::IfName("eth0".into()))
+        );
     }
 
     #[test]
     fn an_address_and_a_route_carry_their_family_and_bytes() {
         let ip: IpAddr = "10.1.2.3".parse().unwrap();
-        let bytes = add_addr(5, ip, 24).finish(1);
-        assert_eq!(bytes[HEADER], libc::AF_INET as u8);
-        assert_eq!(bytes[HEADER + 1], 24);
-        assert_eq!(&bytes[HEADER + 4..HEADER + 8], &5u32.to_ne_bytes());
-        assert_eq!(&bytes[HEADER + 12..HEADER + 16], &[10, 1, 2, 3]);
-        let r = default_route(ip, 9).finish(1);
-        assert_eq!(r[HEADER + 4], RT_TABLE_MAIN);
-        assert_eq!(&r[r.len() - 4..], &9u32.to_ne_bytes());
+        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) =
+            parsed(add_addr(5, ip, 24), 1).payload
+        else {
+            panic!("not NEWADDR");
+        };
+        assert_eq!(a.header.family, AddressFamily::Inet);
+        assert_eq!((a.header.prefix_len, a.header.index), (24, 5));
+        assert!(a.attributes.contains(&AddressAttribute::Local(ip)));
+        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) =
+            parsed(default_route(ip, 9), 1).payload
+        else {
+            panic!("not NEWROUTE");
+        };
+        assert_eq!(r.header.table, RouteHeader::RT_TABLE_MAIN);
+        assert!(r.attributes.contains(&RouteAttribute::Oif(9)));
+        let up = parsed(set_up(3, Some(7)), 1);
+        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::SetLink(l)) = up.payload else {
+            panic!("not SETLINK");
+        };
+        assert_eq!(l.header.flags, LinkFlags::Up);
+        assert!(l.attributes.contains(&LinkAttribute::Controller(7)));
     }
 }

@@ -84,7 +84,8 @@ pub fn run(c: &Container, opts: &RunOptions) -> Result<Exit, RunError> {
         layout,
         Path::new("rkstack").join(&opts.stack).join(c.name.as_str()),
     )
-    .only(&lower::extra_controllers(c));
+    .only(&lower::extra_controllers(c))
+    .keeping_parents();
     let staging = opts
         .state_dir
         .join("rootfs")

@@ -157,3 +157,67 @@ fn the_planner_is_pure() {
         ],
     );
 }
+
+/// The crate's top-level modules depend on each other without a circle
+/// (config → plan → supervisor → ..., never back): each names only those
+/// below it.
+#[test]
+fn the_modules_form_no_circle() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut modules: Vec<String> = Vec::new();
+    for e in std::fs::read_dir(&src).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if e.path().is_dir() && name != "cli" {
+            modules.push(name);
+        } else if let Some(m) = name.strip_suffix(".rs")
+            && !matches!(m, "lib" | "main")
+        {
+            modules.push(m.to_string());
+        }
+    }
+    let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for m in &modules {
+        let texts: Vec<String> = if src.join(m).is_dir() {
+            sources(m).into_iter().map(|(_, t)| t).collect()
+        } else {
+            vec![std::fs::read_to_string(src.join(format!("{m}.rs"))).unwrap()]
+        };
+        for t in texts {
+            for part in t.split("crate::").skip(1) {
+                let name: String = part
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                if name != *m && modules.contains(&name) {
+                    uses.entry(m.clone()).or_default().insert(name);
+                }
+            }
+        }
+    }
+    // Depth-first search for a way back to where it started.
+    fn reaches(
+        uses: &BTreeMap<String, BTreeSet<String>>,
+        from: &str,
+        to: &str,
+        seen: &mut BTreeSet<String>,
+        path: &mut Vec<String>,
+    ) -> bool {
+        for next in uses.get(from).into_iter().flatten() {
+            path.push(next.clone());
+            if next == to || (seen.insert(next.clone()) && reaches(uses, next, to, seen, path)) {
+                return true;
+            }
+            path.pop();
+        }
+        false
+    }
+    for m in &modules {
+        let mut path = vec![m.clone()];
+        assert!(
+            !reaches(&uses, m, m, &mut BTreeSet::new(), &mut path),
+            "modules in a circle: {}",
+            path.join(" -> ")
+        );
+    }
+}

@@ -128,14 +128,14 @@ pub(super) fn attach_image(spec: &SandboxSpec) -> StepResult<Vec<OwnedFd>> {
             format!("loop device for {}", file.display()),
         )
     };
-    let (mut dev, fd) = super::loopdev::attach(file).map_err(err)?;
+    let (mut dev, fd) = super::blockdev::loopdev::attach(file).map_err(err)?;
     let mut holds = vec![fd];
     if let Some(v) = verity {
         let (node, held) = verify(file, &dev, v)?;
         holds.extend(held);
         dev = node;
     }
-    let (major, minor) = super::loopdev::dev_of(&dev).map_err(err)?;
+    let (major, minor) = super::blockdev::loopdev::dev_of(&dev).map_err(err)?;
     let rule = format!("b {major}:{minor} r");
     for procs in &spec.cgroup_procs {
         if let Some(allow) = procs.parent().map(|d| d.join("devices.allow"))
@@ -168,9 +168,9 @@ fn verify(
                 format!("hash tree {}: {e}", v.hash_file.display()),
             )
         })?;
-    let sb = super::dm::superblock(&head[..n])
+    let sb = super::blockdev::verity::superblock(&head[..n])
         .map_err(|e| fail(libc::EINVAL, format!("{}: {e}", v.hash_file.display())))?;
-    let (hash_dev, hash_fd) = super::loopdev::attach(&v.hash_file)
+    let (hash_dev, hash_fd) = super::blockdev::loopdev::attach(&v.hash_file)
         .map_err(|e| fail(e.raw_os_error().unwrap_or(0), format!("loop device: {e}")))?;
     let name = format!(
         "rkstack-{}-{}",
@@ -180,7 +180,7 @@ fn verify(
             .map(|d| d.as_nanos())
             .unwrap_or(0)
     );
-    let (node, dm_fd) = super::dm::verity(&name, dev, &hash_dev, &sb, &v.root_hash)
+    let (node, dm_fd) = super::blockdev::verity::verity(&name, dev, &hash_dev, &sb, &v.root_hash)
         .map_err(|e| fail(libc::ENODEV, e))?;
     // The first block, read now: a wrong root hash (or a changed image)
     // fails here rather than as a mount error.

@@ -7,13 +7,12 @@
 
 mod assemble;
 mod binds;
+pub mod blockdev;
 mod caps;
 pub mod cgroup;
 mod channel;
-pub mod dm;
 mod enter;
 pub mod init;
-pub mod loopdev;
 pub mod rootfs;
 pub mod seccomp;
 pub mod spec;

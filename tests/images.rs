@@ -98,6 +98,19 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn layout_with(dir: &Path, new_file: &[u8]) {
+    layout_config(
+        dir,
+        new_file,
+        serde_json::json!({
+            "Cmd": ["/bin/sh", "-c", "echo from-image-cmd; sleep 1000"],
+            "Env": ["PATH=/bin", "FROM_IMAGE=yes"],
+            "WorkingDir": "/tmp"
+        }),
+    );
+}
+
+/// [`layout_with`], with `image_config` as the image's `config`.
+fn layout_config(dir: &Path, new_file: &[u8], image_config: serde_json::Value) {
     std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
     std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let (base, layer2) = layer_tars(new_file);
@@ -106,11 +119,7 @@ fn layout_with(dir: &Path, new_file: &[u8]) {
     let l2 = blob(dir, &layer2);
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux",
-        "config": {
-            "Cmd": ["/bin/sh", "-c", "echo from-image-cmd; sleep 1000"],
-            "Env": ["PATH=/bin", "FROM_IMAGE=yes"],
-            "WorkingDir": "/tmp"
-        },
+        "config": image_config,
         "rootfs": {"type": "layers", "diff_ids": []}
     })
     .to_string();
@@ -135,6 +144,63 @@ fn layout_with(dir: &Path, new_file: &[u8]) {
         }]
     });
     std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+}
+
+/// An image whose Entrypoint is `/bin/echo EP` and Cmd `default`:
+/// `command` replaces the Cmd only, `entrypoint` the Entrypoint (and drops
+/// the Cmd), an empty entrypoint clears it — in the stack file and in
+/// `run` alike, as docker and compose do.
+#[test]
+fn entrypoint_and_command_replace_what_the_image_says_as_docker_does() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let l = dir.path().join("layout");
+    layout_config(
+        &l,
+        b"x\n",
+        serde_json::json!({"Entrypoint": ["/bin/echo", "EP"], "Cmd": ["default"], "Env": ["PATH=/bin"]}),
+    );
+    let image = format!("oci:{}:v1", l.display());
+    let out = |o: std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(out(rk_run(dir.path(), &[&image])), "EP default");
+    assert_eq!(
+        out(rk_run(dir.path(), &[&image, "--", "hello"])),
+        "EP hello"
+    );
+    assert_eq!(
+        out(rk_run(
+            dir.path(),
+            &["--entrypoint", "/bin/echo", &image, "--", "mine"]
+        )),
+        "mine"
+    );
+    assert_eq!(
+        out(rk_run(
+            dir.path(),
+            &["--entrypoint", "", &image, "--", "/bin/echo", "bare"]
+        )),
+        "bare"
+    );
+    // The stack file, through check's effective form: the same keys.
+    let file = dir.path().join("s.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"ep\"\n[containers.a]\nimage = \"{image}\"\ncommand = [\"hello\"]\n\
+             [containers.b]\nimage = \"{image}\"\nentrypoint = [\"/bin/sh\", \"-c\"]\ncommand = [\"echo b\"]\n"
+        ),
+    )
+    .unwrap();
+    let o = rk_in(dir.path(), &["check", "--json", file.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["containers"]["b"]["entrypoint"],
+        serde_json::json!(["/bin/sh", "-c"])
+    );
+    assert!(v["containers"]["a"].get("entrypoint").is_none(), "{v}");
 }
 
 /// `rkstack run ARGS` with state and data under `dir`.

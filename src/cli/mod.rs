@@ -300,10 +300,15 @@ struct RunArgs {
     /// none (loopback only, the default) or host.
     #[arg(long)]
     network: Option<String>,
+    /// Replaces the image's Entrypoint (and then its Cmd is not used); ""
+    /// clears it.
+    #[arg(long, value_name = "PROGRAM")]
+    entrypoint: Option<String>,
     /// A directory, or an image reference of the stack format (host, dir:PATH, ...).
     rootfs: String,
-    /// The command and its arguments.
-    #[arg(last = true, required = true)]
+    /// The command and its arguments (replaces the image's Cmd; may be left
+    /// out for an image that has one, or with --entrypoint).
+    #[arg(last = true)]
     command: Vec<String>,
 }
 

@@ -233,7 +233,14 @@ pub fn container(a: &RunArgs, name: &str) -> Result<Container, String> {
         name,
         image,
         pull_policy: PullPolicy::Missing,
-        command: Some(a.command.clone()),
+        command: (!a.command.is_empty()).then(|| a.command.clone()),
+        entrypoint: a.entrypoint.as_ref().map(|e| {
+            if e.is_empty() {
+                Vec::new()
+            } else {
+                vec![e.clone()]
+            }
+        }),
         env,
         workdir: a
             .workdir

@@ -7,6 +7,7 @@ pub(crate) const CONTAINER_KEYS: &[&str] = &[
     "image",
     "pull_policy",
     "command",
+    "entrypoint",
     "env",
     "workdir",
     "user",

@@ -236,6 +236,7 @@ pub fn container(c: &Container) -> Value {
                     .done()
             }),
         )
+        .opt("entrypoint", c.entrypoint.as_ref().map(Value::strings))
         .opt("command", c.command.as_ref().map(Value::strings))
         .set(
             "env",

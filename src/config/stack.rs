@@ -74,7 +74,8 @@ pub enum ImageRef {
 }
 
 impl ImageRef {
-    /// Whether the image may carry its own Entrypoint/Cmd (so `command` may be omitted).
+    /// Whether the image may carry its own Entrypoint/Cmd (so `command` may
+    /// be omitted).
     pub fn has_config(&self) -> bool {
         matches!(
             self,
@@ -310,8 +311,12 @@ pub struct Container {
     pub name: Name,
     pub image: ImageRef,
     pub pull_policy: PullPolicy,
-    /// `None` only for images that carry their own Entrypoint/Cmd.
+    /// Replaces the image's Cmd (`None`: the image's Cmd, or nothing when
+    /// `entrypoint` is set, as compose and docker do).
     pub command: Option<Vec<String>>,
+    /// Replaces the image's Entrypoint; `Some([])` clears it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
     pub env: BTreeMap<String, String>,
     pub workdir: PathBuf,
     pub user: Option<User>,

@@ -102,19 +102,16 @@ pub fn sandbox_spec(
         }
     };
     let defaults = paths.image.as_ref().map(|i| &i.defaults);
-    // Without a command of its own: the image's entrypoint and command.
-    let command = c
-        .command
-        .clone()
-        .or_else(|| {
-            defaults
-                .map(|d| [d.entrypoint.clone(), d.cmd.clone()].concat())
-                .filter(|v| !v.is_empty())
-        })
-        .ok_or_else(|| LowerError::Invalid {
-            name: name.clone(),
-            what: "no command (neither in the stack file nor in the image)".into(),
-        })?;
+    let command = super::argv::argv(
+        c.entrypoint.as_deref(),
+        c.command.as_deref(),
+        defaults.map(|d| d.entrypoint.as_slice()),
+        defaults.map(|d| d.cmd.as_slice()),
+    )
+    .ok_or_else(|| LowerError::Invalid {
+        name: name.clone(),
+        what: "no command (neither in the stack file nor in the image)".into(),
+    })?;
     let mounts = c
         .mounts
         .iter()

@@ -2,6 +2,7 @@
 //! spec, its image prepared from the store, its user-namespace range, the
 //! descriptor limit it inherits — shared by `up` and `run`.
 
+pub mod argv;
 pub mod images;
 pub mod launcher;
 pub mod linux;

@@ -292,6 +292,10 @@ fn container_keys(
         None => h.add("image", &c.image.to_string()),
     }
     h.add("command", &c.command);
+    // Only when set: stacks without it keep the hashes they had.
+    if let Some(ep) = &c.entrypoint {
+        h.add("entrypoint", ep);
+    }
     h.add("env", &c.env);
     h.add("workdir", &c.workdir);
     h.add("user", &c.user);

@@ -54,7 +54,9 @@ impl Cx<'_> {
         ))
         .unwrap_or(PullPolicy::Missing);
         let command = opt!("command", |cx: &mut Self, v, k| cx.command(v, k));
-        if let (Some(img), None, None) = (&image, &command, get("command"))
+        let entrypoint = opt!("entrypoint", |cx: &mut Self, v, k| cx.entrypoint(v, k));
+        let runs_something = entrypoint.as_ref().is_some_and(|e| !e.is_empty());
+        if let (Some(img), None, None, false) = (&image, &command, get("command"), runs_something)
             && !img.has_config()
         {
             self.err(
@@ -144,6 +146,7 @@ impl Cx<'_> {
             image: image.unwrap_or(ImageRef::Host),
             pull_policy,
             command,
+            entrypoint,
             env,
             workdir,
             user,

@@ -317,6 +317,16 @@ impl Cx<'_> {
         Some(argv)
     }
 
+    /// `entrypoint`: like a command, or empty (`[]`, `""`) to clear the
+    /// image's.
+    fn entrypoint(&mut self, node: &Node, key: &str) -> Option<Vec<String>> {
+        match &node.kind {
+            Kind::Str(s) if s.trim().is_empty() => Some(Vec::new()),
+            Kind::Array(items) if items.is_empty() => Some(Vec::new()),
+            _ => self.command(node, key),
+        }
+    }
+
     fn container_path(&mut self, node: &Node, key: &str) -> Option<PathBuf> {
         self.parsed(node, key, types::container_path)
     }

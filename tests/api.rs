@@ -22,7 +22,7 @@ restart_backoff = { initial = "0" }
 [containers.db]
 image = "dir:ROOTFS"
 hostname = "dbhost"
-command = ["/bin/sleep", "1000"]
+command = ["/bin/sh", "-c", "echo db-ready; exec /bin/sleep 1000"]
 security = { capabilities = { drop = ["ALL"], add = ["CHOWN"] } }
 "#;
 
@@ -119,6 +119,28 @@ fn every_route_answers_on_a_running_stack() {
     let first = lines.next().unwrap().unwrap();
     let second = lines.next().unwrap().unwrap();
     assert!(first.starts_with("tick ") && second.starts_with("tick ") && first != second);
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+    // Without a name: every container's, each line after its name, as
+    // compose shows them; and followed, lines of both as they come.
+    let all = text(&s.rk(&["logs"]));
+    assert!(all.lines().any(|l| l.starts_with("web | tick ")), "{all}");
+    assert!(all.lines().any(|l| l == "db  | db-ready"), "{all}");
+    let mut follow = s
+        .cli()
+        .args(["logs", "-f", "--tail", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut web_seen, mut db_seen) = (0, false);
+    for line in BufReader::new(follow.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        web_seen += usize::from(line.starts_with("web | tick "));
+        db_seen |= line == "db  | db-ready";
+        if web_seen >= 2 && db_seen {
+            break;
+        }
+    }
     follow.kill().unwrap();
     follow.wait().unwrap();
 

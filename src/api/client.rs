@@ -314,6 +314,75 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Several streaming requests at once (`GET` of each path): `each`
+    /// gets every chunk with the index of its path, as chunks come from
+    /// any of them, until all have ended or `each` says stop (false).
+    pub fn stream_many(
+        &self,
+        paths: &[String],
+        each: &mut dyn FnMut(usize, &[u8]) -> bool,
+    ) -> Result<(), ClientError> {
+        self.rt.block_on(async {
+            let (tx, mut rx) =
+                tokio::sync::mpsc::channel::<(usize, Result<Bytes, ClientError>)>(16);
+            let streams: Vec<_> = paths
+                .iter()
+                .enumerate()
+                .map(|(i, path)| {
+                    let tx = tx.clone();
+                    async move {
+                        let resp = match self.send("GET", path, None).await {
+                            Ok(r) => r,
+                            Err(e) => {
+                                let _ = tx.send((i, Err(e))).await;
+                                return;
+                            }
+                        };
+                        let mut body = resp.into_body();
+                        while let Some(frame) = body.frame().await {
+                            let item = match frame {
+                                Ok(f) => match f.into_data() {
+                                    Ok(data) => Ok(data),
+                                    Err(_) => continue,
+                                },
+                                Err(e) => Err(ClientError::Http(e.to_string())),
+                            };
+                            let failed = item.is_err();
+                            if tx.send((i, item)).await.is_err() || failed {
+                                return;
+                            }
+                        }
+                    }
+                })
+                .collect();
+            drop(tx);
+            let all = futures_util::future::join_all(streams);
+            let read = async {
+                while let Some((i, item)) = rx.recv().await {
+                    if !each(i, &item?) {
+                        return Ok(());
+                    }
+                }
+                Ok(())
+            };
+            tokio::pin!(all);
+            tokio::select! {
+                r = read => r,
+                _ = &mut all => {
+                    // Every stream ended: what they sent is still queued.
+                    while let Ok((i, item)) = rx.try_recv() {
+                        if !each(i, &item?) {
+                            break;
+                        }
+                    }
+                    Ok(())
+                }
+            }
+        })
+    }
+}
+
 /// Splits a byte stream into lines across chunks.
 #[derive(Debug, Default)]
 pub struct Lines {

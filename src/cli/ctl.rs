@@ -231,13 +231,25 @@ pub fn down(client: &Client) -> Result<ExitCode, ClientError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `rkstack logs [NAME...]`: one container's output as it was written, or
+/// several (all of the stack's when none is named) with each line
+/// prefixed by its container's name, aligned (`web | ...`), as compose
+/// does. Their lines come in the order they arrive.
 pub fn logs(
     client: &Client,
-    name: &str,
+    names: &[String],
     follow: bool,
     tail: Option<usize>,
     timestamps: bool,
 ) -> Result<ExitCode, ClientError> {
+    let names: Vec<String> = if names.is_empty() {
+        let v = client.call("GET", "/v1/containers", None)?;
+        let list: Vec<ContainerInfo> = serde_json::from_value(v)
+            .map_err(|e| ClientError::Http(format!("unexpected answer: {e}")))?;
+        list.into_iter().map(|c| c.name).collect()
+    } else {
+        names.to_vec()
+    };
     let mut q = Vec::new();
     if follow {
         q.push("follow=1".to_string());
@@ -245,21 +257,31 @@ pub fn logs(
     if let Some(n) = tail {
         q.push(format!("tail={n}"));
     }
-    let path = format!("/v1/containers/{name}/logs?{}", q.join("&"));
-    let mut lines = Lines::default();
+    let paths: Vec<String> = names
+        .iter()
+        .map(|n| format!("/v1/containers/{n}/logs?{}", q.join("&")))
+        .collect();
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    let prefixes: Vec<String> = if names.len() > 1 {
+        names.iter().map(|n| format!("{n:<width$} | ")).collect()
+    } else {
+        vec![String::new(); names.len()]
+    };
+    let mut lines: Vec<Lines> = names.iter().map(|_| Lines::default()).collect();
     let mut failed = None;
-    let streamed = client.stream("GET", &path, None, &mut |chunk| {
-        for record in lines.feed(chunk) {
+    let mut each = |i: usize, chunk: &[u8]| {
+        for record in lines[i].feed(chunk) {
+            let prefix = &prefixes[i];
             let r = if timestamps {
-                writeln!(std::io::stdout(), "{record}")
+                writeln!(std::io::stdout(), "{prefix}{record}")
             } else {
                 // TIMESTAMP STREAM text
                 let mut parts = record.splitn(3, ' ');
                 let (_, stream, text) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
                 if stream == Some("stderr") {
-                    writeln!(std::io::stderr(), "{text}")
+                    writeln!(std::io::stderr(), "{prefix}{text}")
                 } else {
-                    writeln!(std::io::stdout(), "{text}")
+                    writeln!(std::io::stdout(), "{prefix}{text}")
                 }
             };
             if let Err(e) = r {
@@ -268,7 +290,17 @@ pub fn logs(
             }
         }
         true
-    });
+    };
+    // One container's log is read on its own (its request's errors are
+    // its own); several at once, as their lines come.
+    let streamed = match paths.as_slice() {
+        [one] => client.stream("GET", one, None, &mut |chunk| each(0, chunk)),
+        many if follow => client.stream_many(many, &mut each),
+        many => many
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, p)| client.stream("GET", p, None, &mut |chunk| each(i, chunk))),
+    };
     match streamed {
         // Following, the end of the stack is the end of its log: the
         // supervisor closed the stream as it stopped.

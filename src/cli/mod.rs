@@ -140,8 +140,9 @@ enum Command {
         /// Print whole records: timestamp, stream, text.
         #[arg(short = 't', long)]
         timestamps: bool,
-        /// The container.
-        name: String,
+        /// The containers (default: all of the stack's, each line prefixed
+        /// with its container's name, as compose does).
+        names: Vec<String>,
     },
     /// Run a command inside a running container (its namespaces, cgroup, user, capabilities, seccomp).
     Exec {
@@ -382,9 +383,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             follow,
             tail,
             timestamps,
-            name,
+            names,
         } => Ok(with_client(g, None, |c| {
-            ctl::logs(c, &name, follow, tail, timestamps)
+            ctl::logs(c, &names, follow, tail, timestamps)
         })),
         Command::Exec { name, command } => {
             Ok(with_client(g, None, |c| exec::exec(c, &name, &command)))

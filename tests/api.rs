@@ -57,7 +57,12 @@ fn every_route_answers_on_a_running_stack() {
     assert!(
         table
             .lines()
-            .any(|l| l.starts_with("web") && l.contains("running")),
+            .any(|l| l.starts_with("web") && l.contains("running") && l.contains(" dir:/")),
+        "{table}"
+    );
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.contains(" MEMORY ") && header.contains(" IMAGE ") && header.ends_with(" PORTS"),
         "{table}"
     );
     assert_eq!(s.ps().len(), 2);

@@ -46,7 +46,8 @@ pub fn connect(
 pub fn ps_rows(list: &[ContainerInfo]) -> Vec<Vec<String>> {
     let mut rows = vec![
         [
-            "NAME", "STATE", "PID", "RESTARTS", "HEALTH", "UPTIME", "IP", "MEMORY",
+            "NAME", "STATE", "PID", "RESTARTS", "HEALTH", "UPTIME", "IP", "MEMORY", "IMAGE",
+            "PORTS",
         ]
         .map(String::from)
         .to_vec(),
@@ -78,6 +79,18 @@ pub fn ps_rows(list: &[ContainerInfo]) -> Vec<Vec<String>> {
                     .join(",")
             },
             c.memory_bytes.map_or_else(dash, human_bytes),
+            // New columns go last: scripts that read the others by position
+            // keep working.
+            if c.image.is_empty() {
+                dash()
+            } else {
+                c.image.clone()
+            },
+            if c.ports.is_empty() {
+                dash()
+            } else {
+                c.ports.join(",")
+            },
         ]);
     }
     rows
@@ -405,6 +418,8 @@ mod tests {
     fn ps_is_an_aligned_table() {
         let c = ContainerInfo {
             name: "web".into(),
+            image: "dir:/srv/web".into(),
+            ports: vec!["8080:80/tcp".into()],
             state: ContainerState::Running,
             pid: Some(42),
             restarts: 1,
@@ -421,8 +436,8 @@ mod tests {
         let text = table(&ps_rows(std::slice::from_ref(&c)));
         assert_eq!(
             text,
-            "NAME   STATE     PID   RESTARTS   HEALTH    UPTIME   IP         MEMORY\n\
-             web    running   42    1          healthy   2m5s     10.0.0.2   3.0 MiB\n"
+            "NAME   STATE     PID   RESTARTS   HEALTH    UPTIME   IP         MEMORY    IMAGE          PORTS\n\
+             web    running   42    1          healthy   2m5s     10.0.0.2   3.0 MiB   dir:/srv/web   8080:80/tcp\n"
         );
         // Why one is down, in the STATE column.
         let down = |state: ContainerState, last: Option<Exit>, error: Option<&str>| {

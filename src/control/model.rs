@@ -182,6 +182,13 @@ impl<'de> Deserialize<'de> for Exit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerInfo {
     pub name: String,
+    /// Its image as the stack file names it (`dir:/srv/web`, `docker://nginx:1.27`).
+    #[serde(default)]
+    pub image: String,
+    /// The ports it publishes, as the stack file writes them
+    /// (`127.0.0.1:8080:80/tcp`).
+    #[serde(default)]
+    pub ports: Vec<String>,
     pub state: ContainerState,
     pub pid: Option<i32>,
     pub restarts: u32,
@@ -207,6 +214,8 @@ impl ContainerInfo {
     pub fn created(name: &str) -> ContainerInfo {
         ContainerInfo {
             name: name.to_string(),
+            image: String::new(),
+            ports: Vec::new(),
             state: ContainerState::Created,
             pid: None,
             restarts: 0,

@@ -39,6 +39,8 @@ impl Supervisor {
         };
         ContainerInfo {
             name: name.to_string(),
+            image: l.spec.config.image.to_string(),
+            ports: l.spec.config.ports.iter().map(|p| p.to_string()).collect(),
             state: l.state.word(),
             pid: l.pid.filter(|_| running),
             restarts: l.restarts,
@@ -64,7 +66,11 @@ impl Supervisor {
             .iter()
             .map(|c| match self.live.get(&c.name) {
                 Some(l) => self.info(&c.name, l),
-                None => ContainerInfo::created(&c.name),
+                None => ContainerInfo {
+                    image: c.config.image.to_string(),
+                    ports: c.config.ports.iter().map(|p| p.to_string()).collect(),
+                    ..ContainerInfo::created(&c.name)
+                },
             })
             .collect()
     }

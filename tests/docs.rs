@@ -141,7 +141,7 @@ print("KINDS " + " ".join(d["components"]["schemas"]["Error"]["properties"]["kin
         String::from_utf8_lossy(&out.stderr)
     );
     let listed = String::from_utf8_lossy(&out.stdout).to_string();
-    let server = read("src/api/server.rs");
+    let server = read("src/api/server/mod.rs");
     for route in server
         .split(".route(\"")
         .skip(1)

@@ -109,7 +109,7 @@ fn the_supervisor_acts_only_through_its_seams() {
 }
 
 /// HTTP is `api/`'s business alone: the request vocabulary (`control/`)
-/// names failures by kind, and `api/server.rs` gives each its status.
+/// names failures by kind, and `api/server/` gives each its status.
 /// (`image/registry.rs` speaks HTTP to registries, as a client of theirs.)
 #[test]
 fn no_http_status_outside_the_api() {

@@ -2,6 +2,10 @@
 //! the supervisor's event loop and its answers into responses; streams
 //! (logs, events, exec output) are served here from the supervisor's
 //! broadcasts and files, without holding up the loop.
+//!
+//! `exec.rs` holds `POST .../exec`: its streamed and interactive forms.
+
+mod exec;
 
 use std::os::fd::OwnedFd;
 use std::path::{Path as FsPath, PathBuf};
@@ -20,6 +24,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{Command, ControlError, ErrorKind, Exec, Reply, Request};
 use crate::supervisor::events::{self, Event};
+
+use exec::exec;
+pub use exec::exit_code;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -490,168 +497,6 @@ async fn events_route(Q(q): Q<EventsQuery>) -> Response {
     ndjson_or_text("application/x-ndjson", rx)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExecBody {
-    command: Vec<String>,
-    #[serde(default)]
-    env: Vec<String>,
-    /// Given to the process on its stdin (then closed); none: /dev/null-like EOF.
-    #[serde(default)]
-    stdin: Option<String>,
-    /// The terminal's size, for an interactive session.
-    #[serde(default)]
-    rows: Option<u16>,
-    #[serde(default)]
-    cols: Option<u16>,
-}
-
-/// An interactive session on a pseudo-terminal (see [`super::tty`]).
-async fn exec_tty(
-    api: Api,
-    name: String,
-    body: ExecBody,
-    upgrade: hyper::upgrade::OnUpgrade,
-) -> Response {
-    let pty = super::tty::open(body.rows.unwrap_or(24), body.cols.unwrap_or(80)).and_then(
-        |(master, slave)| {
-            let a = slave.try_clone()?;
-            let b = slave.try_clone()?;
-            Ok((master, [slave, a, b]))
-        },
-    );
-    let (master, stdio) = match pty {
-        Ok(p) => p,
-        Err(e) => return ControlError::internal(format!("terminal: {e}")).into_response(),
-    };
-    let (exit_tx, exit_rx) = oneshot::channel();
-    let cmd = Command::Exec(Exec {
-        container: name,
-        command: body.command,
-        env: body.env,
-        stdio,
-        terminal: true,
-        exit: exit_tx,
-    });
-    if let Err(e) = ask(&api, cmd).await {
-        return e.into_response();
-    }
-    tokio::spawn(async move {
-        match upgrade.await {
-            Ok(io) => super::tty::serve(hyper_util::rt::TokioIo::new(io), master, exit_rx).await,
-            Err(e) => tracing::warn!("exec: the connection was not upgraded: {e}"),
-        }
-    });
-    (
-        StatusCode::SWITCHING_PROTOCOLS,
-        [
-            (header::CONNECTION, "upgrade"),
-            (header::UPGRADE, super::tty::PROTOCOL),
-        ],
-    )
-        .into_response()
-}
-
-fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)
-}
-
-/// A wait status as a shell reports it: the exit code, or 128 + signal.
-pub fn exit_code(status: i32) -> i32 {
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        255
-    }
-}
-
-async fn exec(State(api): State<Api>, Path(name): Path<String>, mut req: HttpRequest) -> Response {
-    let interactive = req
-        .headers()
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case(super::tty::PROTOCOL));
-    let upgrade = interactive.then(|| hyper::upgrade::on(&mut req));
-    let bytes = match axum::body::to_bytes(req.into_body(), 1 << 20).await {
-        Ok(b) => b,
-        Err(e) => return ControlError::bad_request(format!("body: {e}")).into_response(),
-    };
-    let body: ExecBody = match serde_json::from_slice(&bytes) {
-        Ok(b) => b,
-        Err(e) => return ControlError::bad_request(format!("body: {e}")).into_response(),
-    };
-    if body.command.is_empty() {
-        return ControlError::bad_request("command must not be empty").into_response();
-    }
-    if let Some(upgrade) = upgrade {
-        return exec_tty(api, name, body, upgrade).await;
-    }
-    let pipes = (|| Ok::<_, std::io::Error>((pipe()?, pipe()?, pipe()?)))();
-    let ((in_r, in_w), (out_r, out_w), (err_r, err_w)) = match pipes {
-        Ok(p) => p,
-        Err(e) => return ControlError::internal(format!("pipes: {e}")).into_response(),
-    };
-    let (exit_tx, exit_rx) = oneshot::channel();
-    let cmd = Command::Exec(Exec {
-        container: name,
-        command: body.command,
-        env: body.env,
-        stdio: [in_r, out_w, err_w],
-        terminal: false,
-        exit: exit_tx,
-    });
-    if let Err(e) = ask(&api, cmd).await {
-        return e.into_response();
-    }
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
-    let frame = |v: serde_json::Value| {
-        let mut b = serde_json::to_vec(&v).unwrap_or_default();
-        b.push(b'\n');
-        Bytes::from(b)
-    };
-    // stdin: written, then closed.
-    let input = body.stdin.unwrap_or_default();
-    tokio::spawn(async move {
-        use tokio::io::AsyncWriteExt;
-        if let Ok(mut w) = tokio::net::unix::pipe::Sender::from_owned_fd(in_w) {
-            let _ = w.write_all(input.as_bytes()).await;
-        }
-    });
-    let mut readers = Vec::new();
-    for (stream, fd) in [("stdout", out_r), ("stderr", err_r)] {
-        let tx = tx.clone();
-        readers.push(tokio::spawn(async move {
-            use tokio::io::AsyncReadExt;
-            let Ok(mut r) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
-                return;
-            };
-            let mut buf = vec![0u8; 16384];
-            loop {
-                match r.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => {
-                        let data = String::from_utf8_lossy(&buf[..n]).into_owned();
-                        let v = serde_json::json!({ "stream": stream, "data": data });
-                        if tx.send(frame(v)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        }));
-    }
-    tokio::spawn(async move {
-        for r in readers {
-            let _ = r.await;
-        }
-        let code = exit_rx.await.map(exit_code).unwrap_or(255);
-        let _ = tx.send(frame(serde_json::json!({ "exit": code }))).await;
-    });
-    ndjson_or_text("application/x-ndjson", rx)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -716,7 +561,7 @@ mod tests {
     }
 
     fn openapi_routes() -> Vec<(String, String)> {
-        let text = include_str!("../../api/openapi.yaml");
+        let text = include_str!("../../../api/openapi.yaml");
         let mut out = Vec::new();
         let mut path = None;
         let mut in_paths = false;

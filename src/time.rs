@@ -3,6 +3,15 @@
 
 use std::time::SystemTime;
 
+/// Now on the wall clock, in milliseconds since the Unix epoch (`None`
+/// on a clock set before 1970).
+pub fn unix_millis() -> Option<u64> {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| u64::try_from(d.as_millis()).ok())
+}
+
 /// RFC 3339 UTC with milliseconds, without a date library.
 pub fn timestamp(t: SystemTime) -> String {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();

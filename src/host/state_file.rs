@@ -44,6 +44,10 @@ pub struct SavedContainer {
     pub record: Record,
     pub restarts: u32,
     pub user_stopped: bool,
+    /// When its present run started (Unix milliseconds): a supervisor that
+    /// adopts it counts its uptime from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<u64>,
     /// Why its restart policy gave up on it (`start_limit`): it stays down
     /// across a supervisor restart too.
     #[serde(default)]

@@ -58,6 +58,7 @@ impl Supervisor {
             spec,
             pid: None,
             started: None,
+            started_at: None,
             state: State::Stopped,
             ips: BTreeMap::new(),
             oom_base: 0,
@@ -115,6 +116,7 @@ impl Supervisor {
                 l.starttime = self.launcher.starttime(pid);
                 l.pidfd = None;
                 l.started = Some(now);
+                l.started_at = crate::time::unix_millis();
                 l.state = State::Running;
                 l.record = l.spec.record();
                 l.health_failures = 0;

@@ -163,6 +163,9 @@ struct Live {
     record: Record,
     pid: Option<i32>,
     started: Option<Instant>,
+    /// `started` on the wall clock (Unix milliseconds), kept in the state
+    /// file so an adopting supervisor counts uptime from the real start.
+    started_at: Option<u64>,
     state: State,
     history: History,
     restarts: u32,

@@ -56,6 +56,7 @@ impl Supervisor {
                             record: l.record.clone(),
                             restarts: l.restarts,
                             user_stopped: l.user_stopped,
+                            started_at: l.started_at.filter(|_| l.pid.is_some()),
                             failed: match &l.state {
                                 State::Failed(why) => Some(why.clone()),
                                 _ => None,
@@ -154,7 +155,14 @@ impl Supervisor {
                     l.restarts = sv.restarts;
                     l.user_stopped = sv.user_stopped;
                     l.state = State::Running;
-                    l.started = Some(Instant::now());
+                    // Its uptime counts from its real start, not from now.
+                    let ago = sv
+                        .started_at
+                        .zip(crate::time::unix_millis())
+                        .map(|(at, now)| Duration::from_millis(now.saturating_sub(at)))
+                        .unwrap_or_default();
+                    l.started = Instant::now().checked_sub(ago).or(Some(Instant::now()));
+                    l.started_at = sv.started_at.or_else(crate::time::unix_millis);
                     l.health = l.spec.config.health.as_ref().map(|_| Health::Starting);
                     if let Some(h) = &l.spec.config.health {
                         self.timers.push(std::cmp::Reverse((

@@ -106,3 +106,16 @@ fn an_instance_nobody_recorded_is_ended_before_the_start() {
     );
     assert_eq!(h.starts("a"), 1);
 }
+
+/// An adopted container's uptime counts from its real start (the state
+/// file keeps it), not from the new supervisor's.
+#[test]
+fn an_adopted_container_keeps_its_uptime() {
+    let h = after_crash(TWO, |h| {
+        let at = crate::time::unix_millis().unwrap() - 30_000;
+        h.sup.live.get_mut("a").unwrap().started_at = Some(at);
+    });
+    let up = h.sup.live["a"].started.unwrap().elapsed();
+    assert!(up >= Duration::from_secs(29), "uptime {up:?}");
+    assert!(h.sup.live["b"].started.unwrap().elapsed() < Duration::from_secs(5));
+}

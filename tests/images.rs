@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::stack::Stack;
 use common::*;
 use sha2::{Digest, Sha256};
 
@@ -223,59 +224,15 @@ fn rk_cmd(dir: &Path) -> Command {
     c
 }
 
-struct Up {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    stack: String,
-}
-
-impl Up {
-    fn start(tag: &str, body: &str) -> Up {
-        let dir = tempfile::tempdir().unwrap();
-        layout(&dir.path().join("layout"));
-        let stack = unique(tag);
-        let text = format!(
-            "name = \"{stack}\"\n[defaults]\nstop_signal = \"SIGKILL\"\n{}",
-            body.replace("LAYOUT", &dir.path().join("layout").display().to_string())
-        );
-        std::fs::write(dir.path().join("stack.toml"), text).unwrap();
-        let log = std::fs::File::create(dir.path().join("events.log")).unwrap();
-        let child = rk_cmd(dir.path())
-            .arg("up")
-            .arg(dir.path().join("stack.toml"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Up {
-            child: Some(child),
-            dir,
-            stack,
-        }
-    }
-
-    fn file(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(rel)).unwrap_or_default()
-    }
-
-    fn log_of(&self, c: &str) -> String {
-        self.file(&format!("data/{}/logs/{c}.log", self.stack))
-    }
-
-    fn wait_for(&self, what: impl Fn(&Up) -> bool, why: &str) {
-        wait_until(|| what(self), why, || self.file("events.log"));
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: signalling the rkstack this test started.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let _ = c.wait();
-        }
-        remove_cgroups(&self.stack);
-    }
+/// A stack of `body` under `rkstack up`, `LAYOUT` standing for an OCI
+/// layout made for it (see [`layout`]).
+fn up_with_layout(tag: &str, body: &str) -> Stack {
+    let mut s = Stack::new(tag, Path::new(rkstack()));
+    let l = s.dir.path().join("layout");
+    layout(&l);
+    s.write(&body.replace("LAYOUT", &l.display().to_string()));
+    s.spawn(&[]);
+    s
 }
 
 #[test]
@@ -292,7 +249,7 @@ image = "oci:LAYOUT:v1"
 command = ["/bin/sh", "-c", "sleep 0.5; ls /made-by-b || echo absent-in-c; sleep 1000"]
 depends_on = ["b"]
 "#;
-    let up = Up::start("oci", body);
+    let up = up_with_layout("oci", body);
     up.wait_for(
         |u| u.log_of("a").contains("from-image-cmd"),
         "the image's command",
@@ -313,7 +270,7 @@ depends_on = ["b"]
     // b's file is in b's own upper layer; the layers were unpacked once for all three.
     let data = up.dir.path().join("data");
     assert!(
-        data.join(&up.stack)
+        data.join(&up.name)
             .join("containers/b/upper/made-by-b")
             .exists()
     );
@@ -345,14 +302,14 @@ depends_on = ["b"]
     // containers that use it, each with a fresh writable layer.
     let a = up.log_of("a").matches("from-image-cmd").count();
     let upper_marker = data
-        .join(&up.stack)
+        .join(&up.name)
         .join("containers/b/upper/old-run-marker");
     std::fs::write(&upper_marker, "x").unwrap();
     for i in 0..500 {
         std::fs::write(upper_marker.with_file_name(format!("many-{i}")), "x").unwrap();
     }
     // What a removal cut short by a crash left: removed with the next one.
-    let trash = data.join(&up.stack).join("containers/.trash");
+    let trash = data.join(&up.name).join("containers/.trash");
     std::fs::create_dir_all(trash.join("b-1/upper/deep")).unwrap();
     let l = up.dir.path().join("layout");
     std::fs::remove_dir_all(&l).unwrap();
@@ -639,7 +596,7 @@ fn a_read_only_image_container_makes_its_mount_points_outside_the_store() {
 #[test]
 fn rmi_spares_what_a_running_stack_declares_and_collects_the_rest() {
     require_root!();
-    let mut up = Up::start(
+    let mut up = up_with_layout(
         "rmi",
         "[containers.a]\nimage = \"oci:LAYOUT:v1\"\ncommand = [\"/bin/sleep\", \"1000\"]\n",
     );
@@ -1376,7 +1333,7 @@ fn a_verity_image_runs_only_as_its_root_hash_says() {
         .find_map(|l| l.strip_prefix("Root hash:"))
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|| panic!("no root hash in:\n{text}"));
-    let up = Up::start(
+    let up = up_with_layout(
         "verity",
         &format!(
             "[containers.good]\nimage = \"squashfs:{img}\"\nverity = {{ root_hash = \"{root_hash}\" }}\n\
@@ -1423,7 +1380,7 @@ command = ["/bin/sh", "-c", "cat /etc/new-file; id -u; ls -ln /etc/new-file; ech
 [containers.u.security]
 user_namespace = "auto"
 "#;
-    let up = Up::start("userns-img", body);
+    let up = up_with_layout("userns-img", body);
     wait_until(
         || up.log_of("u").contains("wrote"),
         "u ran and wrote",
@@ -1460,7 +1417,7 @@ user_namespace = "auto"
     let written = up
         .dir
         .path()
-        .join(format!("data/{}/containers/u/upper/written", up.stack));
+        .join(format!("data/{}/containers/u/upper/written", up.name));
     let meta = std::fs::metadata(&written).unwrap();
     assert_eq!(
         std::os::unix::fs::MetadataExt::uid(&meta).to_string(),
@@ -1488,7 +1445,7 @@ mounts = [{{ type = "bind", source = "{}", target = "/p", read_only = true }}]
 "#,
         probe_dir.path().display()
     );
-    let up = Up::start("private", &body);
+    let up = up_with_layout("private", &body);
     // Where a host user could reach it, were the data directory open.
     std::fs::set_permissions(
         up.dir.path(),
@@ -1496,8 +1453,8 @@ mounts = [{{ type = "bind", source = "{}", target = "/p", read_only = true }}]
     )
     .unwrap();
     let data = up.dir.path().join("data");
-    let upper = data.join(format!("{}/containers/c/upper", up.stack));
-    let state = up.dir.path().join(format!("state/{}/state.json", up.stack));
+    let upper = data.join(format!("{}/containers/c/upper", up.name));
+    let state = up.dir.path().join(format!("state/{}/state.json", up.name));
     // The state is saved once the start-up plan is done, maybe after the
     // container got this far.
     up.wait_for(
@@ -1509,9 +1466,9 @@ mounts = [{{ type = "bind", source = "{}", target = "/p", read_only = true }}]
     assert_eq!(mode(&upper.join("suid")) & 0o4000, 0o4000, "not setuid");
     assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(&up.dir.path().join("state")), 0o711);
-    assert_eq!(mode(&data.join(format!("{}/logs/c.log", up.stack))), 0o640);
+    assert_eq!(mode(&data.join(format!("{}/logs/c.log", up.name))), 0o640);
     assert_eq!(
-        mode(&up.dir.path().join(format!("state/{}/state.json", up.stack))),
+        mode(&up.dir.path().join(format!("state/{}/state.json", up.name))),
         0o600
     );
     let layers = std::fs::read_dir(data.join("images/layers"))

@@ -108,6 +108,16 @@ impl Stack {
         self.dir.path().join(format!("state/{}.sock", self.name))
     }
 
+    /// A file under the stack's folder, as text (empty when missing).
+    pub fn file(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(rel)).unwrap_or_default()
+    }
+
+    /// Container `c`'s log file as it is now.
+    pub fn log_of(&self, c: &str) -> String {
+        self.file(&format!("data/{}/logs/{c}.log", self.name))
+    }
+
     pub fn events(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("events.log")).unwrap_or_default()
     }

@@ -264,6 +264,14 @@ fn every_route_answers_on_a_running_stack() {
     std::thread::sleep(Duration::from_millis(300));
     let out = s.rk(&["down"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // Each container is said as it stops, as compose does.
+    for c in ["web", "db"] {
+        assert!(
+            stderr(&out).contains(&format!("{c}: stopped")),
+            "{}",
+            stderr(&out)
+        );
+    }
     let ended = follower.wait_with_output().unwrap();
     assert!(ended.status.success(), "logs -f: {}", stderr(&ended));
     let status = s.child.take().unwrap().wait().unwrap();

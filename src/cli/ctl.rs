@@ -223,6 +223,29 @@ pub fn percent_encode(s: &str) -> String {
 pub fn down(client: &Client) -> Result<ExitCode, ClientError> {
     let v = client.call("POST", "/v1/down", None)?;
     let pid = v["pid"].as_i64().and_then(|p| i32::try_from(p).ok());
+    // Each container as it stops, as compose says them: the supervisor's
+    // events after the request, until it has gone (its stream ends then).
+    if let Some(after) = v["events_after"].as_u64() {
+        let mut lines = Lines::default();
+        let _ = client.stream(
+            "GET",
+            &format!("/v1/events?since={after}"),
+            None,
+            &mut |chunk| {
+                for line in lines.feed(chunk) {
+                    let Ok(e) = serde_json::from_str::<serde_json::Value>(&line) else {
+                        continue;
+                    };
+                    if e["kind"] == "stopped"
+                        && let Some(name) = e["container"].as_str()
+                    {
+                        let _ = writeln!(std::io::stderr(), "{name}: stopped");
+                    }
+                }
+                true
+            },
+        );
+    }
     // Wait until the supervisor has stopped everything and exited.
     if let Some(pid) = pid {
         // SAFETY: plain syscall; the descriptor is closed below.

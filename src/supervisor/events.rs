@@ -222,6 +222,15 @@ pub fn record_as(stack: &str, kind: Kind, facts: Facts, message: String) {
     }
 }
 
+/// The number of the last event recorded (0 before the first): what a
+/// client that wants what follows asks `since`.
+pub fn last_seq() -> u64 {
+    JOURNAL
+        .lock()
+        .map(|j| j.events.back().map_or(0, |e| e.seq))
+        .unwrap_or(0)
+}
+
 /// Events after `seq` (all kept ones for 0), oldest first.
 pub fn since(seq: u64) -> Vec<Event> {
     JOURNAL

@@ -223,6 +223,8 @@ impl Supervisor {
             Command::Down => Reply::json(&serde_json::json!({
                 "stopping": true,
                 "pid": std::process::id(),
+                // The stops' events come after this one.
+                "events_after": crate::supervisor::events::last_seq(),
             })),
             Command::Metrics => Ok(Reply::Metrics(Box::new(self.metrics()))),
             Command::Exec(e) => self.exec(e),

@@ -40,17 +40,28 @@ struct Cli {
 #[derive(Args, Debug)]
 struct Global {
     /// Which running stack to talk to (default: the only one running).
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        help_heading = "Global options"
+    )]
     stack: Option<String>,
     /// The control socket of the supervisor to talk to.
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help_heading = "Global options"
+    )]
     socket: Option<PathBuf>,
     /// Where running stacks keep their sockets and state.
     #[arg(
         long,
         global = true,
         value_name = "DIR",
-        default_value = "/run/rkstack"
+        default_value = "/run/rkstack",
+        help_heading = "Global options"
     )]
     state_dir: PathBuf,
     /// Where images, volumes and logs are kept.
@@ -58,27 +69,58 @@ struct Global {
         long,
         global = true,
         value_name = "DIR",
-        default_value = "/var/lib/rkstack"
+        default_value = "/var/lib/rkstack",
+        help_heading = "Global options"
     )]
     data_dir: PathBuf,
     /// A remote supervisor: https://ADDR:PORT (its `up --listen`).
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        help_heading = "Remote access (--host)"
+    )]
     host: Option<String>,
     /// With --host: the CA that signed the supervisor's certificate (PEM).
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help_heading = "Remote access (--host)"
+    )]
     ca: Option<PathBuf>,
     /// With --host: this client's certificate (PEM), for a supervisor that asks for one.
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help_heading = "Remote access (--host)"
+    )]
     cert: Option<PathBuf>,
     /// With --host: the key of --cert (PEM).
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help_heading = "Remote access (--host)"
+    )]
     key: Option<PathBuf>,
     /// The bearer token (a file holding it): the one a client sends with
     /// --host, or the one `up --listen` requires.
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help_heading = "Remote access (--host)"
+    )]
     token_file: Option<PathBuf>,
     /// A registry (HOST[:PORT]) to pull from over plain HTTP (repeatable).
-    #[arg(long = "insecure-registry", global = true, value_name = "HOST[:PORT]")]
+    #[arg(
+        long = "insecure-registry",
+        global = true,
+        value_name = "HOST[:PORT]",
+        help_heading = "Registries"
+    )]
     insecure_registries: Vec<String>,
     /// error, warn, info, debug or trace.
     #[arg(
@@ -87,7 +129,8 @@ struct Global {
         value_name = "LEVEL",
         default_value = "info",
         value_parser = ["error", "warn", "info", "debug", "trace"],
-        ignore_case = true
+        ignore_case = true,
+        help_heading = "Global options"
     )]
     log_level: String,
 }

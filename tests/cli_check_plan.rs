@@ -289,9 +289,15 @@ fn help_puts_a_commands_own_options_first_and_groups_the_rest() {
     let out = rkstack(&["ps", "--help"]);
     assert_eq!(out.status.code(), Some(0));
     let help = text(&out.stdout);
-    let at = |s: &str| help.find(s).unwrap_or_else(|| panic!("no {s:?} in\n{help}"));
+    let at = |s: &str| {
+        help.find(s)
+            .unwrap_or_else(|| panic!("no {s:?} in\n{help}"))
+    };
     assert!(at("--quiet") < at("Global options:"), "{help}");
-    assert!(at("Global options:") < at("Remote access (--host):"), "{help}");
+    assert!(
+        at("Global options:") < at("Remote access (--host):"),
+        "{help}"
+    );
     assert!(at("Remote access (--host):") < at("--token-file"), "{help}");
     assert!(at("Registries:") < at("--insecure-registry"), "{help}");
 }

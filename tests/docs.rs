@@ -188,3 +188,45 @@ print("KINDS " + " ".join(d["components"]["schemas"]["Error"]["properties"]["kin
         );
     }
 }
+
+/// `docs/cli.md` has a section for every command the binary has, naming
+/// every option that command's `--help` lists.
+#[test]
+fn every_command_and_option_is_in_the_cli_reference() {
+    let doc = read("docs/cli.md");
+    let rk = env!("CARGO_BIN_EXE_rkstack");
+    let help = |args: &[&str]| {
+        let out = std::process::Command::new(rk).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let top = help(&["--help"]);
+    let commands: Vec<String> = top
+        .split("Commands:")
+        .nth(1)
+        .and_then(|s| s.split("\n\n").next())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.len() > 15, "{top}");
+    for c in &commands {
+        let heading = format!("### `rkstack {c}`");
+        let section = doc
+            .split(&heading)
+            .nth(1)
+            .unwrap_or_else(|| panic!("docs/cli.md has no {heading}"))
+            .split("\n### ")
+            .next()
+            .unwrap_or_default();
+        let own = help(&[c, "--help"]);
+        let own = own.split("Global options:").next().unwrap_or_default();
+        for word in own.split_whitespace().filter(|w| w.starts_with("--")) {
+            let opt = word.trim_end_matches(',');
+            assert!(
+                section.contains(opt),
+                "docs/cli.md: rkstack {c} does not name {opt}"
+            );
+        }
+    }
+}

@@ -163,7 +163,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List the stack's containers: state, pid, restarts, health, uptime, address, memory.
+    /// List the stack's containers: state, pid, restarts, health, uptime, address, memory, image, ports.
     Ps {
         /// JSON: one object per container (the fields of GET /v1/containers).
         #[arg(long)]
@@ -172,7 +172,7 @@ enum Command {
         #[arg(short, long, conflicts_with = "json")]
         quiet: bool,
     },
-    /// Show a container's output (stdout and stderr), from its log files.
+    /// Show containers' output (stdout and stderr) from their log files: one, several, or all of them prefixed.
     Logs {
         /// Keep printing new lines as they come.
         #[arg(short = 'f', long)]

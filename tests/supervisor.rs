@@ -646,6 +646,14 @@ stop_signal = "SIGKILL"
     assert_eq!(up.stop().code(), Some(0));
     assert!(!alive(keep));
     assert!(!state.exists(), "state.json left after a clean stop");
+    // The adopted container's clean stop is said as a stop, not as a kill
+    // (how an adopted process ended is not known).
+    let log = up.log();
+    let stopped = log
+        .lines()
+        .find(|l| l.contains("keep: stopped"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(!stopped.contains("keep: stopped ("), "{stopped}");
     // Every number the container printed is in its log, across the crash.
     let log = std::fs::read_to_string(
         up.dir

@@ -143,9 +143,18 @@ impl Supervisor {
                         .and_then(|l| l.started)
                         .map(|s| s.elapsed())
                         .unwrap_or_default();
+                    let stopping = self
+                        .live
+                        .get(name)
+                        .is_some_and(|l| matches!(l.state, State::Stopping(_)));
                     if let Some(l) = self.live.get_mut(name) {
                         l.pid = None;
                         l.pidfd = None;
+                    }
+                    if stopping {
+                        // Its stop's end: how it ended is not ours to know.
+                        self.finish_stop(name, StopEnd::Adopted);
+                        continue;
                     }
                     event(
                         &self.stack(),

@@ -345,7 +345,7 @@ impl Supervisor {
             .is_some_and(|l| matches!(l.state, State::Stopping(_)))
         {
             // The end of a stop, not a failure: no restart policy.
-            self.finish_stop(name, Some(exit));
+            self.finish_stop(name, StopEnd::Exited(exit));
             return;
         }
         let stack = self.stack();

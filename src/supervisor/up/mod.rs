@@ -48,6 +48,7 @@ use children::Child;
 use lifecycle::{decode, exit_facts};
 pub use placement::cgroup_base;
 use placement::claim_cgroup_base;
+use stops::StopEnd;
 use wait::{Waiter, wait_ready};
 
 #[derive(Debug, thiserror::Error)]

@@ -151,7 +151,7 @@ impl Supervisor {
                 false,
             ));
         }
-        let mut ended: Vec<(String, i32)> = Vec::new();
+        let mut ended: Vec<(String, StopEnd)> = Vec::new();
         let only_chld = sigset(&[libc::SIGCHLD]);
         let mut killed = false;
         let launcher = &mut self.launcher;
@@ -175,9 +175,9 @@ impl Supervisor {
                     ended.push((
                         name.clone(),
                         if pidfd.is_some() {
-                            libc::SIGKILL
+                            StopEnd::Adopted
                         } else {
-                            status
+                            StopEnd::Exited(decode(status))
                         },
                     ));
                     return false;
@@ -218,8 +218,8 @@ impl Supervisor {
                 }
             }
         }
-        for (name, status) in ended {
-            self.release(&name, Some(decode(status)));
+        for (name, end) in ended {
+            self.release(&name, end);
         }
         self.refresh_hosts();
         // Other children may have ended meanwhile; their SIGCHLD was taken here.

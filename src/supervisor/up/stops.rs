@@ -7,6 +7,18 @@ use std::cmp::Reverse;
 
 use super::*;
 
+/// How a stopped container's process came to its end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum StopEnd {
+    /// It exited (or was killed) as its wait status says.
+    Exited(Exit),
+    /// It was adopted from a previous supervisor: not our child, so it is
+    /// known to have ended (its pidfd) but not how.
+    Adopted,
+    /// It was still there after SIGKILL and is no longer waited for.
+    GaveUp,
+}
+
 impl Supervisor {
     /// Begins stopping `name`: its stop signal now, SIGKILL when its
     /// `stop_timeout` is over. Whether it is being stopped (false: it was
@@ -101,7 +113,7 @@ impl Supervisor {
                 Kind::StopKilled,
                 format!("{name}: still there 10 s after SIGKILL; no longer waited for"),
             );
-            self.finish_stop(name, None);
+            self.finish_stop(name, StopEnd::GaveUp);
             return;
         }
         if let Some(pid) = l.pid {
@@ -121,8 +133,8 @@ impl Supervisor {
     /// A stopping container ended (`exit`), or was given up on (`None`):
     /// it is released, then what waited for it runs (starts before
     /// answers, so an answer tells what it is now), then the plan goes on.
-    pub(super) fn finish_stop(&mut self, name: &str, exit: Option<Exit>) {
-        self.release(name, exit);
+    pub(super) fn finish_stop(&mut self, name: &str, end: StopEnd) {
+        self.release(name, end);
         self.hosts_changed();
         let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.after_stop)
             .into_iter()
@@ -142,7 +154,7 @@ impl Supervisor {
 
     /// What a stopped container leaves: its cgroup, its staging folder, its
     /// veths; its output is read to the end first.
-    pub(super) fn release(&mut self, name: &str, exit: Option<Exit>) {
+    pub(super) fn release(&mut self, name: &str, end: StopEnd) {
         let stack = self.stack();
         let Some(l) = self.live.get_mut(name) else {
             return;
@@ -155,14 +167,15 @@ impl Supervisor {
         self.launcher.destroy(name);
         let _ = std::fs::remove_dir(&l.staging);
         l.state = State::Stopped;
-        let how = exit.map_or_else(|| "it did not end".to_string(), |e| e.to_string());
-        let facts = exit.map(exit_facts).unwrap_or_default();
-        event_with(
-            &stack,
-            Kind::Stopped,
-            facts,
-            format!("{name}: stopped ({how})"),
-        );
+        let (facts, text) = match end {
+            StopEnd::Exited(e) => (exit_facts(e), format!("{name}: stopped ({e})")),
+            StopEnd::Adopted => (Facts::default(), format!("{name}: stopped")),
+            StopEnd::GaveUp => (
+                Facts::default(),
+                format!("{name}: stopped (it did not end)"),
+            ),
+        };
+        event_with(&stack, Kind::Stopped, facts, text);
         self.detach(name);
     }
 

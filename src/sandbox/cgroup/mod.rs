@@ -205,8 +205,6 @@ pub struct Cgroup {
     layout: Layout,
     /// Relative path under each hierarchy's root: `rkstack/STACK/NAME`.
     rel: PathBuf,
-    /// Its parents stay when it is destroyed (see [`Cgroup::keeping_parents`]).
-    keep_parents: bool,
 }
 
 const CPU_PERIOD: u64 = 100_000;
@@ -229,17 +227,7 @@ impl Cgroup {
         Cgroup {
             layout,
             rel: rel.into(),
-            keep_parents: false,
         }
-    }
-
-    /// Its empty parents are left when it is destroyed: `rkstack run`
-    /// keeps `rkstack/run` between runs, as Docker keeps `/docker`, and
-    /// saves making and removing them in every hierarchy at every start
-    /// (two folders in each of the v1 hierarchies, ≈1 ms).
-    pub fn keeping_parents(mut self) -> Cgroup {
-        self.keep_parents = true;
-        self
     }
 
     /// Every directory of this cgroup, by controller (`""` for v2).
@@ -507,7 +495,7 @@ impl Cgroup {
             let mut d = dir.clone();
             // Parents are removed only where rkstack made them (`rkstack/...`),
             // never in a tree someone delegated to us.
-            let depth = if self.rel.starts_with("rkstack") && !self.keep_parents {
+            let depth = if self.rel.starts_with("rkstack") {
                 self.rel.components().count()
             } else {
                 1

@@ -335,12 +335,11 @@ impl Supervisor {
             .into_iter()
             .map(|info| {
                 let live = self.live.get(&info.name);
+                // Kept on the wall clock at the start (and through adoption).
                 let started_at = live
                     .filter(|l| l.state == State::Running)
-                    .and_then(|l| l.started)
-                    .and_then(|s| std::time::SystemTime::now().checked_sub(s.elapsed()))
-                    .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| d.as_secs_f64());
+                    .and_then(|l| l.started_at)
+                    .map(|ms| ms as f64 / 1000.0);
                 ContainerMetrics {
                     oom_kills: live.map(|_| self.launcher.oom_kills(&info.name)),
                     memory_limit: live.and_then(|l| l.spec.limits.memory),

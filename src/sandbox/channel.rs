@@ -136,6 +136,22 @@ pub fn recv(fd: BorrowedFd<'_>) -> io::Result<Option<Message>> {
     }
 }
 
+/// What a process let go toward its exec says: nothing (its end of the
+/// channel closed on exec: it runs) or how its set-up failed.
+pub fn exec_outcome(fd: BorrowedFd<'_>) -> Result<(), StepError> {
+    use super::rootfs::errno_err;
+    match recv(fd) {
+        Ok(None) => Ok(()),
+        Ok(Some(Message::Failed(e))) => Err(e),
+        Ok(Some(other)) => Err(errno_err("init", 0, format!("unexpected {other:?}"))),
+        Err(e) => Err(errno_err(
+            "init",
+            e.raw_os_error().unwrap_or(0),
+            "waiting for exec",
+        )),
+    }
+}
+
 /// Sends one raw byte (the "go on" signal).
 pub fn poke(fd: impl AsFd) -> io::Result<()> {
     // SAFETY: one byte from a static buffer.

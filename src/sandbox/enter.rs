@@ -84,16 +84,7 @@ pub(super) fn stage(spec: &ExecSpec, runtime: &OwnedFd) -> StepResult<i32> {
     }
     drop(child_end);
     tell_cloned(runtime, pid as i32)?;
-    match channel::recv(parent_end.as_fd()) {
-        Ok(None) => Ok(pid as i32),
-        Ok(Some(Message::Failed(e))) => Err(e),
-        Ok(Some(other)) => Err(errno_err("init", 0, format!("unexpected {other:?}"))),
-        Err(e) => Err(errno_err(
-            "init",
-            e.raw_os_error().unwrap_or(0),
-            "waiting for exec",
-        )),
-    }
+    channel::exec_outcome(parent_end.as_fd()).map(|()| pid as i32)
 }
 
 /// Tells the runtime the pid of the process just cloned (killed if that fails).

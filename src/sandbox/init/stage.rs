@@ -92,16 +92,7 @@ pub(super) fn stage(spec: &SandboxSpec, runtime: &OwnedFd) -> StepResult<i32> {
         hold(runtime, pid)?;
     }
     poke_child(&parent_end)?;
-    match channel::recv(parent_end.as_fd()) {
-        Ok(None) => Ok(pid),
-        Ok(Some(Message::Failed(e))) => Err(e),
-        Ok(Some(other)) => Err(errno_err("init", 0, format!("unexpected {other:?}"))),
-        Err(e) => Err(errno_err(
-            "init",
-            e.raw_os_error().unwrap_or(0),
-            "waiting for exec",
-        )),
-    }
+    channel::exec_outcome(parent_end.as_fd()).map(|()| pid)
 }
 
 /// Tells the runtime the process exists and waits for it to say go on; a

@@ -6,16 +6,21 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::stack::Stack;
 use common::*;
 
-struct NetUp {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    stack: String,
-    fs: Rootfs,
+/// The shared stack fixture, brought up inside a network namespace the test
+/// made (`unshare -n`); `child` is the shell that holds the namespace.
+struct NetUp(Stack);
+
+impl std::ops::Deref for NetUp {
+    type Target = Stack;
+    fn deref(&self) -> &Stack {
+        &self.0
+    }
 }
 
 impl NetUp {
@@ -31,18 +36,11 @@ impl NetUp {
     /// Like `start_after`, but rkstack is started `runs` times in the same
     /// namespace: after each run ends, the next waits for [`NetUp::again`].
     fn start_runs(stack: &str, body: &str, setup: &str, runs: usize) -> NetUp {
-        let fs = Rootfs::readable();
+        let mut up = Stack::named(stack, std::path::Path::new(rkstack()));
         // (busybox 1.35's `wget -T` crashes: tests bound wget with `timeout`.)
-        for applet in ["wget", "httpd", "ip", "grep", "timeout"] {
-            std::os::unix::fs::symlink("busybox", fs.path().join("bin").join(applet)).unwrap();
+        for applet in ["wget", "httpd", "ip", "timeout"] {
+            std::os::unix::fs::symlink("busybox", up.fs.path().join("bin").join(applet)).unwrap();
         }
-        let dir = tempfile::tempdir().unwrap();
-        let mut up = NetUp {
-            child: None,
-            dir,
-            stack: stack.to_string(),
-            fs,
-        };
         up.write(body);
         let script = format!(
             "ip link set lo up; {setup}; for run in $(seq {runs}); do \
@@ -57,7 +55,7 @@ impl NetUp {
             .spawn()
             .unwrap();
         up.child = Some(child);
-        up
+        NetUp(up)
     }
 
     /// Lets the next run of rkstack start.
@@ -80,43 +78,11 @@ impl NetUp {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
-    fn write(&self, body: &str) {
-        let text = format!(
-            "name = \"{}\"\n[defaults]\nstop_timeout = \"300ms\"\nstop_signal = \"SIGKILL\"\n{}",
-            self.stack,
-            body.replace("ROOTFS", &self.fs.path().display().to_string())
-        );
-        let tmp = self.dir.path().join(".stack.swp");
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(&tmp, self.dir.path().join("stack.toml")).unwrap();
-    }
-
-    fn file(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
-    }
-
-    fn log_of(&self, container: &str) -> String {
-        self.file(&format!("data/{}/logs/{container}.log", self.stack))
-    }
-
-    fn wait_for(&self, what: impl Fn(&NetUp) -> bool, why: &str) {
-        wait_until(|| what(self), why, || self.file("events.log"));
-    }
-
-    fn pid_of(&self, container: &str) -> i32 {
-        let marker = format!("{container}: started (pid ");
-        self.wait_for(|u| u.file("events.log").contains(&marker), "started");
-        let log = self.file("events.log");
-        let at = log.rfind(&marker).unwrap() + marker.len();
-        log[at..].split(')').next().unwrap().parse().unwrap()
-    }
-
     /// SIGTERM to rkstack; returns the links and addresses left in the namespace.
     fn stop(&mut self) -> (String, String) {
-        let pid: i32 = self.file("pid").trim().parse().unwrap();
         // SAFETY: signalling the rkstack this test started.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let status = self.child.take().unwrap().wait().unwrap();
+        unsafe { libc::kill(self.supervisor(), libc::SIGTERM) };
+        let status = self.0.child.take().unwrap().wait().unwrap();
         assert!(status.success());
         (self.file("links"), self.file("addrs"))
     }
@@ -124,7 +90,7 @@ impl NetUp {
 
 impl Drop for NetUp {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
+        if let Some(mut c) = self.0.child.take() {
             let _ = std::fs::write(self.dir.path().join("stop"), "");
             if let Ok(pid) = self.file("pid").trim().parse::<i32>() {
                 // SAFETY: signalling the rkstack this test started.
@@ -132,7 +98,7 @@ impl Drop for NetUp {
             }
             let _ = c.wait();
         }
-        remove_cgroups(&self.stack);
+        // The fixture's own drop removes the stack's cgroups.
     }
 }
 
@@ -188,7 +154,7 @@ fn containers_reach_each_other_by_name_and_nothing_is_left_behind() {
     );
     assert!(hermit.contains("10.125.0.0/24"), "{hermit}");
     // The static address is the one asked for.
-    let hosts = up.file(&format!("state/{}/etc/cli/hosts", up.stack));
+    let hosts = up.file(&format!("state/{}/etc/cli/hosts", up.name));
     assert!(hosts.contains("10.123.0.50\tsrv web"), "{hosts}");
     let (links, addrs) = up.stop();
     assert_eq!(links.lines().count(), 1, "links left behind:\n{links}");
@@ -209,7 +175,7 @@ restart = "always"
 restart_backoff = { initial = "50ms" }
 "#;
     let mut up = NetUp::start(&unique("ipam"), body);
-    let first = up.pid_of("a");
+    let first = up.pid("a");
     up.wait_for(|u| u.log_of("a").contains("inet 10.126.0."), "address");
     let addr = |log: &str| {
         log.lines()
@@ -238,14 +204,14 @@ restart_backoff = { initial = "50ms" }
         format!("02:6b:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
     );
     // A container joins: a's /etc/hosts gains it, a keeps its process.
-    let a_pid = up.pid_of("a");
+    let a_pid = up.pid("a");
     up.write(&format!("{body}[containers.b]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\nnetworks = [\"back\"]\n"));
-    let hosts = PathBuf::from(format!("state/{}/etc/a/hosts", up.stack));
+    let hosts = PathBuf::from(format!("state/{}/etc/a/hosts", up.name));
     up.wait_for(
         |u| u.file(hosts.to_str().unwrap()).contains("\tb\n"),
         "hosts gains b",
     );
-    assert_eq!(up.pid_of("a"), a_pid);
+    assert_eq!(up.pid("a"), a_pid);
     let (links, _) = up.stop();
     assert!(!links.contains("rkb"), "a bridge was left behind:\n{links}");
 }
@@ -328,7 +294,7 @@ networks = ["front"]
 ports = ["18080:8080", "127.0.0.1:18081:8080"]
 "#;
     let mut up = NetUp::start(&unique("ports"), body);
-    up.pid_of("web");
+    up.pid("web");
     let pid = up.file("pid").trim().to_string();
     for url in [
         "http://127.0.0.1:18080/",
@@ -454,19 +420,15 @@ networks = ["b"]
     };
     let mut up = NetUp::start(&unique("netchg"), &body("10.133.0.0/24"));
     up.wait_for(|u| u.log_of("x").contains("inet 10.133.0."), "x on a");
-    let y = up.pid_of("y");
-    let x = up.pid_of("x");
+    let y = up.pid("y");
+    let x = up.pid("x");
     up.write(&body("10.135.0.0/24"));
     up.wait_for(
         |u| u.log_of("x").contains("inet 10.135.0."),
         "x on the new a",
     );
-    assert_ne!(
-        up.pid_of("x"),
-        x,
-        "x kept its process on a recreated network"
-    );
-    assert_eq!(up.pid_of("y"), y, "y was touched");
+    assert_ne!(up.pid("x"), x, "x kept its process on a recreated network");
+    assert_eq!(up.pid("y"), y, "y was touched");
     let addrs = up.host("ip -o -4 addr");
     assert!(addrs.contains("10.135.0.1/24"), "{addrs}");
     assert!(
@@ -503,9 +465,9 @@ networks = ["gone"]
 ports = ["18137:80"]
 "#;
     let mut up = NetUp::start_runs(&unique("crash"), &format!("{keep}{gone}"), "true", 2);
-    let a = up.pid_of("a");
-    let b = up.pid_of("b");
-    let c = up.pid_of("c");
+    let a = up.pid("a");
+    let b = up.pid("b");
+    let c = up.pid("c");
     up.wait_for(|u| u.log_of("c").contains("inet 10.136.0."), "c's address");
     let c_addr = up.log_of("c");
     assert_eq!(
@@ -517,9 +479,9 @@ ports = ["18137:80"]
     // SAFETY: killing the rkstack this test started.
     unsafe { libc::kill(first, libc::SIGKILL) };
     up.wait_for(
-        |u| {
+        |_| {
             !std::path::Path::new(&format!("/proc/{first}/status")).exists()
-                || u.supervisor() != first
+                || up.supervisor() != first
         },
         "the supervisor is gone",
     );
@@ -546,12 +508,12 @@ ports = ["18137:80"]
         "a adopted",
     );
     up.wait_for(
-        |u| u.host("ip -o link show type bridge | grep -c rkb").trim() == "1",
+        |_| up.host("ip -o link show type bridge | grep -c rkb").trim() == "1",
         "the dropped network's bridge is removed",
     );
     up.wait_for(
-        |u| {
-            let rules = u.host("nft list ruleset");
+        |_| {
+            let rules = up.host("nft list ruleset");
             !rules.contains("18137") && !rules.contains("10.137.0.0/24")
         },
         "the dropped network's rules are removed",
@@ -594,7 +556,7 @@ ports = ["18138:80"]
 "#;
     let first = unique("pub1");
     let mut up = NetUp::start(&first, body);
-    up.pid_of("web");
+    up.pid("web");
     up.wait_for(
         |u| {
             u.file(&format!("state/{first}/state.json"))

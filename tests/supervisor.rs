@@ -7,39 +7,31 @@ mod common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::stack::Stack;
 use common::*;
 
-/// A running `rkstack up` whose events are read from its stderr.
-struct Up {
-    child: Option<Child>,
-    events: PathBuf,
-    stack: String,
-    dir: tempfile::TempDir,
-    _fs: Rootfs,
-    /// The stack file `up` is given, relative to `dir`.
-    path: PathBuf,
-}
-
-impl Up {
-    fn start(stack: &str, body: &str) -> Up {
-        Up::start_env(stack, body, &[])
+/// `rkstack up` of the shared fixture, with SIGTERM as the stop signal
+/// (the tests here check how containers are asked to stop).
+impl Stack {
+    fn start(stack: &str, body: &str) -> Stack {
+        Stack::start_env(stack, body, &[])
     }
 
-    fn start_env(stack: &str, body: &str, env: &[(&str, String)]) -> Up {
-        Up::start_cmd(stack, body, |c| {
+    fn start_env(stack: &str, body: &str, env: &[(&str, String)]) -> Stack {
+        Stack::start_cmd(stack, body, |c| {
             c.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         })
     }
 
-    /// [`Up::start`], with `adjust` applied to the `rkstack up` command.
-    fn start_cmd(stack: &str, body: &str, adjust: impl FnOnce(&mut Command)) -> Up {
-        Up::start_in(stack, body, PathBuf::from("stack.toml"), |_| {}, adjust)
+    /// [`Stack::start`], with `adjust` applied to the `rkstack up` command.
+    fn start_cmd(stack: &str, body: &str, adjust: impl FnOnce(&mut Command)) -> Stack {
+        Stack::start_in(stack, body, PathBuf::from("stack.toml"), |_| {}, adjust)
     }
 
-    /// [`Up::start_cmd`] of the file at `path` (relative to its folder),
+    /// [`Stack::start_cmd`] of the file at `path` (relative to its folder),
     /// after `layout` made what leads there.
     fn start_in(
         stack: &str,
@@ -47,115 +39,16 @@ impl Up {
         path: PathBuf,
         layout: impl FnOnce(&Path),
         adjust: impl FnOnce(&mut Command),
-    ) -> Up {
-        let fs = Rootfs::readable();
-        let dir = tempfile::tempdir().unwrap();
-        let mut up = Up {
-            child: None,
-            events: dir.path().join("events.log"),
-            stack: stack.to_string(),
-            dir,
-            _fs: fs,
-            path,
-        };
+    ) -> Stack {
+        let mut up = Stack::named(stack, Path::new(rkstack()));
+        up.defaults = "stop_timeout = \"300ms\"\n".to_string();
+        up.path = path;
         layout(up.dir.path());
         up.write(body);
-        std::fs::File::create(&up.events).unwrap();
-        let mut cmd = up.command();
+        let mut cmd = up.up_command(&[]);
         adjust(&mut cmd);
-        let child = cmd.spawn().unwrap();
-        up.child = Some(child);
+        up.child = Some(cmd.spawn().unwrap());
         up
-    }
-
-    /// `rkstack up` of this stack, with its own state and data folders.
-    fn command(&self) -> Command {
-        let mut c = Command::new(rkstack());
-        c.arg("--data-dir")
-            .arg(self.dir.path().join("data"))
-            .arg("--state-dir")
-            .arg(self.dir.path().join("state"))
-            .arg("up")
-            .arg(self.file())
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::options()
-                    .append(true)
-                    .open(&self.events)
-                    .unwrap(),
-            );
-        c
-    }
-
-    fn file(&self) -> PathBuf {
-        self.dir.path().join(&self.path)
-    }
-
-    /// Writes the stack file the way editors do: a new file renamed over the old.
-    fn write(&self, body: &str) {
-        let text = format!(
-            "name = \"{}\"\n[defaults]\nstop_timeout = \"300ms\"\n{}",
-            self.stack,
-            body.replace("ROOTFS", &self._fs.path().display().to_string())
-        );
-        let tmp = self.file().with_file_name(".stack.toml.swp");
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(&tmp, self.file()).unwrap();
-    }
-
-    fn log(&self) -> String {
-        let mut s = String::new();
-        std::fs::File::open(&self.events)
-            .unwrap()
-            .read_to_string(&mut s)
-            .unwrap();
-        s
-    }
-
-    /// Waits until the events contain `want` `n` times; returns the events.
-    fn wait_for(&self, want: &str, n: usize) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let log = self.log();
-            if log.matches(want).count() >= n {
-                return log;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {n}× {want:?}; events:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The pid of the last start of a container.
-    fn pid(&self, name: &str) -> i32 {
-        let log = self.wait_for(&format!("{name}: started (pid "), 1);
-        let marker = format!("{name}: started (pid ");
-        let at = log.rfind(&marker).unwrap() + marker.len();
-        log[at..].split(')').next().unwrap().parse().unwrap()
-    }
-
-    fn stop(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().unwrap();
-        // SAFETY: signalling the rkstack we started.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let status = child.wait().unwrap();
-        assert_no_cgroups(&self.stack);
-        status
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: signalling the rkstack we started; it stops its containers.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let _ = c.wait();
-        }
-        // A failed crash test leaves containers of the supervisors it
-        // killed: nothing of its stack stays behind.
-        remove_cgroups(&self.stack);
     }
 }
 
@@ -173,7 +66,7 @@ fn alive(pid: i32) -> bool {
 fn killed_container_comes_back_and_a_crash_loop_gives_up() {
     require_root!();
     let stack = unique("rs");
-    let mut up = Up::start(
+    let mut up = Stack::start(
         &stack,
         r#"
 [containers.steady]
@@ -192,7 +85,7 @@ start_limit = { burst = 3, interval = "60s" }
     let first = up.pid("steady");
     // SAFETY: killing the container process this test's stack started.
     unsafe { libc::kill(first, libc::SIGKILL) };
-    let log = up.wait_for("steady: started (pid ", 2);
+    let log = up.wait_count("steady: started (pid ", 2);
     assert!(
         log.contains("steady: killed by signal 9; restarting in 50 ms"),
         "{log}"
@@ -200,7 +93,7 @@ start_limit = { burst = 3, interval = "60s" }
     let second = up.pid("steady");
     assert_ne!(first, second);
     assert!(alive(second));
-    let log = up.wait_for("flaky: failed:", 1);
+    let log = up.wait_count("flaky: failed:", 1);
     assert!(
         log.contains("restarting in 50 ms") && log.contains("restarting in 100 ms"),
         "backoff did not grow:\n{log}"
@@ -217,7 +110,7 @@ start_limit = { burst = 3, interval = "60s" }
 fn an_exec_killed_by_a_real_time_signal_ends_with_its_status() {
     require_root!();
     let stack = unique("rt");
-    let mut up = Up::start(
+    let mut up = Stack::start(
         &stack,
         r#"
 [containers.c]
@@ -225,7 +118,7 @@ image = "dir:ROOTFS"
 command = ["/bin/sleep", "1000"]
 "#,
     );
-    up.wait_for("c: started (pid ", 1);
+    up.wait_count("c: started (pid ", 1);
     let signal = libc::SIGRTMIN() + 5;
     let exec = |script: &str| {
         Command::new(rkstack())
@@ -265,12 +158,12 @@ command = {cmd_b}
 "#
         )
     };
-    let up = Up::start(&stack, &body(r#"["/bin/sleep", "1001"]"#, "64M"));
+    let up = Stack::start(&stack, &body(r#"["/bin/sleep", "1001"]"#, "64M"));
     let (a, b) = (up.pid("a"), up.pid("b"));
 
     // Only b's command changes: only b gets a new process.
     up.write(&body(r#"["/bin/sleep", "1002"]"#, "64M"));
-    up.wait_for("b: started (pid ", 2);
+    up.wait_count("b: started (pid ", 2);
     let b2 = up.pid("b");
     assert_ne!(b, b2);
     assert_eq!(up.pid("a"), a);
@@ -278,7 +171,7 @@ command = {cmd_b}
 
     // Only a's memory limit changes: applied in place, same pid.
     up.write(&body(r#"["/bin/sleep", "1002"]"#, "128M"));
-    let log = up.wait_for("a: memory limit 64M → 128M: applied in place", 1);
+    let log = up.wait_count("a: memory limit 64M → 128M: applied in place", 1);
     assert_eq!(up.pid("a"), a, "{log}");
     let limit = std::fs::read_to_string(format!(
         "/sys/fs/cgroup/memory/rkstack/{stack}/a/memory.limit_in_bytes"
@@ -293,13 +186,13 @@ command = {cmd_b}
         "[containers.a]\nimage = \"host\"\ncommand = [\"x\"]\ncolour = 1\n",
         "[containers.a]\nimage = \"host\"\ncommand = [\"x\"]\ndepends_on = [\"a\"]\n",
     ] {
-        let before = up.log().matches("rejected").count();
+        let before = up.events().matches("rejected").count();
         up.write(bad);
-        let log = up.wait_for("rejected", before + 1);
+        let log = up.wait_count("rejected", before + 1);
         assert!(log.contains("stack.toml:"), "{log}");
         assert!(alive(a) && alive(b2));
     }
-    assert!(!up.log().contains("a: stopped"));
+    assert!(!up.events().contains("a: stopped"));
 
     // Adding and removing containers.
     up.write(
@@ -313,8 +206,8 @@ image = "dir:ROOTFS"
 command = ["/bin/sleep", "1003"]
 "#,
     );
-    up.wait_for("c: started (pid ", 1);
-    up.wait_for("b: stopped", 1);
+    up.wait_count("c: started (pid ", 1);
+    up.wait_count("b: stopped", 1);
     assert!(alive(a) && !alive(b2));
 }
 
@@ -322,7 +215,7 @@ command = ["/bin/sleep", "1003"]
 fn logs_keep_every_line_across_restarts() {
     require_root!();
     let stack = unique("lg");
-    let mut up = Up::start(
+    let mut up = Stack::start(
         &stack,
         r#"
 [containers.talker]
@@ -332,7 +225,7 @@ restart = "always"
 restart_backoff = { initial = "10ms", max = "10ms" }
 "#,
     );
-    up.wait_for("talker: started (pid ", 6);
+    up.wait_count("talker: started (pid ", 6);
     assert_eq!(up.stop().code(), Some(0));
     let log = std::fs::read_to_string(
         up.dir
@@ -374,7 +267,7 @@ fn sd_notify_reports_ready_reloading_ready_stopping() {
     sock.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     let body = "[containers.a]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\n";
-    let mut up = Up::start_env(
+    let mut up = Stack::start_env(
         &stack,
         body,
         &[("NOTIFY_SOCKET", sock_path.display().to_string())],
@@ -393,7 +286,7 @@ fn sd_notify_reports_ready_reloading_ready_stopping() {
     assert_eq!(next(), "STOPPING=1");
     // With a watchdog period set, the event loop pings at half of it.
     let stack = unique("wd");
-    let mut up = Up::start_env(
+    let mut up = Stack::start_env(
         &stack,
         body,
         &[
@@ -415,7 +308,7 @@ fn sd_notify_reports_ready_reloading_ready_stopping() {
 fn stop_runs_in_reverse_dependency_order() {
     require_root!();
     let stack = unique("ord");
-    let mut up = Up::start(
+    let mut up = Stack::start(
         &stack,
         r#"
 [containers.db]
@@ -434,7 +327,7 @@ depends_on = ["app"]
 stop_signal = "SIGKILL"
 "#,
     );
-    let log = up.wait_for(": started (pid ", 3);
+    let log = up.wait_count(": started (pid ", 3);
     let starts: Vec<&str> = log
         .lines()
         .filter(|l| l.contains(": started"))
@@ -442,7 +335,7 @@ stop_signal = "SIGKILL"
         .collect();
     assert_eq!(starts, ["db", "app", "web"]);
     assert_eq!(up.stop().code(), Some(0));
-    let log = up.log();
+    let log = up.events();
     let stops: Vec<&str> = log
         .lines()
         .filter(|l| l.contains(": stopped"))
@@ -456,7 +349,7 @@ stop_signal = "SIGKILL"
 fn healthy_dependency_gates_start_and_unhealthy_restarts() {
     require_root!();
     let stack = unique("hc");
-    let up = Up::start(
+    let up = Stack::start(
         &stack,
         r#"
 [containers.db]
@@ -474,7 +367,7 @@ restart = "always"
 health = { command = ["/bin/sh", "-c", "exit 1"], interval = "100ms", retries = 2 }
 "#,
     );
-    let log = up.wait_for("web: started (pid ", 1);
+    let log = up.wait_count("web: started (pid ", 1);
     let at = |s: &str| {
         log.find(s)
             .unwrap_or_else(|| panic!("{s:?} missing:\n{log}"))
@@ -486,9 +379,9 @@ health = { command = ["/bin/sh", "-c", "exit 1"], interval = "100ms", retries = 
         "failures in start_period counted:\n{log}"
     );
     // The check runs inside the container: it sees the container's /tmp.
-    let log = up.wait_for("sick: restarting: unhealthy", 1);
+    let log = up.wait_count("sick: restarting: unhealthy", 1);
     assert!(log.contains("sick: unhealthy"), "{log}");
-    up.wait_for("sick: started (pid ", 2);
+    up.wait_count("sick: started (pid ", 2);
 }
 
 fn children(pid: i32) -> Vec<i32> {
@@ -596,7 +489,7 @@ fn as_pid_1_it_reaps_orphans_and_stops_on_sigterm() {
 fn a_killed_supervisor_comes_back_and_adopts_its_containers() {
     require_root!();
     let stack = unique("ad");
-    let mut up = Up::start(
+    let mut up = Stack::start(
         &stack,
         r#"
 [containers.keep]
@@ -630,8 +523,8 @@ stop_signal = "SIGKILL"
     // SAFETY: killing a container process this test's stack started.
     unsafe { libc::kill(gone, libc::SIGKILL) };
     std::thread::sleep(Duration::from_millis(100));
-    up.child = Some(up.command().spawn().unwrap());
-    let log = up.wait_for(&format!("keep: adopted (pid {keep})"), 1);
+    up.child = Some(up.up_command(&[]).spawn().unwrap());
+    let log = up.wait_count(&format!("keep: adopted (pid {keep})"), 1);
     assert!(
         log.contains("gone: cleaned up after the previous supervisor"),
         "{log}"
@@ -641,14 +534,14 @@ stop_signal = "SIGKILL"
         "{log}"
     );
     // gone was started afresh by the plan (it is still in the file).
-    up.wait_for("gone: started (pid ", 2);
+    up.wait_count("gone: started (pid ", 2);
     assert!(alive(keep));
     assert_eq!(up.stop().code(), Some(0));
     assert!(!alive(keep));
     assert!(!state.exists(), "state.json left after a clean stop");
     // The adopted container's clean stop is said as a stop, not as a kill
     // (how an adopted process ended is not known).
-    let log = up.log();
+    let log = up.events();
     let stopped = log
         .lines()
         .find(|l| l.contains("keep: stopped"))
@@ -891,7 +784,7 @@ impl Drop for SmallFs {
 fn a_full_disk_drops_log_lines_but_never_blocks_the_container() {
     require_root!();
     let stack = unique("full");
-    let mut up = Up::start(
+    let mut up = Stack::start(
         &stack,
         "[containers.x]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\n",
     );
@@ -900,7 +793,7 @@ fn a_full_disk_drops_log_lines_but_never_blocks_the_container() {
     // Again, with the data folder (where logs go) on a 256 KiB filesystem.
     let data = up.dir.path().join("data");
     let _fs = SmallFs::new(data.clone(), "256k");
-    up.child = Some(up.command().spawn().unwrap());
+    up.child = Some(up.up_command(&[]).spawn().unwrap());
     up.write(
         r#"
 [containers.chatty]
@@ -910,7 +803,7 @@ health = { command = ["/bin/sh", "-c", "test -f /tmp/done"], interval = "100ms" 
 logging = { max_size = "1M", max_files = 1 }
 "#,
     );
-    let log = up.wait_for("chatty: healthy", 1);
+    let log = up.wait_count("chatty: healthy", 1);
     // One event for the whole episode, not one per pass of the loop.
     assert_eq!(
         log.matches("chatty: log lines dropped: writing").count(),
@@ -924,12 +817,12 @@ logging = { max_size = "1M", max_files = 1 }
 fn a_second_supervisor_of_the_same_stack_is_refused() {
     require_root!();
     let stack = unique("two");
-    let mut up = Up::start(
+    let mut up = Stack::start(
         &stack,
         "[containers.a]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\n",
     );
     let pid = up.pid("a");
-    let out = up.command().stderr(Stdio::piped()).output().unwrap();
+    let out = up.up_command(&[]).stderr(Stdio::piped()).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -950,7 +843,7 @@ fn a_second_supervisor_of_the_same_stack_is_refused() {
 fn after_a_crash_unit_stopped_keeps_the_containers_and_after_a_stop_ends_them() {
     require_root!();
     let stack = unique("us");
-    let mut up = Up::start(
+    let mut up = Stack::start(
         &stack,
         r#"
 [containers.a]
@@ -999,23 +892,23 @@ fn a_supervisor_killed_during_start_up_never_runs_a_container_twice() {
     let body: String = (0..6)
         .map(|i| format!("[containers.c{i}]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\nstop_signal = \"SIGKILL\"\n"))
         .collect();
-    let mut up = Up::start(&stack, &body);
+    let mut up = Stack::start(&stack, &body);
     for round in 0..10 {
         // Killed right after some container of this round started.
-        let before = up.log().matches(": started (pid ").count();
+        let before = up.events().matches(": started (pid ").count();
         let deadline = Instant::now() + Duration::from_secs(20);
-        while up.log().matches(": started (pid ").count() == before {
+        while up.events().matches(": started (pid ").count() == before {
             assert!(
                 Instant::now() < deadline,
                 "round {round}: nothing started\n{}",
-                up.log()
+                up.events()
             );
             std::thread::sleep(Duration::from_millis(1));
         }
         let mut old = up.child.take().unwrap();
         old.kill().unwrap();
         old.wait().unwrap();
-        up.child = Some(up.command().spawn().unwrap());
+        up.child = Some(up.up_command(&[]).spawn().unwrap());
     }
     let pids_of = |c: &str| -> Vec<String> {
         std::fs::read_to_string(format!(
@@ -1031,11 +924,15 @@ fn a_supervisor_killed_during_start_up_never_runs_a_container_twice() {
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     while (0..6).any(|i| pids_of(&format!("c{i}")).is_empty()) {
-        assert!(Instant::now() < deadline, "not all running\n{}", up.log());
+        assert!(
+            Instant::now() < deadline,
+            "not all running\n{}",
+            up.events()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let log = up.log();
+    let log = up.events();
     assert!(!log.contains("already running"), "{log}");
     for i in 0..6 {
         let c = format!("c{i}");
@@ -1052,7 +949,7 @@ fn the_supervisor_raises_its_descriptor_limit_and_its_containers_keep_theirs() {
     require_root!();
     use std::os::unix::process::CommandExt;
     let stack = unique("nofile");
-    let up = Up::start_cmd(
+    let up = Stack::start_cmd(
         &stack,
         "[containers.c]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\n",
         |c| {
@@ -1116,7 +1013,7 @@ fn the_supervisor_raises_its_descriptor_limit_and_its_containers_keep_theirs() {
 fn a_reload_whose_container_cannot_start_leaves_the_running_one_alone() {
     require_root!();
     let stack = unique("typo");
-    let up = Up::start(
+    let up = Stack::start(
         &stack,
         "[containers.web]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\n",
     );
@@ -1124,7 +1021,7 @@ fn a_reload_whose_container_cannot_start_leaves_the_running_one_alone() {
     up.write(
         "[containers.web]\nimage = \"dir:ROOTFS-typo\"\ncommand = [\"/bin/sleep\", \"1000\"]\n",
     );
-    let log = up.wait_for("the new stack cannot start here; nothing was changed", 1);
+    let log = up.wait_count("the new stack cannot start here; nothing was changed", 1);
     assert!(
         log.contains("web: rootfs ") && log.contains("-typo"),
         "{log}"
@@ -1133,7 +1030,7 @@ fn a_reload_whose_container_cannot_start_leaves_the_running_one_alone() {
         "[containers.web]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\n\
          mounts = [\"/nonexistent-rkt-source:/x\"]\n",
     );
-    let log = up.wait_for("the new stack cannot start here; nothing was changed", 2);
+    let log = up.wait_count("the new stack cannot start here; nothing was changed", 2);
     assert!(
         log.contains("web: bind source /nonexistent-rkt-source"),
         "{log}"
@@ -1149,7 +1046,7 @@ fn a_reload_whose_container_cannot_start_leaves_the_running_one_alone() {
 fn a_container_given_up_on_stays_down_across_a_supervisor_crash() {
     require_root!();
     let stack = unique("gaveup");
-    let mut up = Up::start(
+    let mut up = Stack::start(
         &stack,
         r#"
 [containers.flaky]
@@ -1163,7 +1060,7 @@ image = "dir:ROOTFS"
 command = ["/bin/sleep", "1000"]
 "#,
     );
-    up.wait_for("flaky: failed:", 1);
+    up.wait_count("flaky: failed:", 1);
     let state = up.dir.path().join("state").join(&stack).join("state.json");
     wait_until(
         || {
@@ -1176,7 +1073,7 @@ command = ["/bin/sleep", "1000"]
         || {
             format!(
                 "{}\n{}",
-                up.log(),
+                up.events(),
                 std::fs::read_to_string(&state).unwrap_or_default()
             )
         },
@@ -1184,11 +1081,11 @@ command = ["/bin/sleep", "1000"]
     let mut old = up.child.take().unwrap();
     old.kill().unwrap();
     old.wait().unwrap();
-    up.child = Some(up.command().spawn().unwrap());
-    up.wait_for("flaky: stays down (failed before this supervisor", 1);
-    up.wait_for("steady: adopted", 1);
+    up.child = Some(up.up_command(&[]).spawn().unwrap());
+    up.wait_count("flaky: stays down (failed before this supervisor", 1);
+    up.wait_count("steady: adopted", 1);
     std::thread::sleep(Duration::from_millis(500));
-    let log = up.log();
+    let log = up.events();
     assert_eq!(log.matches("flaky: started (pid ").count(), 3, "{log}");
     assert_eq!(up.stop().code(), Some(0));
 }
@@ -1205,7 +1102,7 @@ fn a_swapped_release_symlink_or_a_replaced_folder_reloads_the_stack() {
             "[containers.a]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\nenv = {{ V = \"{v}\" }}\n"
         )
     };
-    let up = Up::start_in(
+    let up = Stack::start_in(
         &stack,
         &body("1"),
         PathBuf::from("current/stack.toml"),
@@ -1227,7 +1124,7 @@ fn a_swapped_release_symlink_or_a_replaced_folder_reloads_the_stack() {
     .unwrap();
     std::os::unix::fs::symlink("releases/2", d.join("current.new")).unwrap();
     std::fs::rename(d.join("current.new"), d.join("current")).unwrap();
-    up.wait_for("a: started (pid ", 2);
+    up.wait_count("a: started (pid ", 2);
     let a2 = up.pid("a");
     assert_ne!(a1, a2);
     // The release folder itself replaced under the link.
@@ -1239,7 +1136,7 @@ fn a_swapped_release_symlink_or_a_replaced_folder_reloads_the_stack() {
     .unwrap();
     std::fs::rename(d.join("releases/2"), d.join("releases/2.old")).unwrap();
     std::fs::rename(d.join("releases/2.new"), d.join("releases/2")).unwrap();
-    let log = up.wait_for("a: started (pid ", 3);
+    let log = up.wait_count("a: started (pid ", 3);
     assert_ne!(up.pid("a"), a2, "{log}");
     assert_eq!(log.matches("reload (file changed)").count(), 2, "{log}");
 }
@@ -1254,8 +1151,8 @@ fn each_container_holds_three_descriptors_of_the_supervisor() {
     let body: String = (0..20)
         .map(|i| format!("[containers.c{i}]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\nstop_signal = \"SIGKILL\"\n"))
         .collect();
-    let up = Up::start(&stack, &body);
-    up.wait_for(": started (pid ", 20);
+    let up = Stack::start(&stack, &body);
+    up.wait_count(": started (pid ", 20);
     let sup = up.child.as_ref().unwrap().id();
     let fds = std::fs::read_dir(format!("/proc/{sup}/fd"))
         .unwrap()
@@ -1271,12 +1168,12 @@ fn each_container_holds_three_descriptors_of_the_supervisor() {
 fn a_running_supervisor_has_exactly_one_thread() {
     require_root!();
     let stack = unique("one");
-    let up = Up::start(
+    let up = Stack::start(
         &stack,
         "[containers.a]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\n\
          health = { command = [\"/bin/true\"], interval = \"1s\" }\n",
     );
-    up.wait_for("a: healthy", 1);
+    up.wait_count("a: healthy", 1);
     let sup = up.child.as_ref().unwrap().id();
     let threads = std::fs::read_to_string(format!("/proc/{sup}/status"))
         .unwrap()

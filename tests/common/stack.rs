@@ -15,7 +15,14 @@ pub struct Stack {
     pub exe: PathBuf,
     /// Environment of `up`, beside the test's own.
     pub env: Vec<(String, String)>,
+    /// The stack file `up` is given, relative to `dir`.
+    pub path: PathBuf,
+    /// The `[defaults]` table every written stack file starts with.
+    pub defaults: String,
 }
+
+/// Quick stops for tests: a short timeout and SIGKILL.
+pub const QUICK_STOPS: &str = "stop_timeout = \"300ms\"\nstop_signal = \"SIGKILL\"\n";
 
 impl Stack {
     /// Brings `body` up (`ROOTFS` stands for a busybox rootfs) and waits
@@ -30,6 +37,11 @@ impl Stack {
 
     /// A stack not started yet, to run with `exe`.
     pub fn new(tag: &str, exe: &Path) -> Stack {
+        Stack::named(&unique(tag), exe)
+    }
+
+    /// [`Stack::new`] with the stack name `name` as it is.
+    pub fn named(name: &str, exe: &Path) -> Stack {
         let fs = Rootfs::readable();
         for applet in [
             "hostname", "grep", "cat", "echo", "id", "mkfifo", "ln", "rm",
@@ -39,26 +51,43 @@ impl Stack {
         Stack {
             child: None,
             dir: tempfile::tempdir().unwrap(),
-            name: unique(tag),
+            name: name.to_string(),
             fs,
             exe: exe.to_path_buf(),
             env: Vec::new(),
+            path: PathBuf::from("stack.toml"),
+            defaults: QUICK_STOPS.to_string(),
         }
     }
 
+    /// The stack file's path.
+    pub fn stack_file(&self) -> PathBuf {
+        self.dir.path().join(&self.path)
+    }
+
+    /// Writes the stack file the way editors do: a new file renamed over
+    /// the old. `ROOTFS` in `body` stands for the busybox rootfs.
     pub fn write(&self, body: &str) {
         let text = format!(
-            "name = \"{}\"\n[defaults]\nstop_timeout = \"300ms\"\nstop_signal = \"SIGKILL\"\n{}",
+            "name = \"{}\"\n[defaults]\n{}{}",
             self.name,
+            self.defaults,
             body.replace("ROOTFS", &self.fs.path().display().to_string())
         );
-        let tmp = self.dir.path().join(".stack.swp");
+        let tmp = self.stack_file().with_file_name(".stack.swp");
         std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(&tmp, self.dir.path().join("stack.toml")).unwrap();
+        std::fs::rename(&tmp, self.stack_file()).unwrap();
     }
 
     /// `rkstack up` of the stack file (with `up_args`); returns at once.
     pub fn spawn(&mut self, up_args: &[String]) {
+        let child = self.up_command(up_args).spawn().unwrap();
+        self.child = Some(child);
+    }
+
+    /// The `rkstack up` command [`Stack::spawn`] runs: stdout dropped,
+    /// stderr appended to the events.
+    pub fn up_command(&self, up_args: &[String]) -> Command {
         let log = std::fs::File::options()
             .create(true)
             .append(true)
@@ -67,15 +96,22 @@ impl Stack {
         let mut c = Command::new(&self.exe);
         self.dirs(&mut c);
         c.envs(self.env.iter().map(|(k, v)| (k, v)));
-        let child = c
-            .arg("up")
+        c.arg("up")
             .args(up_args)
-            .arg(self.dir.path().join("stack.toml"))
+            .arg(self.stack_file())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
+            .stderr(log);
+        c
+    }
+
+    /// SIGTERM to `up`; waits for it and checks its cgroups are gone.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: signalling the rkstack this test started.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        assert_no_cgroups(&self.name);
+        status
     }
 
     pub fn wait_ready(&self, ready: &str) {
@@ -124,6 +160,20 @@ impl Stack {
 
     pub fn wait_for(&self, what: impl Fn(&Stack) -> bool, why: &str) {
         wait_until(|| what(self), why, || self.events());
+    }
+
+    /// Waits until the events hold `want` `n` times; returns the events.
+    pub fn wait_count(&self, want: &str, n: usize) -> String {
+        self.wait_for(|s| s.events().matches(want).count() >= n, want);
+        self.events()
+    }
+
+    /// The pid of the last start of container `name`.
+    pub fn pid(&self, name: &str) -> i32 {
+        let marker = format!("{name}: started (pid ");
+        let log = self.wait_count(&marker, 1);
+        let at = log.rfind(&marker).unwrap() + marker.len();
+        log[at..].split(')').next().unwrap().parse().unwrap()
     }
 
     /// curl on the socket: (status, body).

@@ -14,6 +14,8 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 cargo build --release --quiet
+# The appliance build (fat LTO, size-optimised) that devices run.
+cargo build --profile embedded --quiet
 work=$(mktemp -d /tmp/rkstack-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/rootfs/bin" "$work/rootfs/etc"
@@ -47,12 +49,28 @@ hyperfine -N --warmup 10 --runs "$runs" --export-json "$work/out.json" \
   -n crun "unshare -m --propagation private $work/crun.sh" \
   -n "crun wrapper floor" "unshare -m --propagation private /bin/true" \
   -n "unshare floor" "unshare --fork --pid --mount --uts --ipc --net --cgroup --mount-proc /bin/true" >/dev/null
-python3 - "$work/out.json" <<'PY'
+
+# rkstack on pure cgroup v2 (its first process born in its group): hyperfine
+# runs in a private mount namespace where this host's v1 mounts are hidden
+# and the cgroup2 hierarchy is at /sys/fs/cgroup; the floor is measured there too.
+cat > "$work/v2.sh" <<'SH'
+#!/bin/sh
+mount --make-rprivate / && umount -R /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec "$@"
+SH
+chmod +x "$work/v2.sh"
+unshare -m "$work/v2.sh" hyperfine -N --warmup 10 --runs "$runs" --export-json "$work/v2.json" \
+  -n "rkstack on v2" "target/release/rkstack run $work/rootfs -- /bin/true" \
+  -n "embedded build on v2" "target/embedded/rkstack run $work/rootfs -- /bin/true" \
+  -n "unshare floor on v2" "unshare --fork --pid --mount --uts --ipc --net --cgroup --mount-proc /bin/true" >/dev/null
+python3 - "$work/out.json" "$work/v2.json" <<'PY'
 import json, sys
-r = {x["command"]: sorted(x["times"]) for x in json.load(open(sys.argv[1]))["results"]}
+r = {x["command"]: sorted(x["times"]) for f in sys.argv[1:] for x in json.load(open(f))["results"]}
 med = {k: v[len(v) // 2] * 1000 for k, v in r.items()}
 for k, v in med.items():
     print(f"{k:20s} median {v:6.2f} ms")
 crun = med["crun"] - med["crun wrapper floor"]
 print(f"crun without its wrapper: {crun:.2f} ms; rkstack / crun = {med['rkstack'] / crun:.2f}")
+print(f"rkstack / unshare floor: {med['rkstack'] / med['unshare floor']:.2f} (this host's cgroup v1), "
+      f"{med['rkstack on v2'] / med['unshare floor on v2']:.2f} (cgroup v2), "
+      f"{med['embedded build on v2'] / med['unshare floor on v2']:.2f} (cgroup v2, the appliance build)")
 PY

@@ -715,3 +715,51 @@ fn user_by_name_gets_its_groups_and_the_workdir_is_inside() {
         stderr(&out)
     );
 }
+
+/// On a pure cgroup v2 host the container's first process is born in its
+/// group (`CLONE_INTO_CGROUP`) and the group goes with it. This host is v1:
+/// the test hides that in a private mount namespace and mounts the cgroup2
+/// hierarchy (where no controller is available) at /sys/fs/cgroup.
+#[test]
+fn on_pure_cgroup_v2_the_container_runs_in_its_own_group() {
+    require_root!();
+    let fs = Rootfs::new();
+    let name = unique("v2born");
+    let script = format!(
+        r#"mount --make-rprivate / && umount -R /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup || exit 99
+g=/sys/fs/cgroup/rkstack/run/{name}
+{rk} run --name {name} {fs} -- /bin/sh -c 'echo up > /tmp/ready; sleep 1' &
+run=$!
+i=0; while [ ! -e {fs}/tmp/ready ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done
+for p in $(cat $g/cgroup.procs); do echo "member $p parent $(cut -d' ' -f4 /proc/$p/stat)"; done
+echo "runner $run"
+wait $run; echo "exit $?"
+[ -e $g ] && echo "left $g"
+rmdir $g /sys/fs/cgroup/rkstack/run /sys/fs/cgroup/rkstack 2>/dev/null
+true"#,
+        rk = rkstack(),
+        fs = fs.path().display()
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.code() != Some(99),
+        "no cgroup2 here: {}",
+        stderr(&out)
+    );
+    let runner = text
+        .lines()
+        .find_map(|l| l.strip_prefix("runner "))
+        .unwrap_or_default();
+    let members: Vec<&str> = text.lines().filter(|l| l.starts_with("member ")).collect();
+    assert_eq!(members.len(), 1, "{text}{}", stderr(&out));
+    assert!(
+        members[0].ends_with(&format!(" parent {runner}")),
+        "the group holds the container, a child of rkstack run: {text}"
+    );
+    assert!(text.contains("exit 0"), "{text}{}", stderr(&out));
+    assert!(!text.contains("left "), "{text}");
+}

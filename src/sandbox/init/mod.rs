@@ -4,8 +4,9 @@
 //! so it is single-threaded and may fork safely whatever the runtime is. It
 //! reads the spec and clones the container's first process into new
 //! namespaces with `CLONE_PARENT`, so that process is a direct child of the
-//! runtime. It writes the user namespace maps, lets the child go, moves it
-//! into its cgroups while the child builds its root, and reports `Started`
+//! runtime, born in its cgroup on v2 (`clone.rs`). It writes the user
+//! namespace maps, lets the child go, moves it into its v1 cgroups while the
+//! child builds its root, and reports `Started`
 //! once the child has exec'd (its end of the channel closes on exec) or the
 //! child's `Failed`.
 //!
@@ -14,11 +15,13 @@
 //! rlimits → user and groups → workdir → capabilities → no_new_privs →
 //! seccomp → exec. A failed step is sent back as data, never as text on stderr.
 //!
-//! `stage.rs` is the init stage itself (the fork into the namespaces, the
-//! hold until the runtime is ready, the report of a failed child);
+//! `stage.rs` is the init stage itself (the hold until the runtime is
+//! ready, the report of a failed child); `clone.rs` the fork into the
+//! namespaces and the cgroup;
 //! `child.rs` is what the container's first process does before its exec.
 
 mod child;
+mod clone;
 mod stage;
 
 use std::ffi::CString;

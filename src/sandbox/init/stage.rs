@@ -3,6 +3,7 @@
 //! failed.
 
 use super::child::child;
+use super::clone;
 use super::*;
 
 pub(super) fn stage(spec: &SandboxSpec, runtime: &OwnedFd) -> StepResult<i32> {
@@ -25,29 +26,22 @@ pub(super) fn stage(spec: &SandboxSpec, runtime: &OwnedFd) -> StepResult<i32> {
     if spec.user_ns.is_some() {
         flags |= libc::CLONE_NEWUSER;
     }
-    // SAFETY: a fork-like clone (no new stack): this process is
-    // single-threaded, so the child may run arbitrary code until exec.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (flags | libc::SIGCHLD) as libc::c_ulong,
-            0,
-            0,
-            0,
-            0,
-        )
-    };
-    if pid < 0 {
-        return Err(os_err("clone", "new namespaces"));
-    }
+    // On cgroup v2 the child is born in its group; elsewhere it is moved
+    // below, while it builds its root.
+    let group = clone::v2_group(&spec.cgroup_procs);
+    // SAFETY: `__init` is single-threaded, so the child may run arbitrary
+    // code until exec.
+    let (pid, born_in) = unsafe { clone::fork_into(flags, group.as_ref().map(|(_, fd)| fd)) }
+        .map_err(|e| errno_err("clone", e.raw_os_error().unwrap_or(0), "new namespaces"))?;
     if pid == 0 {
         drop(parent_end);
+        drop(group);
         let err = child(spec, &child_end);
         let _ = channel::send(child_end.as_fd(), &Message::Failed(err));
         // SAFETY: leave at once, without running the parent's exit handlers.
         unsafe { libc::_exit(127) };
     }
-    let pid = pid as i32;
+    let joined = group.filter(|_| born_in).map(|(i, _)| i);
     drop(child_end);
     if let Some(maps) = &spec.user_ns {
         let write = |file: &str, m: &[(u32, u32, u32)]| {
@@ -71,7 +65,10 @@ pub(super) fn stage(spec: &SandboxSpec, runtime: &OwnedFd) -> StepResult<i32> {
     // wait for an RCU grace period (milliseconds), which is then not on the
     // start path. The child waits for the second poke before it makes its
     // cgroup namespace and runs anything of the container.
-    for procs in &spec.cgroup_procs {
+    for (i, procs) in spec.cgroup_procs.iter().enumerate() {
+        if Some(i) == joined {
+            continue;
+        }
         if let Err(e) = std::fs::write(procs, pid.to_string()) {
             // The child may have failed before it could be moved (the write
             // then fails in ways that depend on how far its exit got): its

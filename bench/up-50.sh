@@ -45,6 +45,19 @@ fi
 t1=$(ms)
 sup=$(echo "$out" | sed -n 's/.*supervisor pid \([0-9]*\).*/\1/p')
 rss=$(awk '/VmRSS/ {print $2}' /proc/"$sup"/status)
+if [ "$n" -ge 200 ]; then
+  # How a start's cost grows with the stack: the gaps between consecutive
+  # `started` events, the first hundred against the last (the journal keeps
+  # the newest 1,000 events).
+  curl -s --max-time 2 --unix-socket "$work/state/bench50.sock" "http://rkstack/v1/events?since=0" | python3 -c '
+import datetime, json, sys
+t = [datetime.datetime.fromisoformat(e["time"].replace("Z", "+00:00")).timestamp()
+     for e in map(json.loads, sys.stdin) if e["kind"] == "started"]
+g = [(b - a) * 1000 for a, b in zip(t, t[1:])]
+if len(g) >= 200:
+    print(f"per start: {sum(g[:100]) / 100:.1f} ms for the first hundred, {sum(g[-100:]) / 100:.1f} ms for the last ({len(t)} starts)")
+' || true
+fi
 t2=$(ms)
 kill -TERM "$sup"
 # Until it has exited (a zombie waiting for init to reap it has exited too).

@@ -36,6 +36,16 @@ impl NetUp {
     /// Like `start_after`, but rkstack is started `runs` times in the same
     /// namespace: after each run ends, the next waits for [`NetUp::again`].
     fn start_runs(stack: &str, body: &str, setup: &str, runs: usize) -> NetUp {
+        NetUp::start_ns(stack, body, setup, runs, &["-n"])
+    }
+
+    /// Like `start_after`, with a mount namespace of the test's own too
+    /// (`setup` may bind files over the host's, such as /etc/resolv.conf).
+    fn start_with_mounts(stack: &str, body: &str, setup: &str) -> NetUp {
+        NetUp::start_ns(stack, body, setup, 1, &["-n", "-m"])
+    }
+
+    fn start_ns(stack: &str, body: &str, setup: &str, runs: usize, unshare: &[&str]) -> NetUp {
         let mut up = Stack::named(stack, std::path::Path::new(rkstack()));
         // (busybox 1.35's `wget -T` crashes: tests bound wget with `timeout`.)
         for applet in ["wget", "httpd", "ip", "timeout"] {
@@ -51,7 +61,8 @@ impl NetUp {
             d = up.dir.path().display()
         );
         let child = Command::new("unshare")
-            .args(["-n", "sh", "-c", &script])
+            .args(unshare)
+            .args(["sh", "-c", &script])
             .spawn()
             .unwrap();
         up.child = Some(child);
@@ -76,6 +87,27 @@ impl NetUp {
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// The address `name` resolves to inside container `c` (busybox
+    /// nslookup, asking the container's resolver), once it resolves.
+    fn wait_until_resolved(&self, c: &str, name: &str) -> String {
+        let mut got = String::new();
+        for _ in 0..100 {
+            let out = self.rk(&["exec", c, "--", "/bin/busybox", "nslookup", "-type=a", name]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            // The answer's "Address: ..." lines follow the server's.
+            if let Some(a) = text
+                .split(&format!("Name:\t{name}"))
+                .nth(1)
+                .and_then(|t| t.lines().find_map(|l| l.strip_prefix("Address: ")))
+            {
+                return a.trim().to_string();
+            }
+            got = format!("{text}{}", stderr(&out));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{name} never resolved in {c}:\n{got}");
     }
 
     /// SIGTERM to rkstack; returns the links and addresses left in the namespace.
@@ -153,16 +185,21 @@ fn containers_reach_each_other_by_name_and_nothing_is_left_behind() {
         "an internal network has a default route:\n{hermit}"
     );
     assert!(hermit.contains("10.125.0.0/24"), "{hermit}");
-    // The static address is the one asked for.
-    let hosts = up.file(&format!("state/{}/etc/cli/hosts", up.name));
+    // The static address is the one asked for; names come from the
+    // stack's name server on the gateway, not from a list of peers.
+    let hosts = up.file(&format!("state/{}/etc/srv/hosts", up.name));
     assert!(hosts.contains("10.123.0.50\tsrv web"), "{hosts}");
+    let cli_hosts = up.file(&format!("state/{}/etc/cli/hosts", up.name));
+    assert!(!cli_hosts.contains("srv"), "{cli_hosts}");
+    let resolv = up.file(&format!("state/{}/etc/cli/resolv.conf", up.name));
+    assert!(resolv.starts_with("nameserver 10.123.0.1\n"), "{resolv}");
     let (links, addrs) = up.stop();
     assert_eq!(links.lines().count(), 1, "links left behind:\n{links}");
     assert!(!addrs.contains("10.12"), "addresses left behind:\n{addrs}");
 }
 
 #[test]
-fn addresses_are_stable_and_hosts_files_follow_reloads() {
+fn addresses_are_stable_and_a_new_member_is_found_by_name() {
     require_root!();
     let body = r#"
 [networks.back]
@@ -203,15 +240,17 @@ restart_backoff = { initial = "50ms" }
         macs[0],
         format!("02:6b:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
     );
-    // A container joins: a's /etc/hosts gains it, a keeps its process.
+    // A container joins: a finds it by name, and neither a's process nor
+    // its files were touched.
     let a_pid = up.pid("a");
-    up.write(&format!("{body}[containers.b]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\nnetworks = [\"back\"]\n"));
     let hosts = PathBuf::from(format!("state/{}/etc/a/hosts", up.name));
-    up.wait_for(
-        |u| u.file(hosts.to_str().unwrap()).contains("\tb\n"),
-        "hosts gains b",
-    );
+    let a_hosts = up.file(hosts.to_str().unwrap());
+    up.write(&format!("{body}[containers.b]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\nnetworks = [\"back\"]\n"));
+    up.pid("b");
+    let b = up.wait_until_resolved("a", "b");
+    assert!(b.starts_with("10.126.0."), "{b}");
     assert_eq!(up.pid("a"), a_pid);
+    assert_eq!(up.file(hosts.to_str().unwrap()), a_hosts);
     let (links, _) = up.stop();
     assert!(!links.contains("rkb"), "a bridge was left behind:\n{links}");
 }
@@ -679,4 +718,102 @@ networks = ["side"]
         !links.contains("rkb") && !links.contains("rkv"),
         "left behind:\n{links}"
     );
+}
+
+/// A resolver for the test's namespace: any A question on 127.0.0.1:53 is
+/// answered 10.200.0.9, any other with no records.
+const FAKE_RESOLVER: &str = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 53))
+open(OUT + "/resolver-up", "w").close()
+while True:
+    q, a = s.recvfrom(512)
+    end = 12
+    while q[end]:
+        end += q[end] + 1
+    qtype = q[end + 1] * 256 + q[end + 2]
+    end += 5
+    with open(OUT + "/asked", "a") as f:
+        f.write(repr(q[12:end]) + "\n")
+    if qtype == 1:
+        ans = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x05\x00\x04" + bytes([10, 200, 0, 9])
+        s.sendto(q[:2] + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + q[12:end] + ans, a)
+    else:
+        s.sendto(q[:2] + b"\x81\x80\x00\x01\x00\x00\x00\x00\x00\x00" + q[12:end], a)
+"#;
+
+#[test]
+fn names_outside_the_stack_are_asked_of_the_hosts_resolver_but_not_from_an_internal_network() {
+    require_root!();
+    let body = r#"
+[networks.out]
+subnet = "10.138.0.0/24"
+[networks.shut]
+subnet = "10.139.0.0/24"
+internal = true
+[containers.open]
+image = "dir:ROOTFS"
+command = ["/bin/sleep", "1000"]
+networks = ["out"]
+[containers.closed]
+image = "dir:ROOTFS"
+command = ["/bin/sleep", "1000"]
+networks = ["shut"]
+"#;
+    let work = tempfile::tempdir().unwrap();
+    let d = work.path().display().to_string();
+    std::fs::write(
+        work.path().join("resolver.py"),
+        format!("OUT = {d:?}\n{FAKE_RESOLVER}"),
+    )
+    .unwrap();
+    std::fs::write(
+        work.path().join("resolv.conf"),
+        "nameserver 127.0.0.1\nsearch lab.test\n",
+    )
+    .unwrap();
+    // The resolver is ended when the test ends, whatever happened.
+    struct EndResolver(std::path::PathBuf);
+    impl Drop for EndResolver {
+        fn drop(&mut self) {
+            if let Ok(pid) = std::fs::read_to_string(&self.0)
+                .unwrap_or_default()
+                .trim()
+                .parse::<i32>()
+            {
+                // SAFETY: ending the resolver this test started.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+        }
+    }
+    let _resolver = EndResolver(work.path().join("resolver.pid"));
+    let setup = format!(
+        "mount --bind {d}/resolv.conf /etc/resolv.conf && (python3 {d}/resolver.py & echo $! > {d}/resolver.pid); \
+         while [ ! -e {d}/resolver-up ]; do sleep 0.02; done"
+    );
+    let mut up = NetUp::start_with_mounts(&unique("fwd"), body, &setup);
+    up.pid("open");
+    up.pid("closed");
+    let resolv = up.file(&format!("state/{}/etc/open/resolv.conf", up.name));
+    assert_eq!(resolv, "nameserver 10.138.0.1\nsearch lab.test\n");
+    assert_eq!(up.wait_until_resolved("open", "example.test"), "10.200.0.9");
+    let asked_before = std::fs::read_to_string(work.path().join("asked")).unwrap_or_default();
+    let out = up.rk(&[
+        "exec",
+        "closed",
+        "--",
+        "/bin/busybox",
+        "nslookup",
+        "-type=a",
+        "example.test",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("10.200.0.9"),
+        "an internal network reached out:\n{text}"
+    );
+    let asked_after = std::fs::read_to_string(work.path().join("asked")).unwrap_or_default();
+    assert_eq!(asked_before, asked_after, "the question went out");
+    up.stop();
 }

@@ -27,6 +27,10 @@ pub struct FakeNetState {
     pub forwarding: bool,
     /// `nft` is not there.
     pub no_nft: bool,
+    /// Name servers listen on loopback (any port) instead of failing to.
+    pub name_servers: bool,
+    /// The host's resolvers.
+    pub resolvers: Vec<std::net::SocketAddr>,
 }
 
 pub type FakeNetHandle = Rc<RefCell<FakeNetState>>;
@@ -106,6 +110,22 @@ impl NetOps for FakeNet {
         s.published = None;
         s.bridges_in_rules.clear();
         Ok(())
+    }
+
+    fn name_server(&mut self, _gateway: IpAddr) -> std::io::Result<std::net::UdpSocket> {
+        if self.0.borrow().name_servers {
+            super::ops::udp_socket((std::net::Ipv4Addr::LOCALHOST, 0).into())
+        } else {
+            Err(std::io::ErrorKind::AddrInUse.into())
+        }
+    }
+
+    fn upstream_socket(&mut self, _v6: bool) -> std::io::Result<std::net::UdpSocket> {
+        super::ops::udp_socket((std::net::Ipv4Addr::LOCALHOST, 0).into())
+    }
+
+    fn resolvers(&self) -> Vec<std::net::SocketAddr> {
+        self.0.borrow().resolvers.clone()
     }
 }
 

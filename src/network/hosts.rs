@@ -82,6 +82,30 @@ pub fn resolv_conf(host: &str) -> String {
     out
 }
 
+/// resolv.conf of a container whose network has the stack's name server
+/// at `server`: that alone as resolver, with the host's search domains and
+/// options.
+pub fn resolv_conf_served(server: IpAddr, host: &str) -> String {
+    let mut out = format!("nameserver {server}\n");
+    for line in host.lines() {
+        let t = line.trim_start();
+        if t.starts_with("search") || t.starts_with("domain") || t.starts_with("options") {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The resolvers a resolv.conf names (port 53), in its order.
+pub fn nameservers(text: &str) -> Vec<std::net::SocketAddr> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|a| a.trim().split('%').next()?.parse::<IpAddr>().ok())
+        .map(|ip| (ip, 53).into())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +116,19 @@ mod tests {
             ip: ip.parse().unwrap(),
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn a_served_container_asks_the_stack_and_keeps_the_hosts_search_domains() {
+        let host = "# made by hand\nnameserver 127.0.0.53\nnameserver 192.0.2.1\nsearch lab.example\noptions edns0\n";
+        assert_eq!(
+            resolv_conf_served("10.7.0.1".parse().unwrap(), host),
+            "nameserver 10.7.0.1\nsearch lab.example\noptions edns0\n"
+        );
+        let ns = nameservers(host);
+        assert_eq!(ns.len(), 2);
+        assert_eq!(ns[0].to_string(), "127.0.0.53:53");
+        assert!(nameservers("nameserver fe80::1%eth0\nnameserver junk\n")[0].is_ipv6());
     }
 
     #[test]

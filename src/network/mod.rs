@@ -1,8 +1,11 @@
 //! Networks: bridges, veth pairs, addresses, name-based discovery. This part
-//! is pure (no OS calls): address management, interface names, and the
-//! `/etc/hosts` and `/etc/resolv.conf` each container gets. Its own types;
+//! is pure (no OS calls): address management, interface names, the
+//! `/etc/hosts` and `/etc/resolv.conf` each container gets, and the name
+//! server's messages. Its own types;
 //! nothing from the stack file.
 
+pub mod dns;
+pub mod dns_relay;
 #[cfg(test)]
 pub mod fake;
 pub mod hosts;

@@ -34,6 +34,21 @@ pub trait NetOps {
         bridges: &[Bridge],
     ) -> Result<(), String>;
     fn remove_rules(&mut self, stack: &str) -> Result<(), String>;
+    /// A non-blocking UDP socket for the name server of a network, on its
+    /// gateway's port 53.
+    fn name_server(&mut self, gateway: IpAddr) -> std::io::Result<std::net::UdpSocket>;
+    /// A non-blocking UDP socket to ask the host's resolvers from.
+    fn upstream_socket(&mut self, v6: bool) -> std::io::Result<std::net::UdpSocket>;
+    /// The host's resolvers (its /etc/resolv.conf, loopback ones included:
+    /// the supervisor asks them from the host's network namespace).
+    fn resolvers(&self) -> Vec<std::net::SocketAddr>;
+}
+
+/// A non-blocking UDP socket bound to `addr`.
+pub fn udp_socket(addr: std::net::SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let s = std::net::UdpSocket::bind(addr)?;
+    s.set_nonblocking(true)?;
+    Ok(s)
 }
 
 /// [`NetOps`] on this host.
@@ -97,5 +112,25 @@ impl NetOps for LinuxNet {
 
     fn remove_rules(&mut self, stack: &str) -> Result<(), String> {
         super::nft::remove(stack)
+    }
+
+    fn name_server(&mut self, gateway: IpAddr) -> std::io::Result<std::net::UdpSocket> {
+        udp_socket((gateway, 53).into())
+    }
+
+    fn upstream_socket(&mut self, v6: bool) -> std::io::Result<std::net::UdpSocket> {
+        let any: IpAddr = if v6 {
+            std::net::Ipv6Addr::UNSPECIFIED.into()
+        } else {
+            std::net::Ipv4Addr::UNSPECIFIED.into()
+        };
+        udp_socket((any, 0).into())
+    }
+
+    fn resolvers(&self) -> Vec<std::net::SocketAddr> {
+        let text =
+            crate::bounded::read_regular(std::path::Path::new("/etc/resolv.conf"), 64 * 1024)
+                .unwrap_or_default();
+        super::hosts::nameservers(&String::from_utf8_lossy(&text))
     }
 }

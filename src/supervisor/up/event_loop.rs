@@ -15,6 +15,7 @@ impl Supervisor {
         loop {
             // What the last turn changed in the networks' membership.
             self.flush_hosts();
+            self.sync_dns();
             if self.stack_down() {
                 // Let the server send its last answers (`down`'s).
                 tokio::time::sleep(Duration::from_millis(30)).await;
@@ -75,6 +76,15 @@ impl Supervisor {
                     adopted.push(name.clone());
                 }
             }
+            let dns_sources = self.nets.dns.sources();
+            let dns_base = fds.len();
+            for (fd, _) in &dns_sources {
+                fds.push(libc::pollfd {
+                    fd: *fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
             let same_fds = questions_only && !fired;
             let (n, asked) =
                 wait_ready(&mut fds, timeout, requests.as_mut(), &mut waiter, same_fds).await;
@@ -97,6 +107,11 @@ impl Supervisor {
                 continue;
             }
             questions_only = false;
+            for (i, (_, source)) in dns_sources.iter().enumerate() {
+                if fds[dns_base + i].revents != 0 {
+                    self.serve_dns(source);
+                }
+            }
             let base = 1 + usize::from(self.watch.is_some());
             for (i, (name, stream)) in pipes.iter().enumerate() {
                 if fds[base + i].revents != 0

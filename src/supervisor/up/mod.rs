@@ -22,6 +22,7 @@ use crate::control::{Command, ContainerInfo, ControlError, Reply, Request};
 use crate::host::lockfile::{LockFile, Taken};
 
 mod children;
+mod dns;
 mod event_loop;
 mod execute;
 mod health;

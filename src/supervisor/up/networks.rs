@@ -31,6 +31,8 @@ pub(super) struct Networks {
     pub(super) hosts_dirty: bool,
     /// Hosts files written (the cost of membership changes, for tests).
     pub(super) hosts_writes: std::cell::Cell<u64>,
+    /// The name server of each network.
+    pub(super) dns: super::dns::NameServers,
 }
 
 impl Supervisor {
@@ -119,11 +121,38 @@ impl Supervisor {
             .map_err(|e| format!("{}: {e}", hosts.display()))?;
         self.nets.hosts_writes.set(self.nets.hosts_writes.get() + 1);
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        std::fs::write(&resolv, crate::network::hosts::resolv_conf(&host_resolv))
-            .map_err(|e| format!("{}: {e}", resolv.display()))?;
+        let text = match self
+            .first_network(name)
+            .and_then(|n| self.nets.dns.serves(n))
+        {
+            Some(server) => crate::network::hosts::resolv_conf_served(server, &host_resolv),
+            None => crate::network::hosts::resolv_conf(&host_resolv),
+        };
+        std::fs::write(&resolv, text).map_err(|e| format!("{}: {e}", resolv.display()))?;
         Ok((hosts, resolv))
     }
 
+    /// The first network `name` joins.
+    fn first_network(&self, name: &str) -> Option<&str> {
+        match &self.desired.container(name)?.config.network {
+            config::NetworkMode::Networks(atts) => atts.first().map(|a| a.network.as_str()),
+            _ => None,
+        }
+    }
+
+    /// Whether `name`'s /etc/hosts lists peers (some network of its has no
+    /// name server), so that it follows membership changes.
+    fn hosts_follow_peers(&self, name: &str) -> bool {
+        match self.desired.container(name).map(|c| &c.config.network) {
+            Some(config::NetworkMode::Networks(atts)) => atts
+                .iter()
+                .any(|a| self.nets.dns.serves(a.network.as_str()).is_none()),
+            _ => false,
+        }
+    }
+
+    /// `name`'s /etc/hosts: itself, and the members of each network of its
+    /// that has no name server.
     pub(super) fn hosts_of(&self, name: &str) -> String {
         let Some(c) = self.desired.container(name) else {
             return String::new();
@@ -133,8 +162,12 @@ impl Supervisor {
         };
         let mut networks = Vec::new();
         for att in atts {
+            let served = self.nets.dns.serves(att.network.as_str()).is_some();
             let mut peers = Vec::new();
             for other in &self.desired.containers {
+                if served && other.name != name {
+                    continue;
+                }
                 let config::NetworkMode::Networks(oa) = &other.config.network else {
                     continue;
                 };
@@ -379,7 +412,7 @@ impl Supervisor {
     pub(super) fn refresh_hosts(&mut self) {
         self.apply_ports();
         for (name, l) in &self.live {
-            if l.state != State::Running || l.ips.is_empty() {
+            if l.state != State::Running || l.ips.is_empty() || !self.hosts_follow_peers(name) {
                 continue;
             }
             let path = self
@@ -449,6 +482,7 @@ impl Supervisor {
             }
         }
         self.nets.records.insert(name.to_string(), n.record());
+        self.sync_dns();
     }
 
     /// Removes a network's bridge and its record.

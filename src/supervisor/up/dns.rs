@@ -47,6 +47,9 @@ pub(super) struct NameServers {
     resolvers: Option<Vec<SocketAddr>>,
     relay: Relay<(String, SocketAddr)>,
     buf: Vec<u8>,
+    /// Answer askers from outside the network's subnet too (the unit
+    /// tests' servers listen on loopback).
+    pub(super) any_asker: bool,
 }
 
 impl Default for NameServers {
@@ -58,6 +61,7 @@ impl Default for NameServers {
             resolvers: None,
             relay: Relay::new(PENDING, UPSTREAM_WAIT),
             buf: vec![0; 65_536],
+            any_asker: false,
         }
     }
 }
@@ -158,6 +162,14 @@ impl Supervisor {
     }
 
     fn on_question(&mut self, network: &str, msg: &[u8], from: SocketAddr) {
+        // Only the network's own members ask its server: another stack's
+        // container (or another network's) learns no names here.
+        let member = self
+            .desired
+            .networks
+            .get(network)
+            .and_then(|n| n.config.subnet)
+            .is_none_or(|s| s.contains(from.ip()));
         let q = match dns::parse(msg) {
             Parsed::Query(q) => q,
             Parsed::Reject { id, rd, rcode } => {
@@ -165,6 +177,9 @@ impl Supervisor {
             }
             Parsed::Ignore => return,
         };
+        if !member && !self.nets.dns.any_asker {
+            return self.reply(network, from, &q.fail(Rcode::Refused));
+        }
         if let Some(ips) = self.lookup(network, from.ip(), &q.name) {
             return self.reply(network, from, &q.answer(&ips));
         }

@@ -16,9 +16,17 @@ const NET: &str = "[networks.front]\nsubnet = \"10.88.0.0/24\"\n\
 
 /// H with name servers that listen (on loopback).
 fn served(body: &str) -> H {
+    let mut h = listening(body);
+    h.up();
+    h
+}
+
+/// H whose name servers will listen (on loopback, so askers from there
+/// are taken as members).
+fn listening(body: &str) -> H {
     let mut h = H::new(body);
     h.net.borrow_mut().name_servers = true;
-    h.up();
+    h.sup.nets.dns.any_asker = true;
     h
 }
 
@@ -117,12 +125,8 @@ fn where_no_server_can_listen_the_hosts_files_list_the_peers() {
 fn other_names_go_to_the_hosts_resolver_and_its_answer_comes_back() {
     let upstream = socket();
     let at: SocketAddr = upstream.local_addr().unwrap();
-    let mut h = H::new(NET);
-    {
-        let mut n = h.net.borrow_mut();
-        n.name_servers = true;
-        n.resolvers = vec![at];
-    }
+    let mut h = listening(NET);
+    h.net.borrow_mut().resolvers = vec![at];
     h.up();
     let client = socket();
     let server = h.sup.nets.dns.local_addr("front").unwrap();
@@ -163,24 +167,16 @@ fn an_internal_network_gets_no_answer_from_outside_and_single_labels_stay_in() {
         "subnet = \"10.88.0.0/24\"\n",
         "subnet = \"10.88.0.0/24\"\ninternal = true\n",
     );
-    let mut h = H::new(&body);
-    {
-        let mut n = h.net.borrow_mut();
-        n.name_servers = true;
-        n.resolvers = vec![upstream.local_addr().unwrap()];
-    }
+    let mut h = listening(&body);
+    h.net.borrow_mut().resolvers = vec![upstream.local_addr().unwrap()];
     h.up();
     let client = socket();
     assert_eq!(rcode(&ask(&mut h, "front", &client, 1, "example.org")), 3);
     let mut buf = [0u8; 512];
     assert!(upstream.recv_from(&mut buf).is_err(), "nothing went out");
     // Nor does a bare name from a network that may reach out.
-    let mut h2 = H::new(NET);
-    {
-        let mut n = h2.net.borrow_mut();
-        n.name_servers = true;
-        n.resolvers = vec![upstream.local_addr().unwrap()];
-    }
+    let mut h2 = listening(NET);
+    h2.net.borrow_mut().resolvers = vec![upstream.local_addr().unwrap()];
     h2.up();
     assert_eq!(rcode(&ask(&mut h2, "front", &client, 2, "printer")), 3);
     assert!(upstream.recv_from(&mut buf).is_err());
@@ -201,4 +197,15 @@ fn garbage_from_a_container_is_answered_or_dropped_and_the_server_goes_on() {
     let mut buf = [0u8; 512];
     while client.recv_from(&mut buf).is_ok() {}
     assert_eq!(addresses(&ask(&mut h, "front", &client, 6, "db")).len(), 1);
+}
+
+#[test]
+fn an_asker_from_outside_the_network_learns_no_names() {
+    let mut h = H::new(NET);
+    h.net.borrow_mut().name_servers = true;
+    h.up();
+    // From loopback, which is not in 10.88.0.0/24.
+    let a = ask(&mut h, "front", &socket(), 3, "db");
+    assert_eq!(rcode(&a), 5, "REFUSED");
+    assert!(addresses(&a).is_empty());
 }

@@ -248,19 +248,16 @@ pub fn down(client: &Client) -> Result<ExitCode, ClientError> {
     }
     // Wait until the supervisor has stopped everything and exited.
     if let Some(pid) = pid {
-        // SAFETY: plain syscall; the descriptor is closed below.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
-        if fd >= 0 {
-            let mut p = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd; waits for the process to end.
-            unsafe {
-                libc::poll(&mut p, 1, -1);
-                libc::close(fd);
-            }
+        use nix::poll::{PollFd, PollFlags, PollTimeout};
+        use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+        // SAFETY: a plain syscall (nix has no pidfd_open).
+        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+        if raw >= 0 {
+            // SAFETY: a new descriptor that nothing else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+            // Readable when the process has ended.
+            let _ = nix::poll::poll(&mut fds, PollTimeout::NONE);
         }
     }
     writeln!(std::io::stdout(), "stack stopped")?;

@@ -113,7 +113,7 @@ fn wait_readable(
     wait: std::time::Duration,
     socket: &std::path::Path,
 ) -> bool {
-    use std::os::fd::AsRawFd;
+    use std::os::fd::AsFd;
     let until = std::time::Instant::now() + wait;
     let mut next = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
@@ -122,14 +122,14 @@ fn wait_readable(
             return false;
         }
         let slice = until.min(next).saturating_duration_since(now);
-        let mut p = libc::pollfd {
-            fd: r.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut p, 1, slice.as_millis().min(i32::MAX as u128) as i32) };
-        if n > 0 {
+        let timeout =
+            nix::poll::PollTimeout::try_from(slice.as_millis().min(i32::MAX as u128) as i32)
+                .unwrap_or(nix::poll::PollTimeout::MAX);
+        let mut fds = [nix::poll::PollFd::new(
+            r.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        if nix::poll::poll(&mut fds, timeout).unwrap_or(0) > 0 {
             return true;
         }
         if std::time::Instant::now() >= next {

@@ -91,6 +91,7 @@ impl NameServers {
 impl Supervisor {
     /// Servers follow the networks made: one on the gateway of each, none
     /// for a network gone; a server whose gateway changed listens anew.
+    /// Called wherever the networks made change (made, removed, adopted).
     pub(super) fn sync_dns(&mut self) {
         let made: BTreeMap<String, IpAddr> = self
             .nets
@@ -130,28 +131,28 @@ impl Supervisor {
 
     /// Reads and answers what `source` has (a bounded number of datagrams).
     pub(super) fn serve_dns(&mut self, source: &DnsSource) {
+        // The buffer is lent out while the answers need `self`.
+        let mut buf = std::mem::take(&mut self.nets.dns.buf);
         for _ in 0..PER_TURN {
-            let got = {
-                let dns = &mut self.nets.dns;
-                let sock = match source {
-                    DnsSource::Network(n) => dns.servers.get(n).map(|(_, s)| s),
-                    DnsSource::Upstream(i) => dns.upstream[*i].as_ref(),
-                };
-                let Some(sock) = sock else { return };
-                match sock.recv_from(&mut dns.buf) {
-                    Ok((len, from)) => (dns.buf[..len].to_vec(), from),
-                    // WouldBlock: read all; other errors (ICMP errors of
-                    // earlier sends) are for the datagram, not the socket.
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                    Err(_) => continue,
-                }
+            let dns = &self.nets.dns;
+            let sock = match source {
+                DnsSource::Network(n) => dns.servers.get(n).map(|(_, s)| s),
+                DnsSource::Upstream(i) => dns.upstream[*i].as_ref(),
             };
-            let (msg, from) = got;
+            let Some(sock) = sock else { break };
+            let (len, from) = match sock.recv_from(&mut buf) {
+                Ok(got) => got,
+                // WouldBlock: read all; other errors (ICMP errors of
+                // earlier sends) are for the datagram, not the socket.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => continue,
+            };
             match source {
-                DnsSource::Network(n) => self.on_question(n, &msg, from),
-                DnsSource::Upstream(_) => self.on_upstream_answer(msg, from),
+                DnsSource::Network(n) => self.on_question(n, &buf[..len], from),
+                DnsSource::Upstream(_) => self.on_upstream_answer(&mut buf[..len], from),
             }
         }
+        self.nets.dns.buf = buf;
     }
 
     fn reply(&self, network: &str, to: SocketAddr, msg: &[u8]) {
@@ -200,15 +201,10 @@ impl Supervisor {
     /// Passes a question on to the host's first resolver; false when there
     /// is none or it cannot be sent.
     fn forward(&mut self, network: &str, msg: &[u8], from: SocketAddr) -> bool {
-        let resolvers = match &self.nets.dns.resolvers {
-            Some(r) => r.clone(),
-            None => {
-                let r = self.net.resolvers();
-                self.nets.dns.resolvers = Some(r.clone());
-                r
-            }
-        };
-        let Some(&upstream) = resolvers.first() else {
+        if self.nets.dns.resolvers.is_none() {
+            self.nets.dns.resolvers = Some(self.net.resolvers());
+        }
+        let Some(&upstream) = self.nets.dns.resolvers.iter().flatten().next() else {
             return false;
         };
         let v6 = usize::from(upstream.is_ipv6());
@@ -232,20 +228,20 @@ impl Supervisor {
             .is_some_and(|s| s.send_to(&out, upstream).is_ok())
     }
 
-    fn on_upstream_answer(&mut self, mut msg: Vec<u8>, from: SocketAddr) {
-        if !dns::is_answer(&msg) {
+    fn on_upstream_answer(&mut self, msg: &mut [u8], from: SocketAddr) {
+        if !dns::is_answer(msg) {
             return;
         }
         let Some(((network, asker), id)) =
             self.nets
                 .dns
                 .relay
-                .take(Instant::now(), dns::id_of(&msg), from)
+                .take(Instant::now(), dns::id_of(msg), from)
         else {
             return;
         };
-        dns::with_id(&mut msg, id);
-        self.reply(&network, asker, &msg);
+        dns::with_id(msg, id);
+        self.reply(&network, asker, msg);
     }
 
     /// The addresses of the running container called `name` (or with that

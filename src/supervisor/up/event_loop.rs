@@ -15,7 +15,6 @@ impl Supervisor {
         loop {
             // What the last turn changed in the networks' membership.
             self.flush_hosts();
-            self.sync_dns();
             if self.stack_down() {
                 // Let the server send its last answers (`down`'s).
                 tokio::time::sleep(Duration::from_millis(30)).await;

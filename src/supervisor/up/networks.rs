@@ -492,5 +492,6 @@ impl Supervisor {
             event(&self.stack(), Kind::Error, format!("network {}: {e}", name));
         }
         self.nets.records.remove(name);
+        self.sync_dns();
     }
 }

@@ -131,6 +131,7 @@ impl Supervisor {
                 self.nets.records.insert(name, record);
             }
         }
+        self.sync_dns();
         // Its nftables table may hold rules the file no longer asks for:
         // the first update replaces or removes it whatever it holds.
         if had_networks {

@@ -13,6 +13,10 @@ use std::net::Ipv4Addr;
 const HEADER: usize = 12;
 /// Longest name on the wire (RFC 1035 §2.3.4).
 const MAX_NAME: usize = 255;
+/// The largest UDP answer a resolver without EDNS takes.
+const UDP_PLAIN: usize = 512;
+/// An A record with its name as a pointer.
+const RECORD: usize = 16;
 /// Seconds a resolver may keep an answer: containers come and go.
 const TTL: u32 = 5;
 
@@ -129,14 +133,16 @@ fn read_name(msg: &[u8], mut at: usize) -> Option<(String, usize)> {
 }
 
 impl Query {
-    /// The answer: A records for `ips` when the question is for IN/A; for
+    /// The answer: A records for `ips` when the question is for IN/A (as
+    /// many as fit the 512 bytes every resolver takes over UDP); for
     /// another type of a known name, no records (NOERROR: the name exists).
     pub fn answer(&self, ips: &[Ipv4Addr]) -> Vec<u8> {
         let a = self.qclass == CLASS_IN && self.qtype == TYPE_A;
-        let n = if a { ips.len() } else { 0 };
+        let room = UDP_PLAIN.saturating_sub(HEADER + self.question.len()) / RECORD;
+        let n = if a { ips.len().min(room) } else { 0 };
         let mut out = self.header(Rcode::NoError, n as u16);
         if a {
-            for ip in ips {
+            for ip in &ips[..n] {
                 // The name: a pointer to the question's (offset 12).
                 out.extend_from_slice(&[0xc0, 0x0c]);
                 out.extend_from_slice(&TYPE_A.to_be_bytes());
@@ -239,6 +245,17 @@ mod tests {
         assert_eq!(u16::from_be_bytes([a[6], a[7]]), 2, "two records");
         assert_eq!(&a[a.len() - 4..], &[10, 2, 0, 7]);
         assert!(is_answer(&a));
+    }
+
+    #[test]
+    fn an_answer_never_outgrows_512_bytes() {
+        let q = parsed(&query(1, "many", TYPE_A));
+        let ips: Vec<Ipv4Addr> = (0..100).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect();
+        let a = q.answer(&ips);
+        assert!(a.len() <= 512, "{}", a.len());
+        let n = u16::from_be_bytes([a[6], a[7]]) as usize;
+        assert_eq!(a.len(), 12 + (4 + 6) + n * 16);
+        assert!(n >= 30);
     }
 
     #[test]

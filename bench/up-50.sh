@@ -9,13 +9,15 @@
 #                 network namespace of its own (unshare -n), so the bench
 #                 makes no bridge on the host, and crun is not run
 #   BIN=path      another rkstack binary (to compare builds)
+#   TMPDIR=dir    where the state and data go (default /tmp; /dev/shm
+#                 takes the disk's inode allocation out of the figures)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${N:-50}
 net=${NET:-0}
 if [ -z "${BIN:-}" ]; then cargo build --release --quiet; fi
 bin=${BIN:-$PWD/target/release/rkstack}
-work=$(mktemp -d /tmp/rkstack-bench.XXXXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/rkstack-bench.XXXXXX")
 cleanup() { rm -rf "$work"; }
 trap cleanup EXIT
 mkdir -p "$work/rootfs/bin" "$work/rootfs/etc"
@@ -58,12 +60,13 @@ if len(g) >= 200:
     print(f"per start: {sum(g[:100]) / 100:.1f} ms for the first hundred, {sum(g[-100:]) / 100:.1f} ms for the last ({len(t)} starts)")
 ' || true
 fi
+fds=$(ls /proc/"$sup"/fd | wc -l); [ -n "${FDS:-}" ] && ls -l /proc/"$sup"/fd | awk "{print \$11}" | sed "s/[0-9]*//g" | sort | uniq -c | sort -rn | head
 t2=$(ms)
 kill -TERM "$sup"
 # Until it has exited (a zombie waiting for init to reap it has exited too).
 while [ -e /proc/"$sup" ] && ! grep -q ') Z ' /proc/"$sup"/stat 2>/dev/null; do sleep 0.002; done
 t3=$(ms)
-echo "rkstack: up of $n containers$([ "$net" = 1 ] && echo ' on one bridge') $(( (t1 - t0) / 1000 )) ms, down $(( (t3 - t2) / 1000 )) ms, supervisor RSS ${rss} KiB with $n running"
+echo "rkstack: up of $n containers$([ "$net" = 1 ] && echo ' on one bridge') $(( (t1 - t0) / 1000 )) ms, down $(( (t3 - t2) / 1000 )) ms, supervisor RSS ${rss} KiB and $fds descriptors with $n running"
 
 if [ "$net" != 1 ] && command -v crun >/dev/null; then
   (cd "$work" && crun spec >/dev/null 2>&1 || true)

@@ -206,7 +206,7 @@ fn addresses_are_stable_and_a_new_member_is_found_by_name() {
 subnet = "10.126.0.0/24"
 [containers.a]
 image = "dir:ROOTFS"
-command = ["/bin/sh", "-c", "ip -o -4 addr show eth0; ip -o link show eth0; sleep 1000"]
+command = ["/bin/sh", "-c", "sleep 0.5; ip -o addr show eth0; ip -o link show eth0; sleep 1000"]
 networks = ["back"]
 restart = "always"
 restart_backoff = { initial = "50ms" }
@@ -214,6 +214,26 @@ restart_backoff = { initial = "50ms" }
     let mut up = NetUp::start(&unique("ipam"), body);
     let first = up.pid("a");
     up.wait_for(|u| u.log_of("a").contains("inet 10.126.0."), "address");
+    // No IPv6 link-local address on an IPv4 network, in the container or
+    // on the bridge's ports: nothing floods the bridge as members join.
+    assert!(!up.log_of("a").contains("inet6"), "{}", up.log_of("a"));
+    let host = Command::new("nsenter")
+        .args([
+            "-t",
+            &up.supervisor_pid().to_string(),
+            "-n",
+            "ip",
+            "-o",
+            "addr",
+        ])
+        .output()
+        .unwrap();
+    let host = String::from_utf8_lossy(&host.stdout);
+    assert!(host.contains(" rkb"), "{host}");
+    assert!(
+        !host.contains(" rkv"),
+        "a bridge port has an address:\n{host}"
+    );
     let addr = |log: &str| {
         log.lines()
             .filter_map(|l| l.split("inet ").nth(1))

@@ -106,15 +106,15 @@ pub struct Request<'a> {
     pub subnet: Subnet,
     pub gateway: IpAddr,
     /// Members (container names) with their static address, if any.
-    pub members: &'a BTreeMap<String, Option<IpAddr>>,
+    pub members: &'a BTreeMap<&'a str, Option<IpAddr>>,
     /// Addresses given out before (from the state file).
-    pub previous: &'a BTreeMap<String, IpAddr>,
+    pub previous: &'a BTreeMap<&'a str, IpAddr>,
 }
 
 /// Every member's address. Deterministic: the same request gives the same
 /// answer, and a member keeps a previous address that is still valid.
-pub fn assign(r: &Request<'_>) -> Result<BTreeMap<String, IpAddr>, IpamError> {
-    let mut taken: BTreeMap<IpAddr, String> = BTreeMap::new();
+pub fn assign<'a>(r: &Request<'a>) -> Result<BTreeMap<&'a str, IpAddr>, IpamError> {
+    let mut taken: BTreeMap<IpAddr, &str> = BTreeMap::new();
     let mut out = BTreeMap::new();
     // 1. Static addresses.
     for (c, ip) in r.members {
@@ -122,36 +122,41 @@ pub fn assign(r: &Request<'_>) -> Result<BTreeMap<String, IpAddr>, IpamError> {
         if !r.subnet.usable(*ip) || *ip == r.gateway {
             return Err(IpamError::NotUsable {
                 network: r.network.into(),
-                container: c.clone(),
+                container: c.to_string(),
                 ip: *ip,
                 subnet: r.subnet,
             });
         }
-        if let Some(other) = taken.insert(*ip, c.clone()) {
+        if let Some(other) = taken.insert(*ip, c) {
             return Err(IpamError::Taken {
                 network: r.network.into(),
                 ip: *ip,
-                a: other,
-                b: c.clone(),
+                a: other.to_string(),
+                b: c.to_string(),
             });
         }
-        out.insert(c.clone(), *ip);
+        out.insert(*c, *ip);
     }
     // 2. Previous addresses still valid and not claimed statically.
-    let unassigned: Vec<&String> = r.members.keys().filter(|c| !out.contains_key(*c)).collect();
+    let unassigned: Vec<&str> = r
+        .members
+        .keys()
+        .copied()
+        .filter(|c| !out.contains_key(c))
+        .collect();
     for c in unassigned {
         if let Some(ip) = r.previous.get(c)
             && r.subnet.usable(*ip)
             && *ip != r.gateway
             && !taken.contains_key(ip)
         {
-            taken.insert(*ip, c.clone());
-            out.insert(c.clone(), *ip);
+            taken.insert(*ip, c);
+            out.insert(c, *ip);
         }
     }
     // 3. The lowest free address for the rest, in name order.
     let mut next: u128 = 1;
-    for c in r.members.keys() {
+    for &c in r.members.keys() {
         if out.contains_key(c) {
             continue;
         }
@@ -160,13 +165,13 @@ pub fn assign(r: &Request<'_>) -> Result<BTreeMap<String, IpAddr>, IpamError> {
                 return Err(IpamError::Exhausted {
                     network: r.network.into(),
                     subnet: r.subnet,
-                    container: c.clone(),
+                    container: c.to_string(),
                 });
             };
             next += 1;
             if r.subnet.usable(ip) && ip != r.gateway && !taken.contains_key(&ip) {
-                taken.insert(ip, c.clone());
-                out.insert(c.clone(), ip);
+                taken.insert(ip, c);
+                out.insert(c, ip);
                 break;
             }
         }
@@ -208,15 +213,13 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn members(list: &[(&str, Option<&str>)]) -> BTreeMap<String, Option<IpAddr>> {
-        list.iter()
-            .map(|(n, i)| (n.to_string(), i.map(ip)))
-            .collect()
+    fn members<'a>(list: &[(&'a str, Option<&str>)]) -> BTreeMap<&'a str, Option<IpAddr>> {
+        list.iter().map(|(n, i)| (*n, i.map(ip))).collect()
     }
 
     fn req<'a>(
-        m: &'a BTreeMap<String, Option<IpAddr>>,
-        prev: &'a BTreeMap<String, IpAddr>,
+        m: &'a BTreeMap<&'a str, Option<IpAddr>>,
+        prev: &'a BTreeMap<&'a str, IpAddr>,
         subnet: &str,
     ) -> Request<'a> {
         let subnet = net(subnet);
@@ -243,7 +246,7 @@ mod tests {
 
     #[test]
     fn addresses_are_stable_and_freed() {
-        let prev: BTreeMap<String, IpAddr> = [("web".to_string(), ip("10.89.0.77"))].into();
+        let prev: BTreeMap<&str, IpAddr> = [("web", ip("10.89.0.77"))].into();
         let m = members(&[("api", None), ("web", None)]);
         let got = assign(&req(&m, &prev, "10.89.0.0/24")).unwrap();
         assert_eq!(got["web"], ip("10.89.0.77"), "kept across restarts");

@@ -109,12 +109,24 @@ pub fn attach(a: &Attach<'_>) -> Result<String, NetError> {
     };
     let what = || format!("veth {host_if}");
     let host = nl.index_of(&host_if).map_err(ctx(what))?;
+    // A bridge port needs no IPv6 of its own. Left on, every new port adds
+    // its multicast route to one IPv6 table (the kernel walks all the ports'
+    // routes to add one) and floods its address detection and MLD reports
+    // to every other port: starts that grow with the bridge. Best effort: a
+    // kernel without IPv6 has nothing to quiet.
+    let sysctl = format!("/proc/sys/net/ipv6/conf/{host_if}/disable_ipv6");
+    if std::fs::write(&sysctl, b"1").is_err() {
+        let _ = nl.request(netlink::no_ipv6_link_local(host));
+    }
     nl.request(netlink::set_up(host, Some(bridge)))
         .map_err(ctx(what))?;
 
     let inside = || format!("{} in the container", a.inside);
     let mut nl = Netlink::open_in(a.pid).map_err(ctx(inside))?;
     let index = nl.index_of(a.inside).map_err(ctx(inside))?;
+    if a.addr.is_ipv4() {
+        let _ = nl.request(netlink::no_ipv6_link_local(index));
+    }
     nl.request(netlink::add_addr(index, a.addr, a.prefix))
         .map_err(ctx(|| {
             format!("{}: address {}/{}", a.inside, a.addr, a.prefix)

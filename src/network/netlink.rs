@@ -17,8 +17,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
-    LinkMessageBuffer,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage, LinkMessageBuffer,
 };
 use netlink_packet_route::route::{
     RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -114,6 +114,23 @@ pub fn new_veth(host: &str, peer: &str, pid: u32, mac: [u8; 6]) -> Msg {
             ],
         )),
         NLM_F_CREATE | NLM_F_EXCL,
+    )
+}
+
+/// No IPv6 address of its own for link `index` (`addrgenmode none`): a
+/// bridge port or an IPv4-only container end then sends no duplicate
+/// address detection, router solicitation or MLD report, which the bridge
+/// would flood to every other port — a cost per start that grows with the
+/// number of containers on the bridge.
+pub fn no_ipv6_link_local(index: u32) -> Msg {
+    Msg::new(
+        RouteNetlinkMessage::SetLink(link(
+            index,
+            vec![LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+                vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+            )])],
+        )),
+        0,
     )
 }
 

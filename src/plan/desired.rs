@@ -104,6 +104,10 @@ pub struct DesiredState {
     pub volumes: BTreeMap<String, Option<std::path::PathBuf>>,
     pub networks: BTreeMap<String, NetworkSpec>,
     pub containers: Vec<ContainerSpec>,
+    /// Where each container is in `containers`: a lookup by name costs the
+    /// same in a stack of three containers as in one of a thousand.
+    #[serde(skip)]
+    index: BTreeMap<String, usize>,
 }
 
 impl DesiredState {
@@ -163,11 +167,17 @@ impl DesiredState {
             .values()
             .map(|c| (c.name.clone(), c.depends_on.clone()))
             .collect();
-        let containers = start_order(&deps)
+        let containers: Vec<ContainerSpec> = start_order(&deps)
             .into_iter()
             .filter_map(|n| by_name.remove(&n))
             .collect();
+        let index = containers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
         DesiredState {
+            index,
             volumes: stack
                 .volumes
                 .values()
@@ -180,7 +190,20 @@ impl DesiredState {
     }
 
     pub fn container(&self, name: &str) -> Option<&ContainerSpec> {
-        self.containers.iter().find(|c| c.name == name)
+        match self.index.get(name).and_then(|&i| self.containers.get(i)) {
+            Some(c) if c.name == name => Some(c),
+            // `containers` is public: should it ever be reordered, a search.
+            _ => self.containers.iter().find(|c| c.name == name),
+        }
+    }
+
+    /// [`DesiredState::container`], to change it (its name stays).
+    pub fn container_mut(&mut self, name: &str) -> Option<&mut ContainerSpec> {
+        let i = match self.index.get(name) {
+            Some(&i) if self.containers.get(i).is_some_and(|c| c.name == name) => i,
+            _ => self.containers.iter().position(|c| c.name == name)?,
+        };
+        self.containers.get_mut(i)
     }
 }
 

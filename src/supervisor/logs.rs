@@ -36,7 +36,12 @@ pub fn subscribe() -> tokio::sync::broadcast::Receiver<LogLine> {
 #[derive(Debug)]
 pub struct Log {
     path: PathBuf,
+    /// Open while the container writes; closed when its pipes run dry
+    /// (`parked`), so a quiet container costs the supervisor two
+    /// descriptors, not three — every start forks the supervisor and
+    /// closes all of them in the new process.
     file: Option<File>,
+    parked: bool,
     size: u64,
     max_size: u64,
     max_files: u32,
@@ -119,11 +124,12 @@ impl Log {
         let fifos = [fifo_path("stdout"), fifo_path("stderr")];
         let out_r = fifo(&fifos[0])?;
         let err_r = fifo(&fifos[1])?;
-        let file = open_log(&path)?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        // Made now, so that `logs` finds it before the first line.
+        let size = open_log(&path)?.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(Log {
             path,
-            file: Some(file),
+            file: None,
+            parked: true,
             size,
             max_size,
             max_files: max_files.max(1),
@@ -168,6 +174,10 @@ impl Log {
                 return false;
             }
             if n < 0 {
+                // Dry: the file is opened again with the next lines.
+                if self.batch.is_empty() && self.file.take().is_some() {
+                    self.parked = true;
+                }
                 return true;
             }
             let got = &buf[..n as usize];
@@ -234,11 +244,14 @@ impl Log {
             return;
         }
         if self.file.is_none()
-            && self
-                .reopened
-                .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1))
+            && (self.parked
+                || self
+                    .reopened
+                    .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)))
         {
-            self.reopened = Some(std::time::Instant::now());
+            if !std::mem::take(&mut self.parked) {
+                self.reopened = Some(std::time::Instant::now());
+            }
             self.file = open_log(&self.path).ok();
             self.size = self
                 .file
@@ -309,6 +322,7 @@ mod tests {
         let mut log = Log::open(path.clone(), 1 << 20, 2).unwrap();
         // As after a rotation that could not create the new file.
         log.file = None;
+        log.parked = false;
         log.reopened = Some(std::time::Instant::now());
         log.record(0, "T", b"lost");
         log.flush();
@@ -323,6 +337,27 @@ mod tests {
             text.contains(" stdout back") && !text.contains("lost"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_quiet_container_holds_no_open_log_file() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let mut log = Log::open(path.clone(), 1 << 20, 2).unwrap();
+        assert!(path.exists() && log.file.is_none());
+        let mut w = File::from(log.writers().unwrap().0);
+        for line in ["one", "two"] {
+            writeln!(w, "{line}").unwrap();
+            assert!(log.drain(0));
+            assert!(log.file.is_none(), "kept open after the pipe ran dry");
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains(" stdout one\n") && text.contains(" stdout two\n"),
+            "{text}"
+        );
+        assert!(!log.dropping);
     }
 
     #[test]

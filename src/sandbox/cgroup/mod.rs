@@ -358,6 +358,27 @@ impl Cgroup {
         std::fs::write(&path, value).map_err(io_err(&path, format!("write {value:?}")))
     }
 
+    /// An unset limit back to its default, written only where the file says
+    /// otherwise: a new group has the defaults already, and some writes are
+    /// not cheap (a CPU quota makes the kernel walk every task group to
+    /// check the bandwidth, a cost that grows with the number of containers).
+    fn reset(
+        &self,
+        controller: &str,
+        file: &str,
+        value: &str,
+        what: &str,
+        is_default: &dyn Fn(&str) -> bool,
+    ) -> Result<(), CgroupError> {
+        let now = self
+            .dir_of(controller)
+            .and_then(|d| std::fs::read_to_string(d.join(file)).ok());
+        if now.as_deref().map(str::trim).is_some_and(is_default) {
+            return Ok(());
+        }
+        self.write(controller, file, value, what)
+    }
+
     /// Writes every limit (unset ones back to their defaults), now or on a running container.
     pub fn apply(&self, l: &Limits) -> Result<(), CgroupError> {
         if matches!(self.layout, Layout::V2 { .. }) {

@@ -158,3 +158,75 @@ fn weight_to_shares() {
     assert_eq!(shares(1), 2);
     assert_eq!(shares(10_000), 262_144);
 }
+
+#[test]
+fn unset_limits_leave_files_that_hold_the_default_alone() {
+    // Kernel files end in a newline; a write would leave none: what is
+    // read back tells whether it was written.
+    let (_dir, cg) = scratch("cpu memory pids");
+    cg.create().unwrap();
+    let d = cg.dirs()[0].1.clone();
+    for (f, v) in [
+        ("memory.max", "max\n"),
+        ("memory.low", "0\n"),
+        ("pids.max", "max\n"),
+        ("cpu.max", "max 100000\n"),
+        ("cpu.weight", "100\n"),
+    ] {
+        std::fs::write(d.join(f), v).unwrap();
+    }
+    cg.apply(&Limits::default()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(d.join("cpu.max")).unwrap(),
+        "max 100000\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("memory.max")).unwrap(),
+        "max\n"
+    );
+
+    // v1: the same, with its own defaults (unlimited memory reads as a
+    // huge page-aligned number).
+    let root = tempfile::tempdir().unwrap();
+    let controllers: BTreeMap<String, PathBuf> = ["memory", "pids", "cpu"]
+        .iter()
+        .map(|c| (c.to_string(), root.path().join(c)))
+        .collect();
+    let cg = Cgroup::new(Layout::V1 { controllers }, "rkstack/s/c");
+    for (c, files) in [
+        (
+            "memory",
+            &[("memory.limit_in_bytes", "9223372036854771712\n")][..],
+        ),
+        ("pids", &[("pids.max", "max\n")][..]),
+        (
+            "cpu",
+            &[
+                ("cpu.cfs_quota_us", "-1\n"),
+                ("cpu.cfs_period_us", "100000\n"),
+                ("cpu.shares", "1024\n"),
+            ][..],
+        ),
+    ] {
+        let dir = cg.dir_of(c).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        for (f, v) in files {
+            std::fs::write(dir.join(f), v).unwrap();
+        }
+    }
+    cg.apply(&Limits::default()).unwrap();
+    let read = |c: &str, f: &str| std::fs::read_to_string(cg.dir_of(c).unwrap().join(f)).unwrap();
+    assert_eq!(read("cpu", "cpu.cfs_quota_us"), "-1\n");
+    assert_eq!(
+        read("memory", "memory.limit_in_bytes"),
+        "9223372036854771712\n"
+    );
+    // A limit taken away is written back.
+    std::fs::write(
+        cg.dir_of("cpu").unwrap().join("cpu.cfs_quota_us"),
+        "50000\n",
+    )
+    .unwrap();
+    cg.apply(&Limits::default()).unwrap();
+    assert_eq!(read("cpu", "cpu.cfs_quota_us"), "-1");
+}

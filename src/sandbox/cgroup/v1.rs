@@ -7,13 +7,15 @@ use super::*;
 impl Cgroup {
     pub(super) fn apply_v1(&self, l: &Limits) -> Result<(), CgroupError> {
         let num = |v: Option<u64>, max: &str| v.map_or(max.to_string(), |n| n.to_string());
-        if l.memory.is_some() || self.dir_of("memory").is_some() {
-            self.write(
-                "memory",
-                "memory.limit_in_bytes",
-                &l.memory.map_or("-1".into(), |n| n.to_string()),
-                "memory",
-            )?;
+        match l.memory {
+            Some(n) => self.write("memory", "memory.limit_in_bytes", &n.to_string(), "memory")?,
+            // Unlimited reads as the largest page-aligned count.
+            None if self.dir_of("memory").is_some() => {
+                self.reset("memory", "memory.limit_in_bytes", "-1", "memory", &|v| {
+                    v.parse::<u64>().is_ok_and(|n| n >= 1 << 62)
+                })?
+            }
+            None => {}
         }
         if l.memory_low.is_some() {
             self.write(
@@ -23,24 +25,39 @@ impl Cgroup {
                 "memory_reservation",
             )?;
         }
-        if l.pids.is_some() || self.dir_of("pids").is_some() {
-            self.write("pids", "pids.max", &num(l.pids, "max"), "pids")?;
+        match l.pids {
+            Some(n) => self.write("pids", "pids.max", &n.to_string(), "pids")?,
+            None if self.dir_of("pids").is_some() => {
+                self.reset("pids", "pids.max", "max", "pids", &|v| v == "max")?
+            }
+            None => {}
         }
-        if l.cpus.is_some() || self.dir_of("cpu").is_some() {
-            self.write("cpu", "cpu.cfs_period_us", &CPU_PERIOD.to_string(), "cpus")?;
-            let quota = l.cpus.map_or("-1".to_string(), |c| {
-                ((c * CPU_PERIOD as f64).round() as u64)
-                    .max(1000)
-                    .to_string()
-            });
-            self.write("cpu", "cpu.cfs_quota_us", &quota, "cpus")?;
+        let period = CPU_PERIOD.to_string();
+        match l.cpus {
+            Some(c) => {
+                self.write("cpu", "cpu.cfs_period_us", &period, "cpus")?;
+                let quota = ((c * CPU_PERIOD as f64).round() as u64).max(1000);
+                self.write("cpu", "cpu.cfs_quota_us", &quota.to_string(), "cpus")?;
+            }
+            None if self.dir_of("cpu").is_some() => {
+                // The quota first: with it unlimited, any period is valid.
+                self.reset("cpu", "cpu.cfs_quota_us", "-1", "cpus", &|v| v == "-1")?;
+                self.reset("cpu", "cpu.cfs_period_us", &period, "cpus", &|v| {
+                    v == period
+                })?;
+            }
+            None => {}
         }
-        if l.cpu_weight.is_some() || self.dir_of("cpu").is_some() {
-            // The inverse of the OCI shares → weight conversion.
-            let shares = l.cpu_weight.map_or(1024, |w| {
-                2 + (u64::from(w.saturating_sub(1)) * 262_142) / 9_999
-            });
-            self.write("cpu", "cpu.shares", &shares.to_string(), "cpu_weight")?;
+        match l.cpu_weight {
+            Some(w) => {
+                // The inverse of the OCI shares → weight conversion.
+                let shares = 2 + (u64::from(w.saturating_sub(1)) * 262_142) / 9_999;
+                self.write("cpu", "cpu.shares", &shares.to_string(), "cpu_weight")?;
+            }
+            None if self.dir_of("cpu").is_some() => {
+                self.reset("cpu", "cpu.shares", "1024", "cpu_weight", &|v| v == "1024")?
+            }
+            None => {}
         }
         if let Some(c) = &l.cpuset {
             self.write("cpuset", "cpuset.cpus", c, "cpuset")?;

@@ -6,36 +6,40 @@ use super::*;
 impl Cgroup {
     pub(super) fn apply_v2(&self, l: &Limits) -> Result<(), CgroupError> {
         let num = |v: Option<u64>, max: &str| v.map_or(max.to_string(), |n| n.to_string());
-        if l.memory.is_some() || self.dir_has("memory.max") {
-            self.write("memory", "memory.max", &num(l.memory, "max"), "memory")?;
-        }
-        if l.memory_low.is_some() || self.dir_has("memory.low") {
-            self.write(
-                "memory",
-                "memory.low",
-                &num(l.memory_low, "0"),
-                "memory_reservation",
-            )?;
-        }
-        if l.pids.is_some() || self.dir_has("pids.max") {
-            self.write("pids", "pids.max", &num(l.pids, "max"), "pids")?;
-        }
-        if l.cpus.is_some() || self.dir_has("cpu.max") {
-            let quota = l.cpus.map_or("max".to_string(), |c| {
-                ((c * CPU_PERIOD as f64).round() as u64)
-                    .max(1000)
-                    .to_string()
-            });
-            self.write("cpu", "cpu.max", &format!("{quota} {CPU_PERIOD}"), "cpus")?;
-        }
-        if l.cpu_weight.is_some() || self.dir_has("cpu.weight") {
-            self.write(
-                "cpu",
-                "cpu.weight",
-                &l.cpu_weight.unwrap_or(100).to_string(),
-                "cpu_weight",
-            )?;
-        }
+        // Each limit: written when set; when unset, put back to its default
+        // where the file says otherwise (see `reset`).
+        let set =
+            |controller: &str, file: &str, v: Option<String>, default: &str, what: &str| match v {
+                Some(v) => self.write(controller, file, &v, what),
+                None if self.dir_has(file) => {
+                    self.reset(controller, file, default, what, &|now| now == default)
+                }
+                None => Ok(()),
+            };
+        let string = |n: u64| n.to_string();
+        set(
+            "memory",
+            "memory.max",
+            l.memory.map(string),
+            "max",
+            "memory",
+        )?;
+        let low = l.memory_low.map(string);
+        set("memory", "memory.low", low, "0", "memory_reservation")?;
+        set("pids", "pids.max", l.pids.map(string), "max", "pids")?;
+        let quota = l.cpus.map(|c| {
+            let q = ((c * CPU_PERIOD as f64).round() as u64).max(1000);
+            format!("{q} {CPU_PERIOD}")
+        });
+        set(
+            "cpu",
+            "cpu.max",
+            quota,
+            &format!("max {CPU_PERIOD}"),
+            "cpus",
+        )?;
+        let weight = l.cpu_weight.map(|w| w.to_string());
+        set("cpu", "cpu.weight", weight, "100", "cpu_weight")?;
         if let Some(c) = &l.cpuset {
             self.write("cpuset", "cpuset.cpus", c, "cpuset")?;
         }

@@ -201,7 +201,7 @@ impl Supervisor {
             && l.spec.image_id.as_deref() != Some(i.manifest.as_str())
         {
             l.spec = l.spec.with_image_id(&i.manifest);
-            if let Some(d) = self.desired.containers.iter_mut().find(|d| d.name == name) {
+            if let Some(d) = self.desired.container_mut(name) {
                 *d = d.with_image_id(&i.manifest);
             }
         }
@@ -470,15 +470,28 @@ impl Supervisor {
     /// Starts, in dependency order, the waiting containers whose
     /// dependencies are now met.
     pub(super) fn start_ready(&mut self) {
-        let order = self.start_order();
-        for name in order {
-            let waiting = self
-                .live
-                .get(&name)
-                .is_some_and(|l| l.state == State::Waiting);
-            if waiting && self.deps_ready(&name).is_ok() {
-                self.start(&name);
+        if self.in_start_ready {
+            self.ready_again = true;
+            return;
+        }
+        self.in_start_ready = true;
+        // Rounds until one starts nothing: each start leaves `Waiting`, so
+        // there are at most as many rounds as waiting containers.
+        loop {
+            self.ready_again = false;
+            for name in self.start_order() {
+                let waiting = self
+                    .live
+                    .get(&name)
+                    .is_some_and(|l| l.state == State::Waiting);
+                if waiting && self.deps_ready(&name).is_ok() {
+                    self.start(&name);
+                }
+            }
+            if !self.ready_again {
+                break;
             }
         }
+        self.in_start_ready = false;
     }
 }

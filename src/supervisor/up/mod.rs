@@ -247,6 +247,12 @@ struct Supervisor {
     queue: std::collections::VecDeque<plan::Op>,
     /// Whether the queue is being worked through (a nested call returns).
     in_queue: bool,
+    /// Waiting containers are being started (a nested call only asks for
+    /// another round: a start that lets others start never recurses, so a
+    /// thousand dependents of one container cannot exhaust the stack).
+    in_start_ready: bool,
+    /// A start during that round may have let others start.
+    ready_again: bool,
     /// What runs when a container's stop finishes.
     after_stop: Vec<(String, Then)>,
     /// What runs when the queue is empty.
@@ -279,6 +285,8 @@ impl Supervisor {
             pins: Default::default(),
             queue: Default::default(),
             in_queue: false,
+            in_start_ready: false,
+            ready_again: false,
             after_stop: Vec::new(),
             when_idle: Vec::new(),
             shutting: None,

@@ -61,13 +61,15 @@ impl Supervisor {
                 addr: cidr.addr,
                 prefix: cidr.prefix,
             };
-            let mut members: BTreeMap<String, Option<std::net::IpAddr>> = BTreeMap::new();
-            let mut previous: BTreeMap<String, std::net::IpAddr> = BTreeMap::new();
+            // Every member's address is worked out (that keeps them stable
+            // whatever order they start in); borrowed names, no copies.
+            let mut members: BTreeMap<&str, Option<std::net::IpAddr>> = BTreeMap::new();
+            let mut previous: BTreeMap<&str, std::net::IpAddr> = BTreeMap::new();
             for other in &self.desired.containers {
                 if let config::NetworkMode::Networks(oa) = &other.config.network
                     && let Some(a) = oa.iter().find(|a| a.network == att.network)
                 {
-                    members.insert(other.name.clone(), a.ip);
+                    members.insert(other.name.as_str(), a.ip);
                     if let Some(ip) = self
                         .live
                         .get(&other.name)
@@ -76,7 +78,7 @@ impl Supervisor {
                         .or_else(|| self.nets.past_ips.get(&other.name))
                         .and_then(|ips| ips.get(att.network.as_str()))
                     {
-                        previous.insert(other.name.clone(), *ip);
+                        previous.insert(other.name.as_str(), *ip);
                     }
                 }
             }

@@ -53,6 +53,31 @@ fn a_container_waits_until_its_dependency_completed() {
 }
 
 #[test]
+fn many_dependents_released_at_once_start_without_recursing() {
+    // Each start used to look for newly ready containers by recursing into
+    // the next start: hundreds of dependents overflowed the stack.
+    let mut body =
+        String::from("[containers.a]\nhealth = { command = [\"/bin/true\"], interval = \"1s\" }\n");
+    for i in 0..1000 {
+        body.push_str(&format!(
+            "[containers.d{i}]\ndepends_on = {{ a = \"healthy\" }}\n"
+        ));
+    }
+    let mut h = H::new(&body);
+    h.up();
+    assert_eq!(h.state("d0"), State::Waiting);
+    h.sup.on_check("a", Exit::Code(0));
+    for i in 0..1000 {
+        let name = format!("d{i}");
+        assert_eq!(
+            (h.state(&name), h.starts(&name)),
+            (State::Running, 1),
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn a_failed_dependency_keeps_its_dependent_waiting() {
     let mut h = H::new(
         "[containers.a]\nrestart = \"no\"\n[containers.b]\ndepends_on = { a = \"completed\" }\n",

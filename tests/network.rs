@@ -364,6 +364,13 @@ ports = ["18080:8080", "127.0.0.1:18081:8080"]
     }
     // 127.0.0.1:18081 is published on loopback only: not on the bridge's address.
     assert!(fetch_in(&pid, "http://10.128.0.1:18081/").starts_with("failed"));
+    // The ports are reserved: a program of the host cannot bind them (and
+    // then wait for traffic that goes to the container), even with
+    // SO_REUSEADDR; other ports it can.
+    let bind = "import socket,sys\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ntry:\n s.bind((sys.argv[1],int(sys.argv[2]))); s.listen(); print('bound')\nexcept OSError as e:\n print('refused', e.errno)";
+    assert_eq!(python_in(&pid, bind, &["0.0.0.0", "18080"]), "refused 98");
+    assert_eq!(python_in(&pid, bind, &["127.0.0.1", "18081"]), "refused 98");
+    assert_eq!(python_in(&pid, bind, &["0.0.0.0", "18082"]), "bound");
     let (links, _) = up.stop();
     assert_eq!(links.lines().count(), 1, "links left behind:\n{links}");
     assert!(

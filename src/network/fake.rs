@@ -31,6 +31,8 @@ pub struct FakeNetState {
     pub name_servers: bool,
     /// The host's resolvers.
     pub resolvers: Vec<std::net::SocketAddr>,
+    /// Host ports held so far (sockets handed out).
+    pub held: u64,
 }
 
 pub type FakeNetHandle = Rc<RefCell<FakeNetState>>;
@@ -126,6 +128,23 @@ impl NetOps for FakeNet {
 
     fn resolvers(&self) -> Vec<std::net::SocketAddr> {
         self.0.borrow().resolvers.clone()
+    }
+
+    fn hold_port(
+        &mut self,
+        proto: &str,
+        _ip: Option<IpAddr>,
+        port: u16,
+    ) -> std::io::Result<std::os::fd::OwnedFd> {
+        let mut s = self.0.borrow_mut();
+        if s.ports_in_use
+            .iter()
+            .any(|(p, n)| *p == proto && *n == port)
+        {
+            return Err(std::io::ErrorKind::AddrInUse.into());
+        }
+        s.held += 1;
+        Ok(std::fs::File::open("/dev/null")?.into())
     }
 }
 

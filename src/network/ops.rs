@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::os::fd::AsRawFd;
 
 use super::Subnet;
 use super::linux::Attach;
@@ -42,6 +43,49 @@ pub trait NetOps {
     /// The host's resolvers (its /etc/resolv.conf, loopback ones included:
     /// the supervisor asks them from the host's network namespace).
     fn resolvers(&self) -> Vec<std::net::SocketAddr>;
+    /// A socket bound to a published host port (`None`: every address),
+    /// held while it is published so that no program of the host binds it
+    /// and then silently gets none of its traffic (nftables sends that to
+    /// the container first). Bound, not listening: it never answers.
+    fn hold_port(
+        &mut self,
+        proto: &str,
+        ip: Option<IpAddr>,
+        port: u16,
+    ) -> std::io::Result<std::os::fd::OwnedFd>;
+}
+
+/// A socket bound to `ip`:`port`, TCP or UDP, close-on-exec; without
+/// `SO_REUSEADDR`, so nobody else may bind the port while it is open.
+pub fn bound_socket(
+    proto: &str,
+    ip: Option<IpAddr>,
+    port: u16,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6};
+    let ip = ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let kind = if proto == "udp" {
+        SockType::Datagram
+    } else {
+        SockType::Stream
+    };
+    let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+    let family = match ip {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let fd = nix::sys::socket::socket(family, kind, flags, None)?;
+    match ip {
+        IpAddr::V4(a) => nix::sys::socket::bind(
+            fd.as_raw_fd(),
+            &SockaddrIn::from(std::net::SocketAddrV4::new(a, port)),
+        )?,
+        IpAddr::V6(a) => nix::sys::socket::bind(
+            fd.as_raw_fd(),
+            &SockaddrIn6::from(std::net::SocketAddrV6::new(a, port, 0, 0)),
+        )?,
+    }
+    Ok(fd)
 }
 
 /// A non-blocking UDP socket bound to `addr`.
@@ -125,6 +169,15 @@ impl NetOps for LinuxNet {
             std::net::Ipv4Addr::UNSPECIFIED.into()
         };
         udp_socket((any, 0).into())
+    }
+
+    fn hold_port(
+        &mut self,
+        proto: &str,
+        ip: Option<IpAddr>,
+        port: u16,
+    ) -> std::io::Result<std::os::fd::OwnedFd> {
+        bound_socket(proto, ip, port)
     }
 
     fn resolvers(&self) -> Vec<std::net::SocketAddr> {

@@ -33,7 +33,14 @@ pub(super) struct Networks {
     pub(super) hosts_writes: std::cell::Cell<u64>,
     /// The name server of each network.
     pub(super) dns: super::dns::NameServers,
+    /// Sockets bound to the published host ports (proto, address, port).
+    pub(super) held: BTreeMap<HeldPort, std::os::fd::OwnedFd>,
+    /// Ports that could not be held (reported once, not tried every turn).
+    pub(super) not_held: std::collections::BTreeSet<HeldPort>,
 }
+
+/// A published host port: protocol, address (`None`: all), port.
+pub(super) type HeldPort = (&'static str, Option<std::net::IpAddr>, u16);
 
 impl Supervisor {
     /// The networks `name` joins, with its address on each (IPAM over every
@@ -246,6 +253,7 @@ impl Supervisor {
         if starting.is_empty() {
             return Ok(());
         }
+        // The ports this stack holds show up as held too: they are its own.
         let ours: std::collections::BTreeSet<(&str, u16)> = self
             .desired
             .containers
@@ -261,6 +269,12 @@ impl Supervisor {
                     .iter()
                     .map(|p| (p.proto.as_str(), p.host_port))
             })
+            .chain(
+                self.nets
+                    .held
+                    .keys()
+                    .map(|(proto, _, port)| (*proto, *port)),
+            )
             .collect();
         let held = self.net.ports_in_use();
         let others = crate::host::stacks::published_by_others(&self.opts.state_dir, &desired.stack);
@@ -300,10 +314,25 @@ impl Supervisor {
     pub(super) fn apply_ports(&mut self) {
         let stack = self.stack();
         let mut publish = Vec::new();
+        let mut hold = std::collections::BTreeSet::new();
         for c in &self.desired.containers {
             let config::NetworkMode::Networks(atts) = &c.config.network else {
                 continue;
             };
+            // Held while the container is meant to run, restarts included.
+            if self.live.get(&c.name).is_some_and(|l| {
+                matches!(
+                    l.state,
+                    State::Running | State::Backoff(_) | State::Stopping(_) | State::Pulling
+                )
+            }) {
+                hold.extend(
+                    c.config
+                        .ports
+                        .iter()
+                        .map(|p| (p.proto.as_str(), p.host_ip, p.host_port)),
+                );
+            }
             let Some(l) = self.live.get(&c.name).filter(|l| l.state == State::Running) else {
                 continue;
             };
@@ -363,6 +392,7 @@ impl Supervisor {
                 ),
             }
         }
+        self.hold_ports(hold);
         let rules = crate::network::ruleset(&stack, &publish, &bridges);
         if (!wanted && self.nets.rules.is_none())
             || self.nets.rules.as_deref() == Some(rules.as_str())
@@ -393,6 +423,35 @@ impl Supervisor {
                 Kind::Error,
                 format!("ports and nat not applied: {e}"),
             ),
+        }
+    }
+
+    /// Holds a bound socket on each of `wanted` (see
+    /// [`crate::network::NetOps::hold_port`]) and lets go of the others.
+    fn hold_ports(&mut self, wanted: std::collections::BTreeSet<HeldPort>) {
+        self.nets.held.retain(|k, _| wanted.contains(k));
+        self.nets.not_held.retain(|k| wanted.contains(k));
+        for k in wanted {
+            if self.nets.held.contains_key(&k) || self.nets.not_held.contains(&k) {
+                continue;
+            }
+            let (proto, ip, port) = k;
+            match self.net.hold_port(proto, ip, port) {
+                Ok(fd) => {
+                    self.nets.held.insert(k, fd);
+                }
+                Err(e) => {
+                    let at = ip.map_or_else(|| "*".to_string(), |ip| ip.to_string());
+                    event(
+                        &self.stack(),
+                        Kind::Warning,
+                        format!(
+                            "host port {at}:{port}/{proto} could not be reserved ({e}): a program of the host may bind it and get none of its traffic"
+                        ),
+                    );
+                    self.nets.not_held.insert(k);
+                }
+            }
         }
     }
 

@@ -51,6 +51,48 @@ fn a_running_containers_ports_are_in_the_rules_and_go_when_it_stops() {
 }
 
 #[test]
+fn published_ports_are_held_through_restarts_and_let_go_when_the_container_ends() {
+    let mut h = H::new(&NET.replace(
+        "ports = [\"8080:80\"]\n",
+        "ports = [\"8080:80\"]\nrestart = \"on-failure\"\n",
+    ));
+    h.up();
+    let held = |h: &H| h.sup.nets.held.keys().copied().collect::<Vec<_>>();
+    assert_eq!(held(&h), [("tcp", None, 8080)]);
+    // A crash: waiting for its restart, the port stays reserved.
+    h.exits("web", 1);
+    h.sup.flush_hosts();
+    assert!(matches!(h.state("web"), State::Backoff(_)));
+    assert_eq!(held(&h).len(), 1);
+    assert_eq!(h.net.borrow().held, 1, "held once, not again");
+    // It ends for good: the port is free again.
+    h.fire(|t| matches!(t, Timer::Restart(_)));
+    h.exits("web", 0);
+    h.sup.flush_hosts();
+    assert_eq!(h.state("web"), State::Exited(Exit::Code(0)));
+    assert!(held(&h).is_empty());
+}
+
+#[test]
+fn a_port_that_cannot_be_held_is_said_once() {
+    let mut h = H::new(NET);
+    h.up();
+    h.sup.nets.held.clear();
+    // Another program took it between the check and the hold.
+    h.net.borrow_mut().ports_in_use.insert(("tcp", 8080));
+    h.sup.hosts_changed();
+    h.sup.flush_hosts();
+    h.sup.hosts_changed();
+    h.sup.flush_hosts();
+    let warned = h
+        .events_since(0)
+        .iter()
+        .filter(|e| e.contains("8080/tcp could not be reserved"))
+        .count();
+    assert_eq!(warned, 1);
+}
+
+#[test]
 fn a_port_another_socket_holds_refuses_the_stack_before_anything_starts() {
     let mut h = H::new(NET);
     h.net.borrow_mut().ports_in_use.insert(("tcp", 8080));

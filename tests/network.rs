@@ -329,15 +329,24 @@ fn fetch_until(pid: &str, url: &str, want: &str) {
     }
 }
 
-/// Runs a Python script in the network namespace of `pid`; its stdout.
-fn python_in(pid: impl std::fmt::Display, script: &str, args: &[&str]) -> String {
+/// Runs a program in the network namespace of `pid`; its stdout.
+fn run_in(pid: impl std::fmt::Display, argv: &[&str]) -> String {
     let out = Command::new("nsenter")
         .arg(format!("--net=/proc/{pid}/ns/net"))
-        .args(["python3", "-c", script])
-        .args(args)
+        .args(argv)
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Runs a Python script in the network namespace of `pid`; its stdout.
+fn python_in(pid: impl std::fmt::Display, script: &str, args: &[&str]) -> String {
+    run_in(pid, &[&["python3", "-c", script], args].concat())
+}
+
+/// Runs a shell script in the network namespace of `pid`; its stdout.
+fn sh_in(pid: &str, script: &str) -> String {
+    run_in(pid, &["sh", "-c", script])
 }
 
 #[test]
@@ -378,6 +387,59 @@ ports = ["18080:8080", "127.0.0.1:18081:8080"]
         "nft table left behind: {}",
         up.file("nft")
     );
+}
+
+#[test]
+fn a_restarted_container_announces_its_address_and_serves_again_at_once() {
+    require_root!();
+    let body = r#"
+[networks.front]
+subnet = "10.129.0.0/24"
+[containers.web]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "mkdir -p /tmp/www; echo served > /tmp/www/index.html; exec httpd -f -p 8080 -h /tmp/www"]
+networks = { front = { ip = "10.129.0.20" } }
+ports = ["18090:8080"]
+restart = "always"
+restart_backoff = { initial = "50ms" }
+# Keeps the bridge's carrier up while web restarts (a bridge without ports
+# drops its neighbour entries).
+[containers.other]
+image = "dir:ROOTFS"
+command = ["/bin/sleep", "1000"]
+networks = ["front"]
+"#;
+    let mut up = NetUp::start(&unique("garp"), body);
+    let first = up.pid("web");
+    let ns = up.file("pid").trim().to_string();
+    // Under load: the host's neighbour entry for the container is in use.
+    for _ in 0..5 {
+        fetch_until(&ns, "http://127.0.0.1:18090/", "served");
+    }
+    // A neighbour that knew the address at another MAC (as after another
+    // container had it), fresh, so it would be believed for half a minute.
+    let bridge = sh_in(&ns, "ip -o -4 addr show | awk '/10.129.0.1\\//{print $2}'");
+    assert!(bridge.starts_with("rkb"), "{bridge}");
+    sh_in(
+        &ns,
+        &format!(
+            "ip neigh replace 10.129.0.20 lladdr 02:00:00:00:00:01 dev {bridge} nud reachable"
+        ),
+    );
+    let planted = sh_in(&ns, "ip neigh show 10.129.0.20");
+    assert!(planted.contains("02:00:00:00:00:01"), "{planted}");
+    // SAFETY: a container process this test's stack started.
+    unsafe { libc::kill(first, libc::SIGKILL) };
+    up.wait_count("web: started (pid ", 2);
+    // The new start announced itself: the host's entry has its MAC again
+    // (the wrong one would be believed for half a minute otherwise), and
+    // the port answers as soon as httpd does.
+    up.wait_for(
+        |_| sh_in(&ns, "ip neigh show 10.129.0.20").contains("02:6b:0a:81:00:14"),
+        "the host's neighbour entry has the container's MAC again",
+    );
+    fetch_until(&ns, "http://127.0.0.1:18090/", "served");
+    up.stop();
 }
 
 #[test]

@@ -29,6 +29,9 @@ pub fn link_exists(name: &str) -> bool {
         .is_ok_and(|i| i.is_some())
 }
 
+/// The discard port (RFC 863): what [`attach`] sends there is dropped.
+const DISCARD: u16 = 9;
+
 /// A bridge with its gateway address, up. Kept as it is if it exists.
 pub fn ensure_bridge(name: &str, gateway: IpAddr, prefix: u8) -> Result<(), NetError> {
     let what = || format!("bridge {name}");
@@ -74,6 +77,9 @@ pub struct Attach<'a> {
     pub addr: IpAddr,
     pub prefix: u8,
     pub gateway: Option<IpAddr>,
+    /// The bridge's own address (the network's gateway, whether or not the
+    /// container routes through it): asked for at once, see [`attach`].
+    pub bridge_ip: IpAddr,
 }
 
 /// Makes the pair and returns the name its host end got (see
@@ -122,20 +128,46 @@ pub fn attach(a: &Attach<'_>) -> Result<String, NetError> {
         .map_err(ctx(what))?;
 
     let inside = || format!("{} in the container", a.inside);
-    let mut nl = Netlink::open_in(a.pid).map_err(ctx(inside))?;
-    let index = nl.index_of(a.inside).map_err(ctx(inside))?;
+    // One visit to its namespace for both sockets.
+    let (mut inner, udp) = netlink::in_netns_of(a.pid, || {
+        let unspecified: IpAddr = match a.addr {
+            IpAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+            IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+        };
+        Ok((
+            Netlink::open()?,
+            std::net::UdpSocket::bind((unspecified, 0)),
+        ))
+    })
+    .map_err(ctx(inside))?;
+    let index = inner.index_of(a.inside).map_err(ctx(inside))?;
     if a.addr.is_ipv4() {
-        let _ = nl.request(netlink::no_ipv6_link_local(index));
+        let _ = inner.request(netlink::no_ipv6_link_local(index));
     }
-    nl.request(netlink::add_addr(index, a.addr, a.prefix))
+    inner
+        .request(netlink::add_addr(index, a.addr, a.prefix))
         .map_err(ctx(|| {
             format!("{}: address {}/{}", a.inside, a.addr, a.prefix)
         }))?;
-    nl.request(netlink::set_up(index, None))
+    inner
+        .request(netlink::set_up(index, None))
         .map_err(ctx(inside))?;
     if let Some(gw) = a.gateway {
-        nl.request(netlink::default_route(gw, index))
+        inner
+            .request(netlink::default_route(gw, index))
             .map_err(ctx(|| format!("{}: default route via {gw}", a.inside)))?;
+    }
+    // The container announces itself: one empty datagram to the bridge's
+    // discard port makes its kernel ask for the bridge's MAC, and that ARP
+    // request carries the container's address and MAC, which the host and
+    // the other members take in at once (a neighbour that knew the address
+    // at another MAC would otherwise keep it for half a minute). The kernel
+    // repeats the request while the new port does not forward yet. (A
+    // packet socket sending a gratuitous ARP by hand costs an RCU grace
+    // period to close: ~10 ms a start.)
+    if let Ok(sock) = udp {
+        let _ = sock.set_nonblocking(true);
+        let _ = sock.send_to(&[], (a.bridge_ip, DISCARD));
     }
     Ok(host_if)
 }

@@ -3,7 +3,7 @@
 //! in microseconds, instead of an `ip` process per change. Messages are
 //! netlink-packet-route's, built by the functions here (pure,
 //! unit-tested); [`Netlink`] sends them on a `NETLINK_ROUTE` socket of the
-//! caller's network namespace or of a container's ([`Netlink::open_in`]),
+//! caller's network namespace or of a container's ([`in_netns_of`]),
 //! and parses the answers with the same crate.
 
 use std::fs::File;
@@ -197,6 +197,24 @@ pub fn default_route(gateway: IpAddr, index: u32) -> Msg {
     )
 }
 
+/// Runs `make` (which opens a socket: a socket stays in the namespace it
+/// was made in) inside the network namespace of process `pid`: this thread
+/// enters it and returns to its own namespace.
+pub fn in_netns_of<T>(pid: i32, make: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    use nix::sched::{CloneFlags, setns};
+    let own = File::open("/proc/thread-self/ns/net")?;
+    let target = File::open(format!("/proc/{pid}/ns/net"))?;
+    setns(&target, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+    let made = make();
+    if let Err(e) = setns(&own, CloneFlags::CLONE_NEWNET) {
+        // Going on in a container's network namespace would put the
+        // host's links out of reach; there is no sane way forward.
+        tracing::error!("cannot return to the supervisor's network namespace: {e}");
+        std::process::abort();
+    }
+    made
+}
+
 /// A `NETLINK_ROUTE` socket.
 #[derive(Debug)]
 pub struct Netlink {
@@ -239,24 +257,6 @@ impl Netlink {
             return Err(io::Error::last_os_error());
         }
         Ok(Netlink { fd, seq: 0 })
-    }
-
-    /// A socket in the network namespace of process `pid` (a socket stays
-    /// in the namespace it was made in): this thread enters it, opens the
-    /// socket, and returns to its own namespace.
-    pub fn open_in(pid: i32) -> io::Result<Self> {
-        use nix::sched::{CloneFlags, setns};
-        let own = File::open("/proc/thread-self/ns/net")?;
-        let target = File::open(format!("/proc/{pid}/ns/net"))?;
-        setns(&target, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
-        let sock = Netlink::open();
-        if let Err(e) = setns(&own, CloneFlags::CLONE_NEWNET) {
-            // Going on in a container's network namespace would put the
-            // host's links out of reach; there is no sane way forward.
-            tracing::error!("cannot return to the supervisor's network namespace: {e}");
-            std::process::abort();
-        }
-        sock
     }
 
     /// Sends `msg` and waits for its acknowledgement; returns the answers

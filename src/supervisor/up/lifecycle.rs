@@ -264,6 +264,7 @@ impl Supervisor {
                         addr: n.ip,
                         prefix: n.prefix,
                         gateway: n.gateway,
+                        bridge_ip: n.bridge_ip,
                     })
                     .map_err(|e| format!("network {}: {e}", n.network))?;
             }

@@ -12,6 +12,8 @@ pub(super) struct NetPlan {
     pub(super) ip: std::net::IpAddr,
     pub(super) prefix: u8,
     pub(super) gateway: Option<std::net::IpAddr>,
+    /// The bridge's address (the network's gateway).
+    pub(super) bridge_ip: std::net::IpAddr,
 }
 
 /// The stack's networks as they are now: what was made, the rules
@@ -109,6 +111,7 @@ impl Supervisor {
                 prefix: cidr.prefix,
                 // The first network gives the default route, unless it is internal.
                 gateway: (i == 0 && !n.config.internal).then_some(gw),
+                bridge_ip: gw,
             });
         }
         Ok(out)

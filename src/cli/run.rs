@@ -253,6 +253,7 @@ pub fn container(a: &RunArgs, name: &str) -> Result<Container, String> {
         restart_backoff: defaults::backoff(),
         start_limit: None,
         depends_on: BTreeMap::new(),
+        restart_with: Default::default(),
         stop_signal: defaults::STOP_SIGNAL,
         stop_timeout: rkstack::config::Duration::from_secs(defaults::STOP_TIMEOUT_SECS),
         read_only: a.read_only,

@@ -52,8 +52,14 @@ pub(crate) const SECURITY_KEYS: &[&str] = &[
     "apparmor",
     "selinux_label",
 ];
-pub(crate) const HEALTH_KEYS: &[&str] =
-    &["command", "interval", "timeout", "retries", "start_period"];
+pub(crate) const HEALTH_KEYS: &[&str] = &[
+    "command",
+    "interval",
+    "timeout",
+    "retries",
+    "start_period",
+    "on_failure",
+];
 pub(crate) const LOGGING_KEYS: &[&str] = &["max_size", "max_files"];
 pub(crate) const BACKOFF_KEYS: &[&str] = &["initial", "max", "reset_after"];
 pub(crate) const START_LIMIT_KEYS: &[&str] = &["burst", "interval"];

@@ -298,7 +298,15 @@ pub fn container(c: &Container) -> Value {
                             Condition::Healthy => "healthy",
                             Condition::Completed => "completed",
                         };
-                        (n.to_string(), Value::str(word))
+                        let v = if c.restart_with.contains(n) {
+                            T::default()
+                                .set("condition", Value::str(word))
+                                .set("restart", Value::Bool(true))
+                                .done()
+                        } else {
+                            Value::str(word)
+                        };
+                        (n.to_string(), v)
                     })
                     .collect(),
             ),
@@ -339,6 +347,7 @@ pub fn container(c: &Container) -> Value {
                     .set("timeout", Value::str(h.timeout))
                     .set("retries", Value::int(h.retries))
                     .set("start_period", Value::str(h.start_period))
+                    .opt("on_failure", h.on_failure.map(|a| Value::str(a.as_str())))
                     .done()
             }),
         )

@@ -298,6 +298,48 @@ pub struct Health {
     pub timeout: Duration,
     pub retries: u32,
     pub start_period: Duration,
+    /// What becoming unhealthy does (`on_failure`, podman's
+    /// `--health-on-failure`); `None`: `restart`, or `none` where the
+    /// restart policy is `no`.
+    pub on_failure: Option<HealthAction>,
+}
+
+/// What a container that turned unhealthy gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthAction {
+    /// Only its state (and the event) say so.
+    None,
+    /// Stopped and started again (its stop signal, then SIGKILL after
+    /// `stop_timeout`).
+    Restart,
+    /// Stopped, and left stopped until `start`.
+    Stop,
+    /// SIGKILL; its restart policy decides what follows.
+    Kill,
+}
+
+impl HealthAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthAction::None => "none",
+            HealthAction::Restart => "restart",
+            HealthAction::Stop => "stop",
+            HealthAction::Kill => "kill",
+        }
+    }
+}
+
+impl Health {
+    /// The action in effect: the one set, else `restart` unless the
+    /// restart policy is `no`.
+    pub fn action(&self, restart: &RestartPolicy) -> HealthAction {
+        match (self.on_failure, restart) {
+            (Some(a), _) => a,
+            (None, RestartPolicy::No) => HealthAction::None,
+            (None, _) => HealthAction::Restart,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -325,6 +367,10 @@ pub struct Container {
     pub restart_backoff: Backoff,
     pub start_limit: Option<StartLimit>,
     pub depends_on: BTreeMap<Name, Condition>,
+    /// Dependencies with `restart = true`: a reload that recreates or
+    /// restarts one of them restarts this container too (compose's
+    /// `depends_on.X.restart`). Others leave it running.
+    pub restart_with: std::collections::BTreeSet<Name>,
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
     pub read_only: bool,

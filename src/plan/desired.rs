@@ -46,6 +46,8 @@ pub struct ContainerSpec {
     pub keys: BTreeMap<Cow<'static, str>, u64>,
     pub limits: Limits,
     pub depends_on: Vec<String>,
+    /// The dependencies whose restart by a reload restarts it too.
+    pub restart_with: Vec<String>,
     pub networks: Vec<String>,
     /// The identity of its image the hash was made with, where known.
     pub image_id: Option<String>,
@@ -151,6 +153,7 @@ impl DesiredState {
                         keys,
                         limits: limits(&c),
                         depends_on: c.depends_on.keys().map(|d| d.to_string()).collect(),
+                        restart_with: c.restart_with.iter().map(|d| d.to_string()).collect(),
                         networks: match &c.network {
                             NetworkMode::Networks(a) => {
                                 a.iter().map(|a| a.network.to_string()).collect()

@@ -127,7 +127,9 @@ pub fn reconcile(desired: &DesiredState, observed: &ObservedState) -> Plan {
                     .networks
                     .iter()
                     .find(|n| net_recreated.contains_key(n.as_str()));
-                let dep = c.depends_on.iter().find(|d| {
+                // Compose's habit: a dependent goes on running through its
+                // dependency's recreate unless it asked (`restart = true`).
+                let dep = c.restart_with.iter().find(|d| {
                     matches!(
                         changes.get(d.as_str()),
                         Some(Change::Recreate(_) | Change::Restart(_))
@@ -136,7 +138,7 @@ pub fn reconcile(desired: &DesiredState, observed: &ObservedState) -> Plan {
                 if let Some(n) = net {
                     Change::Recreate(format!("network {n} is recreated"))
                 } else if let Some(d) = dep {
-                    Change::Restart(format!("dependency {d} is restarted"))
+                    Change::Restart(format!("dependency {d} is restarted (restart = true)"))
                 } else if o.limits != c.limits {
                     Change::Update(limits_diff(&o.limits, &c.limits))
                 } else {

@@ -148,39 +148,50 @@ stack demo: start 1 container, stop 1 container, keep 2 containers
 }
 
 #[test]
-fn network_changed_recreates_its_members_and_their_dependents() {
+fn network_changed_recreates_its_members_only() {
+    // worker depends on db but is not on the network: it goes on running.
     let new = BASE.replace("10.89.0.0/24", "10.90.0.0/24");
     assert_eq!(
         plan(BASE, &new),
         "\
-stack demo: recreate 1 network, recreate 2 containers, restart 1 container
-  stop    container  worker   restart: dependency db is restarted
+stack demo: recreate 1 network, recreate 2 containers, keep 1 container
   stop    container  web      recreate: network backend is recreated
   stop    container  db       recreate: network backend is recreated
   remove  network    backend  recreate: gateway and subnet changed
   create  network    backend  recreate: gateway and subnet changed
   start   container  db       recreate: network backend is recreated
   start   container  web      recreate: network backend is recreated
-  start   container  worker   restart: dependency db is restarted
+  keep    container  worker   unchanged
 "
     );
 }
 
 #[test]
-fn dependency_recreated_restarts_dependents_after_it() {
-    let new = BASE.replace("/bin/db", "/bin/db2");
+fn a_recreated_dependency_restarts_only_the_dependents_that_ask() {
+    // As compose: `restart = true` on the dependency; without it the
+    // dependent keeps running through the dependency's recreate.
+    let old = BASE.replace(
+        "depends_on = { db = \"healthy\" }",
+        "depends_on = { db = { condition = \"healthy\", restart = true } }",
+    );
+    let new = old.replace("/bin/db", "/bin/db2");
     assert_eq!(
-        plan(BASE, &new),
+        plan(&old, &new),
         "\
-stack demo: recreate 1 container, restart 2 containers
-  stop    container  worker   restart: dependency db is restarted
-  stop    container  web      restart: dependency db is restarted
+stack demo: recreate 1 container, restart 1 container, keep 1 container
+  stop    container  web      restart: dependency db is restarted (restart = true)
   stop    container  db       recreate: command changed
   keep    network    backend  unchanged
   start   container  db       recreate: command changed
-  start   container  web      restart: dependency db is restarted
-  start   container  worker   restart: dependency db is restarted
+  start   container  web      restart: dependency db is restarted (restart = true)
+  keep    container  worker   unchanged
 "
+    );
+    // Adding or dropping the flag changes nothing that runs.
+    assert!(
+        plan(BASE, &old).contains("nothing to do"),
+        "{}",
+        plan(BASE, &old)
     );
 }
 

@@ -46,6 +46,24 @@ fn rejects_missing_dependency_and_unhealthy_wait() {
 }
 
 #[test]
+fn depends_on_restart_is_a_flag_beside_the_condition() {
+    let src = format!(
+        "{HEAD}[containers.a]\nimage = \"host\"\ncommand = [\"x\"]\n[containers.b]\nimage = \"host\"\ncommand = [\"x\"]\n\
+         depends_on = {{ a = {{ condition = \"started\", restart = true }} }}\n"
+    );
+    let s = ok(&src);
+    let b = &s.containers["b"];
+    assert!(b.restart_with.iter().any(|n| n.as_str() == "a"));
+    assert_eq!(b.depends_on.values().next(), Some(&Condition::Started));
+    let bad = src.replace("restart = true", "restart = \"yes\"");
+    has(&errs(&bad), "containers.b.depends_on.a.restart");
+    let missing = src.replace("condition = \"started\", ", "");
+    has(&errs(&missing), "missing \"condition\"");
+    let unknown = src.replace("restart = true", "required = true");
+    has(&errs(&unknown), "required");
+}
+
+#[test]
 fn rejects_missing_volume_and_bad_mounts() {
     let e = errs(&container(
         "mounts = [{ type = \"volume\", source = \"data\", target = \"/d\" }]\n",

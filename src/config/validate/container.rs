@@ -91,7 +91,7 @@ impl Cx<'_> {
         let restart_backoff = opt!("restart_backoff", |cx: &mut Self, v, k| cx.backoff(v, k))
             .unwrap_or_else(defaults::backoff);
         let start_limit = opt!("start_limit", |cx: &mut Self, v, k| cx.start_limit(v, k));
-        let depends_on =
+        let (depends_on, restart_with) =
             opt!("depends_on", |cx: &mut Self, v, k| cx.depends_on(v, k, sp)).unwrap_or_default();
         let stop_signal = opt!("stop_signal", |cx: &mut Self, v, k| cx.parsed(
             v,
@@ -155,6 +155,7 @@ impl Cx<'_> {
             restart_backoff,
             start_limit,
             depends_on,
+            restart_with,
             stop_signal,
             stop_timeout,
             read_only,
@@ -376,8 +377,9 @@ impl Cx<'_> {
         v: &Node,
         key: &str,
         sp: &mut Spans,
-    ) -> Option<BTreeMap<Name, Condition>> {
+    ) -> Option<(BTreeMap<Name, Condition>, std::collections::BTreeSet<Name>)> {
         let mut out = BTreeMap::new();
+        let mut restart_with = std::collections::BTreeSet::new();
         let mut ok = true;
         match &v.kind {
             Kind::Array(_) => {
@@ -398,18 +400,35 @@ impl Cx<'_> {
                         ok = false;
                         continue;
                     };
-                    // `{ db = "healthy" }` or `{ db = { condition = "healthy" } }` (compose).
+                    // `{ db = "healthy" }` or `{ db = { condition = "healthy",
+                    // restart = true } }` (compose).
                     let cond_node = match &e.value.kind {
-                        Kind::Table(ct) => match self
-                            .table(&e.value, &k, &["condition"])
-                            .and(ct.get("condition"))
-                        {
-                            Some(c) => &c.value,
-                            None => {
-                                ok = false;
-                                continue;
+                        Kind::Table(ct) => {
+                            if let Some(r) = self
+                                .table(&e.value, &k, &["condition", "restart"])
+                                .and(ct.get("restart"))
+                            {
+                                match self.bool(&r.value, &format!("{k}.restart")) {
+                                    Some(true) => {
+                                        restart_with.insert(n.clone());
+                                    }
+                                    Some(false) => {}
+                                    None => ok = false,
+                                }
                             }
-                        },
+                            match ct.get("condition") {
+                                Some(c) => &c.value,
+                                None => {
+                                    self.err_key(
+                                        &e.value.span,
+                                        &k,
+                                        "missing \"condition\" (started, healthy or completed)",
+                                    );
+                                    ok = false;
+                                    continue;
+                                }
+                            }
+                        }
                         _ => &e.value,
                     };
                     let cond = self.choice(
@@ -442,7 +461,7 @@ impl Cx<'_> {
                 return None;
             }
         }
-        ok.then_some(out)
+        ok.then_some((out, restart_with))
     }
 
     pub(super) fn health(&mut self, v: &Node, key: &str) -> Option<Health> {
@@ -492,6 +511,23 @@ impl Cx<'_> {
             Some(e) => self.u32(&e.value, &format!("{key}.retries"), 1, 1000),
             None => Some(defaults::HEALTH_RETRIES),
         };
+        let on_failure = match t.get("on_failure") {
+            Some(e) => {
+                let a = self.choice(
+                    &e.value,
+                    &format!("{key}.on_failure"),
+                    &[
+                        ("none", HealthAction::None),
+                        ("restart", HealthAction::Restart),
+                        ("stop", HealthAction::Stop),
+                        ("kill", HealthAction::Kill),
+                    ],
+                );
+                ok &= a.is_some();
+                a
+            }
+            None => None,
+        };
         if !ok {
             return None;
         }
@@ -501,6 +537,7 @@ impl Cx<'_> {
             timeout,
             retries: retries?,
             start_period,
+            on_failure,
         })
     }
 

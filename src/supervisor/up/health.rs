@@ -98,8 +98,10 @@ impl Supervisor {
             }
         }
         let after = l.health;
-        let restart =
-            after == Some(Health::Unhealthy) && l.spec.config.restart != config::RestartPolicy::No;
+        // Once, when it turns unhealthy.
+        let action = (after == Some(Health::Unhealthy) && before != after)
+            .then(|| h.action(&l.spec.config.restart));
+        let pid = l.pid;
         self.timers.push(std::cmp::Reverse((
             now + h.interval.0,
             Timer::HealthCheck(name.to_string()),
@@ -121,13 +123,36 @@ impl Supervisor {
             );
             self.start_ready();
         }
-        if restart {
-            event(
-                &stack,
-                Kind::Restarting,
-                format!("{name}: restarting: unhealthy"),
-            );
-            self.stop_then(name, Then::RestartUnhealthy);
+        match action {
+            Some(config::HealthAction::Restart) => {
+                event(
+                    &stack,
+                    Kind::Restarting,
+                    format!("{name}: restarting: unhealthy (health.on_failure = \"restart\")"),
+                );
+                self.stop_then(name, Then::RestartUnhealthy);
+            }
+            Some(config::HealthAction::Stop) => {
+                event(
+                    &stack,
+                    Kind::Stopping,
+                    format!(
+                        "{name}: stopping: unhealthy (health.on_failure = \"stop\"; `rkstack start {name}` brings it back)"
+                    ),
+                );
+                self.stop(name);
+            }
+            Some(config::HealthAction::Kill) => {
+                if let Some(pid) = pid {
+                    event(
+                        &stack,
+                        Kind::Warning,
+                        format!("{name}: killed: unhealthy (health.on_failure = \"kill\")"),
+                    );
+                    self.launcher.signal(pid, libc::SIGKILL);
+                }
+            }
+            Some(config::HealthAction::None) | None => {}
         }
     }
 }

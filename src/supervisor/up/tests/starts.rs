@@ -255,6 +255,39 @@ fn an_unhealthy_container_is_stopped_and_started_again() {
 }
 
 #[test]
+fn health_on_failure_says_what_an_unhealthy_container_gets() {
+    // Up with `on_failure = action`, its check failing `fails` times.
+    let unhealthy = |action: &str, fails: usize| {
+        let body = CHECKED.replace(
+            "retries = 2",
+            &format!("retries = 2, on_failure = \"{action}\""),
+        );
+        let mut h = H::new(&body);
+        h.up();
+        let pid = h.pid("a");
+        for _ in 0..fails {
+            h.sup.on_check("a", Exit::Code(1));
+        }
+        (h, pid)
+    };
+    // none: only its state says so; it keeps running.
+    let (h, pid) = unhealthy("none", 4);
+    assert_eq!((h.state("a"), h.pid("a")), (State::Running, pid));
+    assert_eq!(h.sup.live["a"].health, Some(Health::Unhealthy));
+    assert!(h.fake.borrow().signals_to(pid).is_empty());
+    // stop: stopped, and it stays so (as after `rkstack stop`).
+    let (mut h, pid) = unhealthy("stop", 2);
+    assert_eq!(h.fake.borrow().signals_to(pid), [libc::SIGTERM]);
+    h.sup.child_exited(pid, libc::SIGTERM);
+    assert_eq!((h.state("a"), h.starts("a")), (State::Stopped, 1));
+    // kill: SIGKILL, then its restart policy brings it back.
+    let (mut h, pid) = unhealthy("kill", 2);
+    assert_eq!(h.fake.borrow().signals_to(pid), [libc::SIGKILL]);
+    h.sup.child_exited(pid, libc::SIGKILL);
+    assert!(matches!(h.state("a"), State::Backoff(_)));
+}
+
+#[test]
 fn a_health_check_runs_in_the_container_and_its_timeout_kills_it() {
     let mut h = H::new(CHECKED);
     h.up();

@@ -34,7 +34,9 @@ impl LockFile {
         let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             match Self::try_take(path, holder)? {
-                Taken::Held(pid) if holder_gone(&pid) && std::time::Instant::now() < until => {
+                Taken::Held(pid)
+                    if holder_gone(&pid, path) && std::time::Instant::now() < until =>
+                {
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
                 taken => return Ok(taken),
@@ -77,14 +79,27 @@ impl LockFile {
     }
 }
 
-/// Whether the pid written in a lock file names no living process.
-fn holder_gone(pid: &str) -> bool {
-    pid.parse::<i32>().is_ok_and(|p| {
-        // SAFETY: signal 0 only checks that the process exists.
-        p > 0
-            && unsafe { libc::kill(p, 0) } != 0
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-    })
+/// Whether the pid written in a lock file names no living process, or one
+/// that does not have the file open (its pid was given to another process
+/// since: on a busy machine pids come round again within seconds).
+fn holder_gone(pid: &str, path: &Path) -> bool {
+    let Ok(p) = pid.parse::<i32>() else {
+        return false;
+    };
+    if p <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists.
+    if unsafe { libc::kill(p, 0) } != 0 {
+        return std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{p}/fd")) else {
+        // Not ours to look into: it may well be the holder.
+        return false;
+    };
+    let want = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    !fds.flatten()
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == want))
 }
 
 impl Drop for LockFile {
@@ -117,13 +132,12 @@ mod tests {
         assert!(matches!(LockFile::take(&path, "43"), Ok(Taken::Ours(_))));
     }
 
-    #[test]
-    fn a_lock_left_held_by_a_dead_holders_child_is_waited_for() {
+    /// Takes the lock at a new path whose file says `recorded` while this
+    /// test holds it for 200 ms more, then lets go.
+    fn take_while_held_under(recorded: &str) -> std::io::Result<Taken> {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("s.lock");
-        // Held under a pid that names no process, as by the child a killed
-        // supervisor had just forked, which lets go a moment later.
-        std::fs::write(&path, "2147483646").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&path, recorded).unwrap_or_else(|e| panic!("{e}"));
         let held = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{e}"));
         // SAFETY: flock on a file this test opened.
         let locked = unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
@@ -134,6 +148,28 @@ mod tests {
         });
         let taken = LockFile::take(&path, "1");
         letgo.join().unwrap_or_else(|_| panic!("the holder thread"));
+        taken
+    }
+
+    #[test]
+    fn a_lock_left_held_by_a_dead_holders_child_is_waited_for() {
+        // Held under a pid that names no process, as by the child a killed
+        // supervisor had just forked, which lets go a moment later.
+        let taken = take_while_held_under("2147483646");
+        assert!(matches!(taken, Ok(Taken::Ours(_))), "{taken:?}");
+    }
+
+    #[test]
+    fn a_recorded_pid_given_to_another_process_does_not_count_as_the_holder() {
+        // The pid written is alive but is not the holder (as when the dead
+        // holder's pid came round to a new process): the lock is waited for.
+        let mut other = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let taken = take_while_held_under(&other.id().to_string());
+        let _ = other.kill();
+        let _ = other.wait();
         assert!(matches!(taken, Ok(Taken::Ours(_))), "{taken:?}");
     }
 }

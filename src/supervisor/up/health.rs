@@ -3,6 +3,13 @@
 
 use super::*;
 
+/// How soon after a start the first check runs.
+pub(super) const FIRST_CHECK: Duration = Duration::from_millis(50);
+/// Checks before the first `interval` is over come at growing delays
+/// within these bounds (half the time since the start).
+const EARLY_MIN: Duration = Duration::from_millis(100);
+const EARLY_MAX: Duration = Duration::from_millis(500);
+
 impl Supervisor {
     /// Runs the container's health command inside it.
     pub(super) fn run_check(&mut self, name: &str) {
@@ -84,13 +91,19 @@ impl Supervisor {
             return;
         }
         let before = l.health;
+        let ran = l.started.map(|s| s.elapsed()).unwrap_or_default();
+        // Until its first success, a container is checked early and often
+        // (a health-gated dependent starts as soon as it is up), but a
+        // failure counts only once the first `interval` is over — where
+        // compose would run its first check.
+        let early = before == Some(Health::Starting) && ran < h.interval.0;
         if exit == Exit::Code(0) {
             l.health_failures = 0;
             l.health = Some(Health::Healthy);
         } else {
-            let in_start_period = l.started.is_some_and(|s| s.elapsed() < h.start_period.0);
             // Failures while starting up do not count, until it was healthy once.
-            if !(in_start_period && before == Some(Health::Starting)) {
+            let starting_up = before == Some(Health::Starting) && ran < h.start_period.0;
+            if !early && !starting_up {
                 l.health_failures += 1;
                 if l.health_failures >= h.retries {
                     l.health = Some(Health::Unhealthy);
@@ -102,8 +115,15 @@ impl Supervisor {
         let action = (after == Some(Health::Unhealthy) && before != after)
             .then(|| h.action(&l.spec.config.restart));
         let pid = l.pid;
+        let next = if early && after == Some(Health::Starting) {
+            (ran / 2)
+                .clamp(EARLY_MIN, EARLY_MAX)
+                .min(h.interval.0.saturating_sub(ran).max(EARLY_MIN))
+        } else {
+            h.interval.0
+        };
         self.timers.push(std::cmp::Reverse((
-            now + h.interval.0,
+            now + next,
             Timer::HealthCheck(name.to_string()),
         )));
         if before != after {

@@ -121,12 +121,14 @@ impl Supervisor {
                 l.record = l.spec.record();
                 l.health_failures = 0;
                 l.health = l.spec.config.health.as_ref().map(|_| Health::Starting);
+                // The first check right away: a service that is up in 200 ms
+                // is known healthy then, not a second later (see `on_check`).
                 let first = l
                     .spec
                     .config
                     .health
                     .as_ref()
-                    .map(|h| h.interval.0.min(Duration::from_secs(1)));
+                    .map(|h| h.interval.0.min(super::health::FIRST_CHECK));
                 event_with(
                     &stack,
                     Kind::Started,

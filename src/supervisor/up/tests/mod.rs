@@ -101,6 +101,14 @@ impl H {
         self.sup.live.get(name).map(|l| l.state.clone()).unwrap()
     }
 
+    /// As if `name` had run for `d` already (health checks count their
+    /// failures only once its first interval is over).
+    pub(super) fn running_for(&mut self, name: &str, d: Duration) {
+        if let Some(l) = self.sup.live.get_mut(name) {
+            l.started = Some(Instant::now() - d);
+        }
+    }
+
     pub(super) fn pid(&self, name: &str) -> i32 {
         self.sup.live.get(name).and_then(|l| l.pid).unwrap()
     }

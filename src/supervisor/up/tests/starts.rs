@@ -229,6 +229,42 @@ fn health_turns_unhealthy_after_its_retries_and_healthy_again() {
 }
 
 #[test]
+fn the_first_checks_come_early_and_their_failures_wait_for_the_interval() {
+    let mut h = H::new(&CHECKED.replace("interval = \"1s\"", "interval = \"30s\""));
+    h.up();
+    let check = |t: &Timer| matches!(t, Timer::HealthCheck(n) if n == "a");
+    // The first check right after the start, not an interval later.
+    assert!(
+        h.timer(check)
+            .is_some_and(|d| d <= Duration::from_millis(50))
+    );
+    h.fire(check);
+    // Not up yet: no failure counts before the interval is over, and the
+    // next check comes soon.
+    h.sup.on_check("a", Exit::Code(1));
+    h.sup.on_check("a", Exit::Code(1));
+    assert_eq!(h.sup.live["a"].health_failures, 0);
+    assert!(
+        h.timer(check)
+            .is_some_and(|d| d <= Duration::from_millis(500))
+    );
+    // Up: healthy at once, then checked every interval.
+    h.sup.timers.retain(|std::cmp::Reverse((_, t))| !check(t));
+    h.sup.on_check("a", Exit::Code(0));
+    assert_eq!(h.sup.live["a"].health, Some(Health::Healthy));
+    let d = h.timer(check).unwrap();
+    assert!(d > Duration::from_secs(29), "{d:?}");
+    // A container still failing after its interval: failures count.
+    let mut h = H::new(&CHECKED.replace("interval = \"1s\"", "interval = \"30s\""));
+    h.up();
+    h.running_for("a", Duration::from_secs(31));
+    h.sup.timers.retain(|std::cmp::Reverse((_, t))| !check(t));
+    h.sup.on_check("a", Exit::Code(1));
+    assert_eq!(h.sup.live["a"].health_failures, 1);
+    assert!(h.timer(check).is_some_and(|d| d > Duration::from_secs(29)));
+}
+
+#[test]
 fn failures_in_the_start_period_do_not_count() {
     let mut h = H::new(&CHECKED.replace("retries = 2", "retries = 1, start_period = \"60s\""));
     h.up();
@@ -242,6 +278,7 @@ fn failures_in_the_start_period_do_not_count() {
 fn an_unhealthy_container_is_stopped_and_started_again() {
     let mut h = H::new(CHECKED);
     h.up();
+    h.running_for("a", Duration::from_secs(5));
     let pid = h.pid("a");
     h.sup.on_check("a", Exit::Code(1));
     h.sup.on_check("a", Exit::Code(1));
@@ -264,6 +301,7 @@ fn health_on_failure_says_what_an_unhealthy_container_gets() {
         );
         let mut h = H::new(&body);
         h.up();
+        h.running_for("a", Duration::from_secs(5));
         let pid = h.pid("a");
         for _ in 0..fails {
             h.sup.on_check("a", Exit::Code(1));

@@ -223,6 +223,7 @@ fn a_reload_during_an_unhealthy_restart_leaves_one_instance() {
                 health = { command = [\"/bin/true\"], interval = \"1s\", retries = 1 }\n";
     let mut h = H::new(body);
     h.up();
+    h.running_for("a", Duration::from_secs(5));
     let old = h.pid("a");
     // Unhealthy: its restart begins with a stop...
     h.sup.on_check("a", Exit::Code(1));

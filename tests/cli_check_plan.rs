@@ -138,6 +138,51 @@ fn check_names_file_problems() {
 }
 
 #[test]
+fn what_the_host_lacks_is_a_warning_and_with_strict_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+    let file = dir.path().join("s.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"s\"\n[containers.a]\nimage = \"dir:{r}\"\ncommand = [\"/bin/true\"]\nuser = \"app\"\n\
+             mounts = [{{ type = \"bind\", source = \"{d}/gone\", target = \"/x\" }}]\n\
+             [containers.b]\nimage = \"dir:{d}/nope\"\ncommand = [\"/bin/true\"]\n",
+            r = root.display(),
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let out = rkstack(&["check", f]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    for want in [
+        "warning: on this host: a: bind source ",
+        "warning: on this host: a: user \"app\" is not in ",
+        "warning: on this host: b: rootfs ",
+    ] {
+        assert!(err.contains(want), "{want}\n{err}");
+    }
+    assert!(text(&out.stdout).starts_with("ok: 2 containers"));
+    let out = rkstack(&["check", "--strict", f]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr).matches("error: on this host: ").count(),
+        3
+    );
+    // A user the rootfs lists, and everything there: nothing to say.
+    std::fs::create_dir_all(dir.path().join("gone")).unwrap();
+    std::fs::create_dir_all(dir.path().join("nope")).unwrap();
+    std::fs::write(root.join("etc/passwd"), "app:x:1000:1000::/:/bin/sh\n").unwrap();
+    let out = rkstack(&["check", "--strict", f]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+}
+
+#[test]
 fn bad_usage_exits_2() {
     let out = rkstack(&["check"]);
     assert_eq!(out.status.code(), Some(2));

@@ -149,6 +149,11 @@ enum Command {
         /// validates to the same stack.
         #[arg(long, conflicts_with = "json")]
         effective: bool,
+        /// Make what this host lacks for the stack (a rootfs, an image file,
+        /// a bind source, a seccomp profile, a user in a dir: rootfs) an
+        /// error (exit 2) instead of a warning
+        #[arg(long)]
+        strict: bool,
     },
     /// Run a stack: bring it up, keep it at its desired state, reload when the file changes; SIGTERM stops it.
     Up(UpArgs),
@@ -478,7 +483,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             file,
             json,
             effective,
-        } => check::check(&file, json, effective),
+            strict,
+        } => check::check(&file, json, effective, strict),
         Command::Up(args) => up::up(g, args),
         Command::Run(args) => run::run(g, &args),
         Command::Plan { file, json } => check::plan(g, file, json),

@@ -141,6 +141,37 @@ command = ["/bin/sleep", "1000"]
     assert_eq!(up.stop().code(), Some(0));
 }
 
+/// An `exec` the OOM killer ends is said to be one (its status, 137, is
+/// all the caller sees), and the container goes on.
+#[test]
+fn an_exec_killed_by_the_oom_killer_is_reported() {
+    require_root!();
+    let mut up = Stack::start(
+        &unique("xoom"),
+        r#"
+[containers.c]
+image = "dir:ROOTFS"
+command = ["/bin/sleep", "1000"]
+resources = { memory = "24M" }
+"#,
+    );
+    let pid = up.pid("c");
+    // The probe allocates until it is stopped.
+    let out = up.rk(&["exec", "c", "--", "/probe", "hog"]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    up.wait_for(
+        |u| u.events().contains("c: exec (pid "),
+        "the exec's OOM kill in the log",
+    );
+    assert!(
+        up.events().contains("killed by the OOM killer"),
+        "{}",
+        up.events()
+    );
+    assert!(alive(pid), "the container went with its exec");
+    assert_eq!(up.stop().code(), Some(0));
+}
+
 #[test]
 fn reload_touches_only_what_changed_and_rejects_bad_edits() {
     require_root!();

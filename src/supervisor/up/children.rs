@@ -12,8 +12,13 @@ pub(super) enum Child {
     Container(String),
     /// A health check of this container.
     Check(String),
-    /// An `exec` request's process: who waits for its wait status.
-    Exec(tokio::sync::oneshot::Sender<i32>),
+    /// An `exec` request's process: who waits for its wait status, the
+    /// container it runs in and that cgroup's OOM kills when it began.
+    Exec {
+        waiter: tokio::sync::oneshot::Sender<i32>,
+        container: String,
+        oom_base: u64,
+    },
     /// A `rkstack pull` in the background.
     Pull(PullJob),
 }

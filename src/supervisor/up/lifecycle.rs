@@ -315,7 +315,28 @@ impl Supervisor {
     pub(super) fn child_exited(&mut self, pid: i32, status: i32) {
         let name = match self.children.remove(pid) {
             Some(Child::Check(name)) => return self.on_check(&name, decode(status)),
-            Some(Child::Exec(waiter)) => {
+            Some(Child::Exec {
+                waiter,
+                container,
+                oom_base,
+            }) => {
+                if decode(status) == Exit::Signal(libc::SIGKILL)
+                    && self.launcher.oom_kills(&container) > oom_base
+                {
+                    // Its exit status alone (137) would not say why.
+                    event_with(
+                        &self.stack(),
+                        Kind::Warning,
+                        Facts {
+                            oom: true,
+                            signal: Some(libc::SIGKILL),
+                            ..Facts::pid(pid)
+                        },
+                        format!(
+                            "{container}: exec (pid {pid}) killed by the OOM killer: the container is at its memory limit"
+                        ),
+                    );
+                }
                 let _ = waiter.send(status);
                 return;
             }

@@ -306,6 +306,7 @@ impl Supervisor {
             spec.user = crate::container::lower::image_user(u);
         }
         spec.terminal = e.terminal;
+        let oom_base = self.launcher.oom_kills(&e.container);
         let [i, o, er] = e.stdio;
         let child = self
             .launcher
@@ -324,7 +325,14 @@ impl Supervisor {
                 };
                 ControlError::new(kind, err)
             })?;
-        self.children.insert(child, Child::Exec(e.exit));
+        self.children.insert(
+            child,
+            Child::Exec {
+                waiter: e.exit,
+                container: e.container,
+                oom_base,
+            },
+        );
         Reply::json(&serde_json::json!({ "pid": child }))
     }
 

@@ -401,3 +401,40 @@ fn metrics_show_every_state_oom_kills_limits_and_start_times() {
     assert!(b.started_at.is_some_and(|t| t > 1.6e9), "{b:?}");
     assert_eq!(b.memory_limit, None);
 }
+
+#[test]
+fn an_exec_killed_by_the_oom_killer_says_so() {
+    let mut h = H::new("[containers.a]\n");
+    h.up();
+    let null = || OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+    let exec = |h: &mut H| {
+        let (exit, status) = tokio::sync::oneshot::channel();
+        let answer = h.ask(Command::Exec(crate::control::Exec {
+            container: "a".into(),
+            command: vec!["/bin/hog".into()],
+            env: Vec::new(),
+            stdio: [null(), null(), null()],
+            terminal: false,
+            exit,
+        }));
+        drop(answer);
+        let pid = *h.fake.borrow().execs.last().unwrap();
+        (pid, status)
+    };
+    // Killed, and the container's cgroup counted an OOM kill meanwhile.
+    let (pid, mut status) = exec(&mut h);
+    h.fake.borrow_mut().oom.insert("a".into(), 1);
+    h.sup.child_exited(pid, libc::SIGKILL);
+    assert_eq!(status.try_recv().ok(), Some(libc::SIGKILL));
+    let said = |h: &H| {
+        h.events_since(0)
+            .iter()
+            .filter(|e| e.contains("killed by the OOM killer"))
+            .count()
+    };
+    assert_eq!(said(&h), 1);
+    // A plain SIGKILL (no new OOM kill) is not called one.
+    let (pid, _status) = exec(&mut h);
+    h.sup.child_exited(pid, libc::SIGKILL);
+    assert_eq!(said(&h), 1);
+}

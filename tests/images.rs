@@ -637,6 +637,86 @@ fn rmi_spares_what_a_running_stack_declares_and_collects_the_rest() {
     );
 }
 
+/// The bytes of the files under `dir`, each inode once.
+fn tree_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut total = 0;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let m = e.path().symlink_metadata().unwrap();
+            if m.is_dir() {
+                todo.push(e.path());
+            } else if seen.insert((m.dev(), m.ino())) {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+#[test]
+fn prune_keeps_the_layers_a_running_container_is_made_of_and_says_what_it_freed() {
+    require_root!();
+    let mut up = up_with_layout(
+        "prune",
+        "[containers.a]\nimage = \"oci:LAYOUT:v1\"\ncommand = [\"/bin/sleep\", \"1000\"]\n",
+    );
+    up.wait_for(|u| u.file("events.log").contains("a: started"), "a runs");
+    let rk = |args: &[&str]| rk_in(up.dir.path(), args);
+    let images = up.dir.path().join("data/images");
+    let layers = || std::fs::read_dir(images.join("layers")).unwrap().count();
+    assert_eq!(layers(), 2);
+    // The layout is rewritten and a one-off container runs its new image:
+    // the reference now names other layers, while `a` runs on the old.
+    let layout = up.dir.path().join("layout");
+    std::fs::remove_dir_all(&layout).unwrap();
+    layout_with(&layout, b"version two\n");
+    let reference = format!("oci:{}:v1", layout.display());
+    let out = rk(&[
+        "run", "--name", "once", &reference, "--", "/bin/sh", "-c", "true",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(layers(), 3, "the base is shared, the second layer is new");
+    let out = rk(&["prune"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(layers(), 3, "a layer under a running container was removed");
+    // Its stack stops: what nothing uses goes, and the figure is the bytes
+    // that left the store.
+    let mut child = up.child.take().unwrap();
+    // SAFETY: signalling the rkstack this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap();
+    let before = tree_bytes(&images.join("layers")) + tree_bytes(&images.join("blobs"));
+    let out = rk(&["prune"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(layers(), 2);
+    let after = tree_bytes(&images.join("layers")) + tree_bytes(&images.join("blobs"));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let human = |n: u64| {
+        let mut v = n as f64;
+        let mut u = 0;
+        let units = ["B", "KiB", "MiB", "GiB"];
+        while v >= 1024.0 && u + 1 < units.len() {
+            v /= 1024.0;
+            u += 1;
+        }
+        if u == 0 {
+            format!("{n} B")
+        } else {
+            format!("{v:.1} {}", units[u])
+        }
+    };
+    assert!(
+        said.starts_with(&format!("freed {} (", human(before - after))),
+        "{said} (before {before}, after {after})"
+    );
+    // Nothing left to free: it says so.
+    let out = rk(&["prune"]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("freed 0 B (0 blobs"));
+}
+
 /// Loop devices whose backing file is `file`.
 fn loops_of(file: &Path) -> usize {
     std::fs::read_dir("/sys/block")

@@ -104,6 +104,36 @@ pub fn pull(
     }
 }
 
+/// Collects what no image and no running container uses; says what that
+/// freed (`always`: also when it was nothing).
+fn collect(
+    store: &rkstack::image::store::Store,
+    state_dir: &Path,
+    always: bool,
+) -> std::io::Result<()> {
+    let (n, bytes) = store.collect(&rkstack::host::stacks::layers_in_use(state_dir));
+    if n > 0 || always {
+        writeln!(
+            std::io::stdout(),
+            "freed {} ({n} blobs and layers no image or running container uses)",
+            human_bytes(bytes)
+        )?;
+    }
+    Ok(())
+}
+
+/// `rkstack prune`: the store's collection alone.
+pub fn prune(state_dir: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
+    let root = data_dir.join("images");
+    if !root.is_dir() {
+        writeln!(std::io::stdout(), "freed 0 B (the store is empty)")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = rkstack::image::store::Store::open(&root)?;
+    collect(&store, state_dir, true)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `rkstack rmi`: forgets references no running stack declares, then
 /// collects what no reference uses.
 pub fn rmi(state_dir: &Path, data_dir: &Path, refs: &[String]) -> anyhow::Result<ExitCode> {
@@ -126,14 +156,7 @@ pub fn rmi(state_dir: &Path, data_dir: &Path, refs: &[String]) -> anyhow::Result
             failed = true;
         }
     }
-    let (n, bytes) = store.collect();
-    if n > 0 {
-        writeln!(
-            std::io::stdout(),
-            "freed {} ({n} blobs and layers no image uses)",
-            human_bytes(bytes)
-        )?;
-    }
+    collect(&store, state_dir, false)?;
     Ok(if failed {
         ExitCode::from(EXIT_FAILED)
     } else {

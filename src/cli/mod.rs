@@ -274,6 +274,9 @@ enum Command {
         #[arg(required = true)]
         references: Vec<String>,
     },
+    /// Remove every blob and unpacked layer of the store that no image and
+    /// no running container uses (left by rewritten layouts and moved tags).
+    Prune,
 }
 
 #[derive(Args, Debug)]
@@ -411,7 +414,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if unsafe { libc::geteuid() } == 0
         && matches!(
             command,
-            Command::Up(_) | Command::Run(_) | Command::Pull { .. } | Command::Rmi { .. }
+            Command::Up(_)
+                | Command::Run(_)
+                | Command::Pull { .. }
+                | Command::Rmi { .. }
+                | Command::Prune
         )
     {
         anyhow::Context::with_context(
@@ -471,6 +478,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diff { name } => Ok(with_client(g, None, |c| ctl::diff(c, &name))),
         Command::Images { json } => images::images(&g.data_dir, json),
         Command::Rmi { references } => images::rmi(&g.state_dir, &g.data_dir, &references),
+        Command::Prune => images::prune(&g.state_dir, &g.data_dir),
         Command::UnitStopped => up::unit_stopped(g),
         Command::Pull { creds, reference } => images::pull(
             &g.data_dir,

@@ -62,6 +62,20 @@ pub fn images_in_use(state_dir: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The store's layers the running stacks' containers are made of now.
+pub fn layers_in_use(state_dir: &Path) -> std::collections::BTreeSet<String> {
+    running(state_dir)
+        .into_iter()
+        .flat_map(|r| {
+            StateFile::read_or_default(state_dir, &r.name)
+                .containers
+                .into_values()
+                .filter(|c| c.pid.is_some())
+                .flat_map(|c| c.layers)
+        })
+        .collect()
+}
+
 /// The host ports published by the other running stacks: (stack, port).
 pub fn published_by_others(state_dir: &Path, us: &str) -> Vec<(String, Published)> {
     running(state_dir)

@@ -52,6 +52,10 @@ pub struct SavedContainer {
     /// across a supervisor restart too.
     #[serde(default)]
     pub failed: Option<String>,
+    /// The store's layers its running process is made of (folder names
+    /// under `images/layers`): never collected while it runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<String>,
 }
 
 /// A host port a stack publishes.

@@ -258,6 +258,28 @@ impl BlobWriter {
     }
 }
 
+/// The bytes of the files under `dir` (links not followed, each inode
+/// once: hard links inside a layer count once).
+fn tree_size(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut total = 0;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if m.is_dir() {
+                todo.push(e.path());
+            } else if seen.insert((m.dev(), m.ino())) {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,26 +477,29 @@ impl Store {
         std::fs::remove_file(self.refs_dir().join(format!("{}.json", name.hex()))).is_ok()
     }
 
-    /// Removes every blob and unpacked layer no recorded reference uses,
-    /// and scratch files. Returns (items removed, bytes of blobs freed).
-    /// Waits for pulls and imports other processes have under way.
-    pub fn collect(&self) -> (usize, u64) {
+    /// Removes every blob and unpacked layer no recorded reference uses
+    /// and no running container is made of (`running`: layer folder
+    /// names), and scratch files. Returns (items removed, bytes freed, the
+    /// unpacked layers' files counted). Waits for pulls and imports other
+    /// processes have under way.
+    pub fn collect(&self, running: &std::collections::BTreeSet<String>) -> (usize, u64) {
         let path = self.root.join(".lock");
         if flock(&self.lock, libc::LOCK_EX, &path).is_err() {
             return (0, 0);
         }
-        let done = self.collect_locked();
+        let done = self.collect_locked(running);
         let _ = flock(&self.lock, libc::LOCK_SH, &path);
         done
     }
 
-    fn collect_locked(&self) -> (usize, u64) {
-        let keep: std::collections::BTreeSet<String> = self
+    fn collect_locked(&self, running: &std::collections::BTreeSet<String>) -> (usize, u64) {
+        let mut keep: std::collections::BTreeSet<String> = self
             .references()
             .into_iter()
             .flat_map(|r| r.blobs)
             .filter_map(|b| b.strip_prefix("sha256:").map(String::from))
             .collect();
+        keep.extend(running.iter().cloned());
         let mut removed = 0;
         let mut freed = 0;
         for (dir, is_layer) in [
@@ -487,7 +512,7 @@ impl Store {
                     continue;
                 }
                 let size = if is_layer {
-                    0
+                    tree_size(&e.path())
                 } else {
                     e.metadata().map(|m| m.len()).unwrap_or(0)
                 };

@@ -65,6 +65,7 @@ impl Supervisor {
             last_error: None,
             last_exit: None,
             image_user: None,
+            layers: Vec::new(),
             pidfd: None,
             starttime: None,
             health: None,
@@ -189,6 +190,11 @@ impl Supervisor {
             false,
         )?;
         let image_user = image.as_ref().and_then(|i| i.defaults.user.clone());
+        let layers: Vec<String> = image
+            .iter()
+            .flat_map(|i| &i.lowers)
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
         // In a user namespace the container's root writes its layer as the
         // range's first id: the layer and overlayfs' work folder are its.
         if let (Some(cl), Some(Some((u, w)))) = (&l.claim, image.as_ref().map(|i| &i.upper)) {
@@ -227,6 +233,7 @@ impl Supervisor {
         }
         let l = self.live.get_mut(name).ok_or("not known")?;
         l.image_user = image_user;
+        l.layers = layers;
         let limits = lower::cgroup_limits(&c).map_err(|e| e.to_string())?;
         let devices = lower::device_rules(&c).map_err(|e| e.to_string())?;
         let spec = lower::sandbox_spec(

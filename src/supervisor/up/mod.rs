@@ -152,6 +152,9 @@ struct Live {
     last_exit: Option<Exit>,
     /// The user its image's config names (for exec and health checks too).
     image_user: Option<String>,
+    /// The store's unpacked layers its present run is made of (their
+    /// folder names): the store's collection keeps them while it runs.
+    layers: Vec<String>,
     /// Set for a container adopted from a previous supervisor: it is not our
     /// child, so its end is seen through this pidfd instead of waitpid.
     pidfd: Option<OwnedFd>,

@@ -57,6 +57,11 @@ impl Supervisor {
                             restarts: l.restarts,
                             user_stopped: l.user_stopped,
                             started_at: l.started_at.filter(|_| l.pid.is_some()),
+                            layers: if l.pid.is_some() {
+                                l.layers.clone()
+                            } else {
+                                Vec::new()
+                            },
                             failed: match &l.state {
                                 State::Failed(why) => Some(why.clone()),
                                 _ => None,
@@ -155,6 +160,7 @@ impl Supervisor {
                     l.record = sv.record;
                     l.restarts = sv.restarts;
                     l.user_stopped = sv.user_stopped;
+                    l.layers = sv.layers;
                     l.state = State::Running;
                     // Its uptime counts from its real start, not from now.
                     let ago = sv

@@ -346,3 +346,63 @@ fn help_puts_a_commands_own_options_first_and_groups_the_rest() {
     assert!(at("Remote access (--host):") < at("--token-file"), "{help}");
     assert!(at("Registries:") < at("--insecure-registry"), "{help}");
 }
+
+#[test]
+fn logs_of_a_stack_that_is_down_are_read_from_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("data/s/logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
+    std::fs::write(
+        logs.join("a.log.1"),
+        "2026-11-30T17:59:00.000Z stdout zero\n",
+    )
+    .unwrap();
+    std::fs::write(
+        logs.join("a.log"),
+        "2026-11-30T18:00:00.000Z stdout one\n2026-11-30T18:00:05.000Z stderr two\n",
+    )
+    .unwrap();
+    std::fs::write(logs.join("b.log"), "2026-11-30T18:00:01.000Z stdout bee\n").unwrap();
+    let data = dir.path().join("data");
+    let state = dir.path().join("state");
+    let logs_of = |args: &[&str]| {
+        let mut all = vec![
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "logs",
+        ];
+        all.extend_from_slice(args);
+        rkstack(&all)
+    };
+    // Every container, prefixed, rotations first; the only stack there.
+    let out = logs_of(&[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "a | zero\na | one\nb | bee\n");
+    assert_eq!(text(&out.stderr), "a | two\n");
+    // --tail, --since (a UTC time) and -t, on one of them.
+    let out = logs_of(&["--stack", "s", "--tail", "2", "-t", "a"]);
+    assert_eq!(
+        text(&out.stdout),
+        "2026-11-30T18:00:00.000Z stdout one\n2026-11-30T18:00:05.000Z stderr two\n"
+    );
+    let out = logs_of(&["--since", "2026-11-30T18:00:01Z"]);
+    assert_eq!(text(&out.stdout), "b | bee\n");
+    assert_eq!(text(&out.stderr), "a | two\n");
+    let out = logs_of(&["--since", "1m", "a"]);
+    assert_eq!(
+        (text(&out.stdout), text(&out.stderr)),
+        (String::new(), String::new())
+    );
+    // A bad --since is a usage error; an unknown container is named.
+    assert_eq!(logs_of(&["--since", "yesterday"]).status.code(), Some(2));
+    let out = logs_of(&["c"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no log of c"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -273,6 +273,7 @@ pub fn logs(
     names: &[String],
     follow: bool,
     tail: Option<usize>,
+    since: Option<&str>,
     timestamps: bool,
 ) -> Result<ExitCode, ClientError> {
     let names: Vec<String> = if names.is_empty() {
@@ -290,6 +291,9 @@ pub fn logs(
     if let Some(n) = tail {
         q.push(format!("tail={n}"));
     }
+    if let Some(t) = since {
+        q.push(format!("since={t}"));
+    }
     let paths: Vec<String> = names
         .iter()
         .map(|n| format!("/v1/containers/{n}/logs?{}", q.join("&")))
@@ -304,19 +308,7 @@ pub fn logs(
     let mut failed = None;
     let mut each = |i: usize, chunk: &[u8]| {
         for record in lines[i].feed(chunk) {
-            let prefix = &prefixes[i];
-            let r = if timestamps {
-                writeln!(std::io::stdout(), "{prefix}{record}")
-            } else {
-                // TIMESTAMP STREAM text
-                let mut parts = record.splitn(3, ' ');
-                let (_, stream, text) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
-                if stream == Some("stderr") {
-                    writeln!(std::io::stderr(), "{prefix}{text}")
-                } else {
-                    writeln!(std::io::stdout(), "{prefix}{text}")
-                }
-            };
+            let r = super::logs::print_record(&prefixes[i], &record, timestamps);
             if let Err(e) = r {
                 failed = Some(e);
                 return false;

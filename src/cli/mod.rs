@@ -14,6 +14,7 @@ mod ctl;
 mod detach;
 mod exec;
 mod images;
+mod logs;
 mod output;
 mod run;
 mod up;
@@ -188,6 +189,10 @@ enum Command {
         /// Print whole records: timestamp, stream, text.
         #[arg(short = 't', long)]
         timestamps: bool,
+        /// Only records from then on: a duration back from now (10m, 90s,
+        /// 2h) or a UTC time (2026-11-30T18:00:00Z).
+        #[arg(long, value_name = "WHEN", value_parser = logs::since_arg)]
+        since: Option<String>,
         /// The containers (default: all of the stack's, each line prefixed
         /// with its container's name, as compose does).
         names: Vec<String>,
@@ -438,10 +443,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             follow,
             tail,
             timestamps,
+            since,
             names,
-        } => Ok(with_client(g, None, |c| {
-            ctl::logs(c, &names, follow, tail, timestamps)
-        })),
+        } => {
+            // A stack that does not run (after `down`): its files as they are.
+            if g.host.is_none()
+                && g.socket.is_none()
+                && matches!(
+                    rkstack::api::client::resolve(&g.state_dir, g.stack.as_deref(), None),
+                    Err(rkstack::api::client::ClientError::NotRunning { .. }
+                        | rkstack::api::client::ClientError::NoneRunning(_))
+                )
+            {
+                return logs::from_disk(
+                    &g.data_dir,
+                    g.stack.as_deref(),
+                    &names,
+                    tail,
+                    since.as_deref(),
+                    timestamps,
+                );
+            }
+            Ok(with_client(g, None, |c| {
+                ctl::logs(c, &names, follow, tail, since.as_deref(), timestamps)
+            }))
+        }
         Command::Exec { name, command } => {
             Ok(with_client(g, None, |c| exec::exec(c, &name, &command)))
         }

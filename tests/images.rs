@@ -829,6 +829,8 @@ struct Registry {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    /// Certificates of a TLS registry (see [`Registry::start_tls`]).
+    certs: Option<tempfile::TempDir>,
 }
 
 impl Registry {
@@ -838,6 +840,11 @@ impl Registry {
 
     /// With `auth` (YAML under `auth:`) when not empty.
     fn start_auth(auth: &str) -> Registry {
+        Registry::start_http(auth, "")
+    }
+
+    /// [`Registry::start_auth`], with more YAML under `http:`.
+    fn start_http(auth: &str, http: &str) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -848,7 +855,7 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n{}",
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{http}log:\n  level: error\n{}",
                 dir.path().join("data").display(),
                 auth.replace("DIR", &dir.path().display().to_string())
             ),
@@ -866,11 +873,77 @@ impl Registry {
             assert!(Instant::now() < deadline, "the registry did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Registry { child, port, dir }
+        Registry {
+            child,
+            port,
+            dir,
+            certs: None,
+        }
     }
 
     fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Over TLS with a certificate for 127.0.0.1 from a CA made here
+    /// (`ca.pem` in [`Registry::certs`]), and the htpasswd user `alice:pw`.
+    fn start_tls() -> Registry {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let certs = tempfile::tempdir().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "rkstack test CA");
+        let ca = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let c = |f: &str| certs.path().join(f).display().to_string();
+        std::fs::write(c("server.pem"), cert.pem()).unwrap();
+        std::fs::write(c("server.key"), key.serialize_pem()).unwrap();
+        let htpasswd = Command::new("htpasswd")
+            .args(["-Bbn", "alice", "pw"])
+            .output()
+            .unwrap();
+        std::fs::write(c("htpasswd"), &htpasswd.stdout).unwrap();
+        std::fs::write(c("ca.pem"), ca.pem()).unwrap();
+        let mut reg = Registry::start_http(
+            &format!(
+                "auth:\n  htpasswd:\n    realm: rkstack-test\n    path: {}\n",
+                c("htpasswd")
+            ),
+            &format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                c("server.pem"),
+                c("server.key")
+            ),
+        );
+        reg.certs = Some(certs);
+        reg
+    }
+
+    /// Builds the test layout in `work` and pushes it as demo:v1 with
+    /// `creds` (`USER:PASSWORD`); the image's reference.
+    fn push_with_creds(&self, work: &Path, creds: &str) -> String {
+        let l = work.join("layout");
+        layout(&l);
+        let image = format!("docker://{}/demo:v1", self.host());
+        let out = Command::new("skopeo")
+            .args([
+                "copy",
+                "--quiet",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                creds,
+            ])
+            .arg(format!("oci:{}:v1", l.display()))
+            .arg(&image)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "skopeo: {}", stderr(&out));
+        image
     }
 
     /// Builds the test layout at `l` (its second layer's /etc/new-file
@@ -1026,22 +1099,7 @@ fn a_registry_that_wants_credentials_gets_them_from_creds_or_the_docker_config()
         .unwrap();
     std::fs::write(reg.dir.path().join("htpasswd"), &out.stdout).unwrap();
     let work = tempfile::tempdir().unwrap();
-    let l = work.path().join("layout");
-    layout(&l);
-    let image = format!("docker://{}/demo:v1", reg.host());
-    let out = Command::new("skopeo")
-        .args([
-            "copy",
-            "--quiet",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            "alice:s3cret-pass",
-        ])
-        .arg(format!("oci:{}:v1", l.display()))
-        .arg(&image)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "skopeo: {}", stderr(&out));
+    let image = reg.push_with_creds(work.path(), "alice:s3cret-pass");
     let pull = |data: &str, extra: &[&str], docker_config: Option<&Path>| {
         let mut c = Command::new(rkstack());
         c.arg("--data-dir")
@@ -1080,6 +1138,163 @@ fn a_registry_that_wants_credentials_gets_them_from_creds_or_the_docker_config()
     )
     .unwrap();
     let out = pull("d2", &[], Some(&config));
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// A `CONNECT` proxy on loopback for the test: it tunnels to whatever it
+/// is asked and counts the tunnels. Ends with the test process.
+fn connect_proxy() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for client in l.incoming().flatten() {
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(client.try_clone().unwrap());
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                let target = line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string();
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let Ok(up) = std::net::TcpStream::connect(&target) else {
+                    return;
+                };
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut c = client;
+                c.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .unwrap();
+                let (mut c2, mut up2) = (c.try_clone().unwrap(), up.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut up2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Write);
+                });
+                let mut up = up;
+                let _ = std::io::copy(&mut r, &mut up);
+                let _ = up.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (port, count)
+}
+
+/// Registry habits of docker and podman: the CA from `SSL_CERT_FILE` or
+/// the registry's `certs.d` folder, `HTTPS_PROXY` (and `NO_PROXY`), and
+/// credentials from a `docker-credential-*` helper.
+#[test]
+fn pulls_follow_the_hosts_cas_proxy_and_credential_helpers() {
+    require_root!();
+    let reg = Registry::start_tls();
+    let certs = reg.certs.as_ref().unwrap().path().to_path_buf();
+    let work = tempfile::tempdir().unwrap();
+    let image = reg.push_with_creds(work.path(), "alice:pw");
+    // A credential helper, and a Docker config that names it for this registry.
+    let bin = work.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-rktest");
+    std::fs::write(
+        &helper,
+        "#!/bin/sh\nread server\necho \"$server\" > \"$(dirname \"$0\")/asked\"\n\
+         echo '{\"ServerURL\":\"x\",\"Username\":\"alice\",\"Secret\":\"pw\"}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = work.path().join("docker");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("config.json"),
+        format!("{{\"credHelpers\":{{\"{}\":\"rktest\"}}}}", reg.host()),
+    )
+    .unwrap();
+    let (proxy, tunnels) = connect_proxy();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let pull = |data: &str, env: &[(&str, String)]| {
+        let mut c = Command::new(rkstack());
+        c.arg("--data-dir")
+            .arg(work.path().join(data))
+            .arg("pull")
+            .arg(&image)
+            .env("DOCKER_CONFIG", &config)
+            .env("PATH", &path)
+            .env_remove("SSL_CERT_FILE");
+        for k in ["HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"] {
+            c.env_remove(k);
+        }
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    // The test's CA is nobody's: refused.
+    let out = pull("d0", &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("TLS"), "{}", stderr(&out));
+    // Trusted through SSL_CERT_FILE, through the proxy, with the helper's
+    // credentials (it was asked for this registry).
+    let ca = certs.join("ca.pem").display().to_string();
+    let via = format!("http://127.0.0.1:{proxy}");
+    let out = pull(
+        "d1",
+        &[("SSL_CERT_FILE", ca.clone()), ("HTTPS_PROXY", via.clone())],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        tunnels.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "no tunnel"
+    );
+    assert_eq!(
+        std::fs::read_to_string(bin.join("asked")).unwrap().trim(),
+        reg.host()
+    );
+    // NO_PROXY names it: straight there.
+    let before = tunnels.load(std::sync::atomic::Ordering::SeqCst);
+    let out = pull(
+        "d2",
+        &[
+            ("SSL_CERT_FILE", ca.clone()),
+            ("HTTPS_PROXY", via),
+            ("NO_PROXY", "example.org,127.0.0.1".into()),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(tunnels.load(std::sync::atomic::Ordering::SeqCst), before);
+    // Trusted through the registry's certs.d folder, in a mount namespace
+    // of the test's own (the host's folder is left as it is).
+    let etc = ["/etc/containers", "/etc/docker"]
+        .into_iter()
+        .find(|d| Path::new(d).is_dir())
+        .expect("/etc/containers or /etc/docker (skopeo, docker-registry)");
+    let script = format!(
+        "mount -t tmpfs rktest {etc} && mkdir -p '{etc}/certs.d/{host}' && cp '{ca}' '{etc}/certs.d/{host}/ca.crt' && exec \"$@\"",
+        host = reg.host()
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script, "sh"])
+        .arg(rkstack())
+        .arg("--data-dir")
+        .arg(work.path().join("d3"))
+        .arg("pull")
+        .arg(&image)
+        .env("DOCKER_CONFIG", &config)
+        .env("PATH", &path)
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("HTTPS_PROXY")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
 }
 

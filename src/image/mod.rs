@@ -8,5 +8,7 @@ pub mod diff;
 pub mod oci;
 #[cfg(feature = "remote")]
 pub mod registry;
+#[cfg(feature = "remote")]
+pub mod registry_env;
 pub mod store;
 pub mod unpack;

@@ -228,9 +228,12 @@ impl Client {
         } else {
             format!("{scheme_host}:{}", if tls { 443 } else { 80 })
         };
-        let tcp = tokio::net::TcpStream::connect(&addr)
-            .await
-            .map_err(|e| err(format!("{addr}: {e}")))?;
+        let tcp = match super::registry_env::proxy(tls, &scheme_host).map_err(err)? {
+            Some(p) => super::registry_env::tunnel(&p, &addr).await.map_err(err)?,
+            None => tokio::net::TcpStream::connect(&addr)
+                .await
+                .map_err(|e| err(format!("{addr}: {e}")))?,
+        };
         let mut req = hyper::Request::builder()
             .method("GET")
             .uri(path)
@@ -352,22 +355,6 @@ fn split_url(url: &str) -> Option<(String, String)> {
     Some((format!("{scheme}://{host}"), path.to_string()))
 }
 
-fn system_roots() -> rustls::RootCertStore {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for f in [
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-    ] {
-        if let Ok(iter) = rustls_pki_types::CertificateDer::pem_file_iter(f) {
-            for c in iter.flatten() {
-                let _ = roots.add(c);
-            }
-        }
-    }
-    roots
-}
-
 /// Pulls `reference` (`[REGISTRY/]REPO[:TAG|@DIGEST]`) into the store.
 /// `insecure`: registries (HOST[:PORT]) reached over plain HTTP.
 pub fn pull(
@@ -396,7 +383,7 @@ pub fn pull_with(
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| err(e.to_string()))?
-        .with_root_certificates(system_roots())
+        .with_root_certificates(super::registry_env::roots(&r.registry))
         .with_no_client_auth();
     let is_insecure = insecure.contains(&r.registry);
     let mut client = Client {
@@ -506,30 +493,7 @@ pub fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// The `auth` (base64 `USER:PASSWORD`) of a registry in the Docker client's
-/// config (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`).
-pub fn docker_config_auth(registry: &str) -> Option<String> {
-    let dir = std::env::var_os("DOCKER_CONFIG")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".docker"))
-        })?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("config.json")).ok()?).ok()?;
-    let auths = v["auths"].as_object()?;
-    let mut names = vec![
-        registry.to_string(),
-        format!("https://{registry}"),
-        format!("http://{registry}"),
-    ];
-    if registry == "registry-1.docker.io" {
-        names.push("https://index.docker.io/v1/".to_string());
-    }
-    names
-        .iter()
-        .find_map(|n| auths.get(n.as_str()))
-        .and_then(|a| a["auth"].as_str().map(String::from))
-}
+pub use super::registry_env::docker_config_auth;
 
 /// An image already pulled: from its manifest in the store.
 pub fn from_store(store: &Store, manifest: &Digest) -> Result<Image, ImageError> {

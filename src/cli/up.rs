@@ -82,7 +82,10 @@ pub fn up(global: &Global, args: UpArgs) -> anyhow::Result<ExitCode> {
         });
         match super::detach::detach_supervisor(&log, &socket, wait)? {
             super::detach::Detached::Parent(code) => return Ok(code),
-            super::detach::Detached::Child(pipe) => Some(pipe),
+            super::detach::Detached::Child(pipe) => {
+                rkstack::supervisor::selflog::rotate_at(log.clone());
+                Some(pipe)
+            }
         }
     } else {
         None

@@ -169,6 +169,7 @@ pub fn subscribe() -> tokio::sync::broadcast::Receiver<Event> {
 /// level. A message of the form `NAME: rest` where NAME is a container
 /// name is attributed to that container.
 pub fn record_as(stack: &str, kind: Kind, facts: Facts, message: String) {
+    super::selflog::check();
     let (container, text) = match message.split_once(": ") {
         Some((c, rest))
             if !c.is_empty()

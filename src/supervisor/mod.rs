@@ -8,5 +8,6 @@ pub mod pid1;
 pub mod preflight;
 pub mod private;
 pub mod restart;
+pub mod selflog;
 pub mod unit;
 pub mod up;

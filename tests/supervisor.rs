@@ -141,6 +141,70 @@ command = ["/bin/sleep", "1000"]
     assert_eq!(up.stop().code(), Some(0));
 }
 
+/// `up --attach` of `body`, its stdout to `stdout`.
+fn start_attached(tag: &str, body: &str, stdout: Stdio) -> Stack {
+    Stack::start_cmd(&unique(tag), body, |c| {
+        c.arg("--attach").stdout(stdout);
+    })
+}
+
+/// `up --attach` shows the containers' output on its stdout, each line
+/// after its container's name, as docker compose up does.
+#[test]
+fn up_attach_prints_the_containers_output_prefixed() {
+    require_root!();
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let file = out.reopen().unwrap();
+    let mut up = start_attached(
+        "att",
+        r#"
+[containers.a]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "echo hello from a; echo to stderr >&2; sleep 1000"]
+[containers.web]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "echo hello from web; sleep 1000"]
+"#,
+        Stdio::from(file),
+    );
+    let text = || std::fs::read_to_string(out.path()).unwrap_or_default();
+    up.wait_for(|_| text().lines().count() >= 3, "three lines on stdout");
+    let got = text();
+    for want in [
+        "a   | hello from a\n",
+        "a   | to stderr\n",
+        "web | hello from web\n",
+    ] {
+        assert!(got.contains(want), "{want:?} in\n{got}");
+    }
+    assert_eq!(up.stop().code(), Some(0));
+}
+
+/// A stdout nobody reads (a full pipe) does not hold the supervisor: a
+/// container writing flat out, and `ps` still answers.
+#[test]
+fn up_attach_to_a_pipe_nobody_reads_never_blocks_the_supervisor() {
+    require_root!();
+    let (unread, w) = nix::unistd::pipe().unwrap();
+    let mut up = start_attached(
+        "attfull",
+        r#"
+[containers.loud]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "while :; do echo 0123456789012345678901234567890123456789; done"]
+"#,
+        Stdio::from(w),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..3 {
+        let out = up.rk(&["ps"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("loud"));
+    }
+    assert_eq!(up.stop().code(), Some(0));
+    drop(unread);
+}
+
 /// An `exec` the OOM killer ends is said to be one (its status, 137, is
 /// all the caller sees), and the container goes on.
 #[test]

@@ -291,6 +291,11 @@ struct UpArgs {
     /// Detach: return once the stack is up (exit 0) or failed (exit 1).
     #[arg(short = 'd', long)]
     detach: bool,
+    /// In the foreground: the containers' output on stdout too, each line
+    /// after its container's name, as docker compose up shows it (lines
+    /// stdout cannot take at once are dropped and counted; the logs keep all)
+    #[arg(long, conflicts_with = "detach")]
+    attach: bool,
     /// With -d: how long to wait for the stack to be up (seconds, or
     /// with a unit: 90s, 5m); 0 returns as soon as the supervisor runs.
     /// Past it: exit 1, naming what is still pending; the supervisor

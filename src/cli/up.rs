@@ -11,6 +11,7 @@ pub fn up(global: &Global, args: UpArgs) -> anyhow::Result<ExitCode> {
     let UpArgs {
         file,
         detach,
+        attach,
         wait_timeout,
         listen,
         tls_cert,
@@ -53,6 +54,7 @@ pub fn up(global: &Global, args: UpArgs) -> anyhow::Result<ExitCode> {
         file,
         state_dir: global.state_dir.clone(),
         data_dir: global.data_dir.clone(),
+        attach,
     };
     let wait = match wait_timeout
         .parse::<u64>()

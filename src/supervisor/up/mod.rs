@@ -21,6 +21,7 @@ use crate::control::Exit;
 use crate::control::{Command, ContainerInfo, ControlError, Reply, Request};
 use crate::host::lockfile::{LockFile, Taken};
 
+mod attach;
 mod children;
 mod dns;
 mod event_loop;
@@ -105,6 +106,8 @@ pub struct UpOptions {
     pub data_dir: PathBuf,
     /// Registries (HOST[:PORT]) pulled from over plain HTTP.
     pub insecure_registries: Vec<String>,
+    /// The containers' output on stdout too, prefixed (`up --attach`).
+    pub attach: bool,
 }
 
 /// `up -d`: where the detached supervisor tells the command that started it
@@ -475,6 +478,17 @@ fn supervise(
         return Err(UpError::CannotStart(problems));
     }
     event(&sup.desired.stack, Kind::Plan, format!("plan:\n{plan}"));
+    // Subscribed before the first start: no line is missed.
+    let attached = sup.opts.attach.then(|| {
+        let width = sup
+            .desired
+            .containers
+            .iter()
+            .map(|c| c.name.chars().count())
+            .max()
+            .unwrap_or(0);
+        (crate::supervisor::logs::subscribe(), width)
+    });
     sup.execute(&plan);
     sup.save_state();
     sup.report_ready();
@@ -489,6 +503,9 @@ fn supervise(
         .map_err(os("the event loop's runtime"))?;
     let local = tokio::task::LocalSet::new();
     let result = local.block_on(&rt, async {
+        if let Some((rx, width)) = attached {
+            tokio::task::spawn_local(attach::print(rx, width));
+        }
         let requests = match control {
             Some(c) => {
                 tokio::task::spawn_local(c.server);

@@ -56,6 +56,7 @@ impl H {
             state_dir: dir.path().join("state"),
             data_dir: dir.path().join("data"),
             insecure_registries: Vec::new(),
+            attach: false,
         };
         let (fake, handle) = FakeLauncher::new();
         // A signalfd of no signal: the harness hands signals over itself.

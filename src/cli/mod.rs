@@ -595,6 +595,23 @@ fn init_logging(level: &str, timestamps: bool) {
         "trace" => tracing::Level::TRACE,
         _ => tracing::Level::INFO,
     };
+    // A service whose stderr is the journal: entries of their own, with
+    // priorities and fields (see rkstack::host::journal).
+    if rkstack::host::journal::stderr_is_journal()
+        && let Ok(journal) = rkstack::host::journal::JournalLayer::to(std::path::Path::new(
+            rkstack::host::journal::SOCKET,
+        ))
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let _ = tracing_subscriber::registry()
+            .with(tracing_subscriber::Layer::with_filter(
+                journal,
+                tracing_subscriber::filter::LevelFilter::from_level(level),
+            ))
+            .try_init();
+        return;
+    }
     let fmt = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_target(false)

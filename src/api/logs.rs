@@ -79,6 +79,14 @@ pub fn tail_start(files: &[PathBuf], tail: Option<usize>) -> (usize, u64) {
     (0, 0)
 }
 
+/// Whether a log record (`TIMESTAMP STREAM text`) was written at or after
+/// `since`, a timestamp in the records' own form (they compare as text).
+pub fn at_or_after(record: &[u8], since: &str) -> bool {
+    record
+        .get(..since.len())
+        .is_some_and(|t| t >= since.as_bytes())
+}
+
 /// Sends the records of `files` from `start` on (those at or after
 /// `since`, by their timestamps) to `tx`, a chunk at a time; the last one
 /// sent. Stops when the client is gone.
@@ -108,9 +116,7 @@ pub async fn send_files(
             if line.last() != Some(&b'\n') {
                 line.push(b'\n');
             }
-            let keep = since
-                .as_deref()
-                .is_none_or(|s| line.get(..s.len()).is_some_and(|t| t >= s.as_bytes()));
+            let keep = since.as_deref().is_none_or(|s| at_or_after(&line, s));
             if !keep {
                 continue;
             }

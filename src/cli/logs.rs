@@ -150,7 +150,7 @@ pub fn from_disk(
             }
             for line in std::io::BufReader::new(f).split(b'\n') {
                 let line = String::from_utf8_lossy(&line?).into_owned();
-                if since.is_some_and(|s| line.get(..s.len()).is_none_or(|t| t < s)) {
+                if since.is_some_and(|s| !rkstack::api::logs::at_or_after(line.as_bytes(), s)) {
                     continue;
                 }
                 match print_record(&prefix, &line, timestamps) {

@@ -120,15 +120,15 @@ impl JournalLayer {
         })
     }
 
-    /// The datagram of one event.
-    fn entry(&self, meta: &tracing::Metadata<'_>, e: Entry) -> Vec<u8> {
+    /// The datagram of one event, with `message` as its MESSAGE.
+    fn entry(&self, meta: &tracing::Metadata<'_>, e: &Entry, message: &str) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         field(&mut out, "PRIORITY", priority(meta.level()));
         field(&mut out, "SYSLOG_IDENTIFIER", &self.identifier);
         for (k, v) in &e.fields {
             field(&mut out, k, v);
         }
-        field(&mut out, "MESSAGE", &format!("{}{}", e.message, e.rest));
+        field(&mut out, "MESSAGE", message);
         out
     }
 }
@@ -137,16 +137,14 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for JournalLayer {
     fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
         let mut e = Entry::default();
         event.record(&mut e);
-        let msg = self.entry(event.metadata(), e);
-        // Never waits: a journal that does not take it gets it on stderr.
-        if self.sock.send(&msg).is_err() {
-            let text = String::from_utf8_lossy(&msg);
-            eprintln!(
-                "{}",
-                text.lines()
-                    .find_map(|l| l.strip_prefix("MESSAGE="))
-                    .unwrap_or_default()
-            );
+        let message = format!("{}{}", e.message, e.rest);
+        // Never waits: what the journal does not take goes to stderr.
+        if self
+            .sock
+            .send(&self.entry(event.metadata(), &e, &message))
+            .is_err()
+        {
+            eprintln!("{message}");
         }
     }
 }

@@ -377,7 +377,7 @@ pub fn pull_with(
     let r = Reference::parse(reference);
     let basic = match creds {
         Some(c) => Some(base64(c.as_bytes())),
-        None => docker_config_auth(&r.registry),
+        None => super::registry_env::docker_config_auth(&r.registry),
     };
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
@@ -492,8 +492,6 @@ pub fn base64(bytes: &[u8]) -> String {
     }
     out
 }
-
-pub use super::registry_env::docker_config_auth;
 
 /// An image already pulled: from its manifest in the store.
 pub fn from_store(store: &Store, manifest: &Digest) -> Result<Image, ImageError> {

@@ -109,6 +109,22 @@ fn open_log(path: &Path) -> std::io::Result<File> {
     .open(path)
 }
 
+/// Moves `path` aside as `path.1`, each older `path.N` to `path.N+1`, and
+/// drops `path.oldest` (with `oldest` 0, `path` itself): a log's rotation.
+pub fn shift_rotations(path: &Path, oldest: u32) {
+    let name = |i: u32| -> PathBuf {
+        if i == 0 {
+            path.to_path_buf()
+        } else {
+            PathBuf::from(format!("{}.{i}", path.display()))
+        }
+    };
+    let _ = std::fs::remove_file(name(oldest));
+    for i in (0..oldest).rev() {
+        let _ = std::fs::rename(name(i), name(i + 1));
+    }
+}
+
 impl Log {
     pub fn open(path: PathBuf, max_size: u64, max_files: u32) -> std::io::Result<Log> {
         if let Some(dir) = path.parent() {
@@ -278,17 +294,7 @@ impl Log {
 
     fn rotate(&mut self) {
         self.file = None;
-        let name = |i: u32| -> PathBuf {
-            if i == 0 {
-                self.path.clone()
-            } else {
-                PathBuf::from(format!("{}.{i}", self.path.display()))
-            }
-        };
-        let _ = std::fs::remove_file(name(self.max_files - 1));
-        for i in (0..self.max_files - 1).rev() {
-            let _ = std::fs::rename(name(i), name(i + 1));
-        }
+        shift_rotations(&self.path, self.max_files - 1);
         self.file = open_log(&self.path).ok();
         self.size = 0;
     }

@@ -40,12 +40,7 @@ fn rotate_if_over(path: &Path, fds: &[RawFd], max: u64, keep: u32) -> std::io::R
     if size < max {
         return Ok(false);
     }
-    let name = |i: u32| PathBuf::from(format!("{}.{i}", path.display()));
-    let _ = std::fs::remove_file(name(keep.max(1)));
-    for i in (1..keep.max(1)).rev() {
-        let _ = std::fs::rename(name(i), name(i + 1));
-    }
-    std::fs::rename(path, name(1))?;
+    super::logs::shift_rotations(path, keep.max(1));
     let new = std::os::unix::fs::OpenOptionsExt::mode(
         std::fs::File::options().create(true).append(true),
         super::private::LOG_MODE,

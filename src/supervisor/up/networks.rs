@@ -322,8 +322,9 @@ impl Supervisor {
             let config::NetworkMode::Networks(atts) = &c.config.network else {
                 continue;
             };
+            let live = self.live.get(&c.name);
             // Held while the container is meant to run, restarts included.
-            if self.live.get(&c.name).is_some_and(|l| {
+            if live.is_some_and(|l| {
                 matches!(
                     l.state,
                     State::Running | State::Backoff(_) | State::Stopping(_) | State::Pulling
@@ -336,7 +337,7 @@ impl Supervisor {
                         .map(|p| (p.proto.as_str(), p.host_ip, p.host_port)),
                 );
             }
-            let Some(l) = self.live.get(&c.name).filter(|l| l.state == State::Running) else {
+            let Some(l) = live.filter(|l| l.state == State::Running) else {
                 continue;
             };
             // Ports go to the address on its first bridge network that is not internal.

@@ -242,7 +242,11 @@ restart_backoff = { initial = "50ms" }
     };
     // SAFETY: killing a container process this test's stack started.
     unsafe { libc::kill(first, libc::SIGKILL) };
-    up.wait_for(|u| addr(&u.log_of("a")).len() >= 2, "restarted");
+    // Both runs' output whole: the address and then the link line.
+    up.wait_for(
+        |u| addr(&u.log_of("a")).len() >= 2 && u.log_of("a").matches("link/ether ").count() >= 2,
+        "restarted",
+    );
     let seen = addr(&up.log_of("a"));
     assert_eq!(seen[0], seen[1], "the address changed across a restart");
     // And its MAC with it, derived from the address: the neighbours' ARP

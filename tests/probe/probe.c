@@ -167,6 +167,27 @@ static int snoop(const char *out) {
     return 0;
 }
 
+/* Whether `pid`, once stopped, is still on its way in: its exe is rkstack
+ * or unreadable (not dumpable until its execve). */
+static int entering_when_stopped(int pid) {
+    char p[64], st[512], t[512];
+    snprintf(p, sizeof p, "/proc/%d/stat", pid);
+    for (int i = 0; i < 2000; i++) {
+        FILE *f = fopen(p, "r");
+        if (!f) return 0;
+        size_t n = fread(st, 1, sizeof st - 1, f);
+        fclose(f);
+        st[n] = 0;
+        char *r = strrchr(st, ')');
+        if (r && r[1] == ' ' && (r[2] == 'T' || r[2] == 't')) break;
+        usleep(500);
+    }
+    snprintf(p, sizeof p, "/proc/%d/exe", pid);
+    ssize_t n = readlink(p, t, sizeof t - 1);
+    if (n > 0) t[n] = 0;
+    return (n < 0 && errno == EACCES) || (n > 0 && strstr(t, "rkstack"));
+}
+
 /* "stopper OUT": stops (SIGSTOP) every process that enters this container
  * before it has exec'd (its exe is rkstack, or unreadable: non-dumpable),
  * until /stop appears; writes how many it stopped to OUT. */
@@ -183,7 +204,11 @@ static int stopper(const char *out) {
             ssize_t n = readlink(l, t, sizeof t - 1);
             if (n > 0) t[n] = 0;
             if ((n < 0 && errno == EACCES) || (n > 0 && strstr(t, "rkstack"))) {
-                if (kill(pid, SIGSTOP) == 0) stopped++;
+                if (kill(pid, SIGSTOP) != 0) continue;
+                /* It may have exec'd between the look and the signal: a
+                 * process that already runs its program is let go. */
+                if (entering_when_stopped(pid)) stopped++;
+                else kill(pid, SIGCONT);
             }
         }
         if (d) closedir(d);

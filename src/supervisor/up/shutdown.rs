@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// How long `down` waits for the kernel to remove the stack's veths.
+const VETHS_GONE: Duration = Duration::from_secs(10);
+
 impl Supervisor {
     /// The order to stop in: containers no longer in the file first, then
     /// the dependency levels, deepest first (a batch stops together).
@@ -96,6 +99,7 @@ impl Supervisor {
         for name in self.live.keys().cloned().collect::<Vec<_>>() {
             self.remove(&name);
         }
+        let veths = self.veth_names();
         for net in std::mem::take(&mut self.nets.records).into_keys() {
             let bridge = crate::network::names::bridge(&self.stack(), &net);
             if let Err(e) = self.net.delete_link(&bridge) {
@@ -108,11 +112,56 @@ impl Supervisor {
         {
             event(&self.stack(), Kind::Error, format!("ports and nat: {e}"));
         }
+        self.wait_veths_gone(veths);
         // Stopped on purpose: nothing is left to adopt.
         let _ = std::fs::remove_file(self.state_path());
         let _ = std::fs::remove_dir(self.opts.state_dir.join(self.stack()).join("rootfs"));
         let _ = std::fs::remove_dir(self.opts.state_dir.join(self.stack()));
         event(&self.stack(), Kind::StackStopped, "stack stopped");
+    }
+
+    /// Every name the host end of a container's veth may have (its own and
+    /// the alternates used while an earlier instance's end was going).
+    fn veth_names(&self) -> Vec<String> {
+        let stack = self.stack();
+        let mut containers: std::collections::BTreeSet<&str> =
+            self.live.keys().map(String::as_str).collect();
+        containers.extend(self.desired.containers.iter().map(|c| c.name.as_str()));
+        let mut out = Vec::new();
+        for c in containers {
+            for net in self.nets.records.keys() {
+                let own = crate::network::names::veth_host(&stack, c, net);
+                out.extend(crate::network::names::veth_host_names(&own));
+            }
+        }
+        out
+    }
+
+    /// Waits (bounded) until the kernel has removed the host ends of the
+    /// stopped containers' veths. They go with each container's network
+    /// namespace, which the kernel dismantles some time after its last
+    /// process ended (longer on a busy machine): `down` returns once
+    /// nothing of the stack is left on the host.
+    fn wait_veths_gone(&self, names: Vec<String>) {
+        let mut left: Vec<String> = names
+            .into_iter()
+            .filter(|n| self.net.link_exists(n))
+            .collect();
+        let deadline = Instant::now() + VETHS_GONE;
+        while !left.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            left.retain(|n| self.net.link_exists(n));
+        }
+        if !left.is_empty() {
+            event(
+                &self.stack(),
+                Kind::Warning,
+                format!(
+                    "the kernel has not yet removed {} (it goes with its container's network namespace)",
+                    left.join(", ")
+                ),
+            );
+        }
     }
 
     /// Stops containers together and waits for them (none of them depends

@@ -553,7 +553,9 @@ fn the_api_over_tls_needs_a_client_certificate_or_a_token() {
 #[test]
 fn exec_on_a_terminal_is_interactive() {
     require_root!();
-    let s = Stack::start_ready("tty", BODY, "db: ");
+    let body = "[containers.db]\nimage = \"dir:ROOTFS\"\nuser = \"1000:1000\"\n\
+                command = [\"/bin/sleep\", \"1000\"]\n";
+    let s = Stack::start_ready("tty", body, "db: ");
     // `script` gives the CLI a terminal, as a user's shell would.
     let cmd = format!(
         "{} --state-dir {} exec db -- /bin/sh",
@@ -564,12 +566,67 @@ fn exec_on_a_terminal_is_interactive() {
         Command::new("script")
             .args(["-qec", &cmd, "/dev/null"])
             .env("TERM", "vt220"),
-        b"[ -t 0 ] && [ -t 1 ] && echo on-a-$((6*7))-terminal\necho term-is-$TERM\nexit 4\n",
+        b"[ -t 0 ] && [ -t 1 ] && echo on-a-$((6*7))-terminal\necho term-is-$TERM\n\
+          t=$(tty) && [ -c \"$t\" ] && echo \"own-tty-$t-$(stat -c %u $t)\"\n\
+          grep -c devpts /proc/self/mountinfo | sed s/^/devpts-mounts-/\nexit 4\n",
     );
     let text = text(&out);
     assert!(text.contains("on-a-42-terminal"), "{text}");
+    // The terminal is the container's own: `tty` names it, the file is
+    // there and the process owns it; only the container's devpts exists.
+    assert!(text.contains("own-tty-/dev/pts/0-1000"), "{text}");
+    assert!(text.contains("devpts-mounts-1"), "{text}");
     assert!(text.contains("term-is-vt220"), "TERM not passed on: {text}");
     assert_eq!(out.status.code(), Some(4), "{text}");
+}
+
+/// An interactive session with framed input follows the window: a resize
+/// frame sets the terminal's size and the shell gets SIGWINCH.
+#[test]
+fn a_terminal_session_follows_the_window_size() {
+    use std::io::{Read, Write};
+    require_root!();
+    let s = Stack::start_ready("ttysize", BODY, "db: ");
+    let mut c = std::os::unix::net::UnixStream::connect(s.socket()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let body = r#"{"command":["/bin/sh"],"rows":24,"cols":80,"frames":true}"#;
+    write!(
+        c,
+        "POST /v1/containers/db/exec HTTP/1.1\r\nHost: rkstack\r\nConnection: upgrade\r\n\
+         Upgrade: rkstack-exec\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let frame = |kind: u8, payload: &[u8]| {
+        let mut f = vec![kind];
+        f.extend((payload.len() as u32).to_be_bytes());
+        f.extend(payload);
+        f
+    };
+    // Everything the server sent so far, frames and all, until `want` shows.
+    let mut seen = Vec::new();
+    let mut read_until = |c: &mut std::os::unix::net::UnixStream, want: &str| {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains(want) {
+            let n = c.read(&mut buf).unwrap();
+            assert!(n > 0, "ended: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+    };
+    read_until(&mut c, "101 Switching Protocols");
+    c.write_all(&frame(
+        0,
+        b"trap 'echo got-winch' WINCH; stty size | sed s/^/size-/\n",
+    ))
+    .unwrap();
+    read_until(&mut c, "size-24 80");
+    c.write_all(&frame(2, &[0, 50, 0, 132])).unwrap();
+    c.write_all(&frame(0, b"stty size | sed s/^/size-/\n"))
+        .unwrap();
+    read_until(&mut c, "size-50 132");
+    read_until(&mut c, "got-winch");
+    c.write_all(&frame(0, b"exit 3\n")).unwrap();
+    read_until(&mut c, "\x03\x00\x00\x00\x04\x00\x00\x00\x03");
 }
 
 /// `plan?file=` of `/dev/zero`, of a FIFO and of an oversized file is

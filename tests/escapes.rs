@@ -187,6 +187,50 @@ mounts = [{{ type = "bind", source = "{}", target = "/out" }}]
     stop_bounded(&mut s);
 }
 
+/// A container that hides its devpts under a tmpfs with a FIFO named
+/// `ptmx` (it was given CAP_SYS_ADMIN) gets no terminal from it: an
+/// interactive exec fails at once saying why, nothing waits on the FIFO,
+/// and the supervisor answers.
+#[test]
+fn a_fake_ptmx_in_a_container_gives_no_terminal() {
+    require_root!();
+    let mut s = Stack::new("fakeptmx", Path::new(rkstack()));
+    s.write(
+        r#"
+[containers.hostile]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "mount -t tmpfs none /dev/pts && mkfifo /dev/pts/ptmx && touch /ready; exec sleep 1000"]
+security = { capabilities = { add = ["SYS_ADMIN"] }, seccomp = "unconfined" }
+"#,
+    );
+    s.spawn(&[]);
+    let ready = s.fs.path().join("ready");
+    s.wait_for(|_| ready.exists(), "the container hid its devpts");
+    let cmd = format!(
+        "{} --state-dir {} --data-dir {} exec hostile -- /bin/sh",
+        rkstack(),
+        s.dir.path().join("state").display(),
+        s.dir.path().join("data").display()
+    );
+    let t = Instant::now();
+    let o = std::process::Command::new("timeout")
+        .args(["-s", "KILL", "20", "script", "-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(!o.status.success(), "exec ran: {text}");
+    assert!(text.contains("not a devpts ptmx"), "{text}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "exec took {:?}",
+        t.elapsed()
+    );
+    let ps = bounded(&s, &["ps", "--json"]);
+    assert!(ps.status.success(), "ps: {}", stderr(&ps));
+    stop_bounded(&mut s);
+}
+
 /// Stops the supervisor with SIGTERM and fails if it is not gone in 20 s.
 fn stop_bounded(s: &mut Stack) {
     let mut child = s.child.take().unwrap();

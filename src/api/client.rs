@@ -178,9 +178,17 @@ impl Client {
     }
 
     /// An interactive `exec` on a terminal (see [`super::tty`]): input from
-    /// this process's stdin, output to its stdout; the exit code.
-    pub fn exec_tty(&self, name: &str, body: serde_json::Value) -> Result<i32, ClientError> {
+    /// this process's stdin, output to its stdout, the window's size from
+    /// `window` (looked at four times a second, sent when it changed); the
+    /// exit code.
+    pub fn exec_tty(
+        &self,
+        name: &str,
+        mut body: serde_json::Value,
+        window: fn() -> (u16, u16),
+    ) -> Result<i32, ClientError> {
         use tokio::io::AsyncWriteExt;
+        body["frames"] = serde_json::Value::Bool(true);
         self.rt.block_on(async {
             let (mut sender, token) = self.connect().await?;
             let mut req = hyper::Request::builder()
@@ -204,7 +212,9 @@ impl Client {
             }
             let io = TokioIo::new(hyper::upgrade::on(resp).await.map_err(broke)?);
             let (mut rd, mut wr) = tokio::io::split(io);
-            // Input: a thread reads stdin (blocking), the session sends it.
+            // Input: a thread reads stdin (blocking), a task sends it and
+            // the window's size; this loop only reads frames (a read that
+            // is never cut off half-way).
             let (tx, mut input) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
             std::thread::spawn(move || {
                 use std::io::Read;
@@ -220,26 +230,50 @@ impl Client {
                     }
                 }
             });
-            loop {
-                tokio::select! {
-                    Some(chunk) = input.recv() => {
-                        wr.write_all(&chunk).await?;
-                    }
-                    f = super::tty::read_frame(&mut rd) => match f? {
-                        Some((super::tty::OUTPUT, data)) => {
-                            use std::io::Write;
-                            let mut out = std::io::stdout();
-                            out.write_all(&data)?;
-                            out.flush()?;
+            let sending = tokio::spawn(async move {
+                let mut size = window();
+                let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+                loop {
+                    let bytes = tokio::select! {
+                        chunk = input.recv() => match chunk {
+                            Some(c) => super::tty::frame(super::tty::INPUT, &c),
+                            None => return,
+                        },
+                        _ = tick.tick() => {
+                            let now = window();
+                            if now == size {
+                                continue;
+                            }
+                            size = now;
+                            let mut p = now.0.to_be_bytes().to_vec();
+                            p.extend(now.1.to_be_bytes());
+                            super::tty::frame(super::tty::RESIZE, &p)
                         }
-                        Some((super::tty::EXIT, p)) if p.len() == 4 => {
-                            return Ok(i32::from_be_bytes([p[0], p[1], p[2], p[3]]));
-                        }
-                        Some(_) => {}
-                        None => return Err(broke("the session ended without an exit status")),
+                    };
+                    if wr.write_all(&bytes).await.is_err() {
+                        return;
                     }
                 }
-            }
+            });
+            let end = loop {
+                match super::tty::read_frame(&mut rd).await {
+                    Ok(Some((super::tty::OUTPUT, data))) => {
+                        use std::io::Write;
+                        let mut out = std::io::stdout();
+                        if let Err(e) = out.write_all(&data).and_then(|_| out.flush()) {
+                            break Err(e.into());
+                        }
+                    }
+                    Ok(Some((super::tty::EXIT, p))) if p.len() == 4 => {
+                        break Ok(i32::from_be_bytes([p[0], p[1], p[2], p[3]]));
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => break Err(broke("the session ended without an exit status")),
+                    Err(e) => break Err(e.into()),
+                }
+            };
+            sending.abort();
+            end
         })
     }
 }

@@ -2,11 +2,15 @@
 //! `POST /v1/containers/{name}/exec` with `Connection: Upgrade` and
 //! `Upgrade: rkstack-exec` (body: the usual JSON, plus `rows`/`cols`) is
 //! answered `101 Switching Protocols`; then the connection carries the
-//! session: the client sends raw input bytes, the server sends frames of
-//! `[kind: u8][length: u32 big-endian][payload]` — kind 1 is terminal
-//! output, kind 3 the exit code (`i32` big-endian, 128+N for signal N),
-//! the last frame. The process gets a pseudo-terminal as stdin, stdout and
-//! stderr, and it as its controlling terminal.
+//! session: the server sends frames of `[kind: u8][length: u32
+//! big-endian][payload]` — kind 1 is terminal output, kind 3 the exit code
+//! (`i32` big-endian, 128+N for signal N), the last frame. The client sends
+//! raw input bytes, or, when its body said `"frames": true`, frames too:
+//! kind 0 input, kind 2 the window's new size (rows, cols: `u16`
+//! big-endian each), so full-screen programs follow the window. The
+//! process gets a pseudo-terminal of the container's own devpts (see
+//! `sandbox::pty`) as stdin, stdout and stderr, and as its controlling
+//! terminal.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -15,8 +19,15 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The `Upgrade` protocol name.
 pub const PROTOCOL: &str = "rkstack-exec";
+/// Client to server, with `"frames": true`: input bytes for the terminal.
+pub const INPUT: u8 = 0;
 pub const OUTPUT: u8 = 1;
+/// Client to server: the window's size, rows and columns (`u16` each,
+/// big-endian).
+pub const RESIZE: u8 = 2;
 pub const EXIT: u8 = 3;
+/// The largest frame either side accepts.
+const MAX_FRAME: usize = 1 << 20;
 
 /// One frame's bytes.
 pub fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
@@ -36,7 +47,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Opti
         Err(e) => return Err(e),
     }
     let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-    if len > 1 << 20 {
+    if len > MAX_FRAME {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "frame too large",
@@ -47,37 +58,15 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Opti
     Ok(Some((head[0], payload)))
 }
 
-/// A pseudo-terminal: the master, and the slave for the process.
-pub fn open(rows: u16, cols: u16) -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let size = nix::pty::Winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let pty = nix::pty::openpty(Some(&size), None).map_err(std::io::Error::from)?;
-    for fd in [&pty.master, &pty.slave] {
-        nix::fcntl::fcntl(
-            fd,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        )
-        .map_err(std::io::Error::from)?;
-    }
-    nix::fcntl::fcntl(
-        &pty.master,
-        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-    )
-    .map_err(std::io::Error::from)?;
-    Ok((pty.master, pty.slave))
-}
-
 /// Carries a session between the upgraded connection `io` and the
 /// terminal `master` until the process's output ends, then sends its exit
-/// code from `exit`.
+/// code from `exit`. With `framed`, the client's input comes in frames
+/// too ([`INPUT`], [`RESIZE`]); otherwise it is raw bytes.
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     io: S,
     master: OwnedFd,
     exit: tokio::sync::oneshot::Receiver<i32>,
+    framed: bool,
 ) {
     // SAFETY: the AsyncFd owns the descriptor, open for as long as it lives.
     let Ok(master) = (unsafe { AsyncFd::register(master) }) else {
@@ -85,14 +74,33 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let (mut rd, mut wr) = tokio::io::split(io);
     let mut input = vec![0u8; 4096];
+    let mut pending = Input::default();
     let mut output = vec![0u8; 16384];
     let mut input_open = true;
     loop {
         tokio::select! {
+            // `read` is cancel-safe: a turn the other branch wins loses nothing.
             n = rd.read(&mut input), if input_open => match n {
                 Ok(0) | Err(_) => input_open = false,
-                Ok(n) => {
+                Ok(n) if !framed => {
                     if write_all(&master, &input[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(n) => {
+                    pending.buf.extend_from_slice(&input[..n]);
+                    let mut broke = false;
+                    while let Some(step) = pending.next() {
+                        match step {
+                            Step::Input(data) => broke = write_all(&master, &data).await.is_err(),
+                            Step::Resize(rows, cols) => resize(&master, rows, cols),
+                            Step::Bad => broke = true,
+                        }
+                        if broke {
+                            break;
+                        }
+                    }
+                    if broke {
                         break;
                     }
                 }
@@ -120,6 +128,61 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let _ = wr.shutdown().await;
 }
 
+/// The window's new size, on the terminal: the process's foreground group
+/// gets SIGWINCH from the kernel.
+fn resize(master: &AsyncFd<OwnedFd>, rows: u16, cols: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads the winsize it is given.
+    unsafe { libc::ioctl(master.get_ref().as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+}
+
+/// Framed input as it arrives: whole frames are taken out as they complete.
+#[derive(Default)]
+struct Input {
+    buf: Vec<u8>,
+}
+
+#[derive(Debug, PartialEq)]
+enum Step {
+    Input(Vec<u8>),
+    Resize(u16, u16),
+    /// A frame longer than any client sends: the session ends.
+    Bad,
+}
+
+impl Input {
+    fn next(&mut self) -> Option<Step> {
+        loop {
+            let head = self.buf.get(..5)?;
+            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            if len > MAX_FRAME {
+                return Some(Step::Bad);
+            }
+            if self.buf.len() < 5 + len {
+                return None;
+            }
+            let kind = self.buf[0];
+            let payload: Vec<u8> = self.buf.drain(..5 + len).skip(5).collect();
+            match (kind, payload.len()) {
+                (INPUT, _) => return Some(Step::Input(payload)),
+                (RESIZE, 4) => {
+                    return Some(Step::Resize(
+                        u16::from_be_bytes([payload[0], payload[1]]),
+                        u16::from_be_bytes([payload[2], payload[3]]),
+                    ));
+                }
+                // Kinds a later client may send: skipped.
+                _ => {}
+            }
+        }
+    }
+}
+
 async fn write_all(master: &AsyncFd<OwnedFd>, mut data: &[u8]) -> std::io::Result<()> {
     while !data.is_empty() {
         let mut guard = master.writable().await?;
@@ -143,6 +206,33 @@ async fn write_all(master: &AsyncFd<OwnedFd>, mut data: &[u8]) -> std::io::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn framed_input_comes_out_whole_however_it_is_cut() {
+        let mut bytes = frame(INPUT, b"ls\r");
+        bytes.extend(frame(RESIZE, &[0, 50, 0, 132]));
+        bytes.extend(frame(9, b"later kind"));
+        bytes.extend(frame(INPUT, b"q"));
+        let mut input = Input::default();
+        let mut got = Vec::new();
+        for b in bytes {
+            input.buf.push(b);
+            while let Some(s) = input.next() {
+                got.push(s);
+            }
+        }
+        assert_eq!(
+            got,
+            [
+                Step::Input(b"ls\r".to_vec()),
+                Step::Resize(50, 132),
+                Step::Input(b"q".to_vec())
+            ]
+        );
+        let mut input = Input::default();
+        input.buf.extend([INPUT, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(input.next(), Some(Step::Bad));
+    }
 
     #[tokio::test]
     async fn frames_read_back_as_written() {

@@ -1,5 +1,6 @@
 //! `rkstack exec`: a process in a running container, over the API; with
-//! a terminal, the session is raw and follows the window's size.
+//! a terminal, the session is raw on a terminal of the container's own,
+//! which follows the window's size.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -69,7 +70,7 @@ pub fn exec(client: &Client, name: &str, command: &[String]) -> Result<ExitCode,
             "env": [format!("TERM={term}")],
         });
         let raw = Raw::enter();
-        let code = client.exec_tty(name, body);
+        let code = client.exec_tty(name, body, window);
         drop(raw);
         return code.map(|c| ExitCode::from(u8::try_from(c).unwrap_or(EXIT_FAILED)));
     }

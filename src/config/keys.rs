@@ -60,7 +60,7 @@ pub(crate) const HEALTH_KEYS: &[&str] = &[
     "start_period",
     "on_failure",
 ];
-pub(crate) const LOGGING_KEYS: &[&str] = &["max_size", "max_files"];
+pub(crate) const LOGGING_KEYS: &[&str] = &["driver", "max_size", "max_files"];
 pub(crate) const BACKOFF_KEYS: &[&str] = &["initial", "max", "reset_after"];
 pub(crate) const START_LIMIT_KEYS: &[&str] = &["burst", "interval"];
 pub(crate) const MOUNT_KEYS: &[&str] = &["type", "source", "target", "read_only", "size", "mode"];

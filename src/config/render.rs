@@ -354,6 +354,7 @@ pub fn container(c: &Container) -> Value {
         .set(
             "logging",
             T::default()
+                .set("driver", Value::str(c.logging.driver.as_str()))
                 .set("max_size", Value::str(c.logging.max_size))
                 .set("max_files", Value::int(c.logging.max_files))
                 .done(),

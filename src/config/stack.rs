@@ -344,8 +344,29 @@ impl Health {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Logging {
+    pub driver: LogDriver,
     pub max_size: ByteSize,
     pub max_files: u32,
+}
+
+/// Where a container's output goes besides its log file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogDriver {
+    /// The log file only.
+    File,
+    /// The log file (so `rkstack logs` works, as docker's dual logging)
+    /// and systemd's journal, one entry per line.
+    Journald,
+}
+
+impl LogDriver {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogDriver::File => "file",
+            LogDriver::Journald => "journald",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -414,6 +435,7 @@ pub mod defaults {
     pub const HEALTH_RETRIES: u32 = 3;
     pub fn logging() -> Logging {
         Logging {
+            driver: LogDriver::File,
             max_size: ByteSize(10 << 20),
             max_files: 3,
         }

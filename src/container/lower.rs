@@ -256,7 +256,7 @@ pub fn exec_spec(
         no_new_privileges: c.security.no_new_privileges,
         seccomp,
         cgroup_procs,
-        terminal: false,
+        terminal: None,
         rlimits: rlimits(c),
     })
 }

@@ -60,8 +60,10 @@ pub struct Exec {
     pub env: Vec<String>,
     /// stdin, stdout, stderr of the process.
     pub stdio: [OwnedFd; 3],
-    /// stdin is a terminal, to become its controlling terminal.
-    pub terminal: bool,
+    /// A terminal of the container's own (rows, cols): stdin is then a
+    /// unix socket its master is sent back on, and the process gets the
+    /// terminal as stdin, stdout, stderr and controlling terminal.
+    pub terminal: Option<(u16, u16)>,
     /// Its wait status when it ends.
     pub exit: oneshot::Sender<i32>,
 }

@@ -31,17 +31,69 @@ pub fn stderr_is_journal() -> bool {
 /// One field in the native protocol: `KEY=value\n`, or, for a value with a
 /// newline, `KEY\n` + its length (64-bit little-endian) + value + `\n`.
 pub fn field(out: &mut Vec<u8>, key: &str, value: &str) {
-    if value.contains('\n') {
-        out.extend_from_slice(key.as_bytes());
+    field_bytes(out, key, value.as_bytes());
+}
+
+/// [`field`] for a value that may not be UTF-8 (a container's output).
+pub fn field_bytes(out: &mut Vec<u8>, key: &str, value: &[u8]) {
+    out.extend_from_slice(key.as_bytes());
+    if value.contains(&b'\n') {
         out.push(b'\n');
         out.extend_from_slice(&(value.len() as u64).to_le_bytes());
-        out.extend_from_slice(value.as_bytes());
-        out.push(b'\n');
     } else {
-        out.extend_from_slice(key.as_bytes());
         out.push(b'=');
-        out.extend_from_slice(value.as_bytes());
-        out.push(b'\n');
+    }
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
+/// A container's output sent to the journal (`logging.driver =
+/// "journald"`): one entry per line with the fields docker's and podman's
+/// journald drivers write — `CONTAINER_NAME=`, `SYSLOG_IDENTIFIER=` (the
+/// container's name, so `journalctl -t web` finds it), `PRIORITY=` 6 for
+/// stdout and 3 for stderr, `IMAGE_NAME=` — and rkstack's own `STACK=`
+/// and `CONTAINER=`. Every container shares one socket, which never waits:
+/// a line the journal does not take now is dropped there (the log file
+/// still has it).
+#[derive(Debug)]
+pub struct Output {
+    path: std::path::PathBuf,
+    fields: Vec<u8>,
+}
+
+impl Output {
+    /// Entries for `container` of `stack`, sent to the socket at `path`
+    /// (see [`SOCKET`]).
+    pub fn new(path: &Path, stack: &str, container: &str, image: &str) -> Output {
+        let mut fields = Vec::with_capacity(128);
+        field(&mut fields, "SYSLOG_IDENTIFIER", container);
+        field(&mut fields, "CONTAINER_NAME", container);
+        field(&mut fields, "IMAGE_NAME", image);
+        field(&mut fields, "STACK", stack);
+        field(&mut fields, "CONTAINER", container);
+        Output {
+            path: path.to_path_buf(),
+            fields,
+        }
+    }
+
+    /// Sends one line of stream 0 (stdout) or 1 (stderr).
+    pub fn send(&self, stream: usize, line: &[u8]) -> std::io::Result<()> {
+        static SOCK: std::sync::OnceLock<Option<UnixDatagram>> = std::sync::OnceLock::new();
+        let sock = SOCK
+            .get_or_init(|| {
+                let s = UnixDatagram::unbound().ok()?;
+                s.set_nonblocking(true).ok()?;
+                Some(s)
+            })
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("no socket for the journal"))?;
+        let mut entry = Vec::with_capacity(self.fields.len() + line.len() + 32);
+        entry.extend_from_slice(&self.fields);
+        field(&mut entry, "PRIORITY", if stream == 0 { "6" } else { "3" });
+        field_bytes(&mut entry, "MESSAGE", line);
+        // Unconnected: a journal that restarted is found at its path again.
+        sock.send_to(&entry, &self.path).map(|_| ())
     }
 }
 
@@ -153,6 +205,36 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for JournalLayer {
 mod tests {
     use super::*;
     use tracing_subscriber::layer::SubscriberExt;
+
+    #[test]
+    fn container_output_reaches_the_journal_line_by_line() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("journal.sock");
+        let journal = UnixDatagram::bind(&path).unwrap_or_else(|e| panic!("{e}"));
+        let out = Output::new(&path, "demo", "web", "dir:/srv/web");
+        out.send(0, b"hello").unwrap_or_else(|e| panic!("{e}"));
+        out.send(1, b"bad\xff").unwrap_or_else(|e| panic!("{e}"));
+        let mut buf = vec![0u8; 4096];
+        let n = journal.recv(&mut buf).unwrap_or_else(|e| panic!("{e}"));
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        for want in [
+            "SYSLOG_IDENTIFIER=web\n",
+            "CONTAINER_NAME=web\n",
+            "IMAGE_NAME=dir:/srv/web\n",
+            "STACK=demo\n",
+            "CONTAINER=web\n",
+            "PRIORITY=6\n",
+            "MESSAGE=hello\n",
+        ] {
+            assert!(text.contains(want), "{want:?} missing in {text:?}");
+        }
+        let n = journal.recv(&mut buf).unwrap_or_else(|e| panic!("{e}"));
+        assert!(buf[..n].ends_with(b"PRIORITY=3\nMESSAGE=bad\xff\n"));
+        // No journal there: an error, at once.
+        drop(journal);
+        let _ = std::fs::remove_file(&path);
+        assert!(out.send(0, b"lost").is_err());
+    }
 
     #[test]
     fn events_reach_the_journal_with_their_priority_and_fields() {

@@ -100,14 +100,13 @@ fn child(spec: &ExecSpec) -> StepError {
     if let Err(e) = super::init::set_rlimits(&spec.rlimits) {
         return e;
     }
-    if spec.terminal {
-        // SAFETY: plain syscalls on this new process and its stdin.
-        let r = unsafe {
-            libc::setsid();
-            libc::ioctl(0, libc::TIOCSCTTY, 0)
+    if let Some(size) = spec.terminal {
+        let owner = match super::users::resolve(&spec.user) {
+            Ok((uid, gid, _)) => (uid, gid),
+            Err(e) => return e,
         };
-        if r < 0 {
-            return os_err("terminal", "TIOCSCTTY");
+        if let Err(e) = super::pty::take(size, owner) {
+            return e;
         }
     }
     become_and_exec(

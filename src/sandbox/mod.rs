@@ -13,6 +13,7 @@ pub mod cgroup;
 mod channel;
 mod enter;
 pub mod init;
+pub mod pty;
 pub mod rootfs;
 pub mod seccomp;
 pub mod spec;

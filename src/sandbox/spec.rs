@@ -150,6 +150,13 @@ pub enum SeccompSpec {
     Bpf(Vec<u8>),
 }
 
+/// A terminal's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TermSize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
 /// A process to run inside a running container (health checks, `exec`):
 /// its namespaces, cgroup and security profile.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -167,10 +174,11 @@ pub struct ExecSpec {
     pub no_new_privileges: bool,
     pub seccomp: SeccompSpec,
     pub cgroup_procs: Vec<PathBuf>,
-    /// Its stdin is a terminal, to become its controlling terminal (in a
-    /// session of its own).
+    /// A terminal of the container's devpts, this size: its stdin is then
+    /// a unix socket the terminal's master is sent back on (see
+    /// [`crate::sandbox::pty`]).
     #[serde(default)]
-    pub terminal: bool,
+    pub terminal: Option<TermSize>,
     /// The container's resource limits, as its first process got them.
     #[serde(default)]
     pub rlimits: Vec<RlimitSpec>,

@@ -65,6 +65,19 @@ pub struct Log {
     /// Records read but not written yet, and how many.
     batch: Vec<u8>,
     batch_lines: u64,
+    /// Each line to the journal too (`logging.driver = "journald"`).
+    journal: Option<JournalCopy>,
+}
+
+/// The journal's copy of a container's output, and how it fares.
+#[derive(Debug)]
+pub struct JournalCopy {
+    out: crate::host::journal::Output,
+    /// Why the last line could not be sent (an episode of drops is under
+    /// way), and whether that episode was reported; lines dropped in it.
+    pub failing: Option<String>,
+    pub announced: bool,
+    pub dropped: u64,
 }
 
 /// Reads of a pipe per [`Log::drain`] (64 KiB each).
@@ -159,7 +172,37 @@ impl Log {
             partial: [Vec::new(), Vec::new()],
             batch: Vec::new(),
             batch_lines: 0,
+            journal: None,
         })
+    }
+
+    /// Applies a container's `logging` (at its admission and when a reload
+    /// changes it): the rotation from the next record on, the journal's
+    /// copy on or off.
+    pub fn configure(
+        &mut self,
+        max_size: u64,
+        max_files: u32,
+        journal: Option<crate::host::journal::Output>,
+    ) {
+        self.max_size = max_size;
+        self.max_files = max_files.max(1);
+        self.journal = journal.map(|out| JournalCopy {
+            out,
+            failing: None,
+            announced: false,
+            dropped: 0,
+        });
+    }
+
+    /// The size the file rotates at, and the rotations kept.
+    pub fn rotation(&self) -> (u64, u32) {
+        (self.max_size, self.max_files)
+    }
+
+    /// The journal's copy, when the container's output goes there.
+    pub fn journal(&mut self) -> Option<&mut JournalCopy> {
+        self.journal.as_mut()
     }
 
     /// Ends to write to the pipes (stdout, stderr) for one run of the
@@ -238,6 +281,18 @@ impl Log {
             self.batch = rec;
         }
         self.batch_lines += 1;
+        if let Some(j) = self.journal.as_mut() {
+            match j.out.send(stream, line) {
+                Ok(()) => j.failing = None,
+                Err(e) => {
+                    if j.failing.is_none() && !j.announced {
+                        j.dropped = 0;
+                    }
+                    j.dropped += 1;
+                    j.failing = Some(e.to_string());
+                }
+            }
+        }
         let tap = tap();
         if tap.receiver_count() > 0 {
             let container = self

@@ -39,6 +39,15 @@ pub fn problems(c: &Container) -> Vec<String> {
     if let Seccomp::Profile(p) = &c.security.seccomp {
         need(p, false, "seccomp profile");
     }
+    if c.logging.driver == crate::config::LogDriver::Journald {
+        let sock = Path::new(crate::host::journal::SOCKET);
+        if std::fs::symlink_metadata(sock).is_err() {
+            out.push(format!(
+                "{name}: logging driver journald: no journal at {} (systemd-journald is not running)",
+                sock.display()
+            ));
+        }
+    }
     out.extend(crate::container::lower::seccomp_problem(c));
     out
 }
@@ -68,5 +77,24 @@ mod tests {
             all[1].starts_with("c: bind source ") && all[1].contains("gone"),
             "{all:?}"
         );
+    }
+
+    #[test]
+    fn output_to_the_journal_needs_a_journal() {
+        let text = "name = \"s\"\n[containers.c]\nimage = \"host\"\ncommand = [\"/bin/true\"]\n\
+                    logging = { driver = \"journald\" }\n";
+        let stack =
+            crate::config::parse(text, Path::new("/s.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let all: Vec<String> = stack.containers.values().flat_map(problems).collect();
+        if Path::new(crate::host::journal::SOCKET).exists() {
+            assert!(all.is_empty(), "{all:?}");
+        } else {
+            assert_eq!(
+                all,
+                [
+                    "c: logging driver journald: no journal at /run/systemd/journal/socket (systemd-journald is not running)"
+                ]
+            );
+        }
     }
 }

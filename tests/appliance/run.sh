@@ -180,7 +180,7 @@ systemd)
     [ $attempt = 1 ] && kernel_race "$console" || break
   done
   verify "$console" \
-    "active-after-ready supervisor-leaf containers-in-the-unit nothing-outside reload broken-file-keeps-the-stack watchdog-restart stop-leaves-nothing" \
+    "active-after-ready supervisor-leaf containers-in-the-unit nothing-outside journal-events journal-output reload broken-file-keeps-the-stack watchdog-restart stop-leaves-nothing" \
     "PROBE done
 reboot: Power down"
   ;;

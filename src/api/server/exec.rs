@@ -18,6 +18,10 @@ pub(super) struct ExecBody {
     rows: Option<u16>,
     #[serde(default)]
     cols: Option<u16>,
+    /// The client's input comes in frames (input, window size); see
+    /// [`crate::api::tty`].
+    #[serde(default)]
+    frames: bool,
 }
 
 /// An interactive session on a pseudo-terminal (see [`super::tty`]).
@@ -27,33 +31,44 @@ pub(super) async fn exec_tty(
     body: ExecBody,
     upgrade: hyper::upgrade::OnUpgrade,
 ) -> Response {
-    let pty = crate::api::tty::open(body.rows.unwrap_or(24), body.cols.unwrap_or(80)).and_then(
-        |(master, slave)| {
-            let a = slave.try_clone()?;
-            let b = slave.try_clone()?;
-            Ok((master, [slave, a, b]))
-        },
-    );
-    let (master, stdio) = match pty {
+    // The terminal is made inside the container (see `sandbox::pty`): the
+    // process entering it sends its master back on this socket.
+    let made = (|| {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        let null = || std::fs::OpenOptions::new().write(true).open("/dev/null");
+        Ok::<_, std::io::Error>((
+            ours,
+            [OwnedFd::from(theirs), null()?.into(), null()?.into()],
+        ))
+    })();
+    let (ours, stdio) = match made {
         Ok(p) => p,
         Err(e) => return ControlError::internal(format!("terminal: {e}")).into_response(),
     };
     let (exit_tx, exit_rx) = oneshot::channel();
+    let framed = body.frames;
     let cmd = Command::Exec(Exec {
         container: name,
         command: body.command,
         env: body.env,
         stdio,
-        terminal: true,
+        terminal: Some((body.rows.unwrap_or(24), body.cols.unwrap_or(80))),
         exit: exit_tx,
     });
     if let Err(e) = ask(&api, cmd).await {
         return e.into_response();
     }
+    // The process has exec'd: its terminal was sent before.
+    let master = match crate::sandbox::pty::receive_master(std::os::fd::AsFd::as_fd(&ours)) {
+        Ok(m) => m,
+        Err(e) => return ControlError::internal(format!("terminal: {e}")).into_response(),
+    };
+    drop(ours);
     tokio::spawn(async move {
         match upgrade.await {
             Ok(io) => {
-                crate::api::tty::serve(hyper_util::rt::TokioIo::new(io), master, exit_rx).await
+                crate::api::tty::serve(hyper_util::rt::TokioIo::new(io), master, exit_rx, framed)
+                    .await
             }
             Err(e) => tracing::warn!("exec: the connection was not upgraded: {e}"),
         }
@@ -119,7 +134,7 @@ pub(super) async fn exec(
         command: body.command,
         env: body.env,
         stdio: [in_r, out_w, err_w],
-        terminal: false,
+        terminal: None,
         exit: exit_tx,
     });
     if let Err(e) = ask(&api, cmd).await {

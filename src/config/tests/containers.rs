@@ -221,6 +221,10 @@ fn rejects_bad_limits_and_security() {
         "out of range",
     );
     has(
+        &errs(&container("logging = { driver = \"journal\" }\n")),
+        "did you mean \"journald\"?",
+    );
+    has(
         &errs(&format!("{HEAD}[networks.n]\nsubnet = \"10.1.0.1/24\"\n")),
         "did you mean \"10.1.0.0/24\"?",
     );

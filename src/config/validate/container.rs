@@ -562,7 +562,16 @@ impl Cx<'_> {
             Some(e) => self.u32(&e.value, &format!("{key}.max_files"), 1, 1000),
             None => Some(d.max_files),
         };
+        let driver = match t.get("driver") {
+            Some(e) => self.choice(
+                &e.value,
+                &format!("{key}.driver"),
+                &[("file", LogDriver::File), ("journald", LogDriver::Journald)],
+            ),
+            None => Some(d.driver),
+        };
         Some(Logging {
+            driver: driver?,
             max_size: max_size?,
             max_files: max_files?,
         })

@@ -146,6 +146,32 @@ impl Supervisor {
                         ),
                     );
                 }
+                if let Some(j) = l.log.journal() {
+                    match (&j.failing, j.announced) {
+                        (Some(e), false) => {
+                            j.announced = true;
+                            event(
+                                &stack,
+                                Kind::LogDropped,
+                                format!(
+                                    "{name}: the journal does not take its output ({e}); its log file still does"
+                                ),
+                            );
+                        }
+                        (None, true) => {
+                            j.announced = false;
+                            event(
+                                &stack,
+                                Kind::LogDropped,
+                                format!(
+                                    "{name}: {} lines did not reach the journal; it takes them again",
+                                    j.dropped
+                                ),
+                            );
+                        }
+                        _ => {}
+                    }
+                }
             }
             let base = base + pipes.len();
             for (i, name) in adopted.iter().enumerate() {

@@ -102,6 +102,13 @@ impl Supervisor {
                     {
                         Ok(()) => {
                             l.record.limits = spec.limits.clone();
+                            if spec.config.logging != l.spec.config.logging {
+                                super::lifecycle::configure_log(
+                                    &mut l.log,
+                                    &self.desired.stack,
+                                    &spec.config,
+                                );
+                            }
                             l.spec = spec;
                             event(
                                 &self.desired.stack,
@@ -123,6 +130,13 @@ impl Supervisor {
                     self.desired.container(&op.name).cloned(),
                     self.live.get_mut(&op.name),
                 ) {
+                    if spec.config.logging != l.spec.config.logging {
+                        super::lifecycle::configure_log(
+                            &mut l.log,
+                            &self.desired.stack,
+                            &spec.config,
+                        );
+                    }
                     l.spec = spec;
                 }
             }

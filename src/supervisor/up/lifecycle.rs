@@ -30,12 +30,25 @@ pub(super) fn decode(status: i32) -> Exit {
     }
 }
 
+/// Applies `c`'s `logging` to its log: rotation, and the journal's copy.
+pub(super) fn configure_log(log: &mut Log, stack: &str, c: &crate::config::Container) {
+    let journal = (c.logging.driver == crate::config::LogDriver::Journald).then(|| {
+        crate::host::journal::Output::new(
+            std::path::Path::new(crate::host::journal::SOCKET),
+            stack,
+            c.name.as_str(),
+            &c.image.to_string(),
+        )
+    });
+    log.configure(c.logging.max_size.0, c.logging.max_files, journal);
+}
+
 impl Supervisor {
     /// Makes the long-lived parts of a container: its log and cgroup handle.
     pub(super) fn admit(&mut self, spec: ContainerSpec) -> Result<Live, String> {
         let stack = self.stack();
         let c = &spec.config;
-        let log = Log::open(
+        let mut log = Log::open(
             self.opts
                 .data_dir
                 .join(&stack)
@@ -45,6 +58,7 @@ impl Supervisor {
             c.logging.max_files,
         )
         .map_err(|e| format!("log file: {e}"))?;
+        configure_log(&mut log, &stack, c);
         self.launcher
             .admit(c.name.as_str(), &lower::extra_controllers(c));
         let staging = self

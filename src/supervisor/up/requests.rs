@@ -305,7 +305,9 @@ impl Supervisor {
         if let (None, Some(u)) = (&l.spec.config.user, &l.image_user) {
             spec.user = crate::container::lower::image_user(u);
         }
-        spec.terminal = e.terminal;
+        spec.terminal = e
+            .terminal
+            .map(|(rows, cols)| crate::sandbox::spec::TermSize { rows, cols });
         let oom_base = self.launcher.oom_kills(&e.container);
         let [i, o, er] = e.stdio;
         let child = self

@@ -24,6 +24,21 @@ else
 fi
 if [ ! -e /sys/fs/cgroup/rkstack ]; then ok nothing-outside; else fail nothing-outside "$(ls /sys/fs/cgroup/rkstack)"; fi
 
+# Native journal: rkstack's events with their fields; web's output (logging
+# driver journald) line by line with its priority, and in its log file too.
+jr() { journalctl --no-pager "$@" 2>&1; }
+if jr -o verbose -u rkstack@demo EVENT=started CONTAINER=web | grep -q 'STACK=demo'; then
+  ok journal-events
+else
+  fail journal-events "$(jr -o verbose -u rkstack@demo -n 20)"
+fi
+in_journal() { jr -o verbose CONTAINER_NAME=web STACK=demo | grep -q 'MESSAGE=web warns' && jr -o cat -t web -p 6 | grep -q 'web says hello'; }
+if wait_for 10 in_journal && rk logs web 2>&1 | grep -q 'web says hello'; then
+  ok journal-output
+else
+  fail journal-output "$(jr -o verbose CONTAINER_NAME=web -n 10) | $(rk logs web 2>&1 | tail -3)"
+fi
+
 # systemctl reload after an edit applies it; a broken file fails the reload and changes nothing.
 sed -i 's/VERSION = "1"/VERSION = "2"/' /etc/rkstack/demo.toml
 new_web() { p=$(pid_of web); [ -n "$p" ] && [ "$p" != "$web" ]; }

@@ -414,7 +414,7 @@ fn an_exec_killed_by_the_oom_killer_says_so() {
             command: vec!["/bin/hog".into()],
             env: Vec::new(),
             stdio: [null(), null(), null()],
-            terminal: false,
+            terminal: None,
             exit,
         }));
         drop(answer);

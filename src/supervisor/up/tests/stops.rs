@@ -116,6 +116,18 @@ fn a_reload_recreates_only_what_changed_after_its_stop() {
 }
 
 #[test]
+fn a_reload_that_changes_logging_applies_it_to_the_running_container() {
+    let mut h = H::new(TWO);
+    h.up();
+    let a = h.pid("a");
+    h.edit("[containers.a]\nlogging = { max_size = \"8k\", max_files = 5 }\n[containers.b]\n")
+        .unwrap();
+    assert_eq!(h.pid("a"), a);
+    assert_eq!(h.sup.live["a"].log.rotation(), (8192, 5));
+    assert!(h.fake.borrow().signals.is_empty());
+}
+
+#[test]
 fn an_invalid_file_changes_nothing() {
     let mut h = H::new(TWO);
     h.up();

@@ -619,6 +619,16 @@ fn rmi_spares_what_a_running_stack_declares_and_collects_the_rest() {
     child.wait().unwrap();
     let out = rk(&["rmi", &reference]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // The stack's kept generation ran it: its bytes stay for a rollback.
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("its layers stay: a kept generation ran it"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(std::fs::read_dir(images.join("layers")).unwrap().count(), 2);
+    // Forgetting the stopped stack's generations lets them go.
+    let out = rk(&["prune", "--generations"]);
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("freed"));
     assert_eq!(std::fs::read_dir(images.join("layers")).unwrap().count(), 0);
     assert_eq!(
@@ -689,11 +699,15 @@ fn prune_keeps_the_layers_a_running_container_is_made_of_and_says_what_it_freed(
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     child.wait().unwrap();
     let before = tree_bytes(&images.join("layers")) + tree_bytes(&images.join("blobs"));
-    let out = rk(&["prune"]);
+    let out = rk(&["prune", "--generations"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(layers(), 2);
     let after = tree_bytes(&images.join("layers")) + tree_bytes(&images.join("blobs"));
-    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let said = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
     let human = |n: u64| {
         let mut v = n as f64;
         let mut u = 0;

@@ -150,17 +150,34 @@ impl Client {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+        let body = body.map(|b| {
+            (
+                "application/json",
+                serde_json::to_vec(b).unwrap_or_default(),
+            )
+        });
+        self.send_bytes(method, path, body).await
+    }
+
+    /// A request with a body of its own type (a stack file for `apply`).
+    async fn send_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let (mut sender, token) = self.connect().await?;
-        let bytes = body
-            .map(|b| serde_json::to_vec(b).unwrap_or_default())
-            .unwrap_or_default();
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(path)
             .header("host", "rkstack");
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
-        }
+        let bytes = match body {
+            Some((kind, b)) => {
+                req = req.header("content-type", kind);
+                b
+            }
+            None => Vec::new(),
+        };
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
@@ -304,8 +321,34 @@ impl Client {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<serde_json::Value, ClientError> {
+        let body = body.map(|b| {
+            (
+                "application/json",
+                serde_json::to_vec(&b).unwrap_or_default(),
+            )
+        });
+        self.call_bytes(method, path, body)
+    }
+
+    /// One request with `body` of type `content_type`; the JSON answer.
+    pub fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.call_bytes(method, path, Some((content_type, body)))
+    }
+
+    fn call_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<serde_json::Value, ClientError> {
         self.rt.block_on(async {
-            let resp = self.send(method, path, body.as_ref()).await?;
+            let resp = self.send_bytes(method, path, body).await?;
             let bytes = resp
                 .into_body()
                 .collect()

@@ -81,9 +81,21 @@ impl Caller {
         Caller { uid, gid, groups }
     }
 
+    /// Whether the caller may replace the file at `path` (write it, with
+    /// every folder above it searchable).
+    pub fn may_write(&self, path: &std::path::Path) -> bool {
+        self.may(path, 2)
+    }
+
     /// Whether the caller could read `path` itself: every folder on the
     /// way searchable, the file readable (checked on where it resolves).
     pub fn may_read(&self, path: &std::path::Path) -> bool {
+        self.may(path, 4)
+    }
+
+    /// `want` (4 read, 2 write) on the file at `path`, through folders the
+    /// caller may search.
+    fn may(&self, path: &std::path::Path, want: u32) -> bool {
         use std::os::unix::fs::MetadataExt;
         if self.uid == 0 {
             return true;
@@ -94,7 +106,7 @@ impl Caller {
         let ok = |p: &std::path::Path, want| {
             std::fs::metadata(p).is_ok_and(|m| permits(m.mode(), m.uid(), m.gid(), self, want))
         };
-        real.ancestors().skip(1).all(|d| ok(d, 1)) && ok(&real, 4)
+        real.ancestors().skip(1).all(|d| ok(d, 1)) && ok(&real, want)
     }
 }
 
@@ -118,6 +130,31 @@ mod tests {
         assert!(!permits(0o640, 0, 0, &alice, 4));
         assert!(permits(0o711, 0, 0, &alice, 1));
         assert!(permits(0o000, 0, 0, &Caller::default(), 4));
+    }
+
+    #[test]
+    fn only_a_caller_who_may_write_the_stack_file_may_replace_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let set = |p: &std::path::Path, m| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m))
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        set(dir.path(), 0o755);
+        let file = dir.path().join("stack.toml");
+        std::fs::write(&file, "").unwrap_or_else(|e| panic!("{e}"));
+        let me = nix::unistd::getuid().as_raw();
+        let other = Caller {
+            uid: me.wrapping_add(4242),
+            gid: 4242,
+            groups: Vec::new(),
+        };
+        set(&file, 0o644);
+        assert!(other.may_read(&file) && !other.may_write(&file));
+        set(&file, 0o666);
+        assert!(other.may_write(&file));
+        set(dir.path(), 0o700);
+        assert!(!other.may_write(&file), "its folder is closed to them");
     }
 
     #[test]

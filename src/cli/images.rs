@@ -109,28 +109,52 @@ pub fn pull(
 fn collect(
     store: &rkstack::image::store::Store,
     state_dir: &Path,
+    data_dir: &Path,
     always: bool,
 ) -> std::io::Result<()> {
-    let (n, bytes) = store.collect(&rkstack::host::stacks::layers_in_use(state_dir));
+    let mut keep = rkstack::host::stacks::layers_in_use(state_dir);
+    // What the kept generations ran: a rollback runs those very images.
+    for m in rkstack::host::stacks::kept_by_generations(data_dir) {
+        if let Ok(d) = rkstack::image::store::Digest::parse(&m) {
+            keep.extend(store.blobs_of(&d));
+        }
+    }
+    let (n, bytes) = store.collect(&keep);
     if n > 0 || always {
         writeln!(
             std::io::stdout(),
-            "freed {} ({n} blobs and layers no image or running container uses)",
+            "freed {} ({n} blobs and layers no image, running container or kept generation uses)",
             human_bytes(bytes)
         )?;
     }
     Ok(())
 }
 
-/// `rkstack prune`: the store's collection alone.
-pub fn prune(state_dir: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
+/// `rkstack prune`: the store's collection alone; with `generations`,
+/// the generations of stacks that are not running go first (and with
+/// them what only they kept).
+pub fn prune(state_dir: &Path, data_dir: &Path, generations: bool) -> anyhow::Result<ExitCode> {
+    if generations {
+        let running: Vec<String> = rkstack::host::stacks::running(state_dir)
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        for e in std::fs::read_dir(data_dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let dir = e.path().join("generations");
+            if dir.is_dir() && !running.contains(&name) {
+                std::fs::remove_dir_all(&dir)?;
+                writeln!(std::io::stdout(), "forgot the generations of stack {name}")?;
+            }
+        }
+    }
     let root = data_dir.join("images");
     if !root.is_dir() {
         writeln!(std::io::stdout(), "freed 0 B (the store is empty)")?;
         return Ok(ExitCode::SUCCESS);
     }
     let store = rkstack::image::store::Store::open(&root)?;
-    collect(&store, state_dir, true)?;
+    collect(&store, state_dir, data_dir, true)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -144,19 +168,27 @@ pub fn rmi(state_dir: &Path, data_dir: &Path, refs: &[String]) -> anyhow::Result
     }
     let store = rkstack::image::store::Store::open(&root)?;
     let used = rkstack::host::stacks::images_in_use(state_dir);
+    let kept = rkstack::host::stacks::kept_by_generations(data_dir);
     let mut failed = false;
     for r in refs {
+        let manifest = store.reference(r).map(|rec| rec.manifest);
         if let Some((stack, _)) = used.iter().find(|(_, i)| i == r) {
             eprintln!("rkstack: {r} is used by stack {stack}, which is running; not removed");
             failed = true;
         } else if store.forget(r) {
             writeln!(std::io::stdout(), "removed {r}")?;
+            if manifest.is_some_and(|m| kept.contains(&m)) {
+                writeln!(
+                    std::io::stdout(),
+                    "its layers stay: a kept generation ran it (a rollback needs them; rkstack prune --generations forgets stopped stacks' generations)"
+                )?;
+            }
         } else {
             eprintln!("rkstack: no image {r} in the store (see rkstack images)");
             failed = true;
         }
     }
-    collect(&store, state_dir, false)?;
+    collect(&store, state_dir, data_dir, false)?;
     Ok(if failed {
         ExitCode::from(EXIT_FAILED)
     } else {

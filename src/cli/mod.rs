@@ -18,6 +18,7 @@ mod logs;
 mod output;
 mod run;
 mod up;
+mod update;
 
 /// Exit status: the request failed.
 const EXIT_FAILED: u8 = 1;
@@ -279,9 +280,48 @@ enum Command {
         #[arg(required = true)]
         references: Vec<String>,
     },
-    /// Remove every blob and unpacked layer of the store that no image and
-    /// no running container uses (left by rewritten layouts and moved tags).
-    Prune,
+    /// Remove every blob and unpacked layer of the store that no image, no
+    /// running container and no kept generation uses (left by rewritten
+    /// layouts and moved tags).
+    Prune {
+        /// First forget the generations (history) of stacks that are not
+        /// running, and so the images only they kept.
+        #[arg(long)]
+        generations: bool,
+    },
+    /// Apply a new version of a running stack's file behind a health gate:
+    /// exit 0 once committed, 1 when rolled back (the reason printed), 2
+    /// when the file is invalid.
+    Apply {
+        /// How long created and recreated containers have to become
+        /// running (and healthy, where they have a check): 90s, 5m
+        /// (default: the file's [update] timeout, 120s).
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<String>,
+        /// How long they must then stay so before the generation is
+        /// committed (default: the file's [update] stable, 30s).
+        #[arg(long, value_name = "DURATION")]
+        stable: Option<String>,
+        /// On failure keep the new generation (recorded as failed) instead
+        /// of going back to the last committed one.
+        #[arg(long)]
+        no_rollback: bool,
+        /// The new stack file (it replaces the running stack's file).
+        file: PathBuf,
+    },
+    /// The stack's generations: every version of its file applied or
+    /// refused, why, and how it fared (the running one marked *).
+    History {
+        /// One JSON object per generation.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Go back to a generation: its file and the very images it ran (only
+    /// containers that differ are recreated).
+    Rollback {
+        /// The generation (default: the last committed before the running one).
+        generation: Option<u64>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -428,7 +468,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 | Command::Run(_)
                 | Command::Pull { .. }
                 | Command::Rmi { .. }
-                | Command::Prune
+                | Command::Prune { .. }
         )
     {
         anyhow::Context::with_context(
@@ -480,6 +520,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Start { name } => Ok(with_client(g, None, |c| ctl::action(c, &name, "start"))),
         Command::Restart { name } => Ok(with_client(g, None, |c| ctl::action(c, &name, "restart"))),
         Command::Reload => Ok(with_client(g, None, ctl::reload)),
+        Command::Apply {
+            timeout,
+            stable,
+            no_rollback,
+            file,
+        } => {
+            let stack = update::stack_of(&file);
+            let a = update::ApplyArgs {
+                timeout: timeout.as_deref(),
+                stable: stable.as_deref(),
+                no_rollback,
+            };
+            Ok(with_client(g, stack.as_deref(), |c| {
+                update::apply(c, &file, &a)
+            }))
+        }
+        Command::History { json } => Ok(with_client(g, None, |c| update::history(c, json))),
+        Command::Rollback { generation } => {
+            Ok(with_client(g, None, |c| update::rollback(c, generation)))
+        }
         #[cfg(feature = "docs")]
         Command::Completions { shell } => {
             use clap::CommandFactory;
@@ -509,7 +569,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diff { name } => Ok(with_client(g, None, |c| ctl::diff(c, &name))),
         Command::Images { json } => images::images(&g.data_dir, json),
         Command::Rmi { references } => images::rmi(&g.state_dir, &g.data_dir, &references),
-        Command::Prune => images::prune(&g.state_dir, &g.data_dir),
+        Command::Prune { generations } => images::prune(&g.state_dir, &g.data_dir, generations),
         Command::UnitStopped => up::unit_stopped(g),
         Command::Pull { creds, reference } => images::pull(
             &g.data_dir,

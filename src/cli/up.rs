@@ -149,6 +149,7 @@ pub fn up(global: &Global, args: UpArgs) -> anyhow::Result<ExitCode> {
     let control = rkstack::api::server::control(
         listener,
         logs_dir,
+        opts.file.clone(),
         #[cfg(feature = "remote")]
         tls,
     );

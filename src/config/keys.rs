@@ -2,7 +2,15 @@
 //! checks against (an unknown key is an error with a suggestion) and
 //! `docs/stack-file.md` is kept equal to (`tests/docs.rs`).
 
-pub(crate) const TOP_KEYS: &[&str] = &["name", "defaults", "networks", "volumes", "containers"];
+pub(crate) const TOP_KEYS: &[&str] = &[
+    "name",
+    "defaults",
+    "networks",
+    "volumes",
+    "containers",
+    "update",
+];
+pub(crate) const UPDATE_KEYS: &[&str] = &["timeout", "stable", "rollback", "keep"];
 pub(crate) const CONTAINER_KEYS: &[&str] = &[
     "image",
     "pull_policy",

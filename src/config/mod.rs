@@ -103,6 +103,12 @@ pub const MAX_FILE_BYTES: u64 = 16 << 20;
 /// as `/dev/zero`), and at most [`MAX_FILE_BYTES`] of it: the path may come
 /// from an API caller, and the supervisor reading it must not wait or grow.
 pub fn load(path: &Path) -> Result<Stack, ConfigError> {
+    parse(&read_text(path)?, path)
+}
+
+/// The text of the stack file at `path`: a regular file, bounded in size,
+/// UTF-8.
+pub fn read_text(path: &Path) -> Result<String, ConfigError> {
     use crate::bounded::Refusal;
     let refuse = |why: String| ConfigError::Refused {
         path: path.to_path_buf(),
@@ -135,7 +141,7 @@ pub fn load(path: &Path) -> Result<Stack, ConfigError> {
             });
         }
     };
-    parse(&src, path)
+    Ok(src)
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> ConfigError {

@@ -187,6 +187,16 @@ pub fn stack(s: &Stack) -> Value {
             ),
         );
     }
+    let u = &s.update;
+    t = t.set(
+        "update",
+        T::default()
+            .set("timeout", Value::str(u.timeout))
+            .set("stable", Value::str(u.stable))
+            .opt("rollback", u.rollback.map(|r| Value::str(r.as_str())))
+            .set("keep", Value::int(u.keep))
+            .done(),
+    );
     t.set(
         "containers",
         Value::Table(
@@ -520,8 +530,8 @@ fn security(s: &Security) -> Value {
 }
 
 /// The stack as a stack file: `name`, then `[networks.NAME]`,
-/// `[volumes.NAME]` and `[containers.NAME]` tables whose values are
-/// written inline.
+/// `[volumes.NAME]`, `[update]` and `[containers.NAME]` tables whose
+/// values are written inline.
 pub fn to_toml(s: &Stack) -> String {
     let mut out = String::new();
     let Value::Table(top) = stack(s) else {
@@ -529,6 +539,16 @@ pub fn to_toml(s: &Stack) -> String {
     };
     for (k, v) in &top {
         match v {
+            // A table of plain keys: one `[update]` table.
+            Value::Table(fields) if k == "update" => {
+                let _ = writeln!(out, "\n[{}]", key(k));
+                for (fk, fv) in fields {
+                    out.push_str(&key(fk));
+                    out.push_str(" = ");
+                    fv.toml_inline(&mut out);
+                    out.push('\n');
+                }
+            }
             Value::Table(items) if k != "name" => {
                 for (name, body) in items {
                     let _ = writeln!(out, "\n[{}.{}]", key(k), key(name));

@@ -19,6 +19,41 @@ pub struct Stack {
     pub volumes: BTreeMap<Name, Volume>,
     /// Containers by name (defaults already merged in).
     pub containers: BTreeMap<Name, Container>,
+    /// How a new version of this file is applied (`[update]`).
+    pub update: Update,
+}
+
+/// `[update]`: the health gate of `apply` and, with `rollback = "auto"`,
+/// of reloads of an edited file; how many generations are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Update {
+    /// How long created and recreated containers have to become ready.
+    pub timeout: Duration,
+    /// How long they must then stay so.
+    pub stable: Duration,
+    /// `None`: `apply` rolls back a failure, a reload is not gated.
+    pub rollback: Option<Rollback>,
+    /// Generations kept.
+    pub keep: u32,
+}
+
+/// What a failed health gate does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rollback {
+    /// Goes back to the last committed generation (reloads are gated too).
+    Auto,
+    /// Records the failure; the stack stays as it is.
+    Never,
+}
+
+impl Rollback {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rollback::Auto => "auto",
+            Rollback::Never => "never",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -433,6 +468,14 @@ pub mod defaults {
     pub const HEALTH_INTERVAL_SECS: u64 = 30;
     pub const HEALTH_TIMEOUT_SECS: u64 = 30;
     pub const HEALTH_RETRIES: u32 = 3;
+    pub fn update() -> Update {
+        Update {
+            timeout: Duration(std::time::Duration::from_secs(120)),
+            stable: Duration(std::time::Duration::from_secs(30)),
+            rollback: None,
+            keep: 10,
+        }
+    }
     pub fn logging() -> Logging {
         Logging {
             driver: LogDriver::File,

@@ -161,6 +161,30 @@ fn source_of(image: &ImageRef) -> Option<String> {
     }
 }
 
+/// `c` as it runs when pinned to the image `digest` (a rollback runs the
+/// very image its generation ran, not what the tag names now): its
+/// `docker://` reference names the digest, read from the store, never
+/// pulled. Other images are left as they are.
+pub fn pinned(c: &Container, digest: &str) -> Container {
+    let ImageRef::Docker { reference } = &c.image else {
+        return c.clone();
+    };
+    let name = reference.split('@').next().unwrap_or(reference);
+    // A tag is after the last ':' that follows the last '/' (a registry's
+    // port is before it).
+    let slash = name.rfind('/').map_or(0, |i| i + 1);
+    let name = match name[slash..].rfind(':') {
+        Some(i) => &name[..slash + i],
+        None => name,
+    };
+    let mut out = c.clone();
+    out.image = ImageRef::Docker {
+        reference: format!("{name}@{digest}"),
+    };
+    out.pull_policy = crate::config::PullPolicy::Never;
+    out
+}
+
 /// Whether starting `c` first needs a pull of its `docker://` image, by its
 /// `pull_policy`: `missing` when the store has no image for the reference,
 /// `always` once per created container (`pulled`: done already; a restart
@@ -380,6 +404,15 @@ fn return_pulled(
     match (c.pull_policy, &known) {
         (PullPolicy::Never, Some(r)) | (PullPolicy::Missing, Some(r)) => stored(r),
         (_, Some(r)) if !may_pull => stored(r),
+        // A reference by digest whose manifest the store holds (a pinned
+        // image): that image, whatever record names it.
+        (_, None) if by_digest(reference).is_some_and(|d| store.has(&d)) => {
+            let d = by_digest(reference).ok_or_else(|| ImageError::Layout {
+                path: PathBuf::from(&key),
+                what: "no digest".into(),
+            })?;
+            pull::from_store(store, &d).map(|i| (i, false))
+        }
         (_, None) if !may_pull => Err(ImageError::Layout {
             path: PathBuf::from(key),
             what: "not in the store (was it removed while the container started?)".into(),
@@ -391,6 +424,12 @@ fn return_pulled(
         // Credentials from the Docker client's config of the user running rkstack.
         _ => pull::pull(store, reference, insecure, None).map(|i| (i, true)),
     }
+}
+
+/// The digest a `NAME@sha256:...` reference names.
+fn by_digest(reference: &str) -> Option<crate::image::store::Digest> {
+    let (_, d) = reference.rsplit_once('@')?;
+    crate::image::store::Digest::parse(d).ok()
 }
 
 #[cfg(feature = "remote")]

@@ -30,6 +30,12 @@ pub enum ErrorKind {
     CommandNotExecutable,
     /// `exec` failed otherwise.
     ExecFailed,
+    /// An applied generation failed its health gate; the last committed
+    /// one runs again (the error says why).
+    RolledBack,
+    /// An applied generation failed its health gate and was kept (no
+    /// rollback asked for, or none possible).
+    ApplyFailed,
     /// rkstack failed at something it should not have.
     Internal,
     /// The supervisor is going away.

@@ -35,6 +35,24 @@ pub enum Command {
     Exec(Exec),
     /// What a container changed in its writable layer.
     Diff(String),
+    /// A new version of the stack file, applied behind a health gate.
+    Apply(Apply),
+    /// Back to a generation (the last committed before the running one
+    /// when `None`).
+    Rollback(Option<u64>),
+    /// The stack's generations.
+    Generations,
+}
+
+/// `apply`: the file's text and how it is gated (`None`: the file's
+/// `[update]` says).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Apply {
+    pub text: String,
+    pub timeout: Option<std::time::Duration>,
+    pub stable: Option<std::time::Duration>,
+    /// `Some(false)`: a failure is recorded, not rolled back.
+    pub rollback: Option<bool>,
 }
 
 impl Command {
@@ -48,6 +66,7 @@ impl Command {
                 | Command::Plan(_)
                 | Command::Metrics
                 | Command::Diff(_)
+                | Command::Generations
         )
     }
 }

@@ -96,6 +96,21 @@ pub fn placed_in_leaf(state_dir: &Path, stack: &str) -> bool {
     StateFile::read_or_default(state_dir, stack).placed_in_leaf
 }
 
+/// The image manifests (digests) the kept generations of every stack with
+/// data under `data_dir` ran: the store keeps them for rollbacks.
+pub fn kept_by_generations(data_dir: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(data_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("generations").is_dir())
+        .flat_map(|e| {
+            super::generations::Generations::open(&e.path().join("generations"), usize::MAX)
+                .images()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

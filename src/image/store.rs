@@ -482,6 +482,22 @@ impl Store {
     /// names), and scratch files. Returns (items removed, bytes freed, the
     /// unpacked layers' files counted). Waits for pulls and imports other
     /// processes have under way.
+    /// The blobs (hex digests) image `manifest` is made of, where the
+    /// store has it: the manifest, its config and its layers (whose
+    /// unpacked folders bear the same names).
+    pub fn blobs_of(&self, manifest: &Digest) -> Vec<String> {
+        let hex = |d: &str| d.strip_prefix("sha256:").map(String::from);
+        let Ok(m) = super::oci::read_json(&self.blob_path(manifest)) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = hex(&manifest.to_string()).into_iter().collect();
+        out.extend(m["config"]["digest"].as_str().and_then(hex));
+        for l in m["layers"].as_array().into_iter().flatten() {
+            out.extend(l["digest"].as_str().and_then(hex));
+        }
+        out
+    }
+
     pub fn collect(&self, running: &std::collections::BTreeSet<String>) -> (usize, u64) {
         let path = self.root.join(".lock");
         if flock(&self.lock, libc::LOCK_EX, &path).is_err() {

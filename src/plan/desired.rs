@@ -106,6 +106,9 @@ pub struct DesiredState {
     pub volumes: BTreeMap<String, Option<std::path::PathBuf>>,
     pub networks: BTreeMap<String, NetworkSpec>,
     pub containers: Vec<ContainerSpec>,
+    /// How a new version is applied (`[update]`).
+    #[serde(skip)]
+    pub update: crate::config::Update,
     /// Where each container is in `containers`: a lookup by name costs the
     /// same in a stack of three containers as in one of a thousand.
     #[serde(skip)]
@@ -189,6 +192,7 @@ impl DesiredState {
             stack: stack.name.to_string(),
             networks,
             containers,
+            update: stack.update,
         }
     }
 

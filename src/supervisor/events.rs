@@ -43,6 +43,13 @@ pub enum Kind {
     Updated,
     Reloaded,
     ReloadRejected,
+    /// A new generation is applied and watched (`apply`, a gated edit).
+    ApplyStarted,
+    /// Its containers became ready and stayed so: committed.
+    ApplyCommitted,
+    /// Its gate failed: the last committed generation came back (or, with
+    /// rollback never, the failure is only recorded).
+    ApplyRolledBack,
     Pulling,
     Pulled,
     PullFailed,
@@ -73,6 +80,7 @@ impl Kind {
             Kind::Failed
             | Kind::StartFailed
             | Kind::ReloadRejected
+            | Kind::ApplyRolledBack
             | Kind::PullFailed
             | Kind::Error => Level::Error,
             Kind::Restarting

@@ -3,9 +3,11 @@
 //! (logs, events, exec output) are served here from the supervisor's
 //! broadcasts and files, without holding up the loop.
 //!
-//! `exec.rs` holds `POST .../exec`: its streamed and interactive forms.
+//! `exec.rs` holds `POST .../exec`: its streamed and interactive forms;
+//! `update.rs` apply, rollback and the generations.
 
 mod exec;
+mod update;
 
 use std::os::fd::OwnedFd;
 use std::path::{Path as FsPath, PathBuf};
@@ -34,6 +36,9 @@ pub struct Api {
     pub tx: mpsc::UnboundedSender<Request>,
     /// `DATA/STACK/logs`: `NAME.log` and its rotations.
     pub logs_dir: PathBuf,
+    /// The stack's file: `apply` replaces it, so only a caller who may
+    /// write it may apply.
+    pub stack_file: PathBuf,
 }
 
 /// The HTTP status of each kind of failure: the only place one is chosen.
@@ -44,7 +49,9 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Conflict | ErrorKind::RolledBack | ErrorKind::ApplyFailed => {
+            StatusCode::CONFLICT
+        }
         ErrorKind::InvalidStack => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::CommandNotFound
@@ -154,6 +161,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/reload"),
     ("get", "/v1/plan"),
     ("post", "/v1/down"),
+    ("post", "/v1/apply"),
+    ("get", "/v1/generations"),
+    ("post", "/v1/rollback"),
     ("get", "/metrics"),
 ];
 
@@ -178,6 +188,9 @@ pub fn router_with(api: Api, auth: Auth) -> Router {
         .route("/v1/reload", post(reload))
         .route("/v1/plan", get(plan))
         .route("/v1/down", post(down))
+        .route("/v1/apply", post(update::apply))
+        .route("/v1/generations", get(update::generations))
+        .route("/v1/rollback", post(update::rollback))
         .route("/metrics", get(metrics))
         .fallback(|| async {
             ControlError::new(ErrorKind::NotFound, "no such route (see api/openapi.yaml)")
@@ -259,10 +272,15 @@ pub fn bind(path: &FsPath) -> std::io::Result<std::os::unix::net::UnixListener> 
 pub fn control(
     listener: std::os::unix::net::UnixListener,
     logs_dir: PathBuf,
+    stack_file: PathBuf,
     #[cfg(feature = "remote")] tls: Option<(std::net::TcpListener, super::remote::Listen)>,
 ) -> crate::supervisor::up::Control {
     let (tx, requests) = mpsc::unbounded_channel();
-    let api = Api { tx, logs_dir };
+    let api = Api {
+        tx,
+        logs_dir,
+        stack_file,
+    };
     #[cfg(feature = "remote")]
     let remote = {
         let api = api.clone();
@@ -538,6 +556,7 @@ mod tests {
         Api {
             tx,
             logs_dir: std::env::temp_dir().join("rkstack-no-logs"),
+            stack_file: std::env::temp_dir().join("rkstack-no-stack.toml"),
         }
     }
 

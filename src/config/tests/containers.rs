@@ -225,6 +225,18 @@ fn rejects_bad_limits_and_security() {
         "did you mean \"journald\"?",
     );
     has(
+        &errs(&format!("{HEAD}[update]\nrollback = \"aut\"\n")),
+        "did you mean \"auto\"?",
+    );
+    has(
+        &errs(&format!("{HEAD}[update]\ntimeout = \"0s\"\n")),
+        "update.timeout: must be longer than 0s",
+    );
+    has(
+        &errs(&format!("{HEAD}[update]\nkepe = 3\n")),
+        "did you mean \"keep\"?",
+    );
+    has(
         &errs(&format!("{HEAD}[networks.n]\nsubnet = \"10.1.0.1/24\"\n")),
         "did you mean \"10.1.0.0/24\"?",
     );

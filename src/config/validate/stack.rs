@@ -56,6 +56,11 @@ impl Cx<'_> {
             }
         }
 
+        let update = match top.get("update") {
+            Some(e) => self.update(&e.value),
+            None => Some(defaults::update()),
+        };
+
         let defaults = match top.get("defaults") {
             Some(e) => {
                 let t = self.table(&e.value, "defaults", CONTAINER_KEYS).cloned();
@@ -114,6 +119,54 @@ impl Cx<'_> {
             networks,
             volumes,
             containers,
+            update: update?,
+        })
+    }
+
+    fn update(&mut self, v: &Node) -> Option<Update> {
+        let t = self.table(v, "update", UPDATE_KEYS)?;
+        let d = defaults::update();
+        let mut ok = true;
+        let mut dur = |cx: &mut Self, key: &str, default: Duration| match t.get(key) {
+            Some(e) => {
+                let got = cx.duration(&e.value, &format!("update.{key}"));
+                ok &= got.is_some();
+                got.unwrap_or(default)
+            }
+            None => default,
+        };
+        let timeout = dur(self, "timeout", d.timeout);
+        let stable = dur(self, "stable", d.stable);
+        let rollback = match t.get("rollback") {
+            Some(e) => {
+                let r = self.choice(
+                    &e.value,
+                    "update.rollback",
+                    &[("auto", Rollback::Auto), ("never", Rollback::Never)],
+                );
+                ok &= r.is_some();
+                r
+            }
+            None => None,
+        };
+        let keep = match t.get("keep") {
+            Some(e) => self.u32(&e.value, "update.keep", 1, 1000),
+            None => Some(d.keep),
+        };
+        if timeout.0.is_zero() {
+            if let Some(e) = t.get("timeout") {
+                self.err_key(&e.value.span, "update.timeout", "must be longer than 0s");
+            }
+            ok = false;
+        }
+        if !ok {
+            return None;
+        }
+        Some(Update {
+            timeout,
+            stable,
+            rollback,
+            keep: keep?,
         })
     }
 

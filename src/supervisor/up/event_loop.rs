@@ -250,6 +250,8 @@ impl Supervisor {
                     self.save_state();
                 }
             }
+            // An applied generation's gate, after what this turn changed.
+            self.check_gate();
         }
     }
 
@@ -280,6 +282,7 @@ impl Supervisor {
                     Timer::Watchdog(every),
                 )));
             }
+            Timer::Gate => self.gate_due(),
             Timer::HealthTimeout(name, pid) => {
                 if self.children.check_of(pid) == Some(name.as_str()) {
                     // The health check process we started.

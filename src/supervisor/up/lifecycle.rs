@@ -44,6 +44,14 @@ pub(super) fn configure_log(log: &mut Log, stack: &str, c: &crate::config::Conta
 }
 
 impl Supervisor {
+    /// `c` as its image is read: pinned to a rollback's digest, or as it is.
+    fn pinned_config(&self, name: &str, c: &crate::config::Container) -> crate::config::Container {
+        match self.update.pins.get(name) {
+            Some(d) => crate::container::images::pinned(c, d),
+            None => c.clone(),
+        }
+    }
+
     /// Makes the long-lived parts of a container: its log and cgroup handle.
     pub(super) fn admit(&mut self, spec: ContainerSpec) -> Result<Live, String> {
         let stack = self.stack();
@@ -111,8 +119,11 @@ impl Supervisor {
             return;
         }
         if let Some(l) = self.live.get(name)
-            && let Some(image) =
-                crate::container::images::pull_needed(&l.spec.config, &self.opts.data_dir, l.pulled)
+            && let Some(image) = crate::container::images::pull_needed(
+                &self.pinned_config(name, &l.spec.config),
+                &self.opts.data_dir,
+                l.pulled,
+            )
         {
             self.pull_for(name, image);
             return;
@@ -185,8 +196,14 @@ impl Supervisor {
         } else {
             Some(self.write_etc(name)?)
         };
+        let pinned = self
+            .live
+            .get(name)
+            .map(|l| self.pinned_config(name, &l.spec.config));
         let l = self.live.get_mut(name).ok_or("not known")?;
         let c = l.spec.config.clone();
+        // What the image is read as: the pinned digest of a rollback's.
+        let image_of = pinned.unwrap_or_else(|| c.clone());
         if c.security.user_namespace == UserNamespace::Auto && l.claim.is_none() {
             l.claim = Some(
                 userns::claim(&opts.state_dir).map_err(|e| format!("user namespace range: {e}"))?,
@@ -197,7 +214,7 @@ impl Supervisor {
             let _ = std::os::unix::fs::chown(&l.staging, Some(cl.start), Some(cl.start));
         }
         let image = crate::container::images::prepare(
-            &c,
+            &image_of,
             &opts.data_dir,
             &stack,
             &opts.insecure_registries,
@@ -217,6 +234,7 @@ impl Supervisor {
                     .map_err(|e| format!("{}: {e}", d.display()))?;
             }
         }
+        let manifest = image.as_ref().map(|i| i.manifest.clone());
         // A pulled image's identity: recorded as if the plan had known it,
         // so the next reload does not take the pull for a change.
         if let (config::ImageRef::Docker { .. }, Some(i)) = (&c.image, &image)
@@ -304,6 +322,9 @@ impl Supervisor {
         // One container, one instance: whatever was in its cgroup was
         // started by a supervisor that died before it could record it (no
         // record, no adoption); it was ended before the new one started.
+        if let Some(m) = manifest {
+            self.note_image(name, &m);
+        }
         if started.ended_unrecorded {
             event(
                 &stack,

@@ -39,6 +39,7 @@ mod sources;
 mod stops;
 #[cfg(test)]
 mod tests;
+mod update;
 mod wait;
 mod watch;
 use crate::config::{self, UserNamespace};
@@ -197,6 +198,8 @@ enum Timer {
     StopKill(String, Instant),
     /// Ten seconds after that SIGKILL: the stop is over, ended or not.
     StopGiveUp(String, Instant),
+    /// The health gate of an applied generation is due for a decision.
+    Gate,
 }
 
 /// What waits for a container's stop to finish.
@@ -266,6 +269,8 @@ struct Supervisor {
     /// Once the stack is stopping: the batches of containers still to
     /// stop, in order (dependents first); empty when all have stopped.
     shutting: Option<std::collections::VecDeque<Vec<String>>>,
+    /// Generations and the health gate of an applied one.
+    update: update::Updates,
 }
 
 /// Editors save in a burst of events (write, rename, chmod) within a few
@@ -296,6 +301,7 @@ impl Supervisor {
             after_stop: Vec::new(),
             when_idle: Vec::new(),
             shutting: None,
+            update: update::Updates::open(&opts.data_dir, &desired.stack, desired.update.keep),
             launcher,
             net,
             desired,
@@ -414,14 +420,20 @@ fn supervise(
         .map_err(|e| os("sigprocmask")(e.into()))?;
     let signal_fd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| os("signalfd")(e.into()))?;
-    let mut stack = config::load(&opts.file)?;
+    let text = config::read_text(&opts.file)?;
+    let mut stack = config::parse(&text, &opts.file)?;
     let mut pins = super::binds::Pins::default();
     pins.apply(&mut stack);
     // One supervisor per stack: a second would adopt, and fight over, the
     // first one's containers. The lock goes with the process, however it ends.
     let _lock = lock_stack(&opts.state_dir, stack.name.as_str())?;
+    let updates = update::Updates::open(&opts.data_dir, stack.name.as_str(), stack.update.keep);
+    // Where the file is a rollback's generation, its containers run the
+    // images that generation pinned.
+    let image_pins = updates.pins_for(&text);
     let desired = {
-        let ids = crate::container::images::ids(&stack, &opts.data_dir);
+        let mut ids = crate::container::images::ids(&stack, &opts.data_dir);
+        ids.extend(image_pins.clone());
         DesiredState::from_stack_with_images(stack, &ids)
     };
     let file_watch = watch::FileWatch::new(&opts.file);
@@ -443,6 +455,8 @@ fn supervise(
     sup.ready = ready;
     sup.placed_in_leaf = placed_in_leaf;
     sup.pins = pins;
+    sup.update = updates;
+    sup.update.pins = image_pins;
     sup.adopt();
     crate::container::images::empty_trash(&sup.opts.data_dir, &sup.stack());
     // systemd's watchdog: a sign of life from the event loop at half the period.
@@ -478,6 +492,7 @@ fn supervise(
         return Err(UpError::CannotStart(problems));
     }
     event(&sup.desired.stack, Kind::Plan, format!("plan:\n{plan}"));
+    sup.first_generation(&text);
     // Subscribed before the first start: no line is missed.
     let attached = sup.opts.attach.then(|| {
         let width = sup

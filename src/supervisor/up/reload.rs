@@ -99,28 +99,45 @@ impl Supervisor {
         file: &Path,
         renamed: impl FnOnce(&str) -> String,
     ) -> Result<(DesiredState, Plan), ControlError> {
-        let mut stack = config::load(file).map_err(|e| {
-            ControlError::invalid(
-                format!("{} is not a valid stack file", file.display()),
-                e.diagnostics().iter().map(|d| d.to_string()).collect(),
-            )
-        })?;
+        let text = config::read_text(file).map_err(|e| invalid(file, &e))?;
+        self.plan_of(&text, file, renamed)
+    }
+
+    fn plan_of(
+        &mut self,
+        text: &str,
+        file: &Path,
+        renamed: impl FnOnce(&str) -> String,
+    ) -> Result<(DesiredState, Plan), ControlError> {
+        let mut stack = config::parse(text, file).map_err(|e| invalid(file, &e))?;
         self.pins.apply(&mut stack);
         if stack.name.as_str() != self.desired.stack {
             return Err(ControlError::conflict(renamed(stack.name.as_str())));
         }
-        let ids = crate::container::images::ids(&stack, &self.opts.data_dir);
+        let mut ids = crate::container::images::ids(&stack, &self.opts.data_dir);
+        // A rollback's containers run the images it pinned.
+        ids.extend(self.update.pins.clone());
         Ok(plan::for_stack(stack, &ids, &self.observed()))
     }
 
-    pub(super) fn reload_plan(&mut self, why: &str) -> Result<Plan, ControlError> {
-        let file = self.opts.file.clone();
-        let (desired, plan) = self.plan_from(&file, |name| {
+    /// `text` as the new version of this stack's file: its desired state and
+    /// the plan to it.
+    pub(super) fn plan_text(
+        &mut self,
+        text: &str,
+        file: &Path,
+    ) -> Result<(DesiredState, Plan), ControlError> {
+        self.plan_of(text, file, |name| {
             format!("the stack's name changed to {name}; restart rkstack to rename a stack")
-        })?;
-        self.check_ports(&desired, &plan)
+        })
+    }
+
+    /// Whether `plan` to `desired` can be carried out here: its ports free,
+    /// what its starts need from the host there. Checked before anything
+    /// is stopped.
+    pub(super) fn fit(&self, desired: &DesiredState, plan: &Plan) -> Result<(), ControlError> {
+        self.check_ports(desired, plan)
             .map_err(ControlError::conflict)?;
-        // What the starts need from the host, before anything is stopped.
         let problems: Vec<String> = plan
             .ops
             .iter()
@@ -134,6 +151,22 @@ impl Supervisor {
                 problems,
             ));
         }
+        Ok(())
+    }
+
+    pub(super) fn reload_plan(&mut self, why: &str) -> Result<Plan, ControlError> {
+        let file = self.opts.file.clone();
+        let text = config::read_text(&file).map_err(|e| invalid(&file, &e))?;
+        let planned = self
+            .plan_text(&text, &file)
+            .and_then(|(desired, plan)| self.fit(&desired, &plan).map(|()| (desired, plan)));
+        let (desired, plan) = match planned {
+            Ok(p) => p,
+            Err(e) => {
+                self.rejected_edit(&text, why, &e);
+                return Err(e);
+            }
+        };
         self.desired = desired;
         if plan.is_noop() {
             event(
@@ -151,6 +184,7 @@ impl Supervisor {
         // Also a plan of keeps: policy keys (restart, stop_signal, health
         // timing, ...) take effect through them without a restart.
         self.execute(&plan);
+        self.reloaded_generation(&text, why, &plan);
         Ok(plan)
     }
 
@@ -164,4 +198,12 @@ impl Supervisor {
             networks: self.nets.records.clone(),
         }
     }
+}
+
+/// A stack file's error as a request's.
+fn invalid(file: &Path, e: &config::ConfigError) -> ControlError {
+    ControlError::invalid(
+        format!("{} is not a valid stack file", file.display()),
+        e.diagnostics().iter().map(|d| d.to_string()).collect(),
+    )
 }

@@ -27,6 +27,8 @@ enum Answer {
     AfterStop(String),
     /// A reload: once its plan is carried out.
     Reload,
+    /// An apply: once its generation is committed or rolled back.
+    Apply(crate::control::Apply),
 }
 
 impl Supervisor {
@@ -96,6 +98,7 @@ impl Supervisor {
             }
             Answer::AfterStop(name) => self.after_stop.push((name, Then::Reply(r.reply))),
             Answer::Reload => self.reload_for("API", Some(r.reply)),
+            Answer::Apply(a) => self.apply(a, r.reply),
         }
         down
     }
@@ -163,6 +166,7 @@ impl Supervisor {
                 }
             }
             Command::Reload => Answer::Reload,
+            Command::Apply(a) => Answer::Apply(a),
             command => Answer::Now(self.answer_now(command)),
         }
     }
@@ -206,9 +210,11 @@ impl Supervisor {
                     config: config::render::container(&c.config),
                 })
             }
-            Command::Stop(_) | Command::Start(_) | Command::Restart(_) | Command::Reload => {
-                Err(ControlError::internal("answered elsewhere"))
-            }
+            Command::Stop(_)
+            | Command::Start(_)
+            | Command::Restart(_)
+            | Command::Reload
+            | Command::Apply(_) => Err(ControlError::internal("answered elsewhere")),
             Command::Plan(file) => {
                 let file = file.unwrap_or_else(|| self.opts.file.clone());
                 let running = self.desired.stack.clone();
@@ -228,6 +234,8 @@ impl Supervisor {
             })),
             Command::Metrics => Ok(Reply::Metrics(Box::new(self.metrics()))),
             Command::Exec(e) => self.exec(e),
+            Command::Rollback(to) => self.rollback(to),
+            Command::Generations => self.generations(),
             Command::Diff(name) => {
                 let c = self
                     .desired

@@ -9,6 +9,7 @@ mod dns;
 mod networks;
 mod starts;
 mod stops;
+mod update;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -93,9 +94,43 @@ impl H {
         self.sup.adopt();
         let plan = plan::reconcile(&self.sup.desired, &self.sup.observed());
         self.sup.check_ports(&self.sup.desired, &plan)?;
+        let text = std::fs::read_to_string(&self.sup.opts.file).unwrap();
+        self.sup.first_generation(&text);
         self.sup.execute(&plan);
         self.sup.save_state();
         Ok(())
+    }
+
+    /// The file's text for `body`.
+    pub(super) fn body(&self, body: &str) -> String {
+        H::text(&self.stack, &self.dir.path().join("rootfs"), body)
+    }
+
+    /// `apply` of `body`, gated as given; its answer, once there.
+    pub(super) fn apply(
+        &mut self,
+        body: &str,
+        timeout: Duration,
+        stable: Duration,
+    ) -> tokio::sync::oneshot::Receiver<Result<Reply, ControlError>> {
+        let text = self.body(body);
+        self.ask(Command::Apply(crate::control::Apply {
+            text,
+            timeout: Some(timeout),
+            stable: Some(stable),
+            rollback: None,
+        }))
+    }
+
+    /// The generations as `N outcome (reason)`.
+    pub(super) fn history(&self) -> Vec<String> {
+        self.sup
+            .update
+            .gens
+            .list()
+            .iter()
+            .map(|g| format!("{} {} ({})", g.number, g.outcome, g.reason))
+            .collect()
     }
 
     pub(super) fn state(&self, name: &str) -> State {

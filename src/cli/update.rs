@@ -1,0 +1,107 @@
+//! `apply`, `history` and `rollback`: new versions of a running stack
+//! behind a health gate, and its generations.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use rkstack::api::client::{Client, ClientError};
+use rkstack::host::generations::Generation;
+
+use super::ctl::percent_encode;
+
+/// How `apply` is gated (`None`: the file's `[update]` says).
+pub struct ApplyArgs<'a> {
+    pub timeout: Option<&'a str>,
+    pub stable: Option<&'a str>,
+    pub no_rollback: bool,
+}
+
+/// The stack a file names (to find its supervisor), if it parses.
+pub fn stack_of(file: &Path) -> Option<String> {
+    rkstack::config::load(file).ok().map(|s| s.name.to_string())
+}
+
+pub fn apply(client: &Client, file: &Path, a: &ApplyArgs<'_>) -> Result<ExitCode, ClientError> {
+    let text = rkstack::config::read_text(file)
+        .map_err(|e| ClientError::Api(rkstack::api::ControlError::bad_request(e.to_string())))?;
+    let mut q = Vec::new();
+    if let Some(t) = a.timeout {
+        q.push(format!("timeout={}", percent_encode(t)));
+    }
+    if let Some(s) = a.stable {
+        q.push(format!("stable={}", percent_encode(s)));
+    }
+    if a.no_rollback {
+        q.push("rollback=false".to_string());
+    }
+    let path = if q.is_empty() {
+        "/v1/apply".to_string()
+    } else {
+        format!("/v1/apply?{}", q.join("&"))
+    };
+    eprintln!(
+        "rkstack: applying {}; waiting for its containers to be ready",
+        file.display()
+    );
+    let v = client.call_with("POST", &path, "application/toml", text.into_bytes())?;
+    writeln!(
+        std::io::stdout(),
+        "generation {}: {}",
+        v["generation"],
+        v["outcome"].as_str().unwrap_or_default()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn history(client: &Client, json: bool) -> Result<ExitCode, ClientError> {
+    let v = client.call("GET", "/v1/generations", None)?;
+    let list: Vec<Generation> = serde_json::from_value(v)
+        .map_err(|e| ClientError::Http(format!("unexpected answer: {e}")))?;
+    print_history(&list, json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The generations as a table (the running one marked `*`), or JSON lines.
+pub fn print_history(list: &[Generation], json: bool) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        for g in list {
+            writeln!(out, "{}", serde_json::to_string(g).unwrap_or_default())?;
+        }
+        return Ok(());
+    }
+    let current = list.iter().rev().find(|g| g.applied()).map(|g| g.number);
+    let mut rows = vec![vec![
+        "GEN".to_string(),
+        "CREATED".into(),
+        "REASON".into(),
+        "OUTCOME".into(),
+    ]];
+    for g in list {
+        let mark = if Some(g.number) == current { "*" } else { "" };
+        rows.push(vec![
+            format!("{}{mark}", g.number),
+            g.created.clone(),
+            g.reason.clone(),
+            g.outcome.to_string(),
+        ]);
+    }
+    write!(out, "{}", super::output::table(&rows))
+}
+
+pub fn rollback(client: &Client, to: Option<u64>) -> Result<ExitCode, ClientError> {
+    let path = match to {
+        Some(n) => format!("/v1/rollback?generation={n}"),
+        None => "/v1/rollback".to_string(),
+    };
+    let v = client.call("POST", &path, None)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "generation {}: back to generation {}",
+        v["generation"], v["to"]
+    )?;
+    write!(out, "{}", v["plan"].as_str().unwrap_or_default())?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,652 @@
+//! Generations and the health gate. Every version of the stack file the
+//! supervisor applies (its start, a reload of an edit, an `apply`, a
+//! rollback) or refuses is recorded (`host::generations`). An `apply` — and,
+//! with `[update] rollback = "auto"`, an edit — is watched: the containers
+//! it created or recreated must be running (and healthy, where they have a
+//! check) within the timeout and stay so for the stable time; then it is
+//! committed. Otherwise the last committed generation comes back: its file
+//! (written to the watched path, so file and stack never disagree) and the
+//! very images it ran (pinned by digest). The gate is kept with its
+//! generation: a supervisor that restarts meanwhile finishes the decision.
+
+use super::*;
+use crate::host::generations::{Gate, Generations, Outcome};
+
+/// The stack's generations and the gate under way.
+pub(super) struct Updates {
+    pub(super) gens: Generations,
+    pub(super) gate: Option<GateRun>,
+    /// Containers that run exactly this image (a rollback's): container →
+    /// manifest digest. Kept while that generation is the running one.
+    pub(super) pins: BTreeMap<String, String>,
+}
+
+/// A health gate being decided.
+pub(super) struct GateRun {
+    pub(super) generation: u64,
+    deadline: Instant,
+    timeout: Duration,
+    stable: Duration,
+    rollback: bool,
+    previous: Option<u64>,
+    /// Each gated container and its restarts when the gate began.
+    containers: Vec<(String, u32)>,
+    /// Since when all of them are ready.
+    ready_since: Option<Instant>,
+    /// The `apply` waiting for the outcome.
+    reply: Option<tokio::sync::oneshot::Sender<Result<Reply, ControlError>>>,
+    /// When the gate's timer is set to wake the loop.
+    wake: Option<Instant>,
+}
+
+/// How a new generation is to be gated.
+pub(super) struct GateAsk {
+    pub(super) timeout: Duration,
+    pub(super) stable: Duration,
+    pub(super) rollback: bool,
+}
+
+impl Updates {
+    pub(super) fn open(data_dir: &Path, stack: &str, keep: u32) -> Updates {
+        Updates {
+            gens: Generations::open(&Generations::dir(data_dir, stack), keep as usize),
+            gate: None,
+            pins: BTreeMap::new(),
+        }
+    }
+
+    /// The pins of the running generation when it is `text` (a rollback's).
+    pub(super) fn pins_for(&self, text: &str) -> BTreeMap<String, String> {
+        match self.gens.current() {
+            Some(g) if g.pinned && self.gens.text(g.number).is_ok_and(|t| t == text) => {
+                g.images.clone()
+            }
+            _ => BTreeMap::new(),
+        }
+    }
+}
+
+/// Why a gated container is not ready, or failed.
+enum Verdict {
+    Ready,
+    NotYet(String),
+    Failed(String),
+}
+
+impl Supervisor {
+    /// At start: the running generation goes on when the file is its text
+    /// (a gate it had is resumed); otherwise the file is a new generation.
+    pub(super) fn first_generation(&mut self, text: &str) {
+        // One being decided whose file is not the one here never ran (the
+        // supervisor stopped between its record and its file).
+        if let Some(g) = self.update.gens.current().cloned()
+            && g.outcome == Outcome::Active
+            && self.update.gens.text(g.number).ok().as_deref() != Some(text)
+        {
+            self.decide(
+                g.number,
+                Outcome::RolledBack("the supervisor stopped before it was applied".into()),
+            );
+        }
+        let current = self.update.gens.current().cloned();
+        if let Some(g) = &current
+            && self.update.gens.text(g.number).is_ok_and(|t| t == text)
+        {
+            if let (Outcome::Active, Some(gate)) = (&g.outcome, &g.gate) {
+                event(
+                    &self.stack(),
+                    Kind::ApplyStarted,
+                    format!(
+                        "generation {}: its health gate is resumed after a supervisor restart",
+                        g.number
+                    ),
+                );
+                let timeout = Duration::from_millis(gate.timeout_ms);
+                self.update.gate = Some(GateRun {
+                    generation: g.number,
+                    deadline: Instant::now() + timeout,
+                    timeout,
+                    stable: Duration::from_millis(gate.stable_ms),
+                    rollback: gate.rollback,
+                    previous: gate.previous,
+                    containers: gate.containers.iter().map(|c| (c.clone(), 0)).collect(),
+                    ready_since: None,
+                    reply: None,
+                    wake: None,
+                });
+            }
+            return;
+        }
+        self.record(text, "start", Outcome::Committed, None);
+    }
+
+    /// Records a generation of `text` (its images filled in as its
+    /// containers start); failures to write are reported, never fatal.
+    fn record(&mut self, text: &str, reason: &str, outcome: Outcome, gate: Option<Gate>) -> u64 {
+        let pinned = !self.update.pins.is_empty();
+        let images = self.update.pins.clone();
+        match self
+            .update
+            .gens
+            .record(text, reason, outcome, images, pinned, gate)
+        {
+            Ok(n) => n,
+            Err(e) => {
+                event(&self.stack(), Kind::Warning, format!("history: {e}"));
+                0
+            }
+        }
+    }
+
+    fn decide(&mut self, n: u64, outcome: Outcome) {
+        if let Err(e) = self.update.gens.decide(n, outcome) {
+            event(&self.stack(), Kind::Warning, format!("history: {e}"));
+        }
+    }
+
+    /// A container of the running generation started on image `manifest`.
+    pub(super) fn note_image(&mut self, name: &str, manifest: &str) {
+        if !manifest.starts_with("sha256:") {
+            return;
+        }
+        let Some(n) = self.update.gens.current().map(|g| g.number) else {
+            return;
+        };
+        let r = self.update.gens.update(n, |g| {
+            g.images.insert(name.to_string(), manifest.to_string());
+        });
+        if let Err(e) = r {
+            event(&self.stack(), Kind::Warning, format!("history: {e}"));
+        }
+    }
+
+    /// The text of the running generation, if it can be read.
+    fn current_text(&self) -> Option<String> {
+        let g = self.update.gens.current()?;
+        self.update.gens.text(g.number).ok()
+    }
+
+    /// After a reload of the file as `text` carried out `plan`: a new
+    /// generation when the text is new, gated when `[update] rollback =
+    /// "auto"` says so.
+    pub(super) fn reloaded_generation(&mut self, text: &str, why: &str, plan: &Plan) {
+        if self.current_text().as_deref() == Some(text) {
+            return;
+        }
+        // A new version of the file: its images are what the store names.
+        self.update.pins.clear();
+        let u = self.desired.update;
+        let reason = format!("reload ({why})");
+        if u.rollback != Some(config::Rollback::Auto) {
+            self.record(text, &reason, Outcome::Committed, None);
+            return;
+        }
+        let ask = GateAsk {
+            timeout: u.timeout.0,
+            stable: u.stable.0,
+            rollback: true,
+        };
+        let n = self.record_gated(text, &reason, plan, &ask);
+        self.open_gate(n, &reason, plan, ask, None);
+    }
+
+    /// An edit of the file that was refused: recorded once (an editor's
+    /// saves of one broken text are one generation).
+    pub(super) fn rejected_edit(&mut self, text: &str, why: &str, e: &ControlError) {
+        let last = self.update.gens.list().last().map(|g| g.number);
+        if last.and_then(|n| self.update.gens.text(n).ok()).as_deref() == Some(text) {
+            return;
+        }
+        self.rejected_generation(text, &format!("reload ({why})"), e);
+    }
+
+    /// A file that was refused: recorded with its problems.
+    pub(super) fn rejected_generation(&mut self, text: &str, reason: &str, e: &ControlError) {
+        let mut problems = e.error.clone();
+        for p in &e.problems {
+            problems.push_str("; ");
+            problems.push_str(p);
+        }
+        self.record(text, reason, Outcome::Rejected(problems), None);
+    }
+
+    /// The containers a plan creates or recreates: those a gate watches.
+    fn gated(plan: &Plan) -> Vec<String> {
+        plan.ops
+            .iter()
+            .filter(|o| o.target == Target::Container && o.action == Action::Start)
+            .map(|o| o.name.clone())
+            .collect()
+    }
+
+    /// Records a gated generation of `text`, before it is applied (a
+    /// supervisor that restarts after it finds the gate and finishes it).
+    fn record_gated(&mut self, text: &str, reason: &str, plan: &Plan, ask: &GateAsk) -> u64 {
+        let record = Gate {
+            timeout_ms: ask.timeout.as_millis() as u64,
+            stable_ms: ask.stable.as_millis() as u64,
+            rollback: ask.rollback,
+            previous: self.update.gens.current().map(|g| g.number),
+            containers: Self::gated(plan),
+        };
+        self.record(text, reason, Outcome::Active, Some(record))
+    }
+
+    /// Watches generation `n`, applied by `plan`; `reply` hears the outcome.
+    fn open_gate(
+        &mut self,
+        n: u64,
+        reason: &str,
+        plan: &Plan,
+        ask: GateAsk,
+        reply: Option<tokio::sync::oneshot::Sender<Result<Reply, ControlError>>>,
+    ) {
+        let gated = Self::gated(plan);
+        let previous = self
+            .update
+            .gens
+            .get(n)
+            .and_then(|g| g.gate.as_ref())
+            .and_then(|g| g.previous);
+        event(
+            &self.stack(),
+            Kind::ApplyStarted,
+            format!(
+                "generation {n} ({reason}): waiting for {} to be ready for {}, within {}",
+                if gated.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    gated.join(", ")
+                },
+                crate::config::Duration(ask.stable),
+                crate::config::Duration(ask.timeout)
+            ),
+        );
+        let containers = gated
+            .into_iter()
+            .map(|c| {
+                let r = self.live.get(&c).map_or(0, |l| l.restarts);
+                (c, r)
+            })
+            .collect();
+        self.update.gate = Some(GateRun {
+            generation: n,
+            deadline: Instant::now() + ask.timeout,
+            timeout: ask.timeout,
+            stable: ask.stable,
+            rollback: ask.rollback,
+            previous,
+            containers,
+            ready_since: None,
+            reply,
+            wake: None,
+        });
+        self.check_gate();
+    }
+
+    /// What the running generation is, as an answer.
+    fn outcome_reply(&self) -> Result<Reply, ControlError> {
+        let g = self.update.gens.current();
+        Reply::json(&serde_json::json!({
+            "generation": g.map(|g| g.number),
+            "outcome": g.map(|g| g.outcome.to_string()),
+        }))
+    }
+
+    fn verdict(&self, name: &str, restarts: u32) -> Verdict {
+        let Some(l) = self.live.get(name) else {
+            return Verdict::Failed(format!("{name} is gone"));
+        };
+        if l.restarts > restarts {
+            return Verdict::Failed(format!(
+                "{name} restarted{}",
+                l.last_exit
+                    .map(|e| format!(" after it {e}"))
+                    .unwrap_or_default()
+            ));
+        }
+        match &l.state {
+            State::Running => match l.health {
+                Some(Health::Unhealthy) => Verdict::Failed(format!("{name} is unhealthy")),
+                Some(Health::Healthy) | None => Verdict::Ready,
+                Some(_) => Verdict::NotYet(format!("{name} is not healthy yet")),
+            },
+            State::Exited(e) => Verdict::Failed(format!("{name} {e}")),
+            State::Backoff(_) => Verdict::Failed(format!(
+                "{name} {}",
+                l.last_exit
+                    .map(|e| e.to_string())
+                    .or_else(|| l.last_error.clone())
+                    .unwrap_or_else(|| "failed".into())
+            )),
+            State::Failed(why) => Verdict::Failed(format!("{name} failed: {why}")),
+            State::Waiting => Verdict::NotYet(format!("{name} is waiting for its dependencies")),
+            State::Pulling => Verdict::NotYet(format!("{name} is waiting for its image")),
+            State::Stopping(_) | State::Stopped => Verdict::NotYet(format!("{name} is stopped")),
+        }
+    }
+
+    /// Decides the gate when it can be: committed once every gated
+    /// container has been ready for the stable time; failed when one fails
+    /// or the timeout passes first. Run after every turn of the loop.
+    pub(super) fn check_gate(&mut self) {
+        let Some(gate) = &self.update.gate else {
+            return;
+        };
+        let now = Instant::now();
+        let mut failed = None;
+        let mut waiting = Vec::new();
+        for (name, restarts) in &gate.containers {
+            match self.verdict(name, *restarts) {
+                Verdict::Ready => {}
+                Verdict::NotYet(why) => waiting.push(why),
+                Verdict::Failed(why) => {
+                    failed = Some(why);
+                    break;
+                }
+            }
+        }
+        let (generation, stable, timeout) = (gate.generation, gate.stable, gate.timeout);
+        if failed.is_none() && waiting.is_empty() {
+            let Some(since) = self
+                .update
+                .gate
+                .as_mut()
+                .map(|g| *g.ready_since.get_or_insert(now))
+            else {
+                return;
+            };
+            if now.duration_since(since) >= stable {
+                self.commit(generation);
+            } else {
+                self.wake_gate(since + stable);
+            }
+            return;
+        }
+        if let Some(g) = self.update.gate.as_mut() {
+            g.ready_since = None;
+        }
+        let failed = failed.or_else(|| {
+            (now >= self.update.gate.as_ref().map_or(now, |g| g.deadline)).then(|| {
+                format!(
+                    "not ready within {}: {}",
+                    crate::config::Duration(timeout),
+                    waiting.join(", ")
+                )
+            })
+        });
+        match failed {
+            Some(why) => self.gate_failed(why),
+            None => {
+                if let Some(at) = self.update.gate.as_ref().map(|g| g.deadline) {
+                    self.wake_gate(at);
+                }
+            }
+        }
+    }
+
+    /// The gate's timer fired.
+    pub(super) fn gate_due(&mut self) {
+        if let Some(g) = self.update.gate.as_mut() {
+            g.wake = None;
+        }
+        self.check_gate();
+    }
+
+    /// Makes the loop wake at `at` to look at the gate again (one timer).
+    fn wake_gate(&mut self, at: Instant) {
+        if let Some(g) = self.update.gate.as_mut()
+            && g.wake != Some(at)
+        {
+            g.wake = Some(at);
+            self.timers.push(std::cmp::Reverse((at, Timer::Gate)));
+        }
+    }
+
+    fn commit(&mut self, generation: u64) {
+        let Some(gate) = self.update.gate.take() else {
+            return;
+        };
+        self.decide(generation, Outcome::Committed);
+        event(
+            &self.stack(),
+            Kind::ApplyCommitted,
+            format!("generation {generation}: committed"),
+        );
+        if let Some(tx) = gate.reply {
+            let _ = tx.send(self.outcome_reply());
+        }
+    }
+
+    fn gate_failed(&mut self, why: String) {
+        let Some(gate) = self.update.gate.take() else {
+            return;
+        };
+        let n = gate.generation;
+        let target = gate.previous.filter(|_| gate.rollback).and_then(|p| {
+            self.update
+                .gens
+                .committed_before(n)
+                .map(|g| g.number)
+                .or(Some(p))
+        });
+        let Some(target) = target else {
+            self.decide(n, Outcome::Failed(why.clone()));
+            let msg = format!("generation {n} failed its health gate and was kept: {why}");
+            event(&self.stack(), Kind::ApplyRolledBack, msg.clone());
+            if let Some(tx) = gate.reply {
+                let _ = tx.send(Err(ControlError::new(
+                    crate::control::ErrorKind::ApplyFailed,
+                    msg,
+                )));
+            }
+            return;
+        };
+        self.decide(n, Outcome::RolledBack(why.clone()));
+        let result = self.go_back(target, &format!("rollback to {target} ({why})"));
+        let msg = match &result {
+            Ok(_) => format!("generation {n} rolled back to {target}: {why}"),
+            Err(e) => {
+                format!("generation {n} failed ({why}); going back to {target} failed too: {e}")
+            }
+        };
+        event(&self.stack(), Kind::ApplyRolledBack, msg.clone());
+        if let Some(tx) = gate.reply {
+            let kind = if result.is_ok() {
+                crate::control::ErrorKind::RolledBack
+            } else {
+                crate::control::ErrorKind::ApplyFailed
+            };
+            let _ = tx.send(Err(ControlError::new(kind, msg)));
+        }
+    }
+
+    /// Applies generation `target` again — its file and, pinned, the
+    /// images it ran — as a new generation, committed.
+    fn go_back(&mut self, target: u64, reason: &str) -> Result<Plan, ControlError> {
+        let g = self
+            .update
+            .gens
+            .get(target)
+            .cloned()
+            .ok_or_else(|| ControlError::conflict(format!("no generation {target} is kept")))?;
+        let text = self
+            .update
+            .gens
+            .text(target)
+            .map_err(|e| ControlError::internal(e.to_string()))?;
+        let before = std::mem::replace(&mut self.update.pins, g.images.clone());
+        let plan = match self.apply_text(&text) {
+            Ok(p) => p,
+            Err(e) => {
+                self.update.pins = before;
+                return Err(e);
+            }
+        };
+        self.record(&text, reason, Outcome::Committed, None);
+        Ok(plan)
+    }
+
+    /// Plans `text` against what runs and, when it can start here, writes
+    /// it to the stack's file and carries the plan out.
+    fn apply_text(&mut self, text: &str) -> Result<Plan, ControlError> {
+        let file = self.opts.file.clone();
+        let (desired, plan) = self.plan_text(text, &file)?;
+        self.fit(&desired, &plan)?;
+        replace_file(&file, text)
+            .map_err(|e| ControlError::internal(format!("{}: {e}", file.display())))?;
+        self.desired = desired;
+        event(&self.stack(), Kind::Reloaded, format!("apply:\n{plan}"));
+        self.execute(&plan);
+        Ok(plan)
+    }
+
+    /// `apply`: the text validated, recorded, written to the file, planned
+    /// and carried out, then gated; `reply` hears the outcome.
+    pub(super) fn apply(
+        &mut self,
+        a: crate::control::Apply,
+        reply: tokio::sync::oneshot::Sender<Result<Reply, ControlError>>,
+    ) {
+        if let Some(g) = &self.update.gate {
+            let _ = reply.send(Err(ControlError::conflict(format!(
+                "generation {} is still being applied; wait for it, or rkstack rollback",
+                g.generation
+            ))));
+            return;
+        }
+        if self.shutting.is_some() {
+            let _ = reply.send(Err(ControlError::conflict("the stack is stopping")));
+            return;
+        }
+        let file = self.opts.file.clone();
+        // A new version: its images are what the store names now.
+        let pins = std::mem::take(&mut self.update.pins);
+        let checked = self
+            .plan_text(&a.text, &file)
+            .and_then(|(desired, plan)| self.fit(&desired, &plan).map(|()| (desired, plan)));
+        let (desired, plan) = match checked {
+            Ok(d) => d,
+            Err(e) => {
+                self.update.pins = pins;
+                self.rejected_generation(&a.text, "apply", &e);
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let u = desired.update;
+        let ask = GateAsk {
+            timeout: a.timeout.unwrap_or(u.timeout.0),
+            stable: a.stable.unwrap_or(u.stable.0),
+            rollback: a
+                .rollback
+                .unwrap_or(u.rollback != Some(config::Rollback::Never)),
+        };
+        let n = self.record_gated(&a.text, "apply", &plan, &ask);
+        match self.apply_text(&a.text) {
+            Ok(plan) => self.open_gate(n, "apply", &plan, ask, Some(reply)),
+            Err(e) => {
+                self.update.pins = pins;
+                self.decide(n, Outcome::Rejected(e.to_string()));
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// `rollback [GEN]`: back to GEN, by default to the last committed
+    /// generation before the running one (a gate under way is ended as
+    /// rolled back).
+    pub(super) fn rollback(&mut self, to: Option<u64>) -> Result<Reply, ControlError> {
+        if self.shutting.is_some() {
+            return Err(ControlError::conflict("the stack is stopping"));
+        }
+        let current = self.update.gens.current().map(|g| g.number);
+        let target = match to {
+            Some(n) => {
+                let g = self.update.gens.get(n).ok_or_else(|| {
+                    ControlError::new(
+                        crate::control::ErrorKind::NotFound,
+                        format!("no generation {n} is kept (rkstack history lists them)"),
+                    )
+                })?;
+                if !g.applied() && !matches!(g.outcome, Outcome::RolledBack(_)) {
+                    return Err(ControlError::conflict(format!(
+                        "generation {n} was never applied ({})",
+                        g.outcome
+                    )));
+                }
+                n
+            }
+            None => current
+                .and_then(|c| self.update.gens.committed_before(c))
+                .map(|g| g.number)
+                .ok_or_else(|| {
+                    ControlError::conflict("there is no committed generation before this one")
+                })?,
+        };
+        if Some(target) == current && self.update.gate.is_none() {
+            return Err(ControlError::conflict(format!(
+                "generation {target} is the one running"
+            )));
+        }
+        let gate = self.update.gate.take();
+        if let Some(g) = &gate {
+            self.decide(g.generation, Outcome::RolledBack("by request".into()));
+        }
+        match self.go_back(target, &format!("rollback to {target} (requested)")) {
+            Ok(plan) => {
+                if let Some(tx) = gate.and_then(|g| g.reply) {
+                    let _ = tx.send(Err(ControlError::new(
+                        crate::control::ErrorKind::RolledBack,
+                        format!("rolled back to {target} by request"),
+                    )));
+                }
+                event(
+                    &self.stack(),
+                    Kind::ApplyRolledBack,
+                    format!("rolled back to generation {target} by request"),
+                );
+                Reply::json(&serde_json::json!({
+                    "generation": self.update.gens.current().map(|g| g.number),
+                    "to": target,
+                    "plan": plan.to_string(),
+                }))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `history`: the generations, oldest first.
+    pub(super) fn generations(&self) -> Result<Reply, ControlError> {
+        Reply::json(self.update.gens.list())
+    }
+}
+
+/// Replaces the stack file with `text` atomically (its mode kept; a
+/// symlink's target is replaced, so a deploy's link stays).
+fn replace_file(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    if crate::bounded::read_regular(&path, crate::config::MAX_FILE_BYTES)
+        .is_ok_and(|b| b == text.as_bytes())
+    {
+        return Ok(());
+    }
+    let mode = std::fs::metadata(&path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.rkstack-new"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}

@@ -1376,6 +1376,113 @@ fn a_new_pull_of_a_tag_recreates_the_containers_that_use_it_at_reload() {
     drop(up);
 }
 
+/// `apply` pulls a new version's images before anything changes (a pull
+/// that fails changes nothing), and a rollback runs the very image its
+/// generation ran, by digest, though the tag names another one since.
+#[test]
+fn apply_stages_its_images_and_a_rollback_runs_the_same_bytes() {
+    require_root!();
+    let reg = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let push = |content: &[u8]| reg.push(&work.path().join("layout"), content);
+    push(b"first\n");
+    let stack = unique("pinned");
+    let fs = Rootfs::readable();
+    let version = |a_cmd: &str, image: &str| {
+        format!(
+            "name = \"{stack}\"\n[containers.a]\nimage = \"docker://{h}/{image}\"\ncommand = [\"/bin/sh\", \"-c\", \"{a_cmd}\"]\nstop_signal = \"SIGKILL\"\n[containers.other]\nimage = \"dir:{l}\"\ncommand = [\"/bin/sleep\", \"1000\"]\nstop_signal = \"SIGKILL\"\n",
+            h = reg.host(),
+            l = fs.path().display()
+        )
+    };
+    std::fs::write(
+        work.path().join("stack.toml"),
+        version("cat /etc/new-file; sleep 1000", "demo:v1"),
+    )
+    .unwrap();
+    let rk = || {
+        let mut c = rk_cmd(work.path());
+        c.args(["--insecure-registry", &reg.host()]);
+        c
+    };
+    let (up, log, events) =
+        up_until_first(work.path(), &stack, &["--insecure-registry", &reg.host()]);
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let pid_of = |name: &str| -> serde_json::Value {
+        let out = rk().args(["ps", "--json"]).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v.as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|c| c["name"] == name)
+                    .map(|c| c["pid"].clone())
+            })
+            .unwrap_or_default()
+    };
+    let (a1, other) = (pid_of("a"), pid_of("other"));
+    let candidate = work.path().join("next.toml");
+    // An image that is not there: refused before anything stops.
+    std::fs::write(&candidate, version("sleep 1000", "nothing:v9")).unwrap();
+    let out = rk()
+        .args(["apply", "--timeout", "20s", "--stable", "0s"])
+        .arg(&candidate)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("pull of docker://") && stderr(&out).contains("nothing was changed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(pid_of("a"), a1, "a was not touched");
+    // The tag now names another image; a version that runs it and fails
+    // is rolled back to generation 1, which runs the first image again.
+    push(b"second\n");
+    let out = rk()
+        .args(["pull", &format!("docker://{}/demo:v1", reg.host())])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(&candidate, version("cat /etc/new-file; exit 3", "demo:v1")).unwrap();
+    let out = rk()
+        .args(["apply", "--timeout", "20s", "--stable", "2s"])
+        .arg(&candidate)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("rolled back to 1"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        read(&log).contains("second"),
+        "the failed version ran the new image"
+    );
+    wait_until(
+        || {
+            read(&log)
+                .lines()
+                .last()
+                .is_some_and(|l| l.ends_with(" first"))
+        },
+        "the rolled-back a runs the first image again",
+        || format!("{}\n{}", read(&log), read(&events)),
+    );
+    assert_eq!(pid_of("other"), other, "other never changed");
+    let h = rk().args(["history", "--json"]).output().unwrap();
+    let last: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&h.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(last["pinned"], true);
+    assert!(
+        last["images"]["a"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("sha256:")
+    );
+    drop(up);
+}
+
 /// `rkstack up` of `work/stack.toml` (state and data under `work`) until
 /// container `a` has written "first" to its log; the supervisor, the log
 /// and the events file.

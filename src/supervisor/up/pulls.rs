@@ -123,6 +123,7 @@ impl Supervisor {
                 }
                 self.start(&name);
             }
+            self.staged(&job.image, None);
             return;
         }
         let why = output
@@ -141,6 +142,7 @@ impl Supervisor {
         for name in waiting {
             self.pull_failed(&name, &format!("pull {}: {why}", job.image));
         }
+        self.staged(&job.image, Some(&why));
     }
 
     pub(super) fn pull_failed(&mut self, name: &str, why: &str) {
@@ -160,6 +162,7 @@ impl Supervisor {
     /// Ends pulls under way (the stack stops); what they fetched stays in
     /// the store's scratch folder, and the next pull resumes it.
     pub(super) fn end_pulls(&mut self) {
+        self.end_staging();
         for (pid, job) in self.children.take_pulls() {
             // The pull process we started: ended and reaped (how it ended
             // does not matter here).

@@ -19,6 +19,17 @@ pub(super) struct Updates {
     /// Containers that run exactly this image (a rollback's): container →
     /// manifest digest. Kept while that generation is the running one.
     pub(super) pins: BTreeMap<String, String>,
+    /// An `apply` whose images are being pulled before anything changes.
+    pub(super) staging: Option<Staging>,
+}
+
+/// An `apply` waiting for its images: pulled first, so that a pull that
+/// fails changes nothing.
+pub(super) struct Staging {
+    apply: crate::control::Apply,
+    reply: tokio::sync::oneshot::Sender<Result<Reply, ControlError>>,
+    /// The images still being pulled.
+    pending: std::collections::BTreeSet<String>,
 }
 
 /// A health gate being decided.
@@ -52,6 +63,7 @@ impl Updates {
             gens: Generations::open(&Generations::dir(data_dir, stack), keep as usize),
             gate: None,
             pins: BTreeMap::new(),
+            staging: None,
         }
     }
 
@@ -515,6 +527,12 @@ impl Supervisor {
             ))));
             return;
         }
+        if self.update.staging.is_some() {
+            let _ = reply.send(Err(ControlError::conflict(
+                "another apply is pulling its images; wait for it",
+            )));
+            return;
+        }
         if self.shutting.is_some() {
             let _ = reply.send(Err(ControlError::conflict("the stack is stopping")));
             return;
@@ -534,6 +552,27 @@ impl Supervisor {
                 return;
             }
         };
+        // Its images first: a pull that fails must change nothing.
+        let needed: std::collections::BTreeSet<String> = plan
+            .ops
+            .iter()
+            .filter(|o| o.target == Target::Container && o.action == Action::Start)
+            .filter_map(|o| desired.container(&o.name))
+            .filter_map(|c| {
+                // What the store lacks (an `always` image is pulled again
+                // at its start, as every created container's is).
+                let mut c = c.config.clone();
+                if c.pull_policy == config::PullPolicy::Always {
+                    c.pull_policy = config::PullPolicy::Missing;
+                }
+                crate::container::images::pull_needed(&c, &self.opts.data_dir, false)
+            })
+            .collect();
+        if !needed.is_empty() {
+            self.update.pins = pins;
+            self.stage(a, reply, needed);
+            return;
+        }
         let u = desired.update;
         let ask = GateAsk {
             timeout: a.timeout.unwrap_or(u.timeout.0),
@@ -550,6 +589,86 @@ impl Supervisor {
                 self.decide(n, Outcome::Rejected(e.to_string()));
                 let _ = reply.send(Err(e));
             }
+        }
+    }
+
+    /// Pulls `images` for an apply, which goes on once they are all in
+    /// the store.
+    fn stage(
+        &mut self,
+        a: crate::control::Apply,
+        reply: tokio::sync::oneshot::Sender<Result<Reply, ControlError>>,
+        images: std::collections::BTreeSet<String>,
+    ) {
+        let stack = self.stack();
+        for image in &images {
+            if self.children.pulling(image) {
+                continue;
+            }
+            match self.spawn_pull(image) {
+                Ok((pid, log)) => {
+                    event(
+                        &stack,
+                        Kind::Pulling,
+                        format!("apply: pulling {image} (pid {pid}) before anything changes"),
+                    );
+                    self.children.insert(
+                        pid,
+                        Child::Pull(super::pulls::PullJob {
+                            image: image.clone(),
+                            log,
+                            since: Instant::now(),
+                        }),
+                    );
+                }
+                Err(e) => {
+                    let e =
+                        ControlError::conflict(format!("pull {image}: {e}; nothing was changed"));
+                    self.rejected_generation(&a.text, "apply", &e);
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+            }
+        }
+        self.update.staging = Some(Staging {
+            apply: a,
+            reply,
+            pending: images,
+        });
+    }
+
+    /// A pull ended (`failed`: why): an apply waiting for it goes on once
+    /// it has all its images, or is refused with nothing changed.
+    pub(super) fn staged(&mut self, image: &str, failed: Option<&str>) {
+        let Some(st) = self.update.staging.as_mut() else {
+            return;
+        };
+        if !st.pending.remove(image) {
+            return;
+        }
+        if let Some(why) = failed {
+            if let Some(st) = self.update.staging.take() {
+                let e = ControlError::conflict(format!(
+                    "pull of {image} failed: {why}; nothing was changed"
+                ));
+                self.rejected_generation(&st.apply.text, "apply", &e);
+                let _ = st.reply.send(Err(e));
+            }
+            return;
+        }
+        if st.pending.is_empty()
+            && let Some(st) = self.update.staging.take()
+        {
+            self.apply(st.apply, st.reply);
+        }
+    }
+
+    /// The stack stops: an apply waiting for its images is not carried out.
+    pub(super) fn end_staging(&mut self) {
+        if let Some(st) = self.update.staging.take() {
+            let _ = st.reply.send(Err(ControlError::unavailable(
+                "the stack is stopping; the apply was not carried out",
+            )));
         }
     }
 

@@ -1455,9 +1455,10 @@ fn apply_stages_its_images_and_a_rollback_runs_the_same_bytes() {
         "{}",
         stderr(&out)
     );
-    assert!(
-        read(&log).contains("second"),
-        "the failed version ran the new image"
+    wait_until(
+        || read(&log).contains("second"),
+        "the failed version ran the new image",
+        || read(&events),
     );
     wait_until(
         || {
@@ -1481,6 +1482,193 @@ fn apply_stages_its_images_and_a_rollback_runs_the_same_bytes() {
             .starts_with("sha256:")
     );
     drop(up);
+}
+
+/// Bundles carry a stack and its images to a device with no registry:
+/// signed ones from a trusted key are applied; unsigned, foreign-signed
+/// and altered ones are refused with nothing changed; a delta carries only
+/// what the device lacks and is refused where its base is missing.
+#[test]
+fn signed_bundles_and_deltas_reach_a_device_offline() {
+    require_root!();
+    let reg = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let build = |args: &[&str]| {
+        let mut c = Command::new(rkstack());
+        c.arg("--data-dir")
+            .arg(w.join("build"))
+            .args(["--insecure-registry", &reg.host()])
+            .args(args);
+        c.output().unwrap()
+    };
+    let ok = |o: std::process::Output| {
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    ok(build(&[
+        "keygen",
+        "-o",
+        &w.join("vendor").display().to_string(),
+    ]));
+    ok(build(&[
+        "keygen",
+        "-o",
+        &w.join("stranger").display().to_string(),
+    ]));
+    let trusted = w.join("trusted.d");
+    std::fs::create_dir_all(&trusted).unwrap();
+    std::fs::copy(w.join("vendor.pub"), trusted.join("vendor.pub")).unwrap();
+    let stack = unique("bundle");
+    let fs = Rootfs::readable();
+    let host = reg.host();
+    let text = |with_a: bool| {
+        let mut t = format!(
+            "name = \"{stack}\"\n[containers.other]\nimage = \"dir:{}\"\ncommand = [\"/bin/sleep\", \"1000\"]\nstop_signal = \"SIGKILL\"\n",
+            fs.path().display()
+        );
+        if with_a {
+            t.push_str(&format!(
+                "[containers.a]\nimage = \"docker://{host}/demo:v1\"\ncommand = [\"/bin/sh\", \"-c\", \"cat /etc/new-file; sleep 1000\"]\nstop_signal = \"SIGKILL\"\n"
+            ));
+        }
+        t
+    };
+    let file = |name: &str, body: String| {
+        let p = w.join(name);
+        std::fs::write(&p, body).unwrap();
+        p.display().to_string()
+    };
+    let (v1, v2) = (
+        file("v1.toml", text(true)),
+        file("v2.toml", text(true) + "# v2\n"),
+    );
+    let pull = || {
+        ok(build(&[
+            "pull",
+            &format!("docker://{}/demo:v1", reg.host()),
+        ]))
+    };
+    let key = w.join("vendor.key").display().to_string();
+    reg.push(&w.join("layout"), b"first\n");
+    pull();
+    let b1 = w.join("v1.rkb").display().to_string();
+    ok(build(&["bundle", "--sign", &key, "-o", &b1, &v1]));
+    let unsigned = w.join("unsigned.rkb").display().to_string();
+    ok(build(&["bundle", "-o", &unsigned, &v1]));
+    let foreign = w.join("foreign.rkb").display().to_string();
+    let stranger = w.join("stranger.key").display().to_string();
+    ok(build(&["bundle", "--sign", &stranger, "-o", &foreign, &v1]));
+    reg.push(&w.join("layout"), b"second\n");
+    pull();
+    let b2 = w.join("v2.rkb").display().to_string();
+    let d2 = w.join("v2-delta.rkb").display().to_string();
+    ok(build(&["bundle", "--sign", &key, "-o", &b2, &v2]));
+    let said = ok(build(&[
+        "bundle", "--sign", &key, "--since", &b1, "-o", &d2, &v2,
+    ]));
+    assert!(said.contains("(a delta)"), "{said}");
+    let (full, delta) = (
+        std::fs::metadata(&b2).unwrap().len(),
+        std::fs::metadata(&d2).unwrap().len(),
+    );
+    eprintln!("bundle v2: {full} bytes; its delta from v1: {delta} bytes");
+    assert!(delta * 4 < full, "{delta} of {full}");
+    // The registry goes: the device has only the bundles.
+    drop(reg);
+
+    let device = w.join("device");
+    std::fs::create_dir_all(&device).unwrap();
+    std::fs::write(device.join("stack.toml"), text(false)).unwrap();
+    let events = device.join("events.log");
+    let _up = Stopped(
+        rk_cmd(&device)
+            .arg("up")
+            .arg(device.join("stack.toml"))
+            .stderr(std::fs::File::create(&events).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    wait_until(
+        || read(&events).contains("other: started"),
+        "the device runs",
+        || read(&events),
+    );
+    let apply = |bundle: &str| {
+        rk_cmd(&device)
+            .args([
+                "apply",
+                "--timeout",
+                "20s",
+                "--stable",
+                "0s",
+                "--trusted-keys",
+            ])
+            .arg(&trusted)
+            .arg(bundle)
+            .output()
+            .unwrap()
+    };
+    for (bad, why) in [
+        (&unsigned, "the bundle is not signed"),
+        (&foreign, "no trusted key"),
+    ] {
+        let out = apply(bad);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains(why), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("nothing was changed"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(!read(&device.join("stack.toml")).contains("demo"));
+    // A delta whose base the device lacks.
+    let out = apply(&d2);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("left out are not on this device"),
+        "{}",
+        stderr(&out)
+    );
+    let blobs = device.join("data/images/blobs/sha256");
+    assert_eq!(
+        std::fs::read_dir(&blobs).map(|d| d.count()).unwrap_or(0),
+        0,
+        "the refused delta wrote nothing"
+    );
+    // An altered bundle: a byte in the middle of its base layer (busybox,
+    // most of the file), which the device does not have.
+    let altered = w.join("altered.rkb");
+    let mut bytes = std::fs::read(&b2).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&altered, &bytes).unwrap();
+    let out = apply(&altered.display().to_string());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("damaged or was altered"),
+        "{}",
+        stderr(&out)
+    );
+    // The real ones: v1, then v2 as a delta.
+    let out = apply(&b1);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = device.join(format!("data/{stack}/logs/a.log"));
+    wait_until(
+        || read(&log).contains("first"),
+        "a runs v1's image",
+        || read(&events),
+    );
+    let out = apply(&d2);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_until(
+        || read(&log).contains("second"),
+        "a runs v2's image",
+        || read(&events),
+    );
+    assert!(read(&device.join("stack.toml")).contains("# v2"));
 }
 
 /// `rkstack up` of `work/stack.toml` (state and data under `work`) until

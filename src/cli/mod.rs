@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use rkstack::config::{self, ConfigError};
 
+mod bundle;
 mod check;
 mod ctl;
 mod detach;
@@ -306,8 +307,38 @@ enum Command {
         /// of going back to the last committed one.
         #[arg(long)]
         no_rollback: bool,
-        /// The new stack file (it replaces the running stack's file).
+        /// Where the public keys of trusted bundle signers are (minisign
+        /// .pub files); when there is any, a bundle must be signed by one.
+        #[arg(long, value_name = "DIR", default_value = "/etc/rkstack/trusted.d")]
+        trusted_keys: PathBuf,
+        /// The new stack file (it replaces the running stack's file), or a
+        /// bundle (rkstack bundle) whose images are taken into the store
+        /// first.
         file: PathBuf,
+    },
+    /// Write one file with a stack file and every docker:// image it names
+    /// (from the store), for devices offline or on slow links.
+    Bundle {
+        /// The bundle to write.
+        #[arg(short = 'o', long, value_name = "FILE.rkb")]
+        output: PathBuf,
+        /// Sign it with this minisign secret key (rkstack keygen; an
+        /// encrypted key's password from $RKSTACK_SIGN_PASSWORD).
+        #[arg(long, value_name = "KEY")]
+        sign: Option<PathBuf>,
+        /// A delta: leave out the blobs this older bundle carried (the
+        /// devices that applied it have them).
+        #[arg(long, value_name = "OLD.rkb")]
+        since: Option<PathBuf>,
+        /// The stack file.
+        file: PathBuf,
+    },
+    /// Make a key pair to sign bundles: PREFIX.pub for devices'
+    /// /etc/rkstack/trusted.d/, PREFIX.key (mode 0600) for the signer.
+    Keygen {
+        /// Where the two files go: PREFIX.pub and PREFIX.key.
+        #[arg(short = 'o', long, value_name = "PREFIX")]
+        output: PathBuf,
     },
     /// The stack's generations: every version of its file applied or
     /// refused, why, and how it fared (the running one marked *).
@@ -469,6 +500,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 | Command::Pull { .. }
                 | Command::Rmi { .. }
                 | Command::Prune { .. }
+                | Command::Apply { .. }
         )
     {
         anyhow::Context::with_context(
@@ -524,18 +556,44 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             timeout,
             stable,
             no_rollback,
+            trusted_keys,
             file,
         } => {
-            let stack = update::stack_of(&file);
+            let (stack, text) = if bundle::is_bundle(&file) {
+                let (stack, text) = bundle::receive(&g.data_dir, &trusted_keys, &file)?;
+                (Some(stack), text)
+            } else {
+                let text = match rkstack::config::read_text(&file) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!("rkstack: {e}");
+                        return Ok(ExitCode::from(EXIT_FAILED));
+                    }
+                };
+                (update::stack_of(&file), text)
+            };
             let a = update::ApplyArgs {
                 timeout: timeout.as_deref(),
                 stable: stable.as_deref(),
                 no_rollback,
             };
             Ok(with_client(g, stack.as_deref(), |c| {
-                update::apply(c, &file, &a)
+                update::apply(c, &file, text, &a)
             }))
         }
+        Command::Bundle {
+            output,
+            sign,
+            since,
+            file,
+        } => bundle::bundle(
+            &g.data_dir,
+            &file,
+            &output,
+            sign.as_deref(),
+            since.as_deref(),
+        ),
+        Command::Keygen { output } => bundle::keygen(&output),
         Command::History { json } => Ok(with_client(g, None, |c| update::history(c, json))),
         Command::Rollback { generation } => {
             Ok(with_client(g, None, |c| update::rollback(c, generation)))

@@ -22,9 +22,14 @@ pub fn stack_of(file: &Path) -> Option<String> {
     rkstack::config::load(file).ok().map(|s| s.name.to_string())
 }
 
-pub fn apply(client: &Client, file: &Path, a: &ApplyArgs<'_>) -> Result<ExitCode, ClientError> {
-    let text = rkstack::config::read_text(file)
-        .map_err(|e| ClientError::Api(rkstack::api::ControlError::bad_request(e.to_string())))?;
+/// Applies `text` (from `what`: a file, or a bundle already taken in).
+pub fn apply(
+    client: &Client,
+    what: &Path,
+    text: String,
+    a: &ApplyArgs<'_>,
+) -> Result<ExitCode, ClientError> {
+    let file = what;
     let mut q = Vec::new();
     if let Some(t) = a.timeout {
         q.push(format!("timeout={}", percent_encode(t)));

@@ -327,6 +327,18 @@ fn upper_of(
     Ok(Some((u, w)))
 }
 
+/// Records the images a bundle brought under their references (as a pull
+/// would), once every blob of them is in the store.
+pub fn remember_bundle(store: &Store, index: &crate::image::bundle::Index) -> Result<(), String> {
+    for (reference, manifest) in &index.images {
+        let d = crate::image::store::Digest::parse(manifest).map_err(|e| e.to_string())?;
+        let image =
+            crate::image::oci::from_store(store, &d).map_err(|e| format!("{reference}: {e}"))?;
+        remember(store, reference, &image, None)?;
+    }
+    Ok(())
+}
+
 /// Records in the store what `reference` names now, read from `source`
 /// (see [`source_of`]), unless it is recorded so already; returns the
 /// record.
@@ -448,7 +460,7 @@ mod pull {
     pub fn pull(_: &Store, _: &str, _: &[String], _: Option<&str>) -> Result<Image, ImageError> {
         Err(off())
     }
-    pub fn from_store(_: &Store, _: &Digest) -> Result<Image, ImageError> {
-        Err(off())
+    pub fn from_store(store: &Store, manifest: &Digest) -> Result<Image, ImageError> {
+        crate::image::oci::from_store(store, manifest)
     }
 }

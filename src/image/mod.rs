@@ -1,9 +1,10 @@
 //! Images: a content-addressed store of blobs (verified by digest on
-//! write) and layers unpacked once, safely, for overlayfs to stack.
-//! Still to come: OCI layout and docker-archive import, registry pulls,
-//! per-container overlay mounts, squashfs/erofs (see the images issue).
+//! write) and layers unpacked once, safely, for overlayfs to stack; OCI
+//! layouts, docker archives, registry pulls, and bundles that carry a
+//! stack file with its images to devices offline.
 
 pub mod archive;
+pub mod bundle;
 pub mod diff;
 pub mod oci;
 #[cfg(feature = "remote")]

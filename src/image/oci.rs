@@ -283,3 +283,29 @@ pub fn layer_dir(
     }
     Ok(dir)
 }
+
+/// An image already pulled: from its manifest in the store.
+pub fn from_store(store: &Store, manifest: &Digest) -> Result<Image, ImageError> {
+    let m = read_json(&store.blob_path(manifest))?;
+    let config_digest = Digest::parse(m["config"]["digest"].as_str().unwrap_or_default())?;
+    let config = read_json(&store.blob_path(&config_digest))?;
+    let mut layers = Vec::new();
+    for l in m["layers"].as_array().cloned().unwrap_or_default() {
+        let d = Digest::parse(l["digest"].as_str().unwrap_or_default())?;
+        if !store.has(&d) {
+            return Err(ImageError::Layout {
+                path: store.blob_path(&d),
+                what: format!("layer {d} is missing from the store"),
+            });
+        }
+        layers.push((d, l["mediaType"].as_str().unwrap_or_default().to_string()));
+    }
+    let mut blobs = vec![manifest.clone(), config_digest];
+    blobs.extend(layers.iter().map(|(d, _)| d.clone()));
+    Ok(Image {
+        manifest: manifest.clone(),
+        layers,
+        blobs,
+        defaults: defaults_of(&config),
+    })
+}

@@ -37,6 +37,10 @@ command -v strings >/dev/null || need+=(binutils)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 # dm-verity hash trees for verified images.
 command -v veritysetup >/dev/null || need+=(cryptsetup-bin)
+# Fleet updates through Mender (tests/mender.rs): the client in standalone
+# mode and the artifact tool.
+command -v mender >/dev/null || need+=(mender-client)
+command -v mender-artifact >/dev/null || need+=(mender-artifact)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing: ${need[*]}"

@@ -16,6 +16,7 @@ mod detach;
 mod exec;
 mod images;
 mod logs;
+mod mender;
 mod output;
 mod run;
 mod up;
@@ -333,6 +334,16 @@ enum Command {
         /// The stack file.
         file: PathBuf,
     },
+    /// Mender's update module protocol (v3) for artifacts of type
+    /// rkstack-stack (contrib/mender/rkstack-stack runs it): STATE as Mender
+    /// names it, FILES_DIR the module's working folder.
+    MenderModule {
+        /// The state: ArtifactInstall, ArtifactCommit, ArtifactRollback,
+        /// NeedsArtifactReboot, SupportsRollback, ...
+        state: String,
+        /// The folder Mender gives the module (header/, files/, tmp/).
+        files_dir: PathBuf,
+    },
     /// Make a key pair to sign bundles: PREFIX.pub for devices'
     /// /etc/rkstack/trusted.d/, PREFIX.key (mode 0600) for the signer.
     Keygen {
@@ -501,6 +512,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 | Command::Rmi { .. }
                 | Command::Prune { .. }
                 | Command::Apply { .. }
+                | Command::MenderModule { .. }
         )
     {
         anyhow::Context::with_context(
@@ -594,6 +606,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             since.as_deref(),
         ),
         Command::Keygen { output } => bundle::keygen(&output),
+        Command::MenderModule { state, files_dir } => mender::module(g, &state, &files_dir),
         Command::History { json } => Ok(with_client(g, None, |c| update::history(c, json))),
         Command::Rollback { generation } => {
             Ok(with_client(g, None, |c| update::rollback(c, generation)))

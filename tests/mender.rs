@@ -8,95 +8,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 
+use common::mender::Mender;
 use common::stack::Stack;
 use common::*;
-
-/// The test's Mender: its config, data and modules folders.
-struct Mender {
-    dir: tempfile::TempDir,
-}
-
-impl Mender {
-    /// A device of type test-device, running artifact `base`, whose module
-    /// rkstack-stack runs this build of rkstack on `s`'s folders.
-    fn new(s: &Stack) -> Mender {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        for sub in ["etc", "data", "modules"] {
-            std::fs::create_dir_all(d.join(sub)).unwrap();
-        }
-        std::fs::write(d.join("etc/mender.conf"), "{}\n").unwrap();
-        std::fs::write(d.join("etc/artifact_info"), "artifact_name=base\n").unwrap();
-        std::fs::write(d.join("data/device_type"), "device_type=test-device\n").unwrap();
-        // contrib's module, with this stack's folders and this build.
-        let shim = std::fs::read_to_string(root().join("contrib/mender/rkstack-stack")).unwrap();
-        assert!(shim.contains("exec rkstack mender-module \"$@\""), "{shim}");
-        let shim = shim.replace(
-            "exec rkstack mender-module",
-            &format!(
-                "exec {} --state-dir {} --data-dir {} mender-module",
-                rkstack(),
-                s.dir.path().join("state").display(),
-                s.dir.path().join("data").display()
-            ),
-        );
-        let module = d.join("modules/rkstack-stack");
-        std::fs::write(&module, shim).unwrap();
-        std::fs::set_permissions(&module, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        Mender { dir }
-    }
-
-    /// `mender ARGS` in a mount namespace of its own.
-    fn run(&self, args: &[&str]) -> Output {
-        let d = self.dir.path();
-        let script = format!(
-            "mount --bind {etc} /etc/mender && mount --bind {modules} /usr/share/mender/modules/v3 && \
-             exec mender --no-syslog --data {data} \"$@\"",
-            etc = d.join("etc").display(),
-            modules = d.join("modules").display(),
-            data = d.join("data").display()
-        );
-        Command::new("unshare")
-            .args([
-                "-m",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                &script,
-                "mender",
-            ])
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn artifact(&self, name: &str, payload: &Path) -> PathBuf {
-        let out = self.dir.path().join(format!("{name}.mender"));
-        let o = Command::new(root().join("contrib/mender/rkstack-artifact-gen"))
-            .args(["-n", name, "-t", "test-device", "-o"])
-            .arg(&out)
-            .arg(payload)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", stderr(&o));
-        out
-    }
-
-    fn artifact_name(&self) -> String {
-        String::from_utf8_lossy(&self.run(&["show-artifact"]).stdout)
-            .trim()
-            .to_string()
-    }
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// The stack with web printing `v` (or exiting 3 when `fails`).
 fn version(v: &str, fails: bool) -> String {
@@ -131,7 +47,7 @@ fn payload(s: &Stack, name: &str, body: &str) -> PathBuf {
 fn mender_installs_commits_and_rolls_back_stacks() {
     require_root!();
     let s = Stack::start_ready("mender", &version("v1", false), "web: started");
-    let m = Mender::new(&s);
+    let m = Mender::new(&s.dir.path().join("state"), &s.dir.path().join("data"));
     let db = s.pid("db");
     // v2: installed behind rkstack's gate, then committed.
     let a2 = m.artifact("app-v2", &payload(&s, "v2", &version("v2", false)));

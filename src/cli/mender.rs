@@ -96,7 +96,11 @@ fn install(g: &Global, files: &Path) -> anyhow::Result<ExitCode> {
         std::fs::write(tmp.join(PREVIOUS), format!("{stack} {n}\n"))?;
     }
     let text = if bundle::is_bundle(&file) {
-        bundle::receive(&g.data_dir, Path::new("/etc/rkstack/trusted.d"), &file)?.1
+        // Mender's environment may name another folder of trusted keys.
+        let trusted = std::env::var_os("RKSTACK_TRUSTED_KEYS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/etc/rkstack/trusted.d"));
+        bundle::receive(&g.data_dir, &trusted, &file)?.1
     } else {
         rkstack::config::read_text(&file)?
     };

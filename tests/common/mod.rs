@@ -7,6 +7,8 @@
     clippy::print_stderr
 )]
 
+pub mod mender;
+pub mod oci;
 pub mod stack;
 
 use std::path::{Path, PathBuf};
@@ -276,5 +278,27 @@ pub fn wait_until(done: impl Fn() -> bool, why: &str, events: impl Fn() -> Strin
             events()
         );
         std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+}
+
+/// An `rkstack` command with its state and data under `dir`.
+pub fn rk_cmd(dir: &Path) -> Command {
+    let mut c = Command::new(rkstack());
+    c.arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--data-dir")
+        .arg(dir.join("data"));
+    c
+}
+
+/// A child process stopped with SIGTERM when it goes out of scope (also
+/// when the test fails).
+pub struct Stopped(pub std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: signalling the process this test started.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
     }
 }

@@ -221,6 +221,8 @@ fn signed_bundles_and_deltas_reach_a_device_offline() {
     let _up = Stopped(
         rk_cmd(&device)
             .arg("up")
+            .arg("--trusted-keys")
+            .arg(&trusted)
             .arg(device.join("stack.toml"))
             .stderr(std::fs::File::create(&events).unwrap())
             .spawn()
@@ -289,9 +291,38 @@ fn signed_bundles_and_deltas_reach_a_device_offline() {
         "{}",
         stderr(&out)
     );
-    // The real ones: v1, then v2 as a delta.
-    let out = apply(&b1);
-    assert!(out.status.success(), "{}", stderr(&out));
+    // The real ones: v1 uploaded through the API (as a remote manager
+    // would: streamed, checked against the supervisor's keys), then v2 as
+    // a delta with the CLI.
+    let upload = |bundle: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "--unix-socket"])
+            .arg(device.join(format!("state/{stack}.sock")))
+            .args([
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/vnd.rkstack.bundle",
+                "--data-binary",
+                &format!("@{bundle}"),
+                "-w",
+                "\n%{http_code}",
+                "http://rkstack/v1/apply?stable=0s",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = upload(&foreign);
+    assert!(
+        said.ends_with("403") && said.contains("no trusted key"),
+        "{said}"
+    );
+    let said = upload(&b1);
+    assert!(
+        said.ends_with("200") && said.contains("committed"),
+        "{said}"
+    );
     let log = device.join(format!("data/{stack}/logs/a.log"));
     wait_until(
         || read(&log).contains("first"),

@@ -344,6 +344,15 @@ enum Command {
         /// The folder Mender gives the module (header/, files/, tmp/).
         files_dir: PathBuf,
     },
+    /// For the supervisor: takes BUNDLE into the store (checked against
+    /// the trusted keys) and writes its stack file to OUT.
+    #[command(hide = true, name = "__receive-bundle")]
+    ReceiveBundle {
+        #[arg(long, value_name = "DIR")]
+        trusted_keys: PathBuf,
+        bundle: PathBuf,
+        out: PathBuf,
+    },
     /// Make a key pair to sign bundles: PREFIX.pub for devices'
     /// /etc/rkstack/trusted.d/, PREFIX.key (mode 0600) for the signer.
     Keygen {
@@ -396,6 +405,10 @@ struct UpArgs {
     /// With --listen: require client certificates signed by this CA (PEM).
     #[arg(long, value_name = "PATH")]
     client_ca: Option<PathBuf>,
+    /// Bundles uploaded to the API (POST /v1/apply) must be signed by one
+    /// of the minisign keys here, when there is any.
+    #[arg(long, value_name = "DIR", default_value = "/etc/rkstack/trusted.d")]
+    trusted_keys: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -606,6 +619,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             since.as_deref(),
         ),
         Command::Keygen { output } => bundle::keygen(&output),
+        Command::ReceiveBundle {
+            trusted_keys,
+            bundle,
+            out,
+        } => {
+            let (_, text) = bundle::receive(&g.data_dir, &trusted_keys, &bundle)?;
+            rkstack::host::state_file::write_atomic(&out, text.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::MenderModule { state, files_dir } => mender::module(g, &state, &files_dir),
         Command::History { json } => Ok(with_client(g, None, |c| update::history(c, json))),
         Command::Rollback { generation } => {

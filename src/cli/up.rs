@@ -17,6 +17,7 @@ pub fn up(global: &Global, args: UpArgs) -> anyhow::Result<ExitCode> {
         tls_cert,
         tls_key,
         client_ca,
+        trusted_keys,
     } = args;
     // Problems in the file are reported like `check` does, exit 2.
     let stack = match load(&file) {
@@ -55,6 +56,7 @@ pub fn up(global: &Global, args: UpArgs) -> anyhow::Result<ExitCode> {
         state_dir: global.state_dir.clone(),
         data_dir: global.data_dir.clone(),
         attach,
+        trusted_keys,
     };
     let wait = match wait_timeout
         .parse::<u64>()

@@ -53,6 +53,9 @@ pub struct Apply {
     pub stable: Option<std::time::Duration>,
     /// `Some(false)`: a failure is recorded, not rolled back.
     pub rollback: Option<bool>,
+    /// A bundle (uploaded to this file) to take in first: `text` is then
+    /// its stack file once it is checked and its images are in the store.
+    pub bundle: Option<PathBuf>,
 }
 
 impl Command {

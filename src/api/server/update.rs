@@ -48,6 +48,14 @@ pub(super) async fn apply(
             .into_response();
         }
     }
+    let is_bundle = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(BUNDLE));
+    if is_bundle {
+        return apply_bundle(api, q, req).await;
+    }
     let limit = crate::config::MAX_FILE_BYTES as usize;
     let bytes = match axum::body::to_bytes(req.into_body(), limit).await {
         Ok(b) => b,
@@ -68,12 +76,66 @@ pub(super) async fn apply(
             timeout: duration(q.timeout, "timeout")?,
             stable: duration(q.stable, "stable")?,
             rollback: q.rollback,
+            bundle: None,
         })
     })();
     match parsed {
         Ok(a) => answer(&api, Command::Apply(a)).await,
         Err(e) => e.into_response(),
     }
+}
+
+/// The content type of a bundle's upload.
+pub const BUNDLE: &str = "application/vnd.rkstack.bundle";
+
+/// A bundle in the body: streamed to a file beside the stack's logs (never
+/// held in memory), then taken in and applied by the supervisor.
+async fn apply_bundle(api: Api, q: ApplyQuery, req: HttpRequest) -> Response {
+    use http_body_util::BodyExt;
+    use std::io::Write;
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = api
+        .logs_dir
+        .parent()
+        .map(FsPath::to_path_buf)
+        .unwrap_or_default();
+    let path = dir.join(format!(
+        ".upload-{}-{}.rkb",
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let written = async {
+        std::fs::create_dir_all(&dir)?;
+        let mut f = std::fs::File::create(&path)?;
+        let mut body = req.into_body();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(std::io::Error::other)?;
+            if let Some(data) = frame.data_ref() {
+                f.write_all(data)?;
+            }
+        }
+        f.sync_all()
+    }
+    .await;
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&path);
+        return ControlError::bad_request(format!("bundle upload: {e}")).into_response();
+    }
+    let parsed = (|| {
+        Ok::<_, ControlError>(crate::control::Apply {
+            text: String::new(),
+            timeout: duration(q.timeout.clone(), "timeout")?,
+            stable: duration(q.stable.clone(), "stable")?,
+            rollback: q.rollback,
+            bundle: Some(path.clone()),
+        })
+    })();
+    let answer = match parsed {
+        Ok(a) => answer(&api, Command::Apply(a)).await,
+        Err(e) => e.into_response(),
+    };
+    let _ = std::fs::remove_file(&path);
+    answer
 }
 
 pub(super) async fn generations(State(api): State<Api>) -> Response {

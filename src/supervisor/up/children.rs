@@ -21,6 +21,9 @@ pub(super) enum Child {
     },
     /// A `rkstack pull` in the background.
     Pull(PullJob),
+    /// A bundle being taken in (checked, its images into the store) for
+    /// an apply.
+    Receive(super::staging::ReceiveJob),
 }
 
 #[derive(Default)]

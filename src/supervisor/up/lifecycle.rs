@@ -383,6 +383,7 @@ impl Supervisor {
                 return;
             }
             Some(Child::Pull(job)) => return self.on_pull_done(job, decode(status)),
+            Some(Child::Receive(job)) => return self.on_received(job, decode(status)),
             Some(Child::Container(name)) => name,
             None => return, // an orphan re-parented to us: reaped, nothing more
         };

@@ -36,6 +36,7 @@ mod reload;
 mod requests;
 mod shutdown;
 mod sources;
+mod staging;
 mod stops;
 #[cfg(test)]
 mod tests;
@@ -109,6 +110,9 @@ pub struct UpOptions {
     pub insecure_registries: Vec<String>,
     /// The containers' output on stdout too, prefixed (`up --attach`).
     pub attach: bool,
+    /// The public keys bundles applied through the API must be signed by
+    /// (any one; none there: unsigned bundles are taken).
+    pub trusted_keys: PathBuf,
 }
 
 /// `up -d`: where the detached supervisor tells the command that started it

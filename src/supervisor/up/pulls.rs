@@ -53,11 +53,17 @@ impl Supervisor {
     /// Starts `rkstack pull IMAGE` (this very binary) with the supervisor's
     /// data dir and registries, its output to a file.
     pub(super) fn spawn_pull(&self, image: &str) -> Result<(i32, PathBuf), String> {
+        self.spawn_rkstack(image, &["pull", image])
+    }
+
+    /// Starts this very binary with the supervisor's data dir and
+    /// registries and `args`, its output to a file named after `key`.
+    pub(super) fn spawn_rkstack(&self, key: &str, args: &[&str]) -> Result<(i32, PathBuf), String> {
         let dir = self.opts.state_dir.join(self.stack()).join("pulls");
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let log = dir.join(format!(
             "{}.log",
-            crate::image::store::Digest::of(image.as_bytes()).hex()
+            crate::image::store::Digest::of(key.as_bytes()).hex()
         ));
         let out = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = out
@@ -71,8 +77,7 @@ impl Supervisor {
         for r in &self.opts.insecure_registries {
             cmd.arg("--insecure-registry").arg(r);
         }
-        cmd.arg("pull")
-            .arg(image)
+        cmd.args(args)
             .stdin(std::process::Stdio::null())
             .stdout(out)
             .stderr(err);
@@ -86,7 +91,9 @@ impl Supervisor {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|e| format!("rkstack pull: {e}"))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("rkstack {}: {e}", args.first().copied().unwrap_or_default()))?;
         // Reaped by the loop's waitpid (SIGCHLD), like every child.
         let pid = child.id() as i32;
         drop(child);
@@ -126,13 +133,7 @@ impl Supervisor {
             self.staged(&job.image, None);
             return;
         }
-        let why = output
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .map(|l| l.trim_start_matches("rkstack: ").to_string())
-            .unwrap_or_else(|| exit.to_string());
+        let why = last_words(&output, exit);
         event_with(
             &stack,
             Kind::PullFailed,
@@ -173,4 +174,15 @@ impl Supervisor {
         }
         let _ = std::fs::remove_dir(self.opts.state_dir.join(self.stack()).join("pulls"));
     }
+}
+
+/// What a child rkstack said last (its error), or how it ended.
+pub(super) fn last_words(output: &str, exit: Exit) -> String {
+    output
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(|l| l.trim_start_matches("rkstack: ").to_string())
+        .unwrap_or_else(|| exit.to_string())
 }

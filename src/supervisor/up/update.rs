@@ -20,16 +20,7 @@ pub(super) struct Updates {
     /// manifest digest. Kept while that generation is the running one.
     pub(super) pins: BTreeMap<String, String>,
     /// An `apply` whose images are being pulled before anything changes.
-    pub(super) staging: Option<Staging>,
-}
-
-/// An `apply` waiting for its images: pulled first, so that a pull that
-/// fails changes nothing.
-pub(super) struct Staging {
-    apply: crate::control::Apply,
-    reply: tokio::sync::oneshot::Sender<Result<Reply, ControlError>>,
-    /// The images still being pulled.
-    pending: std::collections::BTreeSet<String>,
+    pub(super) staging: Option<super::staging::Staging>,
 }
 
 /// A health gate being decided.
@@ -134,7 +125,13 @@ impl Supervisor {
 
     /// Records a generation of `text` (its images filled in as its
     /// containers start); failures to write are reported, never fatal.
-    fn record(&mut self, text: &str, reason: &str, outcome: Outcome, gate: Option<Gate>) -> u64 {
+    pub(super) fn record(
+        &mut self,
+        text: &str,
+        reason: &str,
+        outcome: Outcome,
+        gate: Option<Gate>,
+    ) -> u64 {
         let pinned = !self.update.pins.is_empty();
         let images = self.update.pins.clone();
         match self
@@ -150,7 +147,7 @@ impl Supervisor {
         }
     }
 
-    fn decide(&mut self, n: u64, outcome: Outcome) {
+    pub(super) fn decide(&mut self, n: u64, outcome: Outcome) {
         if let Err(e) = self.update.gens.decide(n, outcome) {
             event(&self.stack(), Kind::Warning, format!("history: {e}"));
         }
@@ -233,7 +230,13 @@ impl Supervisor {
 
     /// Records a gated generation of `text`, before it is applied (a
     /// supervisor that restarts after it finds the gate and finishes it).
-    fn record_gated(&mut self, text: &str, reason: &str, plan: &Plan, ask: &GateAsk) -> u64 {
+    pub(super) fn record_gated(
+        &mut self,
+        text: &str,
+        reason: &str,
+        plan: &Plan,
+        ask: &GateAsk,
+    ) -> u64 {
         let record = Gate {
             timeout_ms: ask.timeout.as_millis() as u64,
             stable_ms: ask.stable.as_millis() as u64,
@@ -245,7 +248,7 @@ impl Supervisor {
     }
 
     /// Watches generation `n`, applied by `plan`; `reply` hears the outcome.
-    fn open_gate(
+    pub(super) fn open_gate(
         &mut self,
         n: u64,
         reason: &str,
@@ -501,7 +504,7 @@ impl Supervisor {
 
     /// Plans `text` against what runs and, when it can start here, writes
     /// it to the stack's file and carries the plan out.
-    fn apply_text(&mut self, text: &str) -> Result<Plan, ControlError> {
+    pub(super) fn apply_text(&mut self, text: &str) -> Result<Plan, ControlError> {
         let file = self.opts.file.clone();
         let (desired, plan) = self.plan_text(text, &file)?;
         self.fit(&desired, &plan)?;
@@ -511,165 +514,6 @@ impl Supervisor {
         event(&self.stack(), Kind::Reloaded, format!("apply:\n{plan}"));
         self.execute(&plan);
         Ok(plan)
-    }
-
-    /// `apply`: the text validated, recorded, written to the file, planned
-    /// and carried out, then gated; `reply` hears the outcome.
-    pub(super) fn apply(
-        &mut self,
-        a: crate::control::Apply,
-        reply: tokio::sync::oneshot::Sender<Result<Reply, ControlError>>,
-    ) {
-        if let Some(g) = &self.update.gate {
-            let _ = reply.send(Err(ControlError::conflict(format!(
-                "generation {} is still being applied; wait for it, or rkstack rollback",
-                g.generation
-            ))));
-            return;
-        }
-        if self.update.staging.is_some() {
-            let _ = reply.send(Err(ControlError::conflict(
-                "another apply is pulling its images; wait for it",
-            )));
-            return;
-        }
-        if self.shutting.is_some() {
-            let _ = reply.send(Err(ControlError::conflict("the stack is stopping")));
-            return;
-        }
-        let file = self.opts.file.clone();
-        // A new version: its images are what the store names now.
-        let pins = std::mem::take(&mut self.update.pins);
-        let checked = self
-            .plan_text(&a.text, &file)
-            .and_then(|(desired, plan)| self.fit(&desired, &plan).map(|()| (desired, plan)));
-        let (desired, plan) = match checked {
-            Ok(d) => d,
-            Err(e) => {
-                self.update.pins = pins;
-                self.rejected_generation(&a.text, "apply", &e);
-                let _ = reply.send(Err(e));
-                return;
-            }
-        };
-        // Its images first: a pull that fails must change nothing.
-        let needed: std::collections::BTreeSet<String> = plan
-            .ops
-            .iter()
-            .filter(|o| o.target == Target::Container && o.action == Action::Start)
-            .filter_map(|o| desired.container(&o.name))
-            .filter_map(|c| {
-                // What the store lacks (an `always` image is pulled again
-                // at its start, as every created container's is).
-                let mut c = c.config.clone();
-                if c.pull_policy == config::PullPolicy::Always {
-                    c.pull_policy = config::PullPolicy::Missing;
-                }
-                crate::container::images::pull_needed(&c, &self.opts.data_dir, false)
-            })
-            .collect();
-        if !needed.is_empty() {
-            self.update.pins = pins;
-            self.stage(a, reply, needed);
-            return;
-        }
-        let u = desired.update;
-        let ask = GateAsk {
-            timeout: a.timeout.unwrap_or(u.timeout.0),
-            stable: a.stable.unwrap_or(u.stable.0),
-            rollback: a
-                .rollback
-                .unwrap_or(u.rollback != Some(config::Rollback::Never)),
-        };
-        let n = self.record_gated(&a.text, "apply", &plan, &ask);
-        match self.apply_text(&a.text) {
-            Ok(plan) => self.open_gate(n, "apply", &plan, ask, Some(reply)),
-            Err(e) => {
-                self.update.pins = pins;
-                self.decide(n, Outcome::Rejected(e.to_string()));
-                let _ = reply.send(Err(e));
-            }
-        }
-    }
-
-    /// Pulls `images` for an apply, which goes on once they are all in
-    /// the store.
-    fn stage(
-        &mut self,
-        a: crate::control::Apply,
-        reply: tokio::sync::oneshot::Sender<Result<Reply, ControlError>>,
-        images: std::collections::BTreeSet<String>,
-    ) {
-        let stack = self.stack();
-        for image in &images {
-            if self.children.pulling(image) {
-                continue;
-            }
-            match self.spawn_pull(image) {
-                Ok((pid, log)) => {
-                    event(
-                        &stack,
-                        Kind::Pulling,
-                        format!("apply: pulling {image} (pid {pid}) before anything changes"),
-                    );
-                    self.children.insert(
-                        pid,
-                        Child::Pull(super::pulls::PullJob {
-                            image: image.clone(),
-                            log,
-                            since: Instant::now(),
-                        }),
-                    );
-                }
-                Err(e) => {
-                    let e =
-                        ControlError::conflict(format!("pull {image}: {e}; nothing was changed"));
-                    self.rejected_generation(&a.text, "apply", &e);
-                    let _ = reply.send(Err(e));
-                    return;
-                }
-            }
-        }
-        self.update.staging = Some(Staging {
-            apply: a,
-            reply,
-            pending: images,
-        });
-    }
-
-    /// A pull ended (`failed`: why): an apply waiting for it goes on once
-    /// it has all its images, or is refused with nothing changed.
-    pub(super) fn staged(&mut self, image: &str, failed: Option<&str>) {
-        let Some(st) = self.update.staging.as_mut() else {
-            return;
-        };
-        if !st.pending.remove(image) {
-            return;
-        }
-        if let Some(why) = failed {
-            if let Some(st) = self.update.staging.take() {
-                let e = ControlError::conflict(format!(
-                    "pull of {image} failed: {why}; nothing was changed"
-                ));
-                self.rejected_generation(&st.apply.text, "apply", &e);
-                let _ = st.reply.send(Err(e));
-            }
-            return;
-        }
-        if st.pending.is_empty()
-            && let Some(st) = self.update.staging.take()
-        {
-            self.apply(st.apply, st.reply);
-        }
-    }
-
-    /// The stack stops: an apply waiting for its images is not carried out.
-    pub(super) fn end_staging(&mut self) {
-        if let Some(st) = self.update.staging.take() {
-            let _ = st.reply.send(Err(ControlError::unavailable(
-                "the stack is stopping; the apply was not carried out",
-            )));
-        }
     }
 
     /// `rollback [GEN]`: back to GEN, by default to the last committed

@@ -58,6 +58,7 @@ impl H {
             data_dir: dir.path().join("data"),
             insecure_registries: Vec::new(),
             attach: false,
+            trusted_keys: dir.path().join("trusted.d"),
         };
         let (fake, handle) = FakeLauncher::new();
         // A signalfd of no signal: the harness hands signals over itself.
@@ -119,6 +120,7 @@ impl H {
             timeout: Some(timeout),
             stable: Some(stable),
             rollback: None,
+            bundle: None,
         }))
     }
 

@@ -670,6 +670,27 @@ fn a_simulated_fleet_rolls_out_rolls_back_and_takes_deltas() {
             String::new,
         );
     }
+    // The store keeps what every kept generation ran: v2's image stays
+    // through a collection, ready for a rollback.
+    let d0 = &devices[0];
+    let list = String::from_utf8_lossy(&d0.rk(&["history", "--json"]).stdout).into_owned();
+    let v2_image = list
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|g| g["number"] == 2)
+        .and_then(|g| g["images"]["web"].as_str().map(String::from))
+        .expect("generation 2 records web's image");
+    let out = d0.rk(&["prune"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let hex = v2_image.trim_start_matches("sha256:");
+    assert!(
+        d0.dir
+            .path()
+            .join("data/images/blobs/sha256")
+            .join(hex)
+            .exists(),
+        "v2's manifest was collected"
+    );
     let h = String::from_utf8_lossy(&devices[0].rk(&["history"]).stdout).into_owned();
     eprintln!("{h}");
     let lines: Vec<&str> = h.lines().skip(1).collect();

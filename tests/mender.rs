@@ -89,3 +89,53 @@ fn mender_installs_commits_and_rolls_back_stacks() {
         "{h}"
     );
 }
+
+/// Artifacts signed by rkstack-artifact-gen -k are installed where Mender
+/// wants signed ones; unsigned ones are refused and nothing changes.
+#[test]
+fn mender_takes_only_signed_artifacts_when_asked_to() {
+    require_root!();
+    let s = Stack::start_ready("mendersig", &version("v1", false), "web: started");
+    let m = Mender::new(&s.dir.path().join("state"), &s.dir.path().join("data"));
+    let key = s.dir.path().join("artifact-key.pem");
+    let public = s.dir.path().join("artifact-key.pub.pem");
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    run(&[
+        "ecparam",
+        "-genkey",
+        "-name",
+        "prime256v1",
+        "-noout",
+        "-out",
+        &key.display().to_string(),
+    ]);
+    run(&[
+        "ec",
+        "-in",
+        &key.display().to_string(),
+        "-pubout",
+        "-out",
+        &public.display().to_string(),
+    ]);
+    m.verify_with(&public);
+    let web = s.pid("web");
+    let unsigned = m.artifact("app-unsigned", &payload(&s, "u", &version("u", false)));
+    let out = m.run(&["install", &unsigned.display().to_string()]);
+    assert!(!out.status.success(), "an unsigned artifact was installed");
+    assert_eq!(s.pid("web"), web, "nothing changed");
+    let signed = m.signed_artifact("app-signed", &payload(&s, "s", &version("s", false)), &key);
+    let out = m.run(&["install", &signed.display().to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(m.run(&["commit"]).status.success());
+    assert_eq!(m.artifact_name(), "app-signed");
+    s.wait_for(
+        |s| s.log_of("web").contains(" stdout s\n"),
+        "the signed version runs",
+    );
+}

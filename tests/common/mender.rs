@@ -92,6 +92,33 @@ impl Mender {
         out
     }
 
+    /// From now on, artifacts must be signed by the key whose public half
+    /// (PEM) is `public`.
+    pub fn verify_with(&self, public: &Path) {
+        let etc = self.dir.path().join("etc");
+        std::fs::copy(public, etc.join("verify.pem")).unwrap();
+        std::fs::write(
+            etc.join("mender.conf"),
+            "{\"ArtifactVerifyKey\": \"/etc/mender/verify.pem\"}\n",
+        )
+        .unwrap();
+    }
+
+    /// [`Mender::artifact`], signed with the private key `key` (PEM).
+    pub fn signed_artifact(&self, name: &str, payload: &Path, key: &Path) -> PathBuf {
+        let out = self.dir.path().join(format!("{name}.mender"));
+        let o = Command::new(root().join("contrib/mender/rkstack-artifact-gen"))
+            .args(["-n", name, "-t", "test-device", "-k"])
+            .arg(key)
+            .arg("-o")
+            .arg(&out)
+            .arg(payload)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        out
+    }
+
     pub fn artifact_name(&self) -> String {
         String::from_utf8_lossy(&self.run(&["show-artifact"]).stdout)
             .trim()

@@ -81,13 +81,17 @@ impl Mender {
     }
 
     pub fn artifact(&self, name: &str, payload: &Path) -> PathBuf {
+        self.make_artifact(name, payload, None)
+    }
+
+    fn make_artifact(&self, name: &str, payload: &Path, key: Option<&Path>) -> PathBuf {
         let out = self.dir.path().join(format!("{name}.mender"));
-        let o = Command::new(root().join("contrib/mender/rkstack-artifact-gen"))
-            .args(["-n", name, "-t", "test-device", "-o"])
-            .arg(&out)
-            .arg(payload)
-            .output()
-            .unwrap();
+        let mut c = Command::new(root().join("contrib/mender/rkstack-artifact-gen"));
+        c.args(["-n", name, "-t", "test-device"]);
+        if let Some(k) = key {
+            c.arg("-k").arg(k);
+        }
+        let o = c.arg("-o").arg(&out).arg(payload).output().unwrap();
         assert!(o.status.success(), "{}", stderr(&o));
         out
     }
@@ -106,17 +110,7 @@ impl Mender {
 
     /// [`Mender::artifact`], signed with the private key `key` (PEM).
     pub fn signed_artifact(&self, name: &str, payload: &Path, key: &Path) -> PathBuf {
-        let out = self.dir.path().join(format!("{name}.mender"));
-        let o = Command::new(root().join("contrib/mender/rkstack-artifact-gen"))
-            .args(["-n", name, "-t", "test-device", "-k"])
-            .arg(key)
-            .arg("-o")
-            .arg(&out)
-            .arg(payload)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", stderr(&o));
-        out
+        self.make_artifact(name, payload, Some(key))
     }
 
     pub fn artifact_name(&self) -> String {

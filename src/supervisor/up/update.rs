@@ -132,6 +132,8 @@ impl Supervisor {
         outcome: Outcome,
         gate: Option<Gate>,
     ) -> u64 {
+        // The running file's `[update] keep` (a reload may change it).
+        self.update.gens.set_keep(self.desired.update.keep as usize);
         let pinned = !self.update.pins.is_empty();
         let images = self.update.pins.clone();
         match self

@@ -266,3 +266,17 @@ fn a_restarted_supervisor_finishes_a_gate_under_way() {
         ]
     );
 }
+
+#[test]
+fn the_files_keep_decides_how_many_generations_stay() {
+    let mut h = H::new(TWO);
+    h.up();
+    for v in 2..=5 {
+        h.edit(&format!(
+            "[update]\nkeep = 2\n[containers.a]\nenv = {{ V = \"{v}\" }}\n[containers.b]\n"
+        ))
+        .unwrap();
+    }
+    let numbers: Vec<u64> = h.sup.update.gens.list().iter().map(|g| g.number).collect();
+    assert_eq!(numbers, [4, 5]);
+}

@@ -486,6 +486,31 @@ fn the_api_over_tls_needs_a_client_certificate_or_a_token() {
             .len(),
         2
     );
+    // A bundle goes to the remote device, streamed, and is applied there.
+    let next = s.dir.path().join("next.toml");
+    let body = std::fs::read_to_string(s.stack_file()).unwrap() + "# sent from afar\n";
+    std::fs::write(&next, body).unwrap();
+    let rkb = s.dir.path().join("next.rkb");
+    let out = s.rk(&[
+        "bundle",
+        "-o",
+        rkb.to_str().unwrap(),
+        next.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = Command::new(rkstack())
+        .args(["--host", &url, "--ca", &p("ca.pem")])
+        .args(["--cert", &p("client.pem"), "--key", &p("client.key")])
+        .args(["apply", "--stable", "0s", rkb.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(text(&out).contains("committed"), "{}", text(&out));
+    assert!(
+        std::fs::read_to_string(s.stack_file())
+            .unwrap()
+            .contains("# sent from afar")
+    );
     // No certificate, or one from a CA the server does not trust: refused at the handshake.
     assert!(!remote(&[]).status.success());
     let out = remote(&["--cert", &p("stranger.pem"), "--key", &p("stranger.key")]);

@@ -80,7 +80,40 @@ pub struct Client {
     rt: tokio::runtime::Runtime,
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+/// A request's body: bytes at hand, or a file streamed (a bundle).
+type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+
+type Sender = hyper::client::conn::http1::SendRequest<Body>;
+
+fn full(bytes: Vec<u8>) -> Body {
+    Full::new(Bytes::from(bytes))
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A file sent as it is read, 256 KiB at a time: never in memory whole.
+struct FileBody(std::fs::File);
+
+impl http_body::Body for FileBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        use std::io::Read;
+        let mut buf = vec![0u8; 256 << 10];
+        std::task::Poll::Ready(match self.0.read(&mut buf) {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some(Ok(http_body::Frame::data(Bytes::from(buf))))
+            }
+            Err(e) => Some(Err(e)),
+        })
+    }
+}
 
 fn broke(e: impl std::fmt::Display) -> ClientError {
     ClientError::Http(e.to_string())
@@ -182,7 +215,7 @@ impl Client {
             req = req.header("authorization", format!("Bearer {t}"));
         }
         let req = req
-            .body(Full::new(Bytes::from(bytes)))
+            .body(full(bytes))
             .map_err(|e| ClientError::Http(e.to_string()))?;
         let resp = sender
             .send_request(req)
@@ -219,9 +252,7 @@ impl Client {
                 req = req.header("authorization", format!("Bearer {t}"));
             }
             let req = req
-                .body(Full::new(Bytes::from(
-                    serde_json::to_vec(&body).unwrap_or_default(),
-                )))
+                .body(full(serde_json::to_vec(&body).unwrap_or_default()))
                 .map_err(broke)?;
             let resp = sender.send_request(req).await.map_err(broke)?;
             if resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
@@ -328,6 +359,36 @@ impl Client {
             )
         });
         self.call_bytes(method, path, body)
+    }
+
+    /// A POST of the file at `file` (type `content_type`), streamed; the
+    /// JSON answer.
+    pub fn upload(
+        &self,
+        path: &str,
+        content_type: &str,
+        file: &Path,
+    ) -> Result<serde_json::Value, ClientError> {
+        let f = std::fs::File::open(file)
+            .map_err(|e| ClientError::Http(format!("{}: {e}", file.display())))?;
+        self.rt.block_on(async {
+            let (mut sender, token) = self.connect().await?;
+            let mut req = hyper::Request::builder()
+                .method("POST")
+                .uri(path)
+                .header("host", "rkstack")
+                .header("content-type", content_type);
+            if let Some(t) = token {
+                req = req.header("authorization", format!("Bearer {t}"));
+            }
+            let req = req.body(FileBody(f).boxed_unsync()).map_err(broke)?;
+            let resp = sender.send_request(req).await.map_err(broke)?;
+            if !resp.status().is_success() {
+                return Err(error_of(resp).await);
+            }
+            let bytes = resp.into_body().collect().await.map_err(broke)?.to_bytes();
+            serde_json::from_slice(&bytes).map_err(|e| broke(format!("unexpected answer: {e}")))
+        })
     }
 
     /// One request with `body` of type `content_type`; the JSON answer.

@@ -584,6 +584,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             trusted_keys,
             file,
         } => {
+            let a = update::ApplyArgs {
+                timeout: timeout.as_deref(),
+                stable: stable.as_deref(),
+                no_rollback,
+            };
+            if g.host.is_some() && bundle::is_bundle(&file) {
+                // A remote device: the bundle goes to it, checked there.
+                let stack = rkstack::image::bundle::read_index(&file)?.stack;
+                return Ok(with_client(g, Some(&stack), |c| {
+                    update::apply_upload(c, &file, &a)
+                }));
+            }
             let (stack, text) = if bundle::is_bundle(&file) {
                 let (stack, text) = bundle::receive(&g.data_dir, &trusted_keys, &file)?;
                 (Some(stack), text)
@@ -596,11 +608,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 };
                 (update::stack_of(&file), text)
-            };
-            let a = update::ApplyArgs {
-                timeout: timeout.as_deref(),
-                stable: stable.as_deref(),
-                no_rollback,
             };
             Ok(with_client(g, stack.as_deref(), |c| {
                 update::apply(c, &file, text, &a)

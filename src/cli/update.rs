@@ -22,14 +22,8 @@ pub fn stack_of(file: &Path) -> Option<String> {
     rkstack::config::load(file).ok().map(|s| s.name.to_string())
 }
 
-/// Applies `text` (from `what`: a file, or a bundle already taken in).
-pub fn apply(
-    client: &Client,
-    what: &Path,
-    text: String,
-    a: &ApplyArgs<'_>,
-) -> Result<ExitCode, ClientError> {
-    let file = what;
+/// `/v1/apply` with the gate's options.
+fn apply_path(a: &ApplyArgs<'_>) -> String {
     let mut q = Vec::new();
     if let Some(t) = a.timeout {
         q.push(format!("timeout={}", percent_encode(t)));
@@ -40,16 +34,49 @@ pub fn apply(
     if a.no_rollback {
         q.push("rollback=false".to_string());
     }
-    let path = if q.is_empty() {
+    if q.is_empty() {
         "/v1/apply".to_string()
     } else {
         format!("/v1/apply?{}", q.join("&"))
-    };
+    }
+}
+
+/// Applies `text` (from `what`: a file, or a bundle already taken in).
+pub fn apply(
+    client: &Client,
+    what: &Path,
+    text: String,
+    a: &ApplyArgs<'_>,
+) -> Result<ExitCode, ClientError> {
     eprintln!(
         "rkstack: applying {}; waiting for its containers to be ready",
+        what.display()
+    );
+    let v = client.call_with(
+        "POST",
+        &apply_path(a),
+        "application/toml",
+        text.into_bytes(),
+    )?;
+    committed(&v)
+}
+
+/// Uploads the bundle `file` to a (remote) supervisor, which takes it in
+/// against its own trusted keys and applies it.
+pub fn apply_upload(
+    client: &Client,
+    file: &Path,
+    a: &ApplyArgs<'_>,
+) -> Result<ExitCode, ClientError> {
+    eprintln!(
+        "rkstack: sending {}; the supervisor checks it, then waits for its containers to be ready",
         file.display()
     );
-    let v = client.call_with("POST", &path, "application/toml", text.into_bytes())?;
+    let v = client.upload(&apply_path(a), rkstack::image::bundle::CONTENT_TYPE, file)?;
+    committed(&v)
+}
+
+fn committed(v: &serde_json::Value) -> Result<ExitCode, ClientError> {
     writeln!(
         std::io::stdout(),
         "generation {}: {}",

@@ -26,6 +26,8 @@ use super::store::{Digest, Store};
 pub const INDEX: &str = "rkstack-bundle.json";
 pub const SIGNATURE: &str = "rkstack-bundle.json.minisig";
 pub const STACK_FILE: &str = "stack.toml";
+/// A bundle's content type, uploaded to the API.
+pub const CONTENT_TYPE: &str = "application/vnd.rkstack.bundle";
 const FORMAT: u32 = 1;
 /// The largest index or signature read (the blob list of many images).
 const MAX_META: u64 = 16 << 20;

@@ -85,8 +85,7 @@ pub(super) async fn apply(
     }
 }
 
-/// The content type of a bundle's upload.
-pub const BUNDLE: &str = "application/vnd.rkstack.bundle";
+use crate::image::bundle::CONTENT_TYPE as BUNDLE;
 
 /// A bundle in the body: streamed to a file beside the stack's logs (never
 /// held in memory), then taken in and applied by the supervisor.

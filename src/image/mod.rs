@@ -4,6 +4,7 @@
 //! stack file with its images to devices offline.
 
 pub mod archive;
+pub mod build;
 pub mod bundle;
 pub mod diff;
 pub mod oci;

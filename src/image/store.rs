@@ -32,6 +32,11 @@ impl Digest {
         Digest(hex(&Sha256::digest(bytes)))
     }
 
+    /// The digest a SHA-256 hasher fed elsewhere came to.
+    pub fn from_sha256(sum: [u8; 32]) -> Digest {
+        Digest(hex(&sum))
+    }
+
     pub fn hex(&self) -> &str {
         &self.0
     }
@@ -111,6 +116,12 @@ impl Store {
             root: root.to_path_buf(),
             lock: std::sync::Arc::new(lock),
         })
+    }
+
+    /// Scratch space for blobs being made (emptied by a collection, which
+    /// waits until no one has the store open).
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
     }
 
     pub fn blob_path(&self, d: &Digest) -> PathBuf {

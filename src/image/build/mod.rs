@@ -5,4 +5,5 @@
 
 pub mod containerfile;
 pub mod ignore;
+pub mod image;
 pub mod layer;

@@ -622,6 +622,11 @@ restart_backoff = {{ initial = "200ms" }}
     ));
     s.spawn(&[]);
     s.wait_ready("reader: started");
+    // It has read its file before the writer takes it away.
+    s.wait_for(
+        |s| s.log_of("reader").contains("mine"),
+        "the reader read its config",
+    );
     let first = s.container("reader")["pid"].as_i64().unwrap() as i32;
     std::fs::write(vol.path().join("go"), "").unwrap();
     let done = vol.path().join("done");

@@ -21,7 +21,7 @@ struct Rule {
 
 /// A path cleaned as docker cleans patterns and paths: no `.`, no empty
 /// names, `..` taking one back (never above the root).
-fn clean(p: &str) -> Vec<String> {
+pub(super) fn clean(p: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for part in p.split('/') {
         match part {
@@ -80,7 +80,7 @@ impl Ignore {
 
 /// Whether the pattern's names match the path's names, `**` standing for
 /// any number of names.
-fn matches(pat: &[String], names: &[String]) -> bool {
+pub(super) fn matches(pat: &[String], names: &[String]) -> bool {
     match pat.split_first() {
         None => names.is_empty(),
         Some((p, rest)) if p == "**" => (0..=names.len()).any(|skip| matches(rest, &names[skip..])),

@@ -1,0 +1,230 @@
+//! The build context as `COPY` and `ADD` see it: a source names a path in
+//! the context (or, with `*`, `?`, `[..]` or `**`, every path matching
+//! it), cleaned so that it never leaves the context (`..` stops at its
+//! root), minus what the ignore file leaves out. Links are never
+//! followed: a link in the context is copied as a link. The digest of
+//! what a step reads (names, kinds, modes, sizes, contents, link targets)
+//! keys its cache.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use sha2::Digest as _;
+
+use super::ignore::{Ignore, clean, matches};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("{0}: no such file in the build context")]
+    Missing(String),
+    #[error("{0}: every file it names is left out by the ignore file")]
+    Ignored(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ContextError + '_ {
+    move |source| ContextError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn wild(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// Every path under `start` (relative to `context`), without following
+/// links; what `ignore` leaves out is not listed (nor, without exceptions,
+/// looked in).
+fn walk(context: &Path, start: &Path, ignore: &Ignore) -> Result<Vec<PathBuf>, ContextError> {
+    let mut out = Vec::new();
+    let mut todo = vec![start.to_path_buf()];
+    while let Some(rel) = todo.pop() {
+        let dir = context.join(&rel);
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(io(&dir))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(io(&dir))?;
+        names.sort();
+        for n in names {
+            let p = rel.join(&n);
+            let excluded = ignore.excludes(&p.to_string_lossy());
+            let m = std::fs::symlink_metadata(context.join(&p)).map_err(io(&p))?;
+            if !excluded {
+                out.push(p.clone());
+            }
+            if m.is_dir() && (!excluded || ignore.has_exceptions()) {
+                todo.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The paths (relative to the context) `source` names.
+pub fn resolve(
+    context: &Path,
+    source: &str,
+    ignore: &Ignore,
+) -> Result<Vec<PathBuf>, ContextError> {
+    let parts = clean(source);
+    if !wild(source) {
+        let rel: PathBuf = parts.iter().collect();
+        let full = context.join(&rel);
+        std::fs::symlink_metadata(&full).map_err(|_| ContextError::Missing(source.to_string()))?;
+        if !parts.is_empty() && ignore.excludes(&rel.to_string_lossy()) {
+            return Err(ContextError::Ignored(source.to_string()));
+        }
+        return Ok(vec![rel]);
+    }
+    let found: Vec<PathBuf> = walk(context, Path::new(""), ignore)?
+        .into_iter()
+        .filter(|p| {
+            let names: Vec<String> = p.iter().map(|n| n.to_string_lossy().into_owned()).collect();
+            matches(&parts, &names)
+        })
+        .collect();
+    if found.is_empty() {
+        return Err(ContextError::Missing(source.to_string()));
+    }
+    Ok(found)
+}
+
+/// The digest of what a step reads: each path (and, for a folder, what it
+/// holds that the ignore file lets in), its kind, mode, owner, size,
+/// content or link target.
+pub fn digest(context: &Path, paths: &[PathBuf], ignore: &Ignore) -> Result<String, ContextError> {
+    let mut h = sha2::Sha256::new();
+    let all = walk_from(context, paths, ignore)?;
+    for rel in all {
+        let full = context.join(&rel);
+        let m = std::fs::symlink_metadata(&full).map_err(io(&full))?;
+        h.update(rel.as_os_str().as_encoded_bytes());
+        h.update([0]);
+        h.update(format!("{:o} {} {} {}", m.mode(), m.uid(), m.gid(), m.len()).as_bytes());
+        if m.file_type().is_symlink() {
+            let t = std::fs::read_link(&full).map_err(io(&full))?;
+            h.update(t.as_os_str().as_encoded_bytes());
+        } else if m.is_file() {
+            use std::io::Read;
+            let mut f = std::fs::File::open(&full).map_err(io(&full))?;
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                let n = f.read(&mut buf).map_err(io(&full))?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+        }
+        h.update([0]);
+    }
+    Ok(format!(
+        "sha256:{}",
+        crate::image::store::Digest::from_sha256(h.finalize().into()).hex()
+    ))
+}
+
+/// `paths` and, below each folder among them, what the ignore file lets
+/// in; sorted.
+fn walk_from(
+    context: &Path,
+    paths: &[PathBuf],
+    ignore: &Ignore,
+) -> Result<Vec<PathBuf>, ContextError> {
+    let mut out = Vec::new();
+    for p in paths {
+        out.push(p.clone());
+        let full = context.join(p);
+        if std::fs::symlink_metadata(&full)
+            .map_err(io(&full))?
+            .is_dir()
+        {
+            out.extend(walk(context, p, ignore)?);
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        for (p, c) in [
+            ("app/main.py", "print(1)\n"),
+            ("app/util.py", "x = 1\n"),
+            ("app/cache/x.pyc", "bytes"),
+            ("README.md", "hi\n"),
+            ("notes.md", "secret\n"),
+        ] {
+            let f = d.path().join(p);
+            std::fs::create_dir_all(f.parent().unwrap_or(d.path()))
+                .unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(f, c).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("app/link"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        d
+    }
+
+    #[test]
+    fn sources_are_found_inside_the_context_and_the_ignore_file_holds() {
+        let d = context();
+        let ig = Ignore::parse("notes.md\n**/cache\n");
+        let r = |s: &str| resolve(d.path(), s, &ig).map_err(|e| e.to_string());
+        assert_eq!(
+            r("app/main.py").unwrap_or_default(),
+            [PathBuf::from("app/main.py")]
+        );
+        assert_eq!(
+            r("../../app/./main.py").unwrap_or_default(),
+            [PathBuf::from("app/main.py")]
+        );
+        assert_eq!(
+            r("app/*.py").unwrap_or_default(),
+            [PathBuf::from("app/main.py"), PathBuf::from("app/util.py")]
+        );
+        assert_eq!(r("*.md").unwrap_or_default(), [PathBuf::from("README.md")]);
+        assert_eq!(
+            r("nope").err().unwrap_or_default(),
+            "nope: no such file in the build context"
+        );
+        assert_eq!(
+            r("notes.md").err().unwrap_or_default(),
+            "notes.md: every file it names is left out by the ignore file"
+        );
+        // A link is a path of the context; its target is not.
+        assert_eq!(
+            r("app/link").unwrap_or_default(),
+            [PathBuf::from("app/link")]
+        );
+        assert!(r("app/link/x").is_err());
+    }
+
+    #[test]
+    fn the_digest_changes_with_what_is_read_and_nothing_else() {
+        let d = context();
+        let ig = Ignore::parse("**/cache\n");
+        let app = vec![PathBuf::from("app")];
+        let one = digest(d.path(), &app, &ig).unwrap_or_else(|e| panic!("{e}"));
+        // Outside what is read, or left out: the same.
+        std::fs::write(d.path().join("README.md"), "changed").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(d.path().join("app/cache/x.pyc"), "changed")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(digest(d.path(), &app, &ig).unwrap_or_default(), one);
+        // A file read changes: another digest.
+        std::fs::write(d.path().join("app/util.py"), "x = 2\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(digest(d.path(), &app, &ig).unwrap_or_default(), one);
+    }
+}

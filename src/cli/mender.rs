@@ -95,21 +95,16 @@ fn install(g: &Global, files: &Path) -> anyhow::Result<ExitCode> {
     if let Some(n) = current(g, &stack) {
         std::fs::write(tmp.join(PREVIOUS), format!("{stack} {n}\n"))?;
     }
-    let text = if bundle::is_bundle(&file) {
-        // Mender's environment may name another folder of trusted keys.
-        let trusted = std::env::var_os("RKSTACK_TRUSTED_KEYS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/etc/rkstack/trusted.d"));
-        bundle::receive(&g.data_dir, &trusted, &file)?.1
-    } else {
-        rkstack::config::read_text(&file)?
-    };
+    // Mender's environment may name another folder of trusted keys.
+    let trusted = std::env::var_os("RKSTACK_TRUSTED_KEYS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/rkstack/trusted.d"));
     let a = update::ApplyArgs {
         timeout: None,
         stable: None,
         no_rollback: false,
     };
-    let code = with_client(g, Some(&stack), |c| update::apply(c, &file, text, &a));
+    let code = update::apply_file(g, &file, &trusted, &a)?;
     if code != ExitCode::SUCCESS {
         // The gate brought the old generation back already (or nothing
         // changed): ArtifactRollback has nothing left to do.

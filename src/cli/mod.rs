@@ -589,29 +589,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 stable: stable.as_deref(),
                 no_rollback,
             };
-            if g.host.is_some() && bundle::is_bundle(&file) {
-                // A remote device: the bundle goes to it, checked there.
-                let stack = rkstack::image::bundle::read_index(&file)?.stack;
-                return Ok(with_client(g, Some(&stack), |c| {
-                    update::apply_upload(c, &file, &a)
-                }));
-            }
-            let (stack, text) = if bundle::is_bundle(&file) {
-                let (stack, text) = bundle::receive(&g.data_dir, &trusted_keys, &file)?;
-                (Some(stack), text)
-            } else {
-                let text = match rkstack::config::read_text(&file) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        eprintln!("rkstack: {e}");
-                        return Ok(ExitCode::from(EXIT_FAILED));
-                    }
-                };
-                (update::stack_of(&file), text)
-            };
-            Ok(with_client(g, stack.as_deref(), |c| {
-                update::apply(c, &file, text, &a)
-            }))
+            update::apply_file(g, &file, &trusted_keys, &a)
         }
         Command::Bundle {
             output,

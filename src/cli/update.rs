@@ -41,6 +41,39 @@ fn apply_path(a: &ApplyArgs<'_>) -> String {
     }
 }
 
+/// `rkstack apply FILE`: a stack file, or a bundle — taken into this
+/// machine's store first (checked against the keys in `trusted`), or,
+/// with `--host`, streamed to the remote supervisor, which checks it.
+pub fn apply_file(
+    g: &super::Global,
+    file: &Path,
+    trusted: &Path,
+    a: &ApplyArgs<'_>,
+) -> anyhow::Result<ExitCode> {
+    use super::{EXIT_FAILED, bundle, with_client};
+    if g.host.is_some() && bundle::is_bundle(file) {
+        // A remote device: the bundle goes to it, checked there.
+        let stack = rkstack::image::bundle::read_index(file)?.stack;
+        return Ok(with_client(g, Some(&stack), |c| apply_upload(c, file, a)));
+    }
+    let (stack, text) = if bundle::is_bundle(file) {
+        let (stack, text) = bundle::receive(&g.data_dir, trusted, file)?;
+        (Some(stack), text)
+    } else {
+        let text = match rkstack::config::read_text(file) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("rkstack: {e}");
+                return Ok(ExitCode::from(EXIT_FAILED));
+            }
+        };
+        (stack_of(file), text)
+    };
+    Ok(with_client(g, stack.as_deref(), |c| {
+        apply(c, file, text, a)
+    }))
+}
+
 /// Applies `text` (from `what`: a file, or a bundle already taken in).
 pub fn apply(
     client: &Client,

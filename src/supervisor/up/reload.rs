@@ -154,13 +154,19 @@ impl Supervisor {
         Ok(())
     }
 
+    /// `text` planned as the stack's new file and checked to fit here
+    /// ([`Supervisor::plan_text`], then [`Supervisor::fit`]).
+    pub(super) fn fitting(&mut self, text: &str) -> Result<(DesiredState, Plan), ControlError> {
+        let file = self.opts.file.clone();
+        let (desired, plan) = self.plan_text(text, &file)?;
+        self.fit(&desired, &plan)?;
+        Ok((desired, plan))
+    }
+
     pub(super) fn reload_plan(&mut self, why: &str) -> Result<Plan, ControlError> {
         let file = self.opts.file.clone();
         let text = config::read_text(&file).map_err(|e| invalid(&file, &e))?;
-        let planned = self
-            .plan_text(&text, &file)
-            .and_then(|(desired, plan)| self.fit(&desired, &plan).map(|()| (desired, plan)));
-        let (desired, plan) = match planned {
+        let (desired, plan) = match self.fitting(&text) {
             Ok(p) => p,
             Err(e) => {
                 self.rejected_edit(&text, why, &e);

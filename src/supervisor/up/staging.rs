@@ -53,13 +53,9 @@ impl Supervisor {
             self.receive_bundle(a, reply, &bundle);
             return;
         }
-        let file = self.opts.file.clone();
         // A new version: its images are what the store names now.
         let pins = std::mem::take(&mut self.update.pins);
-        let checked = self
-            .plan_text(&a.text, &file)
-            .and_then(|(desired, plan)| self.fit(&desired, &plan).map(|()| (desired, plan)));
-        let (desired, plan) = match checked {
+        let (desired, plan) = match self.fitting(&a.text) {
             Ok(d) => d,
             Err(e) => {
                 self.update.pins = pins;
@@ -98,7 +94,8 @@ impl Supervisor {
                 .unwrap_or(u.rollback != Some(config::Rollback::Never)),
         };
         let n = self.record_gated(&a.text, "apply", &plan, &ask);
-        match self.apply_text(&a.text) {
+        // Planned and checked above; nothing has run since.
+        match self.carry_out(&a.text, desired, plan) {
             Ok(plan) => self.open_gate(n, "apply", &plan, ask, Some(reply)),
             Err(e) => {
                 self.update.pins = pins;

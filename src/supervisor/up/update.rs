@@ -507,9 +507,19 @@ impl Supervisor {
     /// Plans `text` against what runs and, when it can start here, writes
     /// it to the stack's file and carries the plan out.
     pub(super) fn apply_text(&mut self, text: &str) -> Result<Plan, ControlError> {
+        let (desired, plan) = self.fitting(text)?;
+        self.carry_out(text, desired, plan)
+    }
+
+    /// Writes `text` to the stack's file and carries out `plan` to
+    /// `desired` (planned from it and checked, see [`Supervisor::fitting`]).
+    pub(super) fn carry_out(
+        &mut self,
+        text: &str,
+        desired: DesiredState,
+        plan: Plan,
+    ) -> Result<Plan, ControlError> {
         let file = self.opts.file.clone();
-        let (desired, plan) = self.plan_text(text, &file)?;
-        self.fit(&desired, &plan)?;
         replace_file(&file, text)
             .map_err(|e| ControlError::internal(format!("{}: {e}", file.display())))?;
         self.desired = desired;

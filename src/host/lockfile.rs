@@ -1,16 +1,28 @@
-//! A lock file held with `flock` for as long as a [`LockFile`] lives and
-//! removed when it is dropped: `STATE/STACK.lock` of `rkstack up`,
+//! A lock file held for as long as a [`LockFile`] lives and removed when
+//! it is dropped: `STATE/STACK.lock` of `rkstack up`,
 //! `STATE/rootfs/NAME.lock` of `rkstack run`. A process that ends without
 //! dropping it (killed) leaves the file, unlocked, for the next taker.
+//!
+//! The lock is a POSIX record lock (`fcntl(F_SETLK)`), not `flock`: it
+//! belongs to the process, so a child the holder forks (a container's
+//! init stage, a pull) never holds it, and it is free the moment the
+//! holder is dead — a supervisor killed while it forks is followed by
+//! the next one at once. Such a lock also lets go when its process closes
+//! *any* descriptor of the file, so this process never opens a lock file
+//! it holds: the ones it holds are listed here and answered from the list.
 
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use nix::fcntl::{FcntlArg, fcntl};
 
 #[derive(Debug)]
 pub struct LockFile {
     path: PathBuf,
+    id: (u64, u64),
     /// Holds the lock for as long as it is open.
     _file: std::fs::File,
 }
@@ -19,57 +31,82 @@ pub struct LockFile {
 #[derive(Debug)]
 pub enum Taken {
     Ours(LockFile),
-    /// Held by another process; what it wrote in the file (its pid).
+    /// Held by another process (or by this one, through another
+    /// [`LockFile`]); what it wrote in the file (its pid).
     Held(String),
 }
 
-impl LockFile {
-    /// Takes the lock at `path` and writes `holder` (a pid) in it. Held by
-    /// a process that is gone (killed), the lock is still held for a moment
-    /// by a child it had just forked (a fork copies descriptors; the child
-    /// closes them as soon as it runs, which on a loaded machine can take
-    /// a while): then it is tried again for up to ten seconds before it
-    /// counts as held.
-    pub fn take(path: &Path, holder: &str) -> std::io::Result<Taken> {
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match Self::try_take(path, holder)? {
-                Taken::Held(pid)
-                    if holder_gone(&pid, path) && std::time::Instant::now() < until =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                taken => return Ok(taken),
-            }
-        }
-    }
+/// The (device, inode) of every lock file this process holds, and what
+/// it wrote in it.
+static HELD: Mutex<Vec<((u64, u64), String)>> = Mutex::new(Vec::new());
 
-    /// One attempt. The file may be removed by its last holder between our
-    /// open and our lock: then the one we locked is no longer at `path`, and
-    /// the new one is taken.
-    fn try_take(path: &Path, holder: &str) -> std::io::Result<Taken> {
+/// What this process wrote in the lock file `id` it holds.
+fn held_here(id: (u64, u64)) -> Option<String> {
+    HELD.lock()
+        .ok()
+        .and_then(|h| h.iter().find(|(i, _)| *i == id).map(|(_, w)| w.clone()))
+}
+
+fn id_of(m: &std::fs::Metadata) -> (u64, u64) {
+    (m.dev(), m.ino())
+}
+
+/// A lock request or test over the whole file.
+fn whole(kind: libc::c_int) -> libc::flock {
+    // SAFETY: flock is plain data; zero is a valid value of every field.
+    let mut l: libc::flock = unsafe { std::mem::zeroed() };
+    l.l_type = kind as libc::c_short;
+    l.l_whence = libc::SEEK_SET as libc::c_short;
+    l
+}
+
+impl LockFile {
+    /// Takes the lock at `path` and writes `holder` (a pid) in it.
+    pub fn take(path: &Path, holder: &str) -> std::io::Result<Taken> {
+        // The file may be removed by its last holder between our open and
+        // our lock: then the one we locked is no longer at `path`, and the
+        // new one is taken.
         loop {
+            if let Some(said) = std::fs::metadata(path)
+                .ok()
+                .and_then(|m| held_here(id_of(&m)))
+            {
+                return Ok(Taken::Held(said));
+            }
             let mut f = std::fs::File::options()
                 .create(true)
                 .truncate(false)
                 .read(true)
                 .write(true)
                 .open(path)?;
-            // SAFETY: flock on a file we own; released when it is closed or
-            // the process ends, however it ends.
-            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-                let mut said = String::new();
-                let _ = f.read_to_string(&mut said);
-                return Ok(Taken::Held(said.trim().to_string()));
-            }
             let ours = f.metadata()?;
+            if let Some(said) = held_here(id_of(&ours)) {
+                // Put there by this process between the look and the open:
+                // closing this descriptor would let go of that lock.
+                std::mem::forget(f);
+                return Ok(Taken::Held(said));
+            }
+            match fcntl(f.as_fd(), FcntlArg::F_SETLK(&whole(libc::F_WRLCK))) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => {
+                    let mut said = String::new();
+                    let _ = f.read_to_string(&mut said);
+                    return Ok(Taken::Held(said.trim().to_string()));
+                }
+                Err(e) => return Err(e.into()),
+            }
             match std::fs::metadata(path) {
-                Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => {
+                Ok(m) if id_of(&m) == id_of(&ours) => {
                     f.set_len(0)?;
                     f.rewind()?;
                     f.write_all(holder.as_bytes())?;
+                    let id = id_of(&ours);
+                    if let Ok(mut h) = HELD.lock() {
+                        h.push((id, holder.to_string()));
+                    }
                     return Ok(Taken::Ours(LockFile {
                         path: path.to_path_buf(),
+                        id,
                         _file: f,
                     }));
                 }
@@ -79,27 +116,29 @@ impl LockFile {
     }
 }
 
-/// Whether the pid written in a lock file names no living process, or one
-/// that does not have the file open (its pid was given to another process
-/// since: on a busy machine pids come round again within seconds).
-fn holder_gone(pid: &str, path: &Path) -> bool {
-    let Ok(p) = pid.parse::<i32>() else {
-        return false;
-    };
-    if p <= 0 {
-        return false;
+/// Whether the lock file at `path` is held (by any process, this one
+/// too), and the pid its holder wrote in it. `None`: free, or no file.
+pub fn holder(path: &Path) -> Option<Option<i32>> {
+    // Ours: answered from the list (reading the file would let go of it).
+    let said = |s: String| s.trim().parse().ok();
+    let m = std::fs::metadata(path).ok()?;
+    if let Some(s) = held_here(id_of(&m)) {
+        return Some(said(s));
     }
-    // SAFETY: signal 0 only checks that the process exists.
-    if unsafe { libc::kill(p, 0) } != 0 {
-        return std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+    let mut f = std::fs::File::open(path).ok()?;
+    if let Some(s) = held_here(id_of(&f.metadata().ok()?)) {
+        std::mem::forget(f);
+        return Some(said(s));
     }
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{p}/fd")) else {
-        // Not ours to look into: it may well be the holder.
-        return false;
-    };
-    let want = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    !fds.flatten()
-        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == want))
+    // Would a read lock wait? Only for a holder's write lock.
+    let mut probe = whole(libc::F_RDLCK);
+    fcntl(f.as_fd(), FcntlArg::F_GETLK(&mut probe)).ok()?;
+    if probe.l_type == libc::F_UNLCK as libc::c_short {
+        return None;
+    }
+    let mut text = String::new();
+    let _ = f.read_to_string(&mut text);
+    Some(said(text).or((probe.l_pid > 0).then_some(probe.l_pid)))
 }
 
 impl Drop for LockFile {
@@ -107,6 +146,11 @@ impl Drop for LockFile {
         // Removed while still held: whoever opened it meanwhile finds it
         // replaced (see `take`) and takes a new one.
         let _ = std::fs::remove_file(&self.path);
+        if let Ok(mut h) = HELD.lock()
+            && let Some(i) = h.iter().position(|(x, _)| *x == self.id)
+        {
+            h.swap_remove(i);
+        }
     }
 }
 
@@ -127,49 +171,118 @@ mod tests {
             Ok(Taken::Held(pid)) => assert_eq!(pid, me),
             other => panic!("taken twice: {other:?}"),
         }
+        // Asking (a look at every stack, as `ps` in the supervisor does)
+        // does not let go of it: another process still finds it held.
+        assert_eq!(holder(&path), Some(Some(std::process::id() as i32)));
+        assert!(matches!(LockFile::take(&path, "44"), Ok(Taken::Held(_))));
+        assert_eq!(probe_from_another_process(&path), Some(false));
         drop(first);
         assert!(!path.exists(), "the lock file stayed");
+        assert_eq!(holder(&path), None);
         assert!(matches!(LockFile::take(&path, "43"), Ok(Taken::Ours(_))));
     }
 
-    /// Takes the lock at a new path whose file says `recorded` while this
-    /// test holds it for 200 ms more, then lets go.
-    fn take_while_held_under(recorded: &str) -> std::io::Result<Taken> {
+    /// Whether another process (this test binary, run again as
+    /// [`lock_probe`]) can take the lock at `path`; `None` if it could not
+    /// be asked.
+    fn probe_from_another_process(path: &Path) -> Option<bool> {
+        let exe = std::env::current_exe().ok()?;
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "host::lockfile::tests::lock_probe",
+                "--nocapture",
+            ])
+            .env("RKSTACK_LOCK_PROBE", path)
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.contains("probe: free") {
+            Some(true)
+        } else if text.contains("probe: held") {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// Not a test of its own: run by [`probe_from_another_process`].
+    #[test]
+    fn lock_probe() {
+        let Some(path) = std::env::var_os("RKSTACK_LOCK_PROBE") else {
+            return;
+        };
+        let f = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let free = fcntl(f.as_fd(), FcntlArg::F_SETLK(&whole(libc::F_WRLCK))).is_ok();
+        println!("probe: {}", if free { "free" } else { "held" });
+    }
+
+    /// A lock held by another process is seen as held; a child that
+    /// process forked never holds it, and it is free as soon as that
+    /// process is gone (here, while its child lives on).
+    #[test]
+    fn a_lock_belongs_to_its_process_and_not_to_the_children_it_forks() {
+        use std::os::fd::{AsRawFd, OwnedFd};
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("s.lock");
-        std::fs::write(&path, recorded).unwrap_or_else(|e| panic!("{e}"));
-        let held = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{e}"));
-        // SAFETY: flock on a file this test opened.
-        let locked = unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        assert_eq!(locked, 0);
-        let letgo = std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            drop(held);
-        });
-        let taken = LockFile::take(&path, "1");
-        letgo.join().unwrap_or_else(|_| panic!("the holder thread"));
-        taken
-    }
-
-    #[test]
-    fn a_lock_left_held_by_a_dead_holders_child_is_waited_for() {
-        // Held under a pid that names no process, as by the child a killed
-        // supervisor had just forked, which lets go a moment later.
-        let taken = take_while_held_under("2147483646");
-        assert!(matches!(taken, Ok(Taken::Ours(_))), "{taken:?}");
-    }
-
-    #[test]
-    fn a_recorded_pid_given_to_another_process_does_not_count_as_the_holder() {
-        // The pid written is alive but is not the holder (as when the dead
-        // holder's pid came round to a new process): the lock is waited for.
-        let mut other = std::process::Command::new("sleep")
-            .arg("5")
-            .spawn()
+        std::fs::write(&path, "").unwrap_or_else(|e| panic!("{e}"));
+        let f = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open(&path)
             .unwrap_or_else(|e| panic!("{e}"));
-        let taken = take_while_held_under(&other.id().to_string());
-        let _ = other.kill();
-        let _ = other.wait();
-        assert!(matches!(taken, Ok(Taken::Ours(_))), "{taken:?}");
+        let pipe = || nix::unistd::pipe().unwrap_or_else(|e| panic!("{e}"));
+        let (said_r, said_w): (OwnedFd, OwnedFd) = pipe();
+        let (go_r, go_w): (OwnedFd, OwnedFd) = pipe();
+        let (fd, sw, gr) = (f.as_raw_fd(), said_w.as_raw_fd(), go_r.as_raw_fd());
+        // SAFETY: the child runs only async-signal-safe calls (fcntl, fork,
+        // write, read, pause, _exit) on descriptors opened before the fork.
+        let holder_pid = unsafe { libc::fork() };
+        if holder_pid == 0 {
+            // SAFETY: as above.
+            unsafe {
+                let l = whole(libc::F_WRLCK);
+                if libc::fcntl(fd, libc::F_SETLK, &l) != 0 {
+                    libc::_exit(1);
+                }
+                let child = libc::fork();
+                if child == 0 {
+                    loop {
+                        libc::pause();
+                    }
+                }
+                libc::write(sw, (&raw const child).cast(), 4);
+                let mut go = 0u8;
+                libc::read(gr, (&raw mut go).cast(), 1);
+                libc::_exit(0);
+            }
+        }
+        assert!(holder_pid > 0, "fork");
+        drop(said_w);
+        let mut child = [0u8; 4];
+        std::fs::File::from(said_r)
+            .read_exact(&mut child)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let child = i32::from_ne_bytes(child);
+        let held = holder(&path);
+        let taken = LockFile::take(&path, "1");
+        // Let the holder end; its child lives on with the file open.
+        std::fs::File::from(go_w)
+            .write_all(b"g")
+            .unwrap_or_else(|e| panic!("{e}"));
+        // SAFETY: reaping the process this test forked.
+        unsafe { libc::waitpid(holder_pid, std::ptr::null_mut(), 0) };
+        let after = holder(&path);
+        let retaken = LockFile::take(&path, "1");
+        // SAFETY: ending the process this test's child forked, by its pid.
+        unsafe { libc::kill(child, libc::SIGKILL) };
+        assert_eq!(held, Some(Some(holder_pid)));
+        assert!(matches!(taken, Ok(Taken::Held(_))), "{taken:?}");
+        assert_eq!(after, None, "the holder's child holds the lock");
+        assert!(matches!(retaken, Ok(Taken::Ours(_))), "{retaken:?}");
     }
 }

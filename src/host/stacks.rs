@@ -2,7 +2,6 @@
 //! state directory (`STATE/STACK.lock`, held by each `rkstack up`), and what
 //! they publish, from their state files.
 
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
 /// One running stack.
@@ -11,21 +10,6 @@ pub struct Running {
     pub name: String,
     /// The supervisor's pid, as written in its lock file.
     pub pid: Option<i32>,
-}
-
-/// Whether the lock file at `path` is held by a supervisor.
-fn held(path: &Path) -> Option<Option<i32>> {
-    let f = std::fs::File::open(path).ok()?;
-    // SAFETY: flock on a descriptor we own; a shared lock taken here is
-    // dropped with the file at the end of this function.
-    let free = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
-    if free {
-        return None;
-    }
-    let pid = std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| s.trim().parse().ok());
-    Some(pid)
 }
 
 /// The stacks whose supervisor runs now, by name.
@@ -37,7 +21,7 @@ pub fn running(state_dir: &Path) -> Vec<Running> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_str()?.strip_suffix(".lock")?.to_string();
-            let pid = held(&e.path())?;
+            let pid = super::lockfile::holder(&e.path())?;
             Some(Running { name, pid })
         })
         .collect();
@@ -122,9 +106,11 @@ mod tests {
         std::fs::write(&lock, "4242").unwrap();
         std::fs::write(dir.path().join("idle.lock"), "1").unwrap();
         assert!(running(dir.path()).is_empty());
-        let f = std::fs::File::open(&lock).unwrap();
-        // SAFETY: flock on a file this test opened.
-        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+        let Ok(super::super::lockfile::Taken::Ours(f)) =
+            super::super::lockfile::LockFile::take(&lock, "4242")
+        else {
+            panic!("not taken");
+        };
         assert_eq!(
             running(dir.path()),
             vec![Running {

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod bounded;
+pub mod build;
 pub mod config;
 pub mod container;
 pub mod control;

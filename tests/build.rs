@@ -115,3 +115,200 @@ fn a_steps_layer_carries_whiteouts_opaque_folders_links_and_xattrs_the_same_ever
         ]
     );
 }
+
+/// A build context: a busybox root under `rootfs/` (for `FROM scratch` +
+/// `COPY rootfs/ /`), the files the Containerfile copies, an ignore file.
+struct Ctx {
+    dir: tempfile::TempDir,
+    data: tempfile::TempDir,
+}
+
+impl Ctx {
+    fn new(containerfile: &str) -> Ctx {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = Rootfs::new();
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(fs.path())
+            .arg(dir.path().join("rootfs"))
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        std::fs::write(dir.path().join("rootfs/etc/doomed"), "to be deleted").unwrap();
+        std::fs::create_dir_all(dir.path().join("app/cache")).unwrap();
+        std::fs::write(dir.path().join("app/main.sh"), "echo main\n").unwrap();
+        std::fs::write(dir.path().join("app/cache/junk"), "junk").unwrap();
+        std::fs::write(dir.path().join(".dockerignore"), "app/cache\n").unwrap();
+        // A gzip tar for ADD to unpack.
+        let tar = Command::new("sh")
+            .arg("-c")
+            .arg("mkdir -p t/inner && echo unpacked > t/inner/file && tar -C t -czf files.tar.gz inner && rm -r t")
+            .current_dir(dir.path())
+            .status()
+            .unwrap();
+        assert!(tar.success());
+        std::fs::write(dir.path().join("Containerfile"), containerfile).unwrap();
+        Ctx {
+            dir,
+            data: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn rk(&self) -> Command {
+        let mut c = Command::new(rkstack());
+        c.arg("--data-dir")
+            .arg(self.data.path())
+            .arg("--state-dir")
+            .arg(self.data.path().join("state"));
+        c
+    }
+
+    fn build(&self, extra: &[&str]) -> std::process::Output {
+        let mut c = self.rk();
+        c.arg("build").args(extra).arg(self.dir.path());
+        c.output().unwrap()
+    }
+
+    /// Runs `cmd` in a container of image `image`; its stdout.
+    fn run(&self, image: &str, cmd: &[&str]) -> String {
+        let out = self
+            .rk()
+            .args(["run", "--name", &unique("b"), image, "--"])
+            .args(cmd)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "run {cmd:?}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+const APP: &str = r#"# syntax=docker/dockerfile:1
+ARG BASE_DIR=rootfs
+FROM scratch AS base
+ARG BASE_DIR
+COPY ${BASE_DIR}/ /
+
+FROM base AS builder
+RUN echo built > /artifact && echo "from the $(echo builder)"
+
+FROM base
+ARG GREETING=hello
+ENV APP_HOME=/srv/app
+WORKDIR $APP_HOME
+COPY --chown=app:app --chmod=0750 app/ ./
+COPY --from=builder /artifact /opt/artifact
+ADD files.tar.gz /opt/unpacked/
+RUN echo "$GREETING" > greeting && rm /etc/doomed && echo "said $GREETING"
+USER app
+RUN echo "uid at build: $(id -u)"
+LABEL org.opencontainers.image.title="demo"
+EXPOSE 8080
+CMD ["/bin/cat", "greeting"]
+"#;
+
+fn digest_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_multi_stage_build_runs_copies_caches_and_is_reproducible() {
+    require_root!();
+    let c = Ctx::new(APP);
+    let first = c.build(&["-t", "demo:1", "--build-arg", "GREETING=hi"]);
+    let progress = stderr(&first);
+    assert!(first.status.success(), "{progress}");
+    // Progress: one line per step, the steps' own output streamed.
+    assert!(progress.contains("[1/"), "{progress}");
+    assert!(
+        progress.contains("] RUN echo built > /artifact"),
+        "{progress}"
+    );
+    assert!(progress.contains("from the builder"), "{progress}");
+    assert!(progress.contains("said hi"), "{progress}");
+    assert!(
+        progress.contains("uid at build: 1000"),
+        "USER by name: {progress}"
+    );
+    let digest = digest_of(&first);
+    assert!(digest.starts_with("sha256:"), "{digest}");
+
+    // What the image holds, seen by a container of it (run by its name).
+    let image = "localhost/demo:1";
+    assert_eq!(c.run(image, &[]), "hi\n", "its CMD, in its WORKDIR");
+    let ls = c.run(
+        image,
+        &["/bin/sh", "-c", "stat -c '%u:%g %a %n' /srv/app/main.sh; ls /srv/app; cat /opt/artifact /opt/unpacked/inner/file; ls /etc; id -u"],
+    );
+    assert!(ls.contains("1000:1000 750 /srv/app/main.sh"), "{ls}");
+    assert!(!ls.contains("cache"), "the ignored folder was copied: {ls}");
+    assert!(ls.contains("built\nunpacked\n"), "{ls}");
+    assert!(
+        !ls.contains("doomed"),
+        "a file deleted in a later step is there: {ls}"
+    );
+    assert!(ls.ends_with("1000\n"), "USER app: {ls}");
+
+    // Nothing changed: nothing runs, the same image.
+    let again = c.build(&["-t", "demo:1", "--build-arg", "GREETING=hi"]);
+    let p = stderr(&again);
+    assert!(again.status.success(), "{p}");
+    assert!(p.contains(" 0 ran,"), "{p}");
+    assert!(!p.contains("from the builder"), "{p}");
+    assert_eq!(digest_of(&again), digest);
+
+    // One copied file changed: its step and those after it run again.
+    std::fs::write(c.dir.path().join("app/main.sh"), "echo changed\n").unwrap();
+    let changed = c.build(&["--build-arg", "GREETING=hi"]);
+    let p = stderr(&changed);
+    assert!(changed.status.success(), "{p}");
+    assert!(
+        !p.contains("from the builder"),
+        "an earlier stage ran again: {p}"
+    );
+    assert!(p.contains("said hi"), "{p}");
+    assert_ne!(digest_of(&changed), digest);
+
+    // Two builds that read no cache give one digest.
+    let a = c.build(&["--no-cache", "--build-arg", "GREETING=hi"]);
+    let b = c.build(&["--no-cache", "--build-arg", "GREETING=hi"]);
+    assert!(a.status.success() && b.status.success(), "{}", stderr(&b));
+    assert!(stderr(&a).contains("from the builder"));
+    assert_eq!(digest_of(&a), digest_of(&b));
+    assert_eq!(digest_of(&a), digest_of(&changed));
+
+    // --target: the builder stage alone.
+    let t = c.build(&["--target", "builder", "-t", "demo:builder"]);
+    assert!(t.status.success(), "{}", stderr(&t));
+    assert_eq!(
+        c.run("localhost/demo:builder", &["/bin/cat", "/artifact"]),
+        "built\n"
+    );
+}
+
+#[test]
+fn a_failing_run_step_says_why_and_names_nothing() {
+    require_root!();
+    let c = Ctx::new(
+        "FROM scratch\nCOPY rootfs/ /\nRUN echo first line && echo the last words && exit 3\n",
+    );
+    let out = c.build(&["-t", "broken:1"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("Containerfile:3: RUN echo first line"),
+        "{err}"
+    );
+    assert!(err.contains("exit code 3"), "{err}");
+    assert!(
+        err.contains("its last lines of output:\n  first line\n  the last words"),
+        "{err}"
+    );
+    let images = c.rk().args(["images"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&images.stdout).contains("broken"));
+
+    // An instruction rkstack does not build: an error with its line.
+    let c = Ctx::new("FROM scratch\nHEALTHCHECK CMD true\n");
+    let out = c.build(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
+}

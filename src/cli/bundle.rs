@@ -24,7 +24,10 @@ pub fn bundle(
     let store = Store::open(&root)?;
     let mut images = std::collections::BTreeMap::new();
     for c in stack.containers.values() {
-        if !matches!(c.image, rkstack::config::ImageRef::Docker { .. }) {
+        if !matches!(
+            c.image,
+            rkstack::config::ImageRef::Docker { .. } | rkstack::config::ImageRef::Local { .. }
+        ) {
             continue;
         }
         let key = c.image.to_string();

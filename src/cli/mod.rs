@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use rkstack::config::{self, ConfigError};
 
+mod build;
 mod bundle;
 mod check;
 mod ctl;
@@ -249,6 +250,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Build an image from a Containerfile (Dockerfile) in rkstack's own
+    /// sandbox, into the store; prints its digest.
+    Build(build::BuildArgs),
     /// Fetch an image from a registry into the store: docker://[REGISTRY/]REPO[:TAG|@DIGEST].
     Pull {
         /// USER:PASSWORD for the registry (else ~/.docker/config.json's, if any).
@@ -502,11 +506,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let Cli { global, command } = cli;
     let g = &global;
     // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 && matches!(command, Command::Up(_) | Command::Run(_)) {
-        let what = if matches!(command, Command::Up(_)) {
-            "up"
-        } else {
-            "run"
+    if unsafe { libc::geteuid() } != 0
+        && matches!(
+            command,
+            Command::Up(_) | Command::Run(_) | Command::Build(_)
+        )
+    {
+        let what = match command {
+            Command::Up(_) => "up",
+            Command::Build(_) => "build",
+            _ => "run",
         };
         eprintln!(
             "rkstack: {what} needs root: it makes namespaces, cgroups, mounts and networks (run it as root, or as the systemd unit in contrib/systemd)"
@@ -522,6 +531,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Up(_)
                 | Command::Run(_)
                 | Command::Pull { .. }
+                | Command::Build(_)
                 | Command::Rmi { .. }
                 | Command::Prune { .. }
                 | Command::Apply { .. }
@@ -649,6 +659,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rmi { references } => images::rmi(&g.state_dir, &g.data_dir, &references),
         Command::Prune { generations } => images::prune(&g.state_dir, &g.data_dir, generations),
         Command::UnitStopped => up::unit_stopped(g),
+        Command::Build(args) => build::build(g, args),
         Command::Pull { creds, reference } => images::pull(
             &g.data_dir,
             &reference,

@@ -83,6 +83,9 @@ pub fn container(a: &RunArgs, name: &str) -> Result<Container, String> {
         s if s.starts_with("erofs:") => ImageRef::Erofs {
             path: types::host_path(&s[6..], &cwd)?,
         },
+        s if s.starts_with("localhost/") => ImageRef::Local {
+            name: rkstack::config::local_name(s)?,
+        },
         s if s.starts_with("docker://") => ImageRef::Docker {
             reference: s["docker://".len()..].to_string(),
         },

@@ -9,6 +9,7 @@ mod stack;
 mod tree;
 pub mod types;
 mod validate;
+pub use validate::local_name;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -220,7 +221,10 @@ impl Stack {
         if cs().any(|c| {
             matches!(
                 c.image,
-                ImageRef::Oci { .. } | ImageRef::Tar { .. } | ImageRef::Docker { .. }
+                ImageRef::Oci { .. }
+                    | ImageRef::Tar { .. }
+                    | ImageRef::Docker { .. }
+                    | ImageRef::Local { .. }
             )
         }) {
             out.push("overlayfs");

@@ -100,6 +100,11 @@ pub enum ImageRef {
     Docker {
         reference: String,
     },
+    /// An image built here and named by `rkstack build -t`:
+    /// `localhost/NAME:TAG`.
+    Local {
+        name: String,
+    },
     Squashfs {
         path: PathBuf,
     },
@@ -114,7 +119,10 @@ impl ImageRef {
     pub fn has_config(&self) -> bool {
         matches!(
             self,
-            ImageRef::Tar { .. } | ImageRef::Oci { .. } | ImageRef::Docker { .. }
+            ImageRef::Tar { .. }
+                | ImageRef::Oci { .. }
+                | ImageRef::Docker { .. }
+                | ImageRef::Local { .. }
         )
     }
 }
@@ -131,6 +139,7 @@ impl std::fmt::Display for ImageRef {
                 tag: Some(t),
             } => write!(f, "oci:{}:{t}", layout.display()),
             ImageRef::Docker { reference } => write!(f, "docker://{reference}"),
+            ImageRef::Local { name } => f.write_str(name),
             ImageRef::Squashfs { path } => write!(f, "squashfs:{}", path.display()),
             ImageRef::Erofs { path } => write!(f, "erofs:{}", path.display()),
         }

@@ -123,7 +123,7 @@ pub fn ids(
             ImageRef::Oci { layout, tag } => oci::resolve(layout, tag.as_deref())
                 .ok()
                 .map(|d| (c.name.to_string(), d.to_string())),
-            ImageRef::Docker { .. } => pulled
+            ImageRef::Docker { .. } | ImageRef::Local { .. } => pulled
                 .get(&c.image.to_string())
                 .map(|m| (c.name.to_string(), m.clone())),
             // A file image: its identity on disk (rewritten or replaced, it
@@ -225,7 +225,10 @@ pub fn prepare(
     let block = match &c.image {
         ImageRef::Squashfs { path } => Some((path.clone(), "squashfs")),
         ImageRef::Erofs { path } => Some((path.clone(), "erofs")),
-        ImageRef::Oci { .. } | ImageRef::Tar { .. } | ImageRef::Docker { .. } => None,
+        ImageRef::Oci { .. }
+        | ImageRef::Tar { .. }
+        | ImageRef::Docker { .. }
+        | ImageRef::Local { .. } => None,
         _ => return Ok(None),
     };
     if let Some((file, _)) = &block {
@@ -250,12 +253,16 @@ pub fn prepare(
     // Every start after the first: the store's record, while the layout or
     // archive it was read from is unchanged.
     let source = source_of(&c.image);
-    let recorded = source.as_ref().and_then(|src| {
-        store
-            .reference(&key)
-            .filter(|r| r.source.as_ref() == Some(src))
-            .and_then(|r| r.image())
-    });
+    let recorded = match &c.image {
+        // A built image: its record is all there is of it.
+        ImageRef::Local { .. } => store.reference(&key).and_then(|r| r.image()),
+        _ => source.as_ref().and_then(|src| {
+            store
+                .reference(&key)
+                .filter(|r| r.source.as_ref() == Some(src))
+                .and_then(|r| r.image())
+        }),
+    };
     let lowers_of = |image: &oci::Image| -> Result<Vec<PathBuf>, String> {
         image
             .layers
@@ -281,6 +288,12 @@ pub fn prepare(
                 }
                 ImageRef::Docker { reference } => {
                     return_pulled(&store, c, reference, insecure, may_pull)
+                }
+                ImageRef::Local { name } => {
+                    return Err(format!(
+                        "image {name}: no such image here; build it with rkstack build -t {}",
+                        name.trim_start_matches("localhost/")
+                    ));
                 }
                 _ => return Ok(None),
             }

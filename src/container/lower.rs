@@ -82,7 +82,10 @@ pub fn sandbox_spec(
                 }),
             }
         }
-        ImageRef::Oci { .. } | ImageRef::Tar { .. } | ImageRef::Docker { .. }
+        ImageRef::Oci { .. }
+        | ImageRef::Tar { .. }
+        | ImageRef::Docker { .. }
+        | ImageRef::Local { .. }
             if paths.image.is_some() =>
         {
             let fs = paths.image.as_ref().ok_or_else(|| LowerError::Invalid {

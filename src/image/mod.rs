@@ -7,6 +7,7 @@ pub mod archive;
 pub mod build;
 pub mod bundle;
 pub mod diff;
+pub mod export;
 pub mod oci;
 #[cfg(feature = "remote")]
 pub mod registry;

@@ -120,6 +120,11 @@ impl Store {
 
     /// Scratch space for blobs being made (emptied by a collection, which
     /// waits until no one has the store open).
+    /// The store's own folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }

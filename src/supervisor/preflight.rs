@@ -26,7 +26,7 @@ pub fn problems(c: &Container) -> Vec<String> {
         ImageRef::Tar { path } | ImageRef::Squashfs { path } | ImageRef::Erofs { path } => {
             need(path, false, "image")
         }
-        ImageRef::Host | ImageRef::Docker { .. } => {}
+        ImageRef::Host | ImageRef::Docker { .. } | ImageRef::Local { .. } => {}
     }
     if let Some(v) = &c.verity {
         need(&v.hash_file, false, "verity hash tree");

@@ -231,6 +231,8 @@ impl Cx<'_> {
             path(dir).map(|layout| ImageRef::Oci { layout, tag })
         } else if let Some(r) = s.strip_prefix("docker://") {
             docker_reference(r).map(|reference| ImageRef::Docker { reference })
+        } else if s.starts_with("localhost/") {
+            local_name(s).map(|name| ImageRef::Local { name })
         } else {
             let close = crate::config::types::did_you_mean(s, ["host"]);
             let hint = if !close.is_empty() {
@@ -243,7 +245,7 @@ impl Cx<'_> {
                 String::new()
             };
             Err(format!(
-                "unknown image reference {s:?}: expected host, dir:PATH, tar:PATH, oci:DIR[:TAG], docker://REPO[:TAG], squashfs:PATH or erofs:PATH{hint}"
+                "unknown image reference {s:?}: expected host, dir:PATH, tar:PATH, oci:DIR[:TAG], docker://REPO[:TAG], localhost/NAME[:TAG] (built here), squashfs:PATH or erofs:PATH{hint}"
             ))
         };
         match r {
@@ -597,6 +599,35 @@ pub(super) fn docker_reference(r: &str) -> Result<String, String> {
     } else {
         Err(format!(
             "invalid image reference \"docker://{r}\": expected docker://[REGISTRY/]REPO[:TAG|@sha256:DIGEST]"
+        ))
+    }
+}
+
+/// `localhost/NAME[:TAG]`, the name of an image built here, with its tag
+/// (`latest` when none is given).
+pub fn local_name(s: &str) -> Result<String, String> {
+    let n = s.strip_prefix("localhost/").unwrap_or(s);
+    let slash = n.rfind('/').map_or(0, |i| i + 1);
+    let (repo, tag) = match n[slash..].rfind(':') {
+        Some(i) => (&n[..slash + i], &n[slash + i + 1..]),
+        None => (n, "latest"),
+    };
+    let repo_ok = !repo.is_empty()
+        && repo.split('/').all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+        });
+    let tag_ok = !tag.is_empty()
+        && tag.len() <= 128
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if repo_ok && tag_ok {
+        Ok(format!("localhost/{repo}:{tag}"))
+    } else {
+        Err(format!(
+            "{s:?}: not an image name (lowercase letters, digits, '.', '_', '-' and '/', then an optional :TAG)"
         ))
     }
 }

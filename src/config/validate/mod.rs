@@ -5,6 +5,7 @@
 
 mod attach;
 mod container;
+pub use container::local_name;
 mod cross;
 mod mounts;
 mod resources;

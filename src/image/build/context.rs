@@ -97,6 +97,13 @@ pub fn resolve(
     Ok(found)
 }
 
+/// Everything below the folder `dir` (relative to `context`) that the
+/// ignore file lets in, sorted, parents before what they hold; links are
+/// listed, never followed.
+pub fn below(context: &Path, dir: &Path, ignore: &Ignore) -> Result<Vec<PathBuf>, ContextError> {
+    walk(context, dir, ignore)
+}
+
 /// The digest of what a step reads: each path (and, for a folder, what it
 /// holds that the ignore file lets in), its kind, mode, owner, size,
 /// content or link target.

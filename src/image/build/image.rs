@@ -13,6 +13,14 @@ pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
+/// A layer as a manifest lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+}
+
 /// A config being built.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -179,14 +187,9 @@ impl Config {
         })
     }
 
-    /// Writes the config and a manifest of `layers` (blob digest, size,
-    /// bottom first) to `store`; the manifest's digest.
-    pub fn write(
-        &self,
-        store: &Store,
-        layers: &[(Digest, u64)],
-        epoch: u64,
-    ) -> Result<Digest, StoreError> {
+    /// Writes the config and a manifest of `layers` (bottom first) to
+    /// `store`; the manifest's digest.
+    pub fn write(&self, store: &Store, layers: &[Blob], epoch: u64) -> Result<Digest, StoreError> {
         let put = |bytes: Vec<u8>| -> Result<(Digest, u64), StoreError> {
             let d = Digest::of(&bytes);
             let n = bytes.len() as u64;
@@ -200,7 +203,7 @@ impl Config {
             "config": { "mediaType": CONFIG, "digest": config.to_string(), "size": config_size },
             "layers": layers
                 .iter()
-                .map(|(d, n)| json!({ "mediaType": LAYER, "digest": d.to_string(), "size": n }))
+                .map(|b| json!({ "mediaType": b.media_type, "digest": b.digest.to_string(), "size": b.size }))
                 .collect::<Vec<_>>(),
         });
         Ok(put(serde_json::to_vec(&manifest).unwrap_or_default())?.0)
@@ -247,12 +250,17 @@ mod tests {
         c.set_stop_signal("SIGINT");
         c.add_volume("/data");
         c.push_layer(&Digest::of(b"tar"));
+        let layers = [Blob {
+            digest: blob,
+            size: layer.len() as u64,
+            media_type: LAYER.into(),
+        }];
         let m = c
-            .write(&store, &[(blob.clone(), layer.len() as u64)], 0)
+            .write(&store, &layers, 0)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             m,
-            c.write(&store, &[(blob, layer.len() as u64)], 0)
+            c.write(&store, &layers, 0)
                 .unwrap_or_else(|e| panic!("{e}"))
         );
         let image = crate::image::oci::from_store(&store, &m).unwrap_or_else(|e| panic!("{e}"));

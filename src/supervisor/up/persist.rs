@@ -84,6 +84,7 @@ impl Supervisor {
                             config::ImageRef::Oci { .. }
                                 | config::ImageRef::Tar { .. }
                                 | config::ImageRef::Docker { .. }
+                                | config::ImageRef::Local { .. }
                         )
                     })
                     .map(|c| c.config.image.to_string())

@@ -312,3 +312,80 @@ fn a_failing_run_step_says_why_and_names_nothing() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
 }
+
+/// A built image pushed to a registry on loopback (Debian's
+/// docker-registry): small blobs in one request, a big one in chunks, a
+/// second push finds them there, a push to another repository mounts them;
+/// pulled back by rkstack and read by skopeo, it has the same digest.
+#[test]
+fn a_built_image_is_pushed_and_pulled_back_unchanged() {
+    require_root!();
+    let c = Ctx::new("FROM scratch\nCOPY rootfs/ /\nCOPY big /big\nCMD [\"/bin/true\"]\n");
+    // 9 MiB that do not compress: a layer bigger than one upload chunk.
+    let mut big = vec![0u8; 9 << 20];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for b in big.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(c.dir.path().join("big"), &big).unwrap();
+    let built = c.build(&["-t", "pushme:1"]);
+    assert!(built.status.success(), "{}", stderr(&built));
+    let digest = digest_of(&built);
+
+    let reg = common::oci::Registry::start();
+    let dest = format!("docker://{}/team/pushme:1", reg.host());
+    let push = |what: &str, to: &str| {
+        c.rk()
+            .args(["--insecure-registry", &reg.host(), "push", what, to])
+            .output()
+            .unwrap()
+    };
+    let out = push("pushme:1", &dest);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("uploaded (1 request)"), "{said}");
+    assert!(
+        said.contains("uploaded (3 requests)"),
+        "the big layer in chunks: {said}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&digest));
+    let again = push("localhost/pushme:1", &dest);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(!stderr(&again).contains("uploaded"), "{}", stderr(&again));
+
+    // Pulled back by rkstack, into a store of its own and into this one.
+    let other = tempfile::tempdir().unwrap();
+    for data in [other.path(), c.data.path()] {
+        let pulled = Command::new(rkstack())
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--insecure-registry", &reg.host(), "pull", &dest])
+            .output()
+            .unwrap();
+        assert!(pulled.status.success(), "{}", stderr(&pulled));
+        assert!(
+            String::from_utf8_lossy(&pulled.stdout).contains(&digest),
+            "{}",
+            String::from_utf8_lossy(&pulled.stdout)
+        );
+    }
+    // And by skopeo.
+    let inspect = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", &dest])
+        .output()
+        .unwrap();
+    assert!(inspect.status.success(), "{}", stderr(&inspect));
+    let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(v["Digest"], digest.as_str());
+
+    // This store now knows the blobs are in team/pushme: another
+    // repository of the registry mounts them.
+    let mounted = push("pushme:1", &format!("docker://{}/elsewhere:1", reg.host()));
+    let said = stderr(&mounted);
+    assert!(mounted.status.success(), "{said}");
+    assert!(said.contains("mounted from another repository"), "{said}");
+    assert!(!said.contains("uploaded"), "{said}");
+}

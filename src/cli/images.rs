@@ -195,3 +195,71 @@ pub fn rmi(state_dir: &Path, data_dir: &Path, refs: &[String]) -> anyhow::Result
         ExitCode::SUCCESS
     })
 }
+
+/// The manifest of `reference` in the store: a name of a built image
+/// (`app:1`, `localhost/app:1`), a store reference as `rkstack images`
+/// lists it, or a manifest digest.
+fn stored(
+    store: &rkstack::image::store::Store,
+    reference: &str,
+) -> Option<rkstack::image::store::Digest> {
+    use rkstack::image::store::Digest;
+    if let Ok(d) = Digest::parse(reference)
+        && store.has(&d)
+    {
+        return Some(d);
+    }
+    let local = rkstack::config::local_name(reference).ok();
+    [Some(reference.to_string()), local]
+        .into_iter()
+        .flatten()
+        .find_map(|r| store.reference(&r))
+        .and_then(|r| Digest::parse(&r.manifest).ok())
+}
+
+/// `rkstack push REF docker://REGISTRY/REPO[:TAG]`.
+pub fn push(
+    data_dir: &Path,
+    reference: &str,
+    dest: &str,
+    insecure: &[String],
+    creds: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let Some(to) = dest.strip_prefix("docker://") else {
+        eprintln!("rkstack: {dest}: expected docker://REGISTRY/REPO[:TAG]");
+        return Ok(ExitCode::from(EXIT_INVALID));
+    };
+    #[cfg(feature = "remote")]
+    {
+        let store = rkstack::image::store::Store::open(&data_dir.join("images"))?;
+        let Some(manifest) = stored(&store, reference) else {
+            eprintln!(
+                "rkstack: {reference}: no such image in the store (rkstack images lists them)"
+            );
+            return Ok(ExitCode::from(EXIT_FAILED));
+        };
+        match rkstack::image::push::push(
+            &store,
+            &manifest,
+            to,
+            insecure,
+            creds,
+            &mut std::io::stderr(),
+        ) {
+            Ok(d) => {
+                writeln!(std::io::stdout(), "{dest}: {d}")?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("rkstack: push {dest}: {e}");
+                Ok(ExitCode::from(EXIT_FAILED))
+            }
+        }
+    }
+    #[cfg(not(feature = "remote"))]
+    {
+        let _ = (data_dir, reference, to, insecure, creds, stored);
+        eprintln!("rkstack: this rkstack was built without registry support (the remote feature)");
+        Ok(ExitCode::from(EXIT_FAILED))
+    }
+}

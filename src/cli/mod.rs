@@ -261,6 +261,17 @@ enum Command {
         /// The image reference.
         reference: String,
     },
+    /// Upload an image of the store to a registry: a built image
+    /// (NAME[:TAG]), a reference as `rkstack images` lists it, or a digest.
+    Push {
+        /// USER:PASSWORD for the registry (else ~/.docker/config.json's, if any).
+        #[arg(long, value_name = "USER:PASSWORD")]
+        creds: Option<String>,
+        /// The image to push.
+        reference: String,
+        /// Where: docker://REGISTRY/REPO[:TAG].
+        destination: String,
+    },
     /// For rkstack@.service's ExecStopPost: keeps what the stopped
     /// supervisor left for the next one to adopt, or ends it (see
     /// contrib/systemd). Reads systemd's $SERVICE_RESULT.
@@ -660,6 +671,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Prune { generations } => images::prune(&g.state_dir, &g.data_dir, generations),
         Command::UnitStopped => up::unit_stopped(g),
         Command::Build(args) => build::build(g, args),
+        Command::Push {
+            creds,
+            reference,
+            destination,
+        } => images::push(
+            &g.data_dir,
+            &reference,
+            &destination,
+            &g.insecure_registries,
+            creds.as_deref(),
+        ),
         Command::Pull { creds, reference } => images::pull(
             &g.data_dir,
             &reference,

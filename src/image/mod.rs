@@ -10,6 +10,8 @@ pub mod diff;
 pub mod export;
 pub mod oci;
 #[cfg(feature = "remote")]
+pub mod push;
+#[cfg(feature = "remote")]
 pub mod registry;
 #[cfg(feature = "remote")]
 pub mod registry_env;

@@ -6,7 +6,7 @@
 //! registry's realm when it asks).
 
 use axum::body::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
 use super::oci::{self, Image, ImageError};
@@ -55,7 +55,7 @@ impl Reference {
     }
 }
 
-fn err(what: impl Into<String>) -> ImageError {
+pub(super) fn err(what: impl Into<String>) -> ImageError {
     ImageError::Layout {
         path: std::path::PathBuf::from("registry"),
         what: what.into(),
@@ -63,7 +63,7 @@ fn err(what: impl Into<String>) -> ImageError {
 }
 
 /// One connection's worth of client.
-struct Client {
+pub(super) struct Client {
     host: String,
     insecure: bool,
     tls: std::sync::Arc<rustls::ClientConfig>,
@@ -75,6 +75,9 @@ struct Client {
     range: Option<u64>,
     /// Told how each blob comes along.
     progress: Option<OnProgress>,
+    /// The challenge the token answered: a request that meets another
+    /// (a push after a pull's scope) asks for a new token once.
+    answered: Option<String>,
 }
 
 /// What is told how a pull comes along.
@@ -95,7 +98,9 @@ pub struct Progress {
 const STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A small body (a manifest, a config, a token), read within [`STALL`].
-async fn read_body(resp: hyper::Response<hyper::body::Incoming>) -> Result<Bytes, ImageError> {
+pub(super) async fn read_body(
+    resp: hyper::Response<hyper::body::Incoming>,
+) -> Result<Bytes, ImageError> {
     tokio::time::timeout(STALL, resp.into_body().collect())
         .await
         .map_err(|_| {
@@ -114,27 +119,62 @@ impl Client {
         path: &str,
         accept: &str,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ImageError> {
+        self.send("GET", path, &[("accept", accept.to_string())], Bytes::new())
+            .await
+    }
+
+    /// One request, with the credentials the registry asks for (a token
+    /// from its realm, or Basic), following a redirect.
+    pub(super) async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Bytes,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ImageError> {
+        let host = self.host.clone();
+        self.send_at(method, &host, path, headers, body).await
+    }
+
+    /// The registry's URL (`https://HOST[:PORT]`, or `http://`).
+    pub(super) fn host_url(&self) -> String {
+        self.host.clone()
+    }
+
+    /// [`Client::send`] to `host` (an upload URL may name another).
+    pub(super) async fn send_at(
+        &mut self,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Bytes,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ImageError> {
         for _ in 0..4 {
-            let resp = self.request(&self.host.clone(), path, accept).await?;
+            let resp = self
+                .request(method, host, path, headers, body.clone())
+                .await?;
             match resp.status().as_u16() {
-                401 if self.token.is_none() => {
+                401 => {
                     let challenge = resp
                         .headers()
                         .get("www-authenticate")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default()
                         .to_string();
+                    if self.token.is_some() && self.answered.as_deref() == Some(challenge.as_str())
+                    {
+                        return Err(err("the registry refused the credentials (HTTP 401)"));
+                    }
                     self.token = Some(if challenge.trim_start().starts_with("Basic") {
                         let basic = self.basic.clone().ok_or_else(|| err(NEEDS_CREDS))?;
                         format!("Basic {basic}")
                     } else {
                         format!("Bearer {}", self.fetch_token(&challenge).await?)
                     });
+                    self.answered = Some(challenge);
                 }
-                401 => {
-                    return Err(err("the registry refused the credentials (HTTP 401)"));
-                }
-                307 | 302 | 301 => {
+                307 | 302 | 301 if method == "GET" || method == "HEAD" => {
                     let to = resp
                         .headers()
                         .get("location")
@@ -143,7 +183,7 @@ impl Client {
                         .to_string();
                     let (host, path) =
                         split_url(&to).ok_or_else(|| err(format!("bad redirect to {to}")))?;
-                    return self.request(&host, &path, accept).await;
+                    return self.request(method, &host, &path, headers, body).await;
                 }
                 _ => return Ok(resp),
             }
@@ -178,7 +218,15 @@ impl Client {
             split_url(&url).ok_or_else(|| err(format!("bad token realm {realm}")))?;
         // The token request carries the credentials, when there are any.
         self.token = self.basic.as_ref().map(|b| format!("Basic {b}"));
-        let resp = self.request(&host, &path, "application/json").await;
+        let resp = self
+            .request(
+                "GET",
+                &host,
+                &path,
+                &[("accept", "application/json".to_string())],
+                Bytes::new(),
+            )
+            .await;
         self.token = None;
         let resp = resp?;
         if resp.status().as_u16() == 401 {
@@ -197,24 +245,28 @@ impl Client {
             .ok_or_else(|| err("no token from the registry's realm"))
     }
 
-    /// One GET; a registry that does not answer within [`STALL`] is an
-    /// error (a pull never hangs on a silent peer).
+    /// One request; a registry that does not answer within [`STALL`] is
+    /// an error (a pull or push never hangs on a silent peer).
     async fn request(
         &self,
+        method: &str,
         host: &str,
         path: &str,
-        accept: &str,
+        headers: &[(&str, String)],
+        body: Bytes,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ImageError> {
-        tokio::time::timeout(STALL, self.request_now(host, path, accept))
+        tokio::time::timeout(STALL, self.request_now(method, host, path, headers, body))
             .await
             .map_err(|_| err(format!("{host}: no answer within {} s", STALL.as_secs())))?
     }
 
     async fn request_now(
         &self,
+        method: &str,
         host: &str,
         path: &str,
-        accept: &str,
+        headers: &[(&str, String)],
+        body: Bytes,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ImageError> {
         let (scheme_host, tls) = match host.strip_prefix("http://") {
             Some(h) => (h.to_string(), false),
@@ -235,20 +287,23 @@ impl Client {
                 .map_err(|e| err(format!("{addr}: {e}")))?,
         };
         let mut req = hyper::Request::builder()
-            .method("GET")
+            .method(method)
             .uri(path)
             .header("host", scheme_host.clone())
-            .header("accept", accept)
             .header("user-agent", concat!("rkstack/", env!("CARGO_PKG_VERSION")));
+        for (k, v) in headers {
+            req = req.header(*k, v.as_str());
+        }
+        if method != "GET" && method != "HEAD" {
+            req = req.header("content-length", body.len().to_string());
+        }
         if let Some(t) = &self.token {
             req = req.header("authorization", t.as_str());
         }
         if let Some(from) = self.range {
             req = req.header("range", format!("bytes={from}-"));
         }
-        let req = req
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| err(e.to_string()))?;
+        let req = req.body(Full::new(body)).map_err(|e| err(e.to_string()))?;
         let name = scheme_host
             .split(':')
             .next()
@@ -346,7 +401,7 @@ impl Client {
     }
 }
 
-fn split_url(url: &str) -> Option<(String, String)> {
+pub(super) fn split_url(url: &str) -> Option<(String, String)> {
     let (scheme, rest) = url.split_once("://")?;
     let (host, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -375,35 +430,8 @@ pub fn pull_with(
     progress: Option<OnProgress>,
 ) -> Result<Image, ImageError> {
     let r = Reference::parse(reference);
-    let basic = match creds {
-        Some(c) => Some(base64(c.as_bytes())),
-        None => super::registry_env::docker_config_auth(&r.registry),
-    };
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| err(e.to_string()))?
-        .with_root_certificates(super::registry_env::roots(&r.registry))
-        .with_no_client_auth();
-    let is_insecure = insecure.contains(&r.registry);
-    let mut client = Client {
-        host: if is_insecure {
-            format!("http://{}", r.registry)
-        } else {
-            format!("https://{}", r.registry)
-        },
-        insecure: is_insecure,
-        tls: std::sync::Arc::new(tls),
-        token: None,
-        basic,
-        range: None,
-        progress,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-        .map_err(|e| err(e.to_string()))?;
+    let mut client = Client::new(&r, insecure, creds, progress)?;
+    let rt = runtime()?;
     rt.block_on(async move {
         let repo = r.repository.clone();
         let mut want = r.reference.clone();
@@ -472,6 +500,51 @@ pub fn pull_with(
             defaults: oci::defaults_of(&config),
         })
     })
+}
+
+impl Client {
+    /// A client of the registry of `r`.
+    pub(super) fn new(
+        r: &Reference,
+        insecure: &[String],
+        creds: Option<&str>,
+        progress: Option<OnProgress>,
+    ) -> Result<Client, ImageError> {
+        let basic = match creds {
+            Some(c) => Some(base64(c.as_bytes())),
+            None => super::registry_env::docker_config_auth(&r.registry),
+        };
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| err(e.to_string()))?
+            .with_root_certificates(super::registry_env::roots(&r.registry))
+            .with_no_client_auth();
+        let is_insecure = insecure.contains(&r.registry);
+        Ok(Client {
+            host: if is_insecure {
+                format!("http://{}", r.registry)
+            } else {
+                format!("https://{}", r.registry)
+            },
+            insecure: is_insecure,
+            tls: std::sync::Arc::new(tls),
+            token: None,
+            basic,
+            range: None,
+            progress,
+            answered: None,
+        })
+    }
+}
+
+/// The runtime a pull or a push runs on: this thread alone.
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, ImageError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| err(e.to_string()))
 }
 
 /// Standard base64 (with padding).

@@ -389,3 +389,73 @@ fn a_built_image_is_pushed_and_pulled_back_unchanged() {
     assert!(said.contains("mounted from another repository"), "{said}");
     assert!(!said.contains("uploaded"), "{said}");
 }
+
+/// A stack whose container's image is built from a context: `up` builds
+/// it in a clean store; a change in the context shows in `plan` as the
+/// container recreated, and a reload builds it again and recreates it.
+#[test]
+fn a_stack_builds_its_image_and_builds_it_again_when_its_context_changes() {
+    require_root!();
+    let c = Ctx::new(
+        "FROM scratch\nCOPY rootfs/ /\nCOPY msg /msg\nCMD [\"/bin/sh\", \"-c\", \"cat /msg; exec sleep 1000\"]\n",
+    );
+    std::fs::write(c.dir.path().join("msg"), "first version\n").unwrap();
+    let name = unique("bst");
+    let stack = c.data.path().join("stack.toml");
+    std::fs::write(
+        &stack,
+        format!(
+            "name = \"{name}\"\n[containers.svc]\nimage = \"localhost/{name}:1\"\nbuild = \"{}\"\nstop_signal = \"SIGKILL\"\n",
+            c.dir.path().display()
+        ),
+    )
+    .unwrap();
+    let events = c.data.path().join("events.log");
+    let up = c
+        .rk()
+        .arg("up")
+        .arg(&stack)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&events).unwrap())
+        .spawn()
+        .unwrap();
+    let _up = Stopped(up);
+    let logs = || {
+        let o = c
+            .rk()
+            .args(["--stack", &name, "logs", "svc"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let said = || std::fs::read_to_string(&events).unwrap_or_default();
+    wait_until(
+        || logs().contains("first version"),
+        "the built container's output",
+        said,
+    );
+    assert!(said().contains("svc: building localhost/"), "{}", said());
+
+    // Nothing changed: the plan has nothing to do.
+    let plan = |c: &Ctx| {
+        let o = c
+            .rk()
+            .args(["--stack", &name, "plan"])
+            .arg(&stack)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(!plan(&c).contains("recreate"), "{}", plan(&c));
+    std::fs::write(c.dir.path().join("msg"), "second version\n").unwrap();
+    let p = plan(&c);
+    assert!(p.contains("recreate") && p.contains("svc"), "{p}");
+    let reload = c.rk().args(["--stack", &name, "reload"]).output().unwrap();
+    assert!(reload.status.success(), "{}", stderr(&reload));
+    wait_until(
+        || logs().contains("second version"),
+        "the rebuilt container's output",
+        said,
+    );
+}

@@ -21,7 +21,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::image::build::containerfile::{self, Containerfile, Instr};
-use crate::image::build::ignore::Ignore;
+use crate::image::build::context;
 use crate::image::store::{Digest, Store};
 
 pub use from::local_name;
@@ -93,27 +93,6 @@ pub enum BuildError {
 
 /// The largest Containerfile read.
 const MAX_FILE: u64 = 1 << 20;
-
-/// The Containerfile of `context` when none is named.
-fn default_file(context: &Path) -> PathBuf {
-    let c = context.join("Containerfile");
-    if c.exists() {
-        c
-    } else {
-        context.join("Dockerfile")
-    }
-}
-
-/// The ignore file: `.containerignore`, else `.dockerignore`, in the
-/// context.
-fn ignore_of(context: &Path) -> Ignore {
-    for name in [".containerignore", ".dockerignore"] {
-        if let Ok(text) = std::fs::read_to_string(context.join(name)) {
-            return Ignore::parse(&text);
-        }
-    }
-    Ignore::default()
-}
 
 fn read_file(file: &Path) -> Result<String, BuildError> {
     use std::io::Read;
@@ -218,7 +197,10 @@ fn predefined() -> BTreeMap<String, String> {
 /// `out`. Needs root, and a process that may still make a mount namespace
 /// of its own (see [`private_namespace`], called by the caller first).
 pub fn build(o: &Options, out: &mut dyn Write) -> Result<Built, BuildError> {
-    let file = o.file.clone().unwrap_or_else(|| default_file(&o.context));
+    let file = o
+        .file
+        .clone()
+        .unwrap_or_else(|| context::default_file(&o.context));
     let shown = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -232,6 +214,9 @@ pub fn build(o: &Options, out: &mut dyn Write) -> Result<Built, BuildError> {
     for t in &o.tags {
         local_name(t).map_err(BuildError::Setup)?;
     }
+    // What this build reads, as the names it gives record (a stack's
+    // `build` is out of date when its context no longer gives this).
+    let inputs = context::inputs(&o.context, o.file.as_deref(), &o.args, o.target.as_deref()).ok();
     let text = read_file(&file)?;
     let cf = containerfile::parse(&text).map_err(|e| BuildError::File {
         file: shown.clone(),
@@ -275,7 +260,7 @@ pub fn build(o: &Options, out: &mut dyn Write) -> Result<Built, BuildError> {
         store,
         images,
         scratch: scratch.path().to_path_buf(),
-        ignore: ignore_of(&o.context),
+        ignore: context::ignore_of(&o.context),
         globals,
         built: vec![None; cf.stages.len()],
         n: 0,
@@ -314,7 +299,7 @@ pub fn build(o: &Options, out: &mut dyn Write) -> Result<Built, BuildError> {
             .map_err(|e| BuildError::Setup(e.to_string()))?;
         for t in &o.tags {
             let name = local_name(t).map_err(BuildError::Setup)?;
-            crate::container::images::remember(&b.store, &name, &image, None)
+            crate::container::images::remember(&b.store, &name, &image, inputs.clone())
                 .map_err(BuildError::Setup)?;
             tags.push(name);
         }

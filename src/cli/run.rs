@@ -261,6 +261,7 @@ pub fn container(a: &RunArgs, name: &str) -> Result<Container, String> {
         stop_timeout: rkstack::config::Duration::from_secs(defaults::STOP_TIMEOUT_SECS),
         read_only: a.read_only,
         verity: None,
+        build: None,
         network,
         ports: Vec::new(),
         mounts,

@@ -35,7 +35,9 @@ pub(crate) const CONTAINER_KEYS: &[&str] = &[
     "health",
     "logging",
     "verity",
+    "build",
 ];
+pub(crate) const BUILD_KEYS: &[&str] = &["context", "file", "args", "target"];
 pub(crate) const VERITY_KEYS: &[&str] = &["root_hash", "hash_file"];
 pub(crate) const NETWORK_KEYS: &[&str] = &["driver", "subnet", "gateway", "nat", "internal"];
 pub(crate) const VOLUME_KEYS: &[&str] = &["path"];

@@ -246,6 +246,25 @@ pub fn container(c: &Container) -> Value {
                     .done()
             }),
         )
+        .opt(
+            "build",
+            c.build.as_ref().map(|b| {
+                T::default()
+                    .set("context", Value::path(&b.context))
+                    .opt("file", b.file.as_ref().map(|f| Value::path(f)))
+                    .set(
+                        "args",
+                        Value::Table(
+                            b.args
+                                .iter()
+                                .map(|(k, v)| (k.clone(), Value::str(v)))
+                                .collect(),
+                        ),
+                    )
+                    .opt("target", b.target.as_ref().map(Value::str))
+                    .done()
+            }),
+        )
         .opt("entrypoint", c.entrypoint.as_ref().map(Value::strings))
         .opt("command", c.command.as_ref().map(Value::strings))
         .set(

@@ -449,6 +449,21 @@ pub struct Container {
     /// dm-verity for a `squashfs:`/`erofs:` image: the image is read
     /// through a verity device, refused when it does not match.
     pub verity: Option<Verity>,
+    /// How its image is built, if it is.
+    pub build: Option<Build>,
+}
+
+/// `build = "DIR"` or `build = { context, file, args, target }`: how the
+/// container's `localhost/` image is built (`rkstack build`) when the
+/// store does not have it as its context now says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Build {
+    pub context: std::path::PathBuf,
+    /// The Containerfile (default: the context's `Containerfile`, else
+    /// `Dockerfile`).
+    pub file: Option<std::path::PathBuf>,
+    pub args: std::collections::BTreeMap<String, String>,
+    pub target: Option<String>,
 }
 
 /// `verity = { root_hash = "...", hash_file = "..." }`.

@@ -123,6 +123,11 @@ pub fn ids(
             ImageRef::Oci { layout, tag } => oci::resolve(layout, tag.as_deref())
                 .ok()
                 .map(|d| (c.name.to_string(), d.to_string())),
+            // A built image is what its build reads: a changed context
+            // is another image (built before the container is recreated).
+            ImageRef::Local { .. } if c.build.is_some() => {
+                build_inputs(c).map(|id| (c.name.to_string(), id))
+            }
             ImageRef::Docker { .. } | ImageRef::Local { .. } => pulled
                 .get(&c.image.to_string())
                 .map(|m| (c.name.to_string(), m.clone())),
@@ -185,12 +190,53 @@ pub fn pinned(c: &Container, digest: &str) -> Container {
     out
 }
 
-/// Whether starting `c` first needs a pull of its `docker://` image, by its
+/// What the build of `c`'s image reads, as a digest (see
+/// [`crate::image::build::context::inputs`]); none when it has no build
+/// or its context cannot be read.
+fn build_inputs(c: &Container) -> Option<String> {
+    let b = c.build.as_ref()?;
+    crate::image::build::context::inputs(
+        &b.context,
+        b.file.as_deref(),
+        &b.args,
+        b.target.as_deref(),
+    )
+    .ok()
+}
+
+/// Whether starting `c` first needs its image built: it has a `build`
+/// and the store has no image of that name built from what its context
+/// holds now. Returns the image's name.
+fn build_needed(c: &Container, data_dir: &Path) -> Option<String> {
+    let ImageRef::Local { name } = &c.image else {
+        return None;
+    };
+    c.build.as_ref()?;
+    let root = data_dir.join("images");
+    let built = Store::open(&root)
+        .ok()
+        .and_then(|s| s.reference(name))
+        .and_then(|r| r.source);
+    match (built, build_inputs(c)) {
+        (Some(b), Some(now)) if b == now => None,
+        _ => Some(name.clone()),
+    }
+}
+
+/// Whether starting `c` first needs a pull of its `docker://` image (or a
+/// build of its `localhost/` one, see [`build_needed`]), by its
 /// `pull_policy`: `missing` when the store has no image for the reference,
 /// `always` once per created container (`pulled`: done already; a restart
 /// uses the image it was created from). Returns the reference to pull.
 pub fn pull_needed(c: &Container, data_dir: &Path, pulled: bool) -> Option<String> {
     use crate::config::PullPolicy;
+    if c.build.is_some() {
+        return if pulled {
+            None
+        } else {
+            build_needed(c, data_dir)
+        };
+    }
     let ImageRef::Docker { .. } = &c.image else {
         return None;
     };

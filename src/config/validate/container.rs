@@ -137,6 +137,18 @@ impl Cx<'_> {
             }
         };
 
+        let build = opt!("build", |cx: &mut Self, v, k| cx.build(v, k));
+        if let (Some(v), Some(i)) = (get("build"), &image)
+            && !matches!(i, ImageRef::Local { .. })
+        {
+            self.err_key(
+                &v.span,
+                "build",
+                "needs image = \"localhost/NAME[:TAG]\": the name the built image is given",
+            );
+            ok = false;
+        }
+
         // A container with problems is still returned, filled with defaults
         // where its values were bad, so that the cross-checks can report
         // what else is wrong with it; the problems list decides validity.
@@ -167,6 +179,7 @@ impl Cx<'_> {
             health,
             logging,
             verity,
+            build,
         })
     }
 

@@ -4,6 +4,7 @@
 //! its own file below.
 
 mod attach;
+mod build;
 mod container;
 pub use container::local_name;
 mod cross;

@@ -97,6 +97,59 @@ pub fn resolve(
     Ok(found)
 }
 
+/// The Containerfile of `context` when none is named: `Containerfile`,
+/// else `Dockerfile`.
+pub fn default_file(context: &Path) -> PathBuf {
+    let c = context.join("Containerfile");
+    if c.exists() {
+        c
+    } else {
+        context.join("Dockerfile")
+    }
+}
+
+/// The context's ignore file: `.containerignore`, else `.dockerignore`.
+pub fn ignore_of(context: &Path) -> Ignore {
+    for name in [".containerignore", ".dockerignore"] {
+        if let Ok(text) = std::fs::read_to_string(context.join(name)) {
+            return Ignore::parse(&text);
+        }
+    }
+    Ignore::default()
+}
+
+/// The digest of everything a build reads before it runs a step: the
+/// Containerfile, the arguments and target, and every file of the context
+/// the ignore file lets in. The same inputs give the same image (from
+/// the same base), so a stack's built image is out of date exactly when
+/// this changed since it was built.
+pub fn inputs(
+    context: &Path,
+    file: Option<&Path>,
+    args: &std::collections::BTreeMap<String, String>,
+    target: Option<&str>,
+) -> Result<String, ContextError> {
+    let file = file.map_or_else(|| default_file(context), Path::to_path_buf);
+    let text = std::fs::read(&file).map_err(io(&file))?;
+    let files = digest(context, &[PathBuf::new()], &ignore_of(context))?;
+    let mut h = sha2::Sha256::new();
+    for part in [
+        &text[..],
+        files.as_bytes(),
+        target.unwrap_or_default().as_bytes(),
+    ] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    for (k, v) in args {
+        h.update(format!("{}={k}={v}\n", k.len()).as_bytes());
+    }
+    Ok(format!(
+        "build:sha256:{}",
+        crate::image::store::Digest::from_sha256(h.finalize().into()).hex()
+    ))
+}
+
 /// Everything below the folder `dir` (relative to `context`) that the
 /// ignore file lets in, sorted, parents before what they hold; links are
 /// listed, never followed.

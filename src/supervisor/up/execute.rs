@@ -74,6 +74,11 @@ impl Supervisor {
                         l.spec = spec;
                         l.user_stopped = false;
                         l.history = History::default();
+                        // Created anew: its image is fetched (or built)
+                        // again as for any new container.
+                        if op.why == plan::Why::Recreate {
+                            l.pulled = false;
+                        }
                     }
                     None => match self.admit(spec) {
                         Ok(l) => {

@@ -30,12 +30,23 @@ impl Supervisor {
             );
             return;
         }
-        match self.spawn_pull(&image) {
+        let build = self
+            .live
+            .get(name)
+            .and_then(|l| l.spec.config.build.clone());
+        match self.spawn_pull(&image, build.as_ref()) {
             Ok((pid, log)) => {
                 event(
                     &stack,
                     Kind::Pulling,
-                    format!("{name}: pulling {image} (pid {pid})"),
+                    format!(
+                        "{name}: {} {image} (pid {pid})",
+                        if build.is_some() {
+                            "building"
+                        } else {
+                            "pulling"
+                        }
+                    ),
                 );
                 self.children.insert(
                     pid,
@@ -51,9 +62,35 @@ impl Supervisor {
     }
 
     /// Starts `rkstack pull IMAGE` (this very binary) with the supervisor's
-    /// data dir and registries, its output to a file.
-    pub(super) fn spawn_pull(&self, image: &str) -> Result<(i32, PathBuf), String> {
-        self.spawn_rkstack(image, &["pull", image])
+    /// data dir and registries, its output to a file; for an image with a
+    /// `build`, `rkstack build` of it.
+    pub(super) fn spawn_pull(
+        &self,
+        image: &str,
+        build: Option<&config::Build>,
+    ) -> Result<(i32, PathBuf), String> {
+        let Some(b) = build else {
+            return self.spawn_rkstack(image, &["pull", image]);
+        };
+        let mut args: Vec<String> = vec![
+            "--state-dir".into(),
+            self.opts.state_dir.display().to_string(),
+            "build".into(),
+            "-t".into(),
+            image.to_string(),
+        ];
+        if let Some(f) = &b.file {
+            args.extend(["-f".into(), f.display().to_string()]);
+        }
+        for (k, v) in &b.args {
+            args.extend(["--build-arg".into(), format!("{k}={v}")]);
+        }
+        if let Some(t) = &b.target {
+            args.extend(["--target".into(), t.clone()]);
+        }
+        args.push(b.context.display().to_string());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.spawn_rkstack(image, &args)
     }
 
     /// Starts this very binary with the supervisor's data dir and

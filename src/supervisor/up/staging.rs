@@ -65,7 +65,8 @@ impl Supervisor {
             }
         };
         // Its images first: a pull that fails must change nothing.
-        let needed: std::collections::BTreeSet<String> = plan
+        // (image, how it is built if it is), for each image to fetch.
+        let needed: std::collections::BTreeMap<String, Option<config::Build>> = plan
             .ops
             .iter()
             .filter(|o| o.target == Target::Container && o.action == Action::Start)
@@ -78,6 +79,7 @@ impl Supervisor {
                     c.pull_policy = config::PullPolicy::Missing;
                 }
                 crate::container::images::pull_needed(&c, &self.opts.data_dir, false)
+                    .map(|i| (i, c.build.clone()))
             })
             .collect();
         if !needed.is_empty() {
@@ -111,14 +113,14 @@ impl Supervisor {
         &mut self,
         a: crate::control::Apply,
         reply: tokio::sync::oneshot::Sender<Result<Reply, ControlError>>,
-        images: std::collections::BTreeSet<String>,
+        images: std::collections::BTreeMap<String, Option<config::Build>>,
     ) {
         let stack = self.stack();
-        for image in &images {
+        for (image, build) in &images {
             if self.children.pulling(image) {
                 continue;
             }
-            match self.spawn_pull(image) {
+            match self.spawn_pull(image, build.as_ref()) {
                 Ok((pid, log)) => {
                     event(
                         &stack,
@@ -146,7 +148,7 @@ impl Supervisor {
         self.update.staging = Some(Staging {
             apply: a,
             reply,
-            pending: images,
+            pending: images.into_keys().collect(),
         });
     }
 

@@ -86,20 +86,43 @@ fn cstr(path: &Path) -> std::ffi::CString {
     std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap_or_default()
 }
 
-/// The extended attributes of `path` (not following a link).
+/// Reads into a buffer of the size the kernel says it needs (`call`
+/// with an empty buffer), again if it grew meanwhile; `None` if it cannot
+/// be read (gone meanwhile, or not supported there).
+fn sized(call: impl Fn(*mut libc::c_void, usize) -> isize) -> Option<Vec<u8>> {
+    for _ in 0..4 {
+        let want = call(std::ptr::null_mut(), 0);
+        if want < 0 {
+            return None;
+        }
+        if want == 0 {
+            return Some(Vec::new());
+        }
+        let mut buf = vec![0u8; want as usize];
+        let n = call(buf.as_mut_ptr().cast(), buf.len());
+        if n >= 0 {
+            buf.truncate(n as usize);
+            return Some(buf);
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::ERANGE) {
+            return None;
+        }
+    }
+    None
+}
+
+/// The extended attributes of `path` (not following a link), however
+/// many and however large.
 fn xattrs(path: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let c = cstr(path);
-    let mut names = vec![0u8; 4096];
-    // SAFETY: the buffer is valid for its length; the path NUL-terminated.
-    let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-    if n <= 0 {
+    // SAFETY: the buffer (or none, to ask the size) is valid for its
+    // length; the path is NUL-terminated.
+    let Some(names) = sized(|buf, len| unsafe { libc::llistxattr(c.as_ptr(), buf.cast(), len) })
+    else {
         return out;
-    }
-    for name in names[..n as usize]
-        .split(|&b| b == 0)
-        .filter(|x| !x.is_empty())
-    {
+    };
+    for name in names.split(|&b| b == 0).filter(|x| !x.is_empty()) {
         let key = String::from_utf8_lossy(name).into_owned();
         if key.starts_with("trusted.overlay.") {
             continue;
@@ -107,19 +130,10 @@ fn xattrs(path: &Path) -> BTreeMap<String, Vec<u8>> {
         let Ok(kc) = std::ffi::CString::new(name) else {
             continue;
         };
-        let mut value = vec![0u8; 65536];
         // SAFETY: as above, for one attribute's value.
-        let len = unsafe {
-            libc::lgetxattr(
-                c.as_ptr(),
-                kc.as_ptr(),
-                value.as_mut_ptr().cast(),
-                value.len(),
-            )
-        };
-        if len >= 0 {
-            value.truncate(len as usize);
-            out.insert(key, value);
+        let value = sized(|buf, len| unsafe { libc::lgetxattr(c.as_ptr(), kc.as_ptr(), buf, len) });
+        if let Some(v) = value {
+            out.insert(key, v);
         }
     }
     out
@@ -302,4 +316,34 @@ pub fn write(upper: &Path, store: &Store, epoch: u64) -> Result<Layer, LayerErro
         blob,
         size,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A list that grows between the size asked and the read is read
+    /// again at its new size; nothing is cut at a fixed buffer.
+    #[test]
+    fn attributes_are_read_at_the_size_the_kernel_says() {
+        let calls = std::cell::Cell::new(0usize);
+        let grown = sized(|buf, len| {
+            calls.set(calls.get() + 1);
+            // 10 000 bytes when first asked; 12 000 by the time it is read.
+            let size = if calls.get() == 1 { 10_000 } else { 12_000 };
+            if buf.is_null() {
+                return size as isize;
+            }
+            if len < size {
+                // SAFETY: setting this thread's errno, as the kernel would.
+                unsafe { *libc::__errno_location() = libc::ERANGE };
+                return -1;
+            }
+            size as isize
+        });
+        assert_eq!(grown.map(|v| v.len()), Some(12_000));
+        assert_eq!(calls.get(), 4);
+        assert!(sized(|_, _| 0).is_some_and(|v| v.is_empty()));
+        assert!(sized(|_, _| -1).is_none());
+    }
 }

@@ -14,8 +14,15 @@ ROUNDS=${ROUNDS:-3}
 command -v buildah >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah >/dev/null; }
 cargo build --release -q
 RK=$PWD/target/release/rkstack
-W=$(mktemp -d /tmp/rk-bench-build.XXXXXX)
-trap 'rm -rf "$W"' EXIT
+# Lowercase: buildah names an oci: image after its path.
+W=/tmp/rk-bench-build-$$
+rm -rf "$W" && mkdir -p "$W"
+# buildah leaves its storage's overlayfs mounts behind when a step fails.
+cleanup() {
+  mount | awk -v w="$W" 'index($3, w) == 1 { print $3 }' | sort -r | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m"; done
+  [ -n "${KEEP:-}" ] || rm -rf "$W"
+}
+trap cleanup EXIT
 BB=$(command -v busybox)
 
 # The base: a busybox root as a one-layer OCI layout (made by rkstack
@@ -23,7 +30,7 @@ BB=$(command -v busybox)
 R=$W/base-ctx/root
 mkdir -p "$R/bin" "$R/etc" "$R/tmp"
 cp "$BB" "$R/bin/busybox"
-for a in sh ls cat echo mkdir cp rm sed find stat md5sum sort id true sleep adduser addgroup chmod chown gzip tar wc cut; do
+for a in sh ls cat echo mkdir cp rm sed find stat md5sum sort id true sleep chmod chown gzip tar wc cut; do
   ln -s busybox "$R/bin/$a"
 done
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$R/etc/passwd"
@@ -48,7 +55,7 @@ RUN cat /src/app/src/*.txt | wc -l > /out/lines && gzip -c /out/list > /out/list
 
 FROM oci:$W/base:base
 ENV APP_HOME=/srv/app LANG=C.UTF-8
-RUN addgroup -g 1000 app && adduser -D -u 1000 -G app -h /srv/app app
+RUN echo 'app:x:1000:1000:app:/srv/app:/bin/sh' >> /etc/passwd && echo 'app:x:1000:' >> /etc/group && mkdir -p /srv/app
 WORKDIR /srv/app
 COPY --from=build /out/ ./out/
 COPY data/ ./data/
@@ -102,6 +109,6 @@ done
 if diff -u "$W/bah.list" "$W/rk.list" > "$W/fs.diff"; then
   echo "root filesystems: the same ($(wc -l < "$W/rk.list") paths: type, mode, owner, content)"
 else
-  echo "root filesystems differ (- buildah, + rkstack):"
+  echo "root filesystems: $(wc -l < "$W/rk.list") paths in rkstack's, $(wc -l < "$W/bah.list") in buildah's; they differ in (- buildah, + rkstack):"
   grep '^[-+][^-+]' "$W/fs.diff" | head -40
 fi

@@ -132,6 +132,7 @@ impl Builder<'_> {
         let fail = step_error(&self.file, step);
         let ex = |s: &str| containerfile::expand(s, &vars).map_err(&fail);
         let meta = |state: &mut State, text: &str| {
+            state.config.note(text, false);
             state.key = cache::key(&state.key, "config", text, "");
         };
         if let Some(text) = configure(&mut state.config, &step.instr, &step.text, &ex, &fail)? {
@@ -221,7 +222,7 @@ impl Builder<'_> {
         {
             self.cached += 1;
             let _ = writeln!(self.out, "  cached");
-            apply(state, made, key);
+            apply(state, made, key, &step.text);
             return Ok(());
         }
         let t = Instant::now();
@@ -250,7 +251,7 @@ impl Builder<'_> {
         cache::record(&self.store, &key, &made);
         self.ran += 1;
         let _ = writeln!(self.out, "  done in {:.2}s", t.elapsed().as_secs_f64());
-        apply(state, made, key);
+        apply(state, made, key, &step.text);
         Ok(())
     }
 
@@ -513,7 +514,8 @@ fn step_error(file: &str, step: &Step) -> impl Fn(String) -> BuildError + use<> 
 }
 
 /// A step's result on the stage.
-fn apply(state: &mut State, made: cache::Made, key: String) {
+fn apply(state: &mut State, made: cache::Made, key: String, step: &str) {
+    state.config.note(step, made.is_some());
     if let Some(l) = made {
         state.config.push_layer(&l.diff_id);
         state.layers.push(Blob {

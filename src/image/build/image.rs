@@ -2,8 +2,12 @@
 //! `USER`, `ENTRYPOINT`, `CMD`, `LABEL`, `EXPOSE`, `STOPSIGNAL` and
 //! `VOLUME` set, on top of the base's — and its manifest, written to the
 //! store. Nothing depends on the machine or the time: `created` is the
-//! epoch given (`SOURCE_DATE_EPOCH`), there is no history with times, and
-//! JSON keys are sorted, so one build gives one digest anywhere.
+//! epoch given (`SOURCE_DATE_EPOCH`), so is every history entry's, and
+//! JSON keys are sorted, so one build gives one digest anywhere. The
+//! history has an entry per step (those without a layer marked
+//! `empty_layer`), as docker and buildah write it and read it back: they
+//! refuse to build on an image whose history does not account for its
+//! layers.
 
 use serde_json::{Map, Value, json};
 
@@ -28,6 +32,9 @@ pub struct Config {
     config: Map<String, Value>,
     architecture: String,
     diff_ids: Vec<String>,
+    /// The base's history, then (step text, whether it made a layer).
+    base_history: Vec<Value>,
+    history: Vec<(String, bool)>,
 }
 
 impl Config {
@@ -37,13 +44,15 @@ impl Config {
             config: Map::new(),
             architecture: crate::image::oci::host_arch().to_string(),
             diff_ids: Vec::new(),
+            base_history: Vec::new(),
+            history: Vec::new(),
         }
     }
 
     /// `FROM` an image whose config is `base`: its settings and layers go on.
     pub fn from_base(base: &Value) -> Config {
         let config = base["config"].as_object().cloned().unwrap_or_default();
-        let diff_ids = base["rootfs"]["diff_ids"]
+        let diff_ids: Vec<String> = base["rootfs"]["diff_ids"]
             .as_array()
             .map(|a| {
                 a.iter()
@@ -57,8 +66,15 @@ impl Config {
                 .as_str()
                 .unwrap_or(crate::image::oci::host_arch())
                 .to_string(),
+            base_history: base_history(base, diff_ids.len()),
             diff_ids,
+            history: Vec::new(),
         }
+    }
+
+    /// A step in the history: its text, and whether it made a layer.
+    pub fn note(&mut self, step: &str, layer: bool) {
+        self.history.push((step.to_string(), layer));
     }
 
     fn strings(&self, key: &str) -> Vec<String> {
@@ -178,12 +194,22 @@ impl Config {
     pub fn json(&self, epoch: u64) -> Value {
         let created =
             crate::time::timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch));
+        let mut history = self.base_history.clone();
+        for (step, layer) in &self.history {
+            let mut h =
+                json!({ "created": created, "created_by": step, "comment": "rkstack build" });
+            if !layer {
+                h["empty_layer"] = json!(true);
+            }
+            history.push(h);
+        }
         json!({
             "created": created,
             "architecture": self.architecture,
             "os": "linux",
             "config": self.config,
             "rootfs": { "type": "layers", "diff_ids": self.diff_ids },
+            "history": history,
         })
     }
 
@@ -208,6 +234,23 @@ impl Config {
         });
         Ok(put(serde_json::to_vec(&manifest).unwrap_or_default())?.0)
     }
+}
+
+/// The history of a base image with `layers` layers: its own where it
+/// accounts for every layer, else one entry per layer (an image written
+/// without history).
+fn base_history(base: &Value, layers: usize) -> Vec<Value> {
+    let h = base["history"].as_array().cloned().unwrap_or_default();
+    let with_layer = h
+        .iter()
+        .filter(|e| e["empty_layer"].as_bool() != Some(true))
+        .count();
+    if with_layer == layers {
+        return h;
+    }
+    (0..layers)
+        .map(|i| json!({ "created_by": format!("layer {} of the base", i + 1) }))
+        .collect()
 }
 
 /// A `CMD` or `ENTRYPOINT` as the config holds it: the exec form as it

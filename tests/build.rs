@@ -459,3 +459,104 @@ fn a_stack_builds_its_image_and_builds_it_again_when_its_context_changes() {
         said,
     );
 }
+
+/// What the config instructions set is in the image's config; a build
+/// starts from an image built before (by its name); `RUN` sees loopback
+/// only unless `--network host`; `ADD` of a URL is refused, saying so.
+#[test]
+fn config_instructions_names_networks_and_urls() {
+    require_root!();
+    let c = Ctx::new(
+        "FROM scratch\nCOPY rootfs/ /\nLABEL team=\"edge\" tier=web\nEXPOSE 8080 53/udp\nSTOPSIGNAL SIGINT\nVOLUME /data\nENTRYPOINT [\"/bin/echo\", \"ep\"]\n",
+    );
+    let base = c.build(&["-t", "cfgbase:1"]);
+    assert!(base.status.success(), "{}", stderr(&base));
+    // Built on by its name, then written out as an OCI layout.
+    std::fs::write(
+        c.dir.path().join("Containerfile"),
+        "FROM cfgbase:1\nRUN cat /proc/net/dev\nCMD [\"x\"]\n",
+    )
+    .unwrap();
+    let layout = c.data.path().join("layout");
+    let out = c.build(&["--output", &format!("oci:{}:v1", layout.display())]);
+    let p = stderr(&out);
+    assert!(out.status.success(), "{p}");
+    // The interfaces /proc/net/dev listed in the step's output.
+    let interfaces = |progress: &str| -> Vec<String> {
+        progress
+            .lines()
+            .filter_map(|l| l.split_once(':').map(|(n, _)| n.trim().to_string()))
+            .filter(|n| {
+                !n.is_empty()
+                    && n.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+            })
+            .collect()
+    };
+    assert_eq!(interfaces(&p), ["lo"], "{p}");
+    let host = c.build(&["--no-cache", "--network", "host"]);
+    assert!(host.status.success(), "{}", stderr(&host));
+    assert!(interfaces(&stderr(&host)).len() > 1, "{}", stderr(&host));
+
+    let read = |p: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let index = read(&layout.join("index.json"));
+    let m = &index["manifests"][0];
+    assert_eq!(m["annotations"]["org.opencontainers.image.ref.name"], "v1");
+    let manifest = read(&blob(m["digest"].as_str().unwrap()));
+    let config = read(&blob(manifest["config"]["digest"].as_str().unwrap()));
+    let cfg = &config["config"];
+    assert_eq!(cfg["Labels"]["team"], "edge");
+    assert_eq!(cfg["Labels"]["tier"], "web");
+    assert!(cfg["ExposedPorts"]["8080/tcp"].is_object(), "{cfg}");
+    assert!(cfg["ExposedPorts"]["53/udp"].is_object(), "{cfg}");
+    assert_eq!(cfg["StopSignal"], "SIGINT");
+    assert!(cfg["Volumes"]["/data"].is_object(), "{cfg}");
+    assert_eq!(cfg["Entrypoint"], serde_json::json!(["/bin/echo", "ep"]));
+    assert_eq!(cfg["Cmd"], serde_json::json!(["x"]));
+    assert_eq!(config["created"], "1970-01-01T00:00:00.000Z");
+    // A history entry per step; the ones with layers match the layers.
+    let history = config["history"].as_array().unwrap();
+    let with_layers = history
+        .iter()
+        .filter(|h| h["empty_layer"] != serde_json::json!(true))
+        .count();
+    assert_eq!(with_layers, manifest["layers"].as_array().unwrap().len());
+    assert_eq!(
+        c.run("localhost/cfgbase:1", &[]),
+        "ep\n",
+        "the base's ENTRYPOINT with no CMD"
+    );
+
+    std::fs::write(
+        c.dir.path().join("Containerfile"),
+        "FROM scratch\nADD https://example.com/app.tar.gz /app/\n",
+    )
+    .unwrap();
+    let url = c.build(&[]);
+    assert_eq!(url.status.code(), Some(2), "{}", stderr(&url));
+    assert!(
+        stderr(&url).contains("line 2: ADD https://example.com/app.tar.gz: URLs are not fetched"),
+        "{}",
+        stderr(&url)
+    );
+    // Named through a variable, it is refused when the step comes.
+    std::fs::write(
+        c.dir.path().join("Containerfile"),
+        "FROM scratch\nARG SRC=https://example.com/app.tar.gz\nADD $SRC /app/\n",
+    )
+    .unwrap();
+    let url = c.build(&[]);
+    assert_eq!(url.status.code(), Some(1), "{}", stderr(&url));
+    assert!(
+        stderr(&url).contains("ADD of a URL is not supported"),
+        "{}",
+        stderr(&url)
+    );
+}

@@ -171,6 +171,13 @@ pub fn rmi(state_dir: &Path, data_dir: &Path, refs: &[String]) -> anyhow::Result
     let kept = rkstack::host::stacks::kept_by_generations(data_dir);
     let mut failed = false;
     for r in refs {
+        // A built image may be named as `build -t` named it (`app:1`).
+        let local = rkstack::config::local_name(r).ok();
+        let r = match local {
+            Some(l) if store.reference(r).is_none() && store.reference(&l).is_some() => l,
+            _ => r.clone(),
+        };
+        let r = &r;
         let manifest = store.reference(r).map(|rec| rec.manifest);
         if let Some((stack, _)) = used.iter().find(|(_, i)| i == r) {
             eprintln!("rkstack: {r} is used by stack {stack}, which is running; not removed");

@@ -560,3 +560,23 @@ fn config_instructions_names_networks_and_urls() {
         stderr(&url)
     );
 }
+
+/// An earlier stage's root is an image's: `COPY --from` follows its links
+/// inside it, as if it were `/` — `/e -> /etc` leads to the stage's own
+/// `/etc`, whose folder the host does not have — never to the host's.
+#[test]
+fn copy_from_a_stage_follows_its_links_inside_the_stage() {
+    require_root!();
+    let probe = format!("rkstack-probe-{}", std::process::id());
+    assert!(!std::path::Path::new("/etc").join(&probe).exists());
+    let c = Ctx::new(&format!(
+        "FROM scratch AS s\nCOPY rootfs/ /\nRUN /bin/busybox mkdir /etc/{probe} && echo in-the-stage > /etc/{probe}/f && /bin/busybox ln -s /etc /e\n\
+         FROM s\nCOPY --from=s /e/{probe}/ /x/\nCOPY --from=s /e/{probe}/f /y\n"
+    ));
+    let out = c.build(&["-t", "linked:1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        c.run("localhost/linked:1", &["/bin/cat", "/x/f", "/y"]),
+        "in-the-stage\nin-the-stage\n"
+    );
+}

@@ -2,10 +2,15 @@
 //! the context (or, with `*`, `?`, `[..]` or `**`, every path matching
 //! it), cleaned so that it never leaves the context (`..` stops at its
 //! root), minus what the ignore file leaves out. Links are never
-//! followed: a link in the context is copied as a link. The digest of
+//! followed: a link in the context is copied as a link. Every path is
+//! found inside the context's own root (`openat2(RESOLVE_IN_ROOT)`), as
+//! if it were `/`: the root of an earlier stage is an image's, and a link
+//! of its (`/e -> /etc`) leads to its own `/etc`, never to the host's —
+//! neither for what is read nor for the names listed. The digest of
 //! what a step reads (names, kinds, modes, sizes, contents, link targets)
 //! keys its cache.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -34,30 +39,65 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ContextError + '_ {
     }
 }
 
+/// The context (or a stage's root), opened to find paths inside it.
+fn open_root(context: &Path) -> Result<OwnedFd, ContextError> {
+    nix::fcntl::open(
+        context,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| ContextError::Io {
+        path: context.to_path_buf(),
+        source: e.into(),
+    })
+}
+
+/// `rel`, found inside `root` (its own last link not followed).
+fn open_in(root: &OwnedFd, rel: &Path, flags: i32) -> std::io::Result<OwnedFd> {
+    crate::sandbox::rootfs::openat2_in_root(root.as_raw_fd(), rel, flags | libc::O_NOFOLLOW)
+}
+
+/// What `rel` is, found inside `root` (a link is a link).
+fn metadata_in(root: &OwnedFd, rel: &Path) -> std::io::Result<std::fs::Metadata> {
+    std::fs::File::from(open_in(root, rel, libc::O_PATH)?).metadata()
+}
+
 fn wild(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
-/// Every path under `start` (relative to `context`), without following
-/// links; what `ignore` leaves out is not listed (nor, without exceptions,
-/// looked in).
-fn walk(context: &Path, start: &Path, ignore: &Ignore) -> Result<Vec<PathBuf>, ContextError> {
+/// Every path under `start` (relative to `context`, found inside it),
+/// without following links; what `ignore` leaves out is not listed (nor,
+/// without exceptions, looked in).
+fn walk(
+    context: &Path,
+    root: &OwnedFd,
+    start: &Path,
+    ignore: &Ignore,
+) -> Result<Vec<PathBuf>, ContextError> {
+    let shown = |rel: &Path| context.join(start).join(rel);
+    let top = open_in(root, start, libc::O_PATH | libc::O_DIRECTORY)
+        .map_err(io(&shown(Path::new(""))))?;
+    // The folder found inside the root, read through its descriptor;
+    // below it, only folders that are no links are entered.
+    let base = PathBuf::from(format!("/proc/self/fd/{}", top.as_raw_fd()));
     let mut out = Vec::new();
-    let mut todo = vec![start.to_path_buf()];
+    let mut todo = vec![PathBuf::new()];
     while let Some(rel) = todo.pop() {
-        let dir = context.join(&rel);
+        let dir = base.join(&rel);
         let mut names: Vec<_> = std::fs::read_dir(&dir)
-            .map_err(io(&dir))?
+            .map_err(io(&shown(&rel)))?
             .map(|e| e.map(|e| e.file_name()))
             .collect::<Result<_, _>>()
-            .map_err(io(&dir))?;
+            .map_err(io(&shown(&rel)))?;
         names.sort();
         for n in names {
             let p = rel.join(&n);
-            let excluded = ignore.excludes(&p.to_string_lossy());
-            let m = std::fs::symlink_metadata(context.join(&p)).map_err(io(&p))?;
+            let named = start.join(&p);
+            let excluded = ignore.excludes(&named.to_string_lossy());
+            let m = std::fs::symlink_metadata(base.join(&p)).map_err(io(&shown(&p)))?;
             if !excluded {
-                out.push(p.clone());
+                out.push(named);
             }
             if m.is_dir() && (!excluded || ignore.has_exceptions()) {
                 todo.push(p);
@@ -75,16 +115,16 @@ pub fn resolve(
     ignore: &Ignore,
 ) -> Result<Vec<PathBuf>, ContextError> {
     let parts = clean(source);
+    let root = open_root(context)?;
     if !wild(source) {
         let rel: PathBuf = parts.iter().collect();
-        let full = context.join(&rel);
-        std::fs::symlink_metadata(&full).map_err(|_| ContextError::Missing(source.to_string()))?;
+        metadata_in(&root, &rel).map_err(|_| ContextError::Missing(source.to_string()))?;
         if !parts.is_empty() && ignore.excludes(&rel.to_string_lossy()) {
             return Err(ContextError::Ignored(source.to_string()));
         }
         return Ok(vec![rel]);
     }
-    let found: Vec<PathBuf> = walk(context, Path::new(""), ignore)?
+    let found: Vec<PathBuf> = walk(context, &root, Path::new(""), ignore)?
         .into_iter()
         .filter(|p| {
             let names: Vec<String> = p.iter().map(|n| n.to_string_lossy().into_owned()).collect();
@@ -154,7 +194,7 @@ pub fn inputs(
 /// ignore file lets in, sorted, parents before what they hold; links are
 /// listed, never followed.
 pub fn below(context: &Path, dir: &Path, ignore: &Ignore) -> Result<Vec<PathBuf>, ContextError> {
-    walk(context, dir, ignore)
+    walk(context, &open_root(context)?, dir, ignore)
 }
 
 /// The digest of what a step reads: each path (and, for a folder, what it
@@ -162,19 +202,25 @@ pub fn below(context: &Path, dir: &Path, ignore: &Ignore) -> Result<Vec<PathBuf>
 /// content or link target.
 pub fn digest(context: &Path, paths: &[PathBuf], ignore: &Ignore) -> Result<String, ContextError> {
     let mut h = sha2::Sha256::new();
-    let all = walk_from(context, paths, ignore)?;
+    let root = open_root(context)?;
+    let all = walk_from(context, &root, paths, ignore)?;
     for rel in all {
         let full = context.join(&rel);
-        let m = std::fs::symlink_metadata(&full).map_err(io(&full))?;
+        let m = metadata_in(&root, &rel).map_err(io(&full))?;
         h.update(rel.as_os_str().as_encoded_bytes());
         h.update([0]);
         h.update(format!("{:o} {} {} {}", m.mode(), m.uid(), m.gid(), m.len()).as_bytes());
         if m.file_type().is_symlink() {
-            let t = std::fs::read_link(&full).map_err(io(&full))?;
-            h.update(t.as_os_str().as_encoded_bytes());
+            let link = open_in(&root, &rel, libc::O_PATH).map_err(io(&full))?;
+            let t = nix::fcntl::readlinkat(&link, "").map_err(|e| ContextError::Io {
+                path: full.clone(),
+                source: e.into(),
+            })?;
+            h.update(t.as_encoded_bytes());
         } else if m.is_file() {
             use std::io::Read;
-            let mut f = std::fs::File::open(&full).map_err(io(&full))?;
+            let mut f =
+                std::fs::File::from(open_in(&root, &rel, libc::O_RDONLY).map_err(io(&full))?);
             let mut buf = vec![0u8; 64 << 10];
             loop {
                 let n = f.read(&mut buf).map_err(io(&full))?;
@@ -196,18 +242,15 @@ pub fn digest(context: &Path, paths: &[PathBuf], ignore: &Ignore) -> Result<Stri
 /// in; sorted.
 fn walk_from(
     context: &Path,
+    root: &OwnedFd,
     paths: &[PathBuf],
     ignore: &Ignore,
 ) -> Result<Vec<PathBuf>, ContextError> {
     let mut out = Vec::new();
     for p in paths {
         out.push(p.clone());
-        let full = context.join(p);
-        if std::fs::symlink_metadata(&full)
-            .map_err(io(&full))?
-            .is_dir()
-        {
-            out.extend(walk(context, p, ignore)?);
+        if metadata_in(root, p).map_err(io(&context.join(p)))?.is_dir() {
+            out.extend(walk(context, root, p, ignore)?);
         }
     }
     out.sort();

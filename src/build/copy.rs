@@ -102,14 +102,7 @@ fn make_dir(root: &OwnedFd, rel: &Path, owner: Option<(u32, u32)>) -> Result<Own
                     },
                 )?;
                 let (uid, gid) = owner.unwrap_or((0, 0));
-                nix::unistd::fchownat(
-                    &dir,
-                    part,
-                    Some(Uid::from_raw(uid)),
-                    Some(Gid::from_raw(gid)),
-                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
-                .map_err(nix_err(shown.display()))?;
+                chown_at(&dir, part, uid, gid, &shown)?;
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
                 return Err(format!(
@@ -154,8 +147,7 @@ pub fn copy(
     for p in paths {
         let m = stat_in(&from, p)?;
         if m.is_dir() {
-            let dir = make_dir(&to, &dest_rel, how.owner)?;
-            drop(dir);
+            make_dir(&to, &dest_rel, how.owner)?;
             for entry in context::below(src.root, p, src.ignore).map_err(|e| e.to_string())? {
                 let rel_in = entry.strip_prefix(p).unwrap_or(&entry);
                 one(&from, &entry, &to, &dest_rel.join(rel_in), src, how)?;
@@ -251,14 +243,7 @@ fn one(
     if m.file_type().is_symlink() {
         let link = nix::fcntl::readlinkat(from, rel).map_err(nix_err(rel.display()))?;
         nix::unistd::symlinkat(link.as_os_str(), &dir, name).map_err(nix_err(shown.display()))?;
-        nix::unistd::fchownat(
-            &dir,
-            name,
-            Some(Uid::from_raw(uid)),
-            Some(Gid::from_raw(gid)),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .map_err(nix_err(shown.display()))?;
+        chown_at(&dir, name, uid, gid, &shown)?;
         return nix::sys::stat::utimensat(
             &dir,
             name,
@@ -286,6 +271,18 @@ fn one(
     std::io::copy(&mut input, &mut out).map_err(io_err(shown.display()))?;
     own(&out, uid, gid, mode, &shown)?;
     nix::sys::stat::futimens(&out, &times[0], &times[1]).map_err(nix_err(shown.display()))
+}
+
+/// The owner of `name` in `dir`, not following it if it is a link.
+fn chown_at(dir: &OwnedFd, name: &OsStr, uid: u32, gid: u32, shown: &Path) -> Result<(), String> {
+    nix::unistd::fchownat(
+        dir,
+        name,
+        Some(Uid::from_raw(uid)),
+        Some(Gid::from_raw(gid)),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(nix_err(shown.display()))
 }
 
 /// Owner, then mode (a change of owner clears set-id bits).

@@ -37,12 +37,6 @@ impl State {
     }
 }
 
-/// The name a built image is kept under: `localhost/NAME:TAG` (`latest`
-/// when no tag is given).
-pub fn local_name(name: &str) -> Result<String, String> {
-    crate::config::local_name(name)
-}
-
 /// The state of an image whose manifest the store holds.
 pub fn of_manifest(store: &Store, manifest: &Digest) -> Result<State, String> {
     let read = |d: &Digest| -> Result<serde_json::Value, String> {
@@ -91,7 +85,11 @@ pub fn image(
     image: &str,
     progress: &mut dyn std::io::Write,
 ) -> Result<State, String> {
-    let local = |name: &str| local_name(name).ok().and_then(|n| store.reference(&n));
+    let local = |name: &str| {
+        crate::config::local_name(name)
+            .ok()
+            .and_then(|n| store.reference(&n))
+    };
     let scheme = ["docker://", "oci:", "tar:"]
         .iter()
         .any(|s| image.starts_with(s));
@@ -133,22 +131,4 @@ fn base_container(image: &str) -> Result<crate::config::Container, String> {
         .into_values()
         .next()
         .ok_or_else(|| format!("FROM {image}: no container"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn built_images_are_named_under_localhost() {
-        let ok = |s: &str| local_name(s).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(ok("app"), "localhost/app:latest");
-        assert_eq!(ok("app:1"), "localhost/app:1");
-        assert_eq!(ok("localhost/app:1"), "localhost/app:1");
-        assert_eq!(ok("team/app"), "localhost/team/app:latest");
-        assert_eq!(ok("team/app:1.2-rc_3"), "localhost/team/app:1.2-rc_3");
-        for bad in ["App", "app:", ":1", "app/:1", "app:a b", ""] {
-            assert!(local_name(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -24,7 +24,6 @@ use crate::image::build::containerfile::{self, Containerfile, Instr};
 use crate::image::build::context;
 use crate::image::store::{Digest, Store};
 
-pub use from::local_name;
 pub use mount::private_namespace;
 pub use run::Network;
 
@@ -212,11 +211,16 @@ pub fn build(o: &Options, out: &mut dyn Write) -> Result<Built, BuildError> {
         )));
     }
     for t in &o.tags {
-        local_name(t).map_err(BuildError::Setup)?;
+        crate::config::local_name(t).map_err(BuildError::Setup)?;
     }
     // What this build reads, as the names it gives record (a stack's
-    // `build` is out of date when its context no longer gives this).
-    let inputs = context::inputs(&o.context, o.file.as_deref(), &o.args, o.target.as_deref()).ok();
+    // `build` is out of date when its context no longer gives this); a
+    // build that names nothing records nothing.
+    let inputs = if o.tags.is_empty() {
+        None
+    } else {
+        context::inputs(&o.context, o.file.as_deref(), &o.args, o.target.as_deref()).ok()
+    };
     let text = read_file(&file)?;
     let cf = containerfile::parse(&text).map_err(|e| BuildError::File {
         file: shown.clone(),
@@ -298,7 +302,7 @@ pub fn build(o: &Options, out: &mut dyn Write) -> Result<Built, BuildError> {
         let image = crate::image::oci::from_store(&b.store, &manifest)
             .map_err(|e| BuildError::Setup(e.to_string()))?;
         for t in &o.tags {
-            let name = local_name(t).map_err(BuildError::Setup)?;
+            let name = crate::config::local_name(t).map_err(BuildError::Setup)?;
             crate::container::images::remember(&b.store, &name, &image, inputs.clone())
                 .map_err(BuildError::Setup)?;
             tags.push(name);

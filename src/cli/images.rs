@@ -171,13 +171,7 @@ pub fn rmi(state_dir: &Path, data_dir: &Path, refs: &[String]) -> anyhow::Result
     let kept = rkstack::host::stacks::kept_by_generations(data_dir);
     let mut failed = false;
     for r in refs {
-        // A built image may be named as `build -t` named it (`app:1`).
-        let local = rkstack::config::local_name(r).ok();
-        let r = match local {
-            Some(l) if store.reference(r).is_none() && store.reference(&l).is_some() => l,
-            _ => r.clone(),
-        };
-        let r = &r;
+        let r = &known_as(&store, r).unwrap_or_else(|| r.clone());
         let manifest = store.reference(r).map(|rec| rec.manifest);
         if let Some((stack, _)) = used.iter().find(|(_, i)| i == r) {
             eprintln!("rkstack: {r} is used by stack {stack}, which is running; not removed");
@@ -203,9 +197,19 @@ pub fn rmi(state_dir: &Path, data_dir: &Path, refs: &[String]) -> anyhow::Result
     })
 }
 
-/// The manifest of `reference` in the store: a name of a built image
-/// (`app:1`, `localhost/app:1`), a store reference as `rkstack images`
-/// lists it, or a manifest digest.
+/// The reference the store keeps `r` under: `r` as `rkstack images`
+/// lists it, or a built image by the name `build -t` gave it (`app:1` is
+/// `localhost/app:1`).
+fn known_as(store: &rkstack::image::store::Store, r: &str) -> Option<String> {
+    let local = rkstack::config::local_name(r).ok();
+    [Some(r.to_string()), local]
+        .into_iter()
+        .flatten()
+        .find(|r| store.reference(r).is_some())
+}
+
+/// The manifest of `reference` in the store (see [`known_as`]), or a
+/// manifest digest the store has.
 fn stored(
     store: &rkstack::image::store::Store,
     reference: &str,
@@ -216,11 +220,8 @@ fn stored(
     {
         return Some(d);
     }
-    let local = rkstack::config::local_name(reference).ok();
-    [Some(reference.to_string()), local]
-        .into_iter()
-        .flatten()
-        .find_map(|r| store.reference(&r))
+    known_as(store, reference)
+        .and_then(|r| store.reference(&r))
         .and_then(|r| Digest::parse(&r.manifest).ok())
 }
 

@@ -644,3 +644,21 @@ pub fn local_name(s: &str) -> Result<String, String> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::local_name;
+
+    #[test]
+    fn built_images_are_named_under_localhost() {
+        let ok = |s: &str| local_name(s).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ok("app"), "localhost/app:latest");
+        assert_eq!(ok("app:1"), "localhost/app:1");
+        assert_eq!(ok("localhost/app:1"), "localhost/app:1");
+        assert_eq!(ok("team/app"), "localhost/team/app:latest");
+        assert_eq!(ok("team/app:1.2-rc_3"), "localhost/team/app:1.2-rc_3");
+        for bad in ["App", "app:", ":1", "app/:1", "app:a b", ""] {
+            assert!(local_name(bad).is_err(), "{bad}");
+        }
+    }
+}

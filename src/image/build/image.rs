@@ -105,12 +105,17 @@ impl Config {
         self.config.insert("Env".into(), json!(env));
     }
 
-    pub fn workdir(&self) -> Option<String> {
+    /// A text setting, when set and not empty.
+    fn text(&self, key: &str) -> Option<String> {
         self.config
-            .get("WorkingDir")
+            .get(key)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(String::from)
+    }
+
+    pub fn workdir(&self) -> Option<String> {
+        self.text("WorkingDir")
     }
 
     /// `WORKDIR`: a relative path is taken from the one before.
@@ -129,11 +134,7 @@ impl Config {
     }
 
     pub fn user(&self) -> Option<String> {
-        self.config
-            .get("User")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
+        self.text("User")
     }
 
     pub fn set_user(&mut self, user: &str) {

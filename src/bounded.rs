@@ -2,8 +2,9 @@
 //! container's root) so that it can neither block nor exhaust the reader:
 //! opened non-blocking (a FIFO answers at once instead of waiting for a
 //! writer), only a regular file is read (not `/dev/zero`, a FIFO or a
-//! socket), and never more than a limit. Shared by the stack file's loader
-//! and the init stage's `/etc/passwd` and `/etc/group`.
+//! socket), and never more than a limit. Shared by the stack file's loader,
+//! the init stage's `/etc/passwd` and `/etc/group`, and Containerfiles
+//! (whose digest the supervisor takes for a stack's `build`).
 
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};

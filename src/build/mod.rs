@@ -90,29 +90,15 @@ pub enum BuildError {
     },
 }
 
-/// The largest Containerfile read.
-const MAX_FILE: u64 = 1 << 20;
-
 fn read_file(file: &Path) -> Result<String, BuildError> {
-    use std::io::Read;
-    let shown = file.display().to_string();
-    let fail = |message: String| BuildError::File {
-        file: shown.clone(),
+    let bytes = context::read_containerfile(file).map_err(|message| BuildError::File {
+        file: file.display().to_string(),
         message,
-    };
-    let f = std::fs::File::open(file).map_err(|e| fail(e.to_string()))?;
-    let m = f.metadata().map_err(|e| fail(e.to_string()))?;
-    if !m.is_file() {
-        return Err(fail("not a regular file".into()));
-    }
-    let mut text = String::new();
-    f.take(MAX_FILE + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| fail(e.to_string()))?;
-    if text.len() as u64 > MAX_FILE {
-        return Err(fail(format!("larger than {} KiB", MAX_FILE >> 10)));
-    }
-    Ok(text)
+    })?;
+    String::from_utf8(bytes).map_err(|_| BuildError::File {
+        file: file.display().to_string(),
+        message: "not UTF-8 text".into(),
+    })
 }
 
 /// The index of the stage `name` (its `AS` name, any case, or its number)

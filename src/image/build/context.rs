@@ -148,6 +148,20 @@ pub fn default_file(context: &Path) -> PathBuf {
     }
 }
 
+/// The largest Containerfile read.
+pub const MAX_CONTAINERFILE: u64 = 1 << 20;
+
+/// The bytes of a Containerfile: a regular file (opened non-blocking: a
+/// FIFO put there answers at once), at most [`MAX_CONTAINERFILE`].
+pub fn read_containerfile(file: &Path) -> Result<Vec<u8>, String> {
+    crate::bounded::read_regular(file, MAX_CONTAINERFILE).map_err(|r| match r {
+        crate::bounded::Refusal::TooBig => {
+            format!("larger than {} KiB", MAX_CONTAINERFILE >> 10)
+        }
+        r => r.to_string(),
+    })
+}
+
 /// The context's ignore file: `.containerignore`, else `.dockerignore`.
 pub fn ignore_of(context: &Path) -> Ignore {
     for name in [".containerignore", ".dockerignore"] {
@@ -170,7 +184,10 @@ pub fn inputs(
     target: Option<&str>,
 ) -> Result<String, ContextError> {
     let file = file.map_or_else(|| default_file(context), Path::to_path_buf);
-    let text = std::fs::read(&file).map_err(io(&file))?;
+    let text = read_containerfile(&file).map_err(|m| ContextError::Io {
+        path: file.clone(),
+        source: std::io::Error::other(m),
+    })?;
     let files = digest(context, &[PathBuf::new()], &ignore_of(context))?;
     let mut h = sha2::Sha256::new();
     for part in [
@@ -219,8 +236,15 @@ pub fn digest(context: &Path, paths: &[PathBuf], ignore: &Ignore) -> Result<Stri
             h.update(t.as_encoded_bytes());
         } else if m.is_file() {
             use std::io::Read;
-            let mut f =
-                std::fs::File::from(open_in(&root, &rel, libc::O_RDONLY).map_err(io(&full))?);
+            // Non-blocking: a FIFO swapped in since the look answers at
+            // once, and only what is still a regular file is read.
+            let mut f = std::fs::File::from(
+                open_in(&root, &rel, libc::O_RDONLY | libc::O_NONBLOCK).map_err(io(&full))?,
+            );
+            if !f.metadata().map_err(io(&full))?.is_file() {
+                h.update([0]);
+                continue;
+            }
             let mut buf = vec![0u8; 64 << 10];
             loop {
                 let n = f.read(&mut buf).map_err(io(&full))?;
@@ -329,5 +353,21 @@ mod tests {
         // A file read changes: another digest.
         std::fs::write(d.path().join("app/util.py"), "x = 2\n").unwrap_or_else(|e| panic!("{e}"));
         assert_ne!(digest(d.path(), &app, &ig).unwrap_or_default(), one);
+    }
+
+    /// The supervisor takes this digest for a stack's `build`: a FIFO put
+    /// in place of the Containerfile (a container may write the context)
+    /// is refused at once, never waited on.
+    #[test]
+    fn a_fifo_for_a_containerfile_is_refused_at_once() {
+        let d = context();
+        let file = d.path().join("Containerfile");
+        nix::unistd::mkfifo(&file, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let r = inputs(d.path(), None, &Default::default(), None);
+        assert!(
+            r.as_ref().is_err_and(|e| e.to_string().contains("a FIFO")),
+            "{r:?}"
+        );
     }
 }

@@ -39,6 +39,27 @@ pub(super) struct Networks {
     pub(super) held: BTreeMap<HeldPort, std::os::fd::OwnedFd>,
     /// Ports that could not be held (reported once, not tried every turn).
     pub(super) not_held: std::collections::BTreeSet<HeldPort>,
+    /// Every name the host ends of the veths of containers this supervisor
+    /// ended may have (also on networks it has removed since): the kernel
+    /// removes them some time after each one's network namespace, and the
+    /// stack's shutdown waits for them too.
+    pub(super) ended_veths: std::collections::BTreeSet<String>,
+}
+
+impl Networks {
+    /// Notes the veths of `container`, ended, on `networks`.
+    pub(super) fn ended<'a>(
+        &mut self,
+        stack: &str,
+        container: &str,
+        networks: impl Iterator<Item = &'a String>,
+    ) {
+        for net in networks {
+            let own = crate::network::names::veth_host(stack, container, net);
+            self.ended_veths
+                .extend(crate::network::names::veth_host_names(&own));
+        }
+    }
 }
 
 /// A published host port: protocol, address (`None`: all), port.

@@ -233,6 +233,8 @@ impl Supervisor {
                         // A container of this stack, recorded with its start time.
                         self.launcher.signal(pid, libc::SIGKILL);
                     }
+                    let stack = self.stack();
+                    self.nets.ended(&stack, &name, sv.ips.keys());
                     self.launcher.destroy(&name);
                     let _ = std::fs::remove_dir(
                         self.opts

@@ -121,13 +121,14 @@ impl Supervisor {
     }
 
     /// Every name the host end of a container's veth may have (its own and
-    /// the alternates used while an earlier instance's end was going).
+    /// the alternates used while an earlier instance's end was going), and
+    /// those of the containers ended before, on networks gone since.
     fn veth_names(&self) -> Vec<String> {
         let stack = self.stack();
         let mut containers: std::collections::BTreeSet<&str> =
             self.live.keys().map(String::as_str).collect();
         containers.extend(self.desired.containers.iter().map(|c| c.name.as_str()));
-        let mut out = Vec::new();
+        let mut out: Vec<String> = self.nets.ended_veths.iter().cloned().collect();
         for c in containers {
             for net in self.nets.records.keys() {
                 let own = crate::network::names::veth_host(&stack, c, net);

@@ -181,6 +181,8 @@ impl Supervisor {
 
     pub(super) fn remove(&mut self, name: &str) {
         if let Some(l) = self.live.remove(name) {
+            let stack = self.stack();
+            self.nets.ended(&stack, name, l.ips.keys());
             self.launcher.destroy(name);
             let _ = std::fs::remove_dir(&l.staging);
             let _ = std::fs::remove_dir_all(

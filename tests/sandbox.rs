@@ -7,6 +7,15 @@ mod common;
 
 use common::*;
 
+/// `rkstack run --name NAME ROOTFS -- /bin/sh -c SCRIPT`, to be spawned.
+fn run_sh(name: &str, fs: &Rootfs, script: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(rkstack());
+    cmd.args(["run", "--name", name])
+        .arg(fs.path())
+        .args(["--", "/bin/sh", "-c", script]);
+    cmd
+}
+
 /// Docker's 14 default capabilities as a mask.
 const DOCKER_DEFAULT_CAPS: u64 = 0xa80425fb;
 
@@ -319,19 +328,14 @@ fn sigterm_to_rkstack_reaches_the_container() {
     require_root!();
     let fs = Rootfs::new();
     let name = unique("term");
-    let child = std::process::Command::new(rkstack())
-        .args(["run", "--name", &name])
-        .arg(fs.path())
-        .args([
-            "--",
-            "/bin/sh",
-            "-c",
-            "trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = child;
+    let mut child = run_sh(
+        &name,
+        &fs,
+        "trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done",
+    )
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
     let pid = child.id() as i32;
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
@@ -574,10 +578,7 @@ fn killing_rkstack_run_takes_the_container_with_it() {
     let fs = Rootfs::new();
     let name = unique("orphan");
     let marker = fs.path().join("tmp/pid");
-    let mut child = std::process::Command::new(rkstack())
-        .args(["run", "--name", &name])
-        .arg(fs.path())
-        .args(["--", "/bin/sh", "-c", "sleep 60 & echo $! > /tmp/pid; wait"])
+    let mut child = run_sh(&name, &fs, "sleep 60 & echo $! > /tmp/pid; wait")
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -762,4 +763,66 @@ true"#,
     );
     assert!(text.contains("exit 0"), "{text}{}", stderr(&out));
     assert!(!text.contains("left "), "{text}");
+}
+
+#[test]
+fn the_first_process_is_in_every_group_of_its_container_before_it_runs() {
+    require_root!();
+    let fs = Rootfs::new();
+    let name = unique("groups");
+    // The container's own view, taken first thing, and a wait for the test.
+    let mut child = run_sh(
+        &name,
+        &fs,
+        "cat /proc/self/cgroup > /tmp/seen; while [ ! -e /tmp/go ]; do sleep 0.05; done",
+    )
+    .spawn()
+    .unwrap();
+    let seen = fs.path().join("tmp/seen");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::metadata(&seen).map_or(true, |m| m.len() == 0)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let groups: Vec<(String, String)> = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|h| h.path().join("rkstack/run").join(&name))
+        .chain(std::iter::once(
+            std::path::Path::new("/sys/fs/cgroup/rkstack/run").join(&name),
+        ))
+        .filter(|d| d.is_dir())
+        .map(|d| {
+            let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+            (d.display().to_string(), procs.trim().to_string())
+        })
+        .collect();
+    std::fs::write(fs.path().join("tmp/go"), "").unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert_clean(&name);
+    if std::path::Path::new("/sys/fs/cgroup/memory/tasks").exists() {
+        for c in ["memory", "pids", "devices"] {
+            assert!(
+                groups
+                    .iter()
+                    .any(|(d, _)| d.starts_with(&format!("/sys/fs/cgroup/{c}/"))),
+                "no {c} group: {groups:?}"
+            );
+        }
+    }
+    // The same processes (the shell, maybe its `sleep`) in every group.
+    let first = &groups.first().expect("no group of the container").1;
+    assert!(
+        first
+            .lines()
+            .next()
+            .is_some_and(|p| p.parse::<i32>().is_ok()),
+        "{groups:?}"
+    );
+    assert!(groups.iter().all(|(_, p)| p == first), "{groups:?}");
+    // Inside, each group is the root of its cgroup namespace.
+    let inside = std::fs::read_to_string(&seen).unwrap();
+    assert!(inside.lines().all(|l| l.ends_with(":/")), "{inside}");
 }

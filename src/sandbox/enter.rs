@@ -13,9 +13,25 @@ use super::rootfs::{StepResult, cstr, errno_err, os_err};
 use super::spec::ExecSpec;
 
 pub(super) fn stage(spec: &ExecSpec, runtime: &OwnedFd) -> StepResult<i32> {
+    // v1 groups: the stage (single-threaded) moves itself alone, which
+    // does not wait for the kernel's thread-group lock (see `init::clone`).
+    let tasks = super::init::v1_tasks(&spec.cgroup_procs);
+    let moved: Vec<usize> = tasks.iter().map(|(i, _)| *i).collect();
+    super::init::join_v1(tasks, &spec.cgroup_procs).map_err(|(e, path)| {
+        errno_err(
+            "cgroup",
+            e.raw_os_error().unwrap_or(0),
+            path.display().to_string(),
+        )
+    })?;
     // SAFETY: getpid cannot fail.
     let me = unsafe { libc::getpid() };
-    for procs in &spec.cgroup_procs {
+    for (_, procs) in spec
+        .cgroup_procs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !moved.contains(i))
+    {
         std::fs::write(procs, me.to_string()).map_err(|e| {
             errno_err(
                 "cgroup",

@@ -4,8 +4,12 @@
 //! takes the kernel's thread-group lock for writing, which waits for an RCU
 //! grace period (≈ 7 ms of a 10 ms start on a quiet 2-core machine); a
 //! process born in its group never moves, so the start does not wait for it.
-//! cgroup v1 has no such clone: there the stage writes `cgroup.procs` while
-//! the child builds its root.
+//! cgroup v1 has no such clone: there the child writes itself ("0") into
+//! each group's `tasks` file, first thing. A task that moves itself alone
+//! (one thread, the caller) does not take that lock (Linux 6.1, "cgroup:
+//! Optimize single thread migration"): ≈ 0.1 ms for all hierarchies where a
+//! write of its pid by the stage took ≈ 7 ms. The child is single-threaded
+//! until it execs, so the thread is the whole process.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -43,6 +47,48 @@ pub(super) fn v2_group(procs: &[PathBuf]) -> Option<(usize, OwnedFd)> {
         }
         open_dir(dir).map(|fd| (i, fd))
     })
+}
+
+/// The `tasks` files of the cgroup v1 groups among `procs`, opened for
+/// writing, with their index in `procs`: the child writes itself into
+/// them (`join_v1`). A group whose file cannot be opened is left to the
+/// stage's write of `cgroup.procs`, which says what is wrong.
+pub(in crate::sandbox) fn v1_tasks(procs: &[PathBuf]) -> Vec<(usize, OwnedFd)> {
+    use nix::fcntl::{OFlag, open};
+    procs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let dir = p.parent()?;
+            let fs = nix::sys::statfs::statfs(dir).ok()?;
+            if fs.filesystem_type() != nix::sys::statfs::CGROUP_SUPER_MAGIC {
+                return None;
+            }
+            let fd = open(
+                &dir.join("tasks"),
+                OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .ok()?;
+            Some((i, fd))
+        })
+        .collect()
+}
+
+/// In the child: moves the calling (only) thread into each group of
+/// `tasks` and closes the files, so nothing later in the container can
+/// move itself. Errors name the group's `cgroup.procs` path.
+pub(in crate::sandbox) fn join_v1(
+    tasks: Vec<(usize, OwnedFd)>,
+    procs: &[PathBuf],
+) -> Result<(), (std::io::Error, PathBuf)> {
+    for (i, fd) in tasks {
+        if let Err(e) = nix::unistd::write(&fd, b"0") {
+            let path = procs.get(i).cloned().unwrap_or_default();
+            return Err((std::io::Error::from(e), path));
+        }
+    }
+    Ok(())
 }
 
 fn open_dir(dir: &Path) -> Option<OwnedFd> {

@@ -39,6 +39,7 @@ use super::{caps, seccomp, users};
 
 pub(super) use child::{Identity, become_and_exec, set_rlimits};
 pub use child::{rlimit_resource, root_user};
+pub(super) use clone::{join_v1, v1_tasks};
 use stage::stage;
 
 /// The fd on which `__init` finds its channel to the runtime.

@@ -26,9 +26,11 @@ pub(super) fn stage(spec: &SandboxSpec, runtime: &OwnedFd) -> StepResult<i32> {
     if spec.user_ns.is_some() {
         flags |= libc::CLONE_NEWUSER;
     }
-    // On cgroup v2 the child is born in its group; elsewhere it is moved
-    // below, while it builds its root.
+    // On cgroup v2 the child is born in its group; on v1 it moves itself
+    // (`clone::join_v1`); what is left is written below.
     let group = clone::v2_group(&spec.cgroup_procs);
+    let tasks = clone::v1_tasks(&spec.cgroup_procs);
+    let self_moved: Vec<usize> = tasks.iter().map(|(i, _)| *i).collect();
     // SAFETY: `__init` is single-threaded, so the child may run arbitrary
     // code until exec.
     let (pid, born_in) = unsafe { clone::fork_into(flags, group.as_ref().map(|(_, fd)| fd)) }
@@ -36,12 +38,13 @@ pub(super) fn stage(spec: &SandboxSpec, runtime: &OwnedFd) -> StepResult<i32> {
     if pid == 0 {
         drop(parent_end);
         drop(group);
-        let err = child(spec, &child_end);
+        let err = child(spec, &child_end, tasks);
         let _ = channel::send(child_end.as_fd(), &Message::Failed(err));
         // SAFETY: leave at once, without running the parent's exit handlers.
         unsafe { libc::_exit(127) };
     }
     let joined = group.filter(|_| born_in).map(|(i, _)| i);
+    drop(tasks);
     drop(child_end);
     if let Some(maps) = &spec.user_ns {
         let write = |file: &str, m: &[(u32, u32, u32)]| {
@@ -61,12 +64,12 @@ pub(super) fn stage(spec: &SandboxSpec, runtime: &OwnedFd) -> StepResult<i32> {
         }
     }
     poke_child(&parent_end)?;
-    // The child builds its root meanwhile: moving a task into a v1 cgroup can
-    // wait for an RCU grace period (milliseconds), which is then not on the
-    // start path. The child waits for the second poke before it makes its
-    // cgroup namespace and runs anything of the container.
+    // A v2 group the child was not born in (a kernel before 5.7) is joined by
+    // a write of its pid, which can wait for an RCU grace period; the child
+    // builds its root meanwhile, and waits for the second poke before it
+    // makes its cgroup namespace and runs anything of the container.
     for (i, procs) in spec.cgroup_procs.iter().enumerate() {
-        if Some(i) == joined {
+        if Some(i) == joined || self_moved.contains(&i) {
             continue;
         }
         if let Err(e) = std::fs::write(procs, pid.to_string()) {

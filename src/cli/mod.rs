@@ -19,6 +19,7 @@ mod images;
 mod logs;
 mod mender;
 mod output;
+mod parse;
 mod run;
 mod up;
 mod update;
@@ -486,7 +487,7 @@ struct RunArgs {
 
 /// Parses the command line, runs the command, and says how it went.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse::parse(std::env::args_os().collect());
     // `up -d` writes its log to a file: each line says when.
     let timestamps = matches!(cli.command, Command::Up(UpArgs { detach: true, .. }));
     init_logging(&cli.global.log_level, timestamps);

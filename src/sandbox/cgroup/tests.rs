@@ -230,3 +230,19 @@ fn unset_limits_leave_files_that_hold_the_default_alone() {
     cg.apply(&Limits::default()).unwrap();
     assert_eq!(read("cpu", "cpu.cfs_quota_us"), "-1");
 }
+
+#[test]
+fn a_containers_removal_keeps_rkstacks_own_parents_and_delegated_trees() {
+    let v2 = || Layout::V2 {
+        root: "/sys/fs/cgroup".into(),
+    };
+    // A stack's container: itself and the stack's folder; `rkstack/` stays.
+    assert_eq!(Cgroup::new(v2(), "rkstack/s/c").removable_depth(), 2);
+    // A one-off container: itself; `rkstack/run/` stays.
+    assert_eq!(Cgroup::new(v2(), "rkstack/run/c").removable_depth(), 1);
+    // A delegated tree (a systemd service's own group): the leaf alone.
+    assert_eq!(
+        Cgroup::new(v2(), "system.slice/rk.service/s/c").removable_depth(),
+        1
+    );
+}

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Whole-process start-up benchmark: `rkstack run ROOTFS -- /bin/true` against
 # `crun run` of an equivalent OCI bundle on the same busybox rootfs, and the
-# floor of a bare `unshare` of all namespaces. Prints medians (hyperfine).
-# Needs root, busybox-static, crun and hyperfine (installed when missing).
+# floor of a bare `unshare` of all namespaces. Prints medians; the commands
+# run in turn, one run of each per round (bench/interleave.py), so that a
+# drifting machine slows them alike.
+# Needs root, busybox-static and crun (installed when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${RUNS:-100}
 need=()
-command -v hyperfine >/dev/null || need+=(hyperfine)
 command -v crun >/dev/null || need+=(crun)
 [ -x /bin/busybox ] || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
@@ -17,7 +18,10 @@ cargo build --release --quiet
 # The appliance build (fat LTO, size-optimised) that devices run.
 cargo build --profile embedded --quiet
 work=$(mktemp -d /tmp/rkstack-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+# rkstack's state folder (a run's name lock and staging folder) on a tmpfs,
+# where a device has /run; this host's /run is on its disk.
+state=$(mktemp -d /dev/shm/rkstack-bench.XXXXXX)
+trap 'rm -rf "$work" "$state"' EXIT
 mkdir -p "$work/rootfs/bin" "$work/rootfs/etc"
 cp /bin/busybox "$work/rootfs/bin/"
 ln -s busybox "$work/rootfs/bin/true"
@@ -44,24 +48,26 @@ cd "$work" && exec crun run "bench\$\$"
 SH
 chmod +x "$work/crun.sh"
 
-hyperfine -N --warmup 10 --runs "$runs" --export-json "$work/out.json" \
-  -n rkstack "target/release/rkstack run $work/rootfs -- /bin/true" \
-  -n crun "unshare -m --propagation private $work/crun.sh" \
-  -n "crun wrapper floor" "unshare -m --propagation private /bin/true" \
-  -n "unshare floor" "unshare --fork --pid --mount --uts --ipc --net --cgroup --mount-proc /bin/true" >/dev/null
+python3 bench/interleave.py "$runs" "$work/out.json" \
+  "rkstack=target/release/rkstack run $work/rootfs -- /bin/true" \
+  "rkstack, state on tmpfs=target/release/rkstack --state-dir $state run $work/rootfs -- /bin/true" \
+  "crun=unshare -m --propagation private $work/crun.sh" \
+  "crun wrapper floor=unshare -m --propagation private /bin/true" \
+  "unshare floor=unshare --fork --pid --mount --uts --ipc --net --cgroup --mount-proc /bin/true"
 
-# rkstack on pure cgroup v2 (its first process born in its group): hyperfine
-# runs in a private mount namespace where this host's v1 mounts are hidden
+# rkstack on pure cgroup v2 (its first process born in its group): the runs
+# happen in a private mount namespace where this host's v1 mounts are hidden
 # and the cgroup2 hierarchy is at /sys/fs/cgroup; the floor is measured there too.
 cat > "$work/v2.sh" <<'SH'
 #!/bin/sh
 mount --make-rprivate / && umount -R /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec "$@"
 SH
 chmod +x "$work/v2.sh"
-unshare -m "$work/v2.sh" hyperfine -N --warmup 10 --runs "$runs" --export-json "$work/v2.json" \
-  -n "rkstack on v2" "target/release/rkstack run $work/rootfs -- /bin/true" \
-  -n "embedded build on v2" "target/embedded/rkstack run $work/rootfs -- /bin/true" \
-  -n "unshare floor on v2" "unshare --fork --pid --mount --uts --ipc --net --cgroup --mount-proc /bin/true" >/dev/null
+unshare -m "$work/v2.sh" python3 bench/interleave.py "$runs" "$work/v2.json" \
+  "rkstack on v2=target/release/rkstack run $work/rootfs -- /bin/true" \
+  "embedded build on v2=target/embedded/rkstack run $work/rootfs -- /bin/true" \
+  "embedded, state on tmpfs, v2=target/embedded/rkstack --state-dir $state run $work/rootfs -- /bin/true" \
+  "unshare floor on v2=unshare --fork --pid --mount --uts --ipc --net --cgroup --mount-proc /bin/true"
 python3 - "$work/out.json" "$work/v2.json" <<'PY'
 import json, sys
 r = {x["command"]: sorted(x["times"]) for f in sys.argv[1:] for x in json.load(open(f))["results"]}
@@ -71,6 +77,8 @@ for k, v in med.items():
 crun = med["crun"] - med["crun wrapper floor"]
 print(f"crun without its wrapper: {crun:.2f} ms; rkstack / crun = {med['rkstack'] / crun:.2f}")
 print(f"rkstack / unshare floor: {med['rkstack'] / med['unshare floor']:.2f} (this host's cgroup v1), "
+      f"{med['rkstack, state on tmpfs'] / med['unshare floor']:.2f} (v1, state on tmpfs), "
       f"{med['rkstack on v2'] / med['unshare floor on v2']:.2f} (cgroup v2), "
-      f"{med['embedded build on v2'] / med['unshare floor on v2']:.2f} (cgroup v2, the appliance build)")
+      f"{med['embedded build on v2'] / med['unshare floor on v2']:.2f} (cgroup v2, the appliance build), "
+      f"{med['embedded, state on tmpfs, v2'] / med['unshare floor on v2']:.2f} (the same, state on tmpfs)")
 PY

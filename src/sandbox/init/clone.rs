@@ -6,7 +6,7 @@
 //! process born in its group never moves, so the start does not wait for it.
 //! cgroup v1 has no such clone: there the child writes itself ("0") into
 //! each group's `tasks` file, first thing. A task that moves itself alone
-//! (one thread, the caller) does not take that lock (Linux 6.1, "cgroup:
+//! (one thread, the caller) does not take that lock (the kernel's "cgroup:
 //! Optimize single thread migration"): ≈ 0.1 ms for all hierarchies where a
 //! write of its pid by the stage took ≈ 7 ms. The child is single-threaded
 //! until it execs, so the thread is the whole process.

@@ -51,6 +51,8 @@ chmod +x "$work/crun.sh"
 python3 bench/interleave.py "$runs" "$work/out.json" \
   "rkstack=target/release/rkstack run $work/rootfs -- /bin/true" \
   "rkstack, state on tmpfs=target/release/rkstack --state-dir $state run $work/rootfs -- /bin/true" \
+  "embedded build=target/embedded/rkstack run $work/rootfs -- /bin/true" \
+  "embedded, state on tmpfs=target/embedded/rkstack --state-dir $state run $work/rootfs -- /bin/true" \
   "crun=unshare -m --propagation private $work/crun.sh" \
   "crun wrapper floor=unshare -m --propagation private /bin/true" \
   "unshare floor=unshare --fork --pid --mount --uts --ipc --net --cgroup --mount-proc /bin/true"
@@ -65,20 +67,21 @@ SH
 chmod +x "$work/v2.sh"
 unshare -m "$work/v2.sh" python3 bench/interleave.py "$runs" "$work/v2.json" \
   "rkstack on v2=target/release/rkstack run $work/rootfs -- /bin/true" \
+  "rkstack, state on tmpfs, v2=target/release/rkstack --state-dir $state run $work/rootfs -- /bin/true" \
   "embedded build on v2=target/embedded/rkstack run $work/rootfs -- /bin/true" \
   "embedded, state on tmpfs, v2=target/embedded/rkstack --state-dir $state run $work/rootfs -- /bin/true" \
   "unshare floor on v2=unshare --fork --pid --mount --uts --ipc --net --cgroup --mount-proc /bin/true"
 python3 - "$work/out.json" "$work/v2.json" <<'PY'
 import json, sys
-r = {x["command"]: sorted(x["times"]) for f in sys.argv[1:] for x in json.load(open(f))["results"]}
-med = {k: v[len(v) // 2] * 1000 for k, v in r.items()}
-for k, v in med.items():
-    print(f"{k:20s} median {v:6.2f} ms")
-crun = med["crun"] - med["crun wrapper floor"]
-print(f"crun without its wrapper: {crun:.2f} ms; rkstack / crun = {med['rkstack'] / crun:.2f}")
-print(f"rkstack / unshare floor: {med['rkstack'] / med['unshare floor']:.2f} (this host's cgroup v1), "
-      f"{med['rkstack, state on tmpfs'] / med['unshare floor']:.2f} (v1, state on tmpfs), "
-      f"{med['rkstack on v2'] / med['unshare floor on v2']:.2f} (cgroup v2), "
-      f"{med['embedded build on v2'] / med['unshare floor on v2']:.2f} (cgroup v2, the appliance build), "
-      f"{med['embedded, state on tmpfs, v2'] / med['unshare floor on v2']:.2f} (the same, state on tmpfs)")
+sets = [{x["command"]: sorted(x["times"]) for x in json.load(open(f))["results"]} for f in sys.argv[1:]]
+meds = [{k: v[len(v) // 2] * 1000 for k, v in s.items()} for s in sets]
+for title, med in zip(["cgroup v1 (this host)", "cgroup v2"], meds):
+    floor = next(v for k, v in med.items() if k.startswith("unshare floor"))
+    print(title)
+    for k, v in med.items():
+        ratio = f"  {v / floor:.2f}x the floor" if not k.startswith(("unshare", "crun")) else ""
+        print(f"  {k:32s} median {v:6.2f} ms{ratio}")
+v1 = meds[0]
+crun = v1["crun"] - v1["crun wrapper floor"]
+print(f"crun without its wrapper: {crun:.2f} ms; rkstack / crun = {v1['rkstack'] / crun:.2f}")
 PY

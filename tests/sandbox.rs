@@ -826,3 +826,29 @@ fn the_first_process_is_in_every_group_of_its_container_before_it_runs() {
     let inside = std::fs::read_to_string(&seen).unwrap();
     assert!(inside.lines().all(|l| l.ends_with(":/")), "{inside}");
 }
+
+#[test]
+fn the_default_device_nodes_are_the_hosts_and_work() {
+    require_root!();
+    let fs = Rootfs::new();
+    let name = unique("devs");
+    let script = "for d in null zero full random urandom tty; do stat -c \"$d %F %t:%T\" /dev/$d; done; \
+         head -c 5 /dev/zero | wc -c; head -c 5 /dev/urandom | wc -c; echo x > /dev/null && echo null-ok; \
+         echo x > /dev/full 2>/dev/null || echo full-refused; \
+         grep -c ' /dev/null .*nosuid' /proc/self/mountinfo";
+    let out = run(&name, &[], fs.path(), &["/bin/sh", "-c", script]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    use std::os::unix::fs::MetadataExt;
+    for d in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let rdev = std::fs::metadata(format!("/dev/{d}")).unwrap().rdev();
+        let want = format!(
+            "{d} character special file {:x}:{:x}",
+            libc::major(rdev),
+            libc::minor(rdev)
+        );
+        assert!(text.lines().any(|l| l == want), "{want} not in:\n{text}");
+    }
+    let rest: Vec<&str> = text.lines().skip(6).collect();
+    assert_eq!(rest, ["5", "5", "null-ok", "full-refused", "1"], "{text}");
+}

@@ -17,7 +17,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::binds::{
     MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, bind_device,
-    bind_with,
+    bind_fresh_devices, bind_with,
 };
 use super::channel::StepError;
 

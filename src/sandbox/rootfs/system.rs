@@ -42,9 +42,17 @@ pub fn system_mounts(root: &OwnedFd, devices: &[PathBuf], own_netns: bool) -> St
         Some("mode=755,size=65536k"),
         "mount /dev",
     )?;
-    for d in DEFAULT_DEVICES {
-        let host = PathBuf::from("/dev").join(d);
-        bind_device(root, &host, &format!("mount {}", host.display()))?;
+    let fresh = openat2_in_root(
+        root.as_raw_fd(),
+        Path::new("dev"),
+        libc::O_PATH | libc::O_DIRECTORY,
+    )
+    .map_err(|e| errno_err("mount /dev", e.raw_os_error().unwrap_or(0), "open"))?;
+    if !bind_fresh_devices(&fresh, DEFAULT_DEVICES)? {
+        for d in DEFAULT_DEVICES {
+            let host = PathBuf::from("/dev").join(d);
+            bind_device(root, &host, &format!("mount {}", host.display()))?;
+        }
     }
     for d in devices {
         bind_device(root, d, &format!("device {}", d.display()))?;

@@ -7,6 +7,10 @@ use super::*;
 impl Supervisor {
     /// Carries out a plan, op by op, in its order. No decisions here.
     pub(super) fn execute(&mut self, plan: &Plan) {
+        // The images the stack now declares are on record before anything
+        // of it starts: an `rmi` (or a pull's clean-up) in between would
+        // otherwise see the stack running without them.
+        self.save_state();
         self.queue.extend(plan.ops.iter().cloned());
         self.run_queue();
     }

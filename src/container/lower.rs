@@ -407,24 +407,6 @@ pub fn warnings(c: &Container) -> Vec<String> {
     w
 }
 
-/// The v1 controllers a one-off container (`rkstack run`) joins: memory
-/// (its limit, and how an OOM kill is told) and devices (the allow-list)
-/// always; the others only for a limit of theirs. Nothing reads a one-off
-/// container's usage, and each hierarchy joined costs its start a folder
-/// made, a move and a folder removed (≈ 0.15 ms).
-pub fn run_controllers(c: &Container) -> Vec<&'static str> {
-    let r = &c.resources;
-    let mut v = vec!["memory", "devices"];
-    if r.pids.is_some() {
-        v.push("pids");
-    }
-    if r.cpus.is_some() || r.cpu_weight.is_some() {
-        v.push("cpu");
-    }
-    v.extend(extra_controllers(c));
-    v
-}
-
 /// v1 controllers a container needs beyond the usual ones.
 pub fn extra_controllers(c: &Container) -> Vec<&'static str> {
     let r = &c.resources;

@@ -84,7 +84,7 @@ pub fn run(c: &Container, opts: &RunOptions) -> Result<Exit, RunError> {
         layout,
         Path::new("rkstack").join(&opts.stack).join(c.name.as_str()),
     )
-    .joining(&lower::run_controllers(c));
+    .only(&lower::extra_controllers(c));
     let staging = opts
         .state_dir
         .join("rootfs")

@@ -223,15 +223,6 @@ impl Cgroup {
         self
     }
 
-    /// On v1, keeps only the hierarchies of `controllers` (a hierarchy
-    /// co-mounting one of them, such as `cpu,cpuacct`, stays whole).
-    pub fn joining(mut self, controllers: &[&str]) -> Cgroup {
-        if let Layout::V1 { controllers: all } = &mut self.layout {
-            all.retain(|c, _| controllers.contains(&c.as_str()));
-        }
-        self
-    }
-
     pub fn new(layout: Layout, rel: impl Into<PathBuf>) -> Cgroup {
         Cgroup {
             layout,

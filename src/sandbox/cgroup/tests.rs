@@ -246,23 +246,3 @@ fn a_containers_removal_keeps_rkstacks_own_parents_and_delegated_trees() {
         1
     );
 }
-
-#[test]
-fn joining_keeps_only_the_hierarchies_named() {
-    let l = Layout::from_mountinfo(HYBRID).unwrap();
-    let dirs = |cg: Cgroup| -> Vec<PathBuf> { cg.dirs().into_iter().map(|(_, d)| d).collect() };
-    assert_eq!(
-        dirs(Cgroup::new(l.clone(), "rkstack/run/c").joining(&["memory"])),
-        [PathBuf::from("/sys/fs/cgroup/memory/rkstack/run/c")]
-    );
-    // A co-mounted hierarchy is joined once, through either name.
-    assert_eq!(
-        dirs(Cgroup::new(l.clone(), "rkstack/run/c").joining(&["memory", "cpu"])).len(),
-        2
-    );
-    // v2 has one hierarchy whatever is named.
-    let v2 = Layout::V2 {
-        root: "/sys/fs/cgroup".into(),
-    };
-    assert_eq!(dirs(Cgroup::new(v2, "rkstack/run/c").joining(&[])).len(), 1);
-}

@@ -467,8 +467,10 @@ fn absurd_limits_are_refused_and_an_identity_user_namespace_is_warned_about() {
     );
 }
 
-/// A container granted `SYS_ADMIN` mounts its cgroup hierarchy and makes
-/// a cgroup of its own below its container's, with a process in it: when
+/// A container granted `SYS_ADMIN` mounts each of the host's cgroup v1
+/// hierarchies (named ones too) and finds its own group as their root,
+/// never the host's (whose `release_agent` the kernel runs as root on the
+/// host), and makes a cgroup of its own below, with a process in it: when
 /// it ends, nothing of either is left. And a stack's lock file goes with
 /// its supervisor.
 #[test]
@@ -476,9 +478,34 @@ fn nothing_a_container_made_in_its_cgroup_or_the_stack_lock_outlives_it() {
     require_root!();
     let fs = Rootfs::new();
     let name = unique("subcg");
-    let script = "for c in pids memory; do mkdir -p /tmp/$c && \
-                  busybox mount -t cgroup -o $c none /tmp/$c && mkdir /tmp/$c/sub && \
-                  (sleep 1000 & echo $! > /tmp/$c/sub/cgroup.procs) && echo MADE $c; done; true";
+    // Each v1 hierarchy by its mount options (`cpu,cpuacct`, `name=systemd`).
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let hierarchies: Vec<String> = mountinfo
+        .lines()
+        .filter_map(|l| l.split_once(" - ")?.1.strip_prefix("cgroup "))
+        .filter_map(|rest| rest.split(' ').nth(1))
+        .map(|opts| {
+            opts.split(',')
+                .filter(|o| {
+                    !["rw", "ro", "xattr", "nosuid", "nodev", "noexec", "relatime"].contains(o)
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    let list = if hierarchies.is_empty() {
+        "pids memory".to_string()
+    } else {
+        hierarchies.join(" ")
+    };
+    let script = format!(
+        "i=0; for c in {list}; do i=$((i+1)); d=/tmp/cg$i; mkdir -p $d && \
+         busybox mount -t cgroup -o $c none $d || continue; \
+         [ -e $d/release_agent ] && echo HOST-ROOT $c; mkdir $d/sub || continue; \
+         [ -e $d/sub/cpuset.cpus ] && cat $d/cpuset.cpus > $d/sub/cpuset.cpus && cat $d/cpuset.mems > $d/sub/cpuset.mems; \
+         (sleep 1000 & echo $! > $d/sub/cgroup.procs) && echo MADE $c; done; true"
+    );
+    let script = script.as_str();
     // `run` checks that no cgroup, mount or staging folder of it is left.
     let out = run(
         &name,
@@ -487,12 +514,24 @@ fn nothing_a_container_made_in_its_cgroup_or_the_stack_lock_outlives_it() {
         &["/bin/sh", "-c", script],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("MADE pids"),
-        "the container could not make its cgroup: {}{}",
-        String::from_utf8_lossy(&out.stdout),
+        said.contains("MADE pids") || said.contains("MADE memory"),
+        "the container could not make its cgroup: {said}{}",
         stderr(&out)
     );
+    assert!(!said.contains("HOST-ROOT"), "{said}");
+    for h in &hierarchies {
+        assert!(said.contains(&format!("MADE {h}")), "{h}: {said}");
+    }
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let left = h.path().join("sub");
+        assert!(
+            !left.exists(),
+            "left in the host's hierarchy: {}",
+            left.display()
+        );
+    }
     let mut s = Stack::new("lock", Path::new(rkstack()));
     s.write("[containers.c]\nimage = \"dir:ROOTFS\"\ncommand = [\"/bin/sleep\", \"1000\"]\n");
     s.spawn(&[]);

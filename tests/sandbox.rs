@@ -838,7 +838,11 @@ fn the_default_device_nodes_are_the_hosts_and_work() {
          grep -c ' /dev/null .*nosuid' /proc/self/mountinfo";
     let out = run(&name, &[], fs.path(), &["/bin/sh", "-c", script]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     use std::os::unix::fs::MetadataExt;
     for d in ["null", "zero", "full", "random", "urandom", "tty"] {
         let rdev = std::fs::metadata(format!("/dev/{d}")).unwrap().rdev();

@@ -73,7 +73,7 @@ impl FakeState {
 }
 
 impl Launcher for FakeLauncher {
-    fn admit(&mut self, _name: &str, _controllers: &[&str]) {}
+    fn admit(&mut self, _name: &str) {}
 
     fn procs_files(&self, _name: &str) -> Vec<PathBuf> {
         Vec::new()

@@ -40,9 +40,8 @@ pub struct Started {
 
 /// Container processes and cgroups, by container name.
 pub trait Launcher {
-    /// Gets `name`'s cgroup ready to be used, with the extra (v1)
-    /// controllers its config needs.
-    fn admit(&mut self, name: &str, controllers: &[&str]);
+    /// Gets `name`'s cgroup ready to be used (in every hierarchy).
+    fn admit(&mut self, name: &str);
     /// The `cgroup.procs` files a process of `name` joins.
     fn procs_files(&self, name: &str) -> Vec<PathBuf>;
     /// Makes its cgroup (ending what an unrecorded instance left there),

@@ -40,8 +40,8 @@ impl LinuxLauncher {
 }
 
 impl Launcher for LinuxLauncher {
-    fn admit(&mut self, name: &str, controllers: &[&str]) {
-        let cg = Cgroup::new(self.layout.clone(), self.base.join(name)).only(controllers);
+    fn admit(&mut self, name: &str) {
+        let cg = Cgroup::new(self.layout.clone(), self.base.join(name));
         self.cgroups.insert(name.to_string(), cg);
     }
 

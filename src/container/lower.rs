@@ -407,19 +407,6 @@ pub fn warnings(c: &Container) -> Vec<String> {
     w
 }
 
-/// v1 controllers a container needs beyond the usual ones.
-pub fn extra_controllers(c: &Container) -> Vec<&'static str> {
-    let r = &c.resources;
-    let mut v = Vec::new();
-    if r.cpuset.is_some() {
-        v.push("cpuset");
-    }
-    if r.io_weight.is_some() || !r.io_limits.is_empty() {
-        v.push("blkio");
-    }
-    v
-}
-
 /// Compiles a seccomp profile, or takes it from the cache: compiling the
 /// default profile for three architectures costs milliseconds on every
 /// start, the cached program a single read. The key covers everything the

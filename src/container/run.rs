@@ -83,8 +83,7 @@ pub fn run(c: &Container, opts: &RunOptions) -> Result<Exit, RunError> {
     let cg = Cgroup::new(
         layout,
         Path::new("rkstack").join(&opts.stack).join(c.name.as_str()),
-    )
-    .only(&lower::extra_controllers(c));
+    );
     let staging = opts
         .state_dir
         .join("rootfs")

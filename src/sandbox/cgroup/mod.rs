@@ -46,8 +46,26 @@ fn io_err(path: &Path, action: impl Into<String>) -> impl FnOnce(io::Error) -> C
 }
 
 /// v1 controllers rkstack uses (each present one gets a directory).
+/// The v1 controllers a hierarchy can hold. A container joins every
+/// mounted v1 hierarchy, these and the named ones (`name=systemd`): its
+/// cgroup namespace then has its own group as the root of each, so a
+/// container allowed to mount cgroupfs (`SYS_ADMIN`) finds no hierarchy's
+/// real root, whose `release_agent` the kernel runs as root on the host.
 const V1_CONTROLLERS: &[&str] = &[
-    "memory", "pids", "cpu", "cpuacct", "cpuset", "blkio", "devices", "freezer",
+    "memory",
+    "pids",
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "blkio",
+    "devices",
+    "freezer",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "hugetlb",
+    "rdma",
+    "misc",
 ];
 
 /// Resources a cgroup uses now.
@@ -123,7 +141,7 @@ impl Layout {
                 "cgroup" => {
                     let opts = post.get(2).copied().unwrap_or("");
                     for o in opts.split(',') {
-                        if V1_CONTROLLERS.contains(&o) {
+                        if V1_CONTROLLERS.contains(&o) || o.starts_with("name=") {
                             controllers
                                 .entry(o.to_string())
                                 .or_insert_with(|| mnt.clone());
@@ -209,20 +227,7 @@ pub struct Cgroup {
 
 const CPU_PERIOD: u64 = 100_000;
 
-/// v1 controllers every container joins: limits, accounting, the device allow-list.
-pub const V1_ALWAYS: &[&str] = &["memory", "pids", "cpu", "cpuacct", "devices"];
-
 impl Cgroup {
-    /// On v1, keeps only the [`V1_ALWAYS`] controllers and those of `extra`
-    /// (each hierarchy joined costs a directory and a task migration).
-    pub fn only(mut self, extra: &[&str]) -> Cgroup {
-        if let Layout::V1 { controllers } = &mut self.layout {
-            controllers
-                .retain(|c, _| V1_ALWAYS.contains(&c.as_str()) || extra.contains(&c.as_str()));
-        }
-        self
-    }
-
     pub fn new(layout: Layout, rel: impl Into<PathBuf>) -> Cgroup {
         Cgroup {
             layout,

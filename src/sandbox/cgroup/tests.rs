@@ -246,3 +246,31 @@ fn a_containers_removal_keeps_rkstacks_own_parents_and_delegated_trees() {
         1
     );
 }
+
+#[test]
+fn every_v1_hierarchy_is_joined_named_ones_too() {
+    let text = format!(
+        "{HYBRID}36 30 0:32 / /sys/fs/cgroup/systemd rw,nosuid - cgroup cgroup rw,xattr,name=systemd\n\
+         37 30 0:33 / /sys/fs/cgroup/freezer rw,nosuid - cgroup cgroup rw,freezer\n\
+         38 30 0:34 / /sys/fs/cgroup/net_cls,net_prio rw,nosuid - cgroup cgroup rw,net_cls,net_prio\n"
+    );
+    let l = Layout::from_mountinfo(&text).unwrap();
+    let dirs: Vec<PathBuf> = Cgroup::new(l, "rkstack/s/c")
+        .dirs()
+        .into_iter()
+        .map(|(_, d)| d)
+        .collect();
+    for h in [
+        "systemd",
+        "freezer",
+        "net_cls,net_prio",
+        "memory",
+        "cpu,cpuacct",
+        "pids",
+    ] {
+        let want = Path::new("/sys/fs/cgroup").join(h).join("rkstack/s/c");
+        assert!(dirs.contains(&want), "{want:?} not in {dirs:?}");
+    }
+    // Mount options are no hierarchies.
+    assert_eq!(dirs.len(), 6, "{dirs:?}");
+}

@@ -67,8 +67,7 @@ impl Supervisor {
         )
         .map_err(|e| format!("log file: {e}"))?;
         configure_log(&mut log, &stack, c);
-        self.launcher
-            .admit(c.name.as_str(), &lower::extra_controllers(c));
+        self.launcher.admit(c.name.as_str());
         let staging = self
             .opts
             .state_dir

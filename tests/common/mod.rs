@@ -223,6 +223,8 @@ pub fn assert_clean(name: &str) {
     }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(name), "mount left behind for {name}");
+    let lock = format!("/run/rkstack/rootfs/{name}.lock");
+    assert!(!Path::new(&lock).exists(), "name lock left behind: {lock}");
     if let Ok(entries) = std::fs::read_dir("/run/rkstack/rootfs") {
         for e in entries.flatten() {
             assert!(

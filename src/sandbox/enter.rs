@@ -17,13 +17,7 @@ pub(super) fn stage(spec: &ExecSpec, runtime: &OwnedFd) -> StepResult<i32> {
     // does not wait for the kernel's thread-group lock (see `init::clone`).
     let tasks = super::init::v1_tasks(&spec.cgroup_procs);
     let moved: Vec<usize> = tasks.iter().map(|(i, _)| *i).collect();
-    super::init::join_v1(tasks, &spec.cgroup_procs).map_err(|(e, path)| {
-        errno_err(
-            "cgroup",
-            e.raw_os_error().unwrap_or(0),
-            path.display().to_string(),
-        )
-    })?;
+    super::init::join_v1(tasks, &spec.cgroup_procs)?;
     // SAFETY: getpid cannot fail.
     let me = unsafe { libc::getpid() };
     for (_, procs) in spec

@@ -5,12 +5,8 @@ use super::*;
 
 /// The container's first process: PID 1 of its namespace. Returns only on failure.
 pub(super) fn child(spec: &SandboxSpec, chan: &OwnedFd, tasks: Vec<(usize, OwnedFd)>) -> StepError {
-    if let Err((e, path)) = super::clone::join_v1(tasks, &spec.cgroup_procs) {
-        return errno_err(
-            "cgroup",
-            e.raw_os_error().unwrap_or(0),
-            path.display().to_string(),
-        );
+    if let Err(e) = super::clone::join_v1(tasks, &spec.cgroup_procs) {
+        return e;
     }
     match setup(spec, chan) {
         Ok(never) => match never {},

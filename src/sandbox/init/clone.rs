@@ -81,11 +81,15 @@ pub(in crate::sandbox) fn v1_tasks(procs: &[PathBuf]) -> Vec<(usize, OwnedFd)> {
 pub(in crate::sandbox) fn join_v1(
     tasks: Vec<(usize, OwnedFd)>,
     procs: &[PathBuf],
-) -> Result<(), (std::io::Error, PathBuf)> {
+) -> crate::sandbox::rootfs::StepResult<()> {
     for (i, fd) in tasks {
         if let Err(e) = nix::unistd::write(&fd, b"0") {
-            let path = procs.get(i).cloned().unwrap_or_default();
-            return Err((std::io::Error::from(e), path));
+            let path = procs.get(i).map(|p| p.display().to_string());
+            return Err(crate::sandbox::rootfs::errno_err(
+                "cgroup",
+                e as i32,
+                path.unwrap_or_default(),
+            ));
         }
     }
     Ok(())

@@ -232,12 +232,13 @@ fn unset_limits_leave_files_that_hold_the_default_alone() {
 }
 
 #[test]
-fn a_containers_removal_keeps_rkstacks_own_parents_and_delegated_trees() {
+fn a_containers_removal_keeps_the_one_off_parents_and_delegated_trees() {
     let v2 = || Layout::V2 {
         root: "/sys/fs/cgroup".into(),
     };
-    // A stack's container: itself and the stack's folder; `rkstack/` stays.
-    assert_eq!(Cgroup::new(v2(), "rkstack/s/c").removable_depth(), 2);
+    // A stack's container: itself, the stack's folder and `rkstack/`
+    // (each only when empty).
+    assert_eq!(Cgroup::new(v2(), "rkstack/s/c").removable_depth(), 3);
     // A one-off container: itself; `rkstack/run/` stays.
     assert_eq!(Cgroup::new(v2(), "rkstack/run/c").removable_depth(), 1);
     // A delegated tree (a systemd service's own group): the leaf alone.

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Subcommand};
 use rkstack::config::{self, ConfigError};
 
 mod build;
@@ -24,122 +24,13 @@ mod run;
 mod up;
 mod update;
 
+use parse::{Cli, Global};
+
 /// Exit status: the request failed.
 const EXIT_FAILED: u8 = 1;
 
 /// Exit status: bad usage or an invalid stack file.
 const EXIT_INVALID: u8 = 2;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "rkstack",
-    version,
-    about = "Declarative container stacks for appliances: one binary, one TOML file"
-)]
-struct Cli {
-    #[command(flatten)]
-    global: Global,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Args, Debug)]
-struct Global {
-    /// Which running stack to talk to (default: the only one running).
-    #[arg(
-        long,
-        global = true,
-        value_name = "NAME",
-        help_heading = "Global options"
-    )]
-    stack: Option<String>,
-    /// The control socket of the supervisor to talk to.
-    #[arg(
-        long,
-        global = true,
-        value_name = "PATH",
-        help_heading = "Global options"
-    )]
-    socket: Option<PathBuf>,
-    /// Where running stacks keep their sockets and state.
-    #[arg(
-        long,
-        global = true,
-        value_name = "DIR",
-        default_value = "/run/rkstack",
-        help_heading = "Global options"
-    )]
-    state_dir: PathBuf,
-    /// Where images, volumes and logs are kept.
-    #[arg(
-        long,
-        global = true,
-        value_name = "DIR",
-        default_value = "/var/lib/rkstack",
-        help_heading = "Global options"
-    )]
-    data_dir: PathBuf,
-    /// A remote supervisor: https://ADDR:PORT (its `up --listen`).
-    #[arg(
-        long,
-        global = true,
-        value_name = "URL",
-        help_heading = "Remote access (--host)"
-    )]
-    host: Option<String>,
-    /// With --host: the CA that signed the supervisor's certificate (PEM).
-    #[arg(
-        long,
-        global = true,
-        value_name = "PATH",
-        help_heading = "Remote access (--host)"
-    )]
-    ca: Option<PathBuf>,
-    /// With --host: this client's certificate (PEM), for a supervisor that asks for one.
-    #[arg(
-        long,
-        global = true,
-        value_name = "PATH",
-        help_heading = "Remote access (--host)"
-    )]
-    cert: Option<PathBuf>,
-    /// With --host: the key of --cert (PEM).
-    #[arg(
-        long,
-        global = true,
-        value_name = "PATH",
-        help_heading = "Remote access (--host)"
-    )]
-    key: Option<PathBuf>,
-    /// The bearer token (a file holding it): the one a client sends with
-    /// --host, or the one `up --listen` requires.
-    #[arg(
-        long,
-        global = true,
-        value_name = "PATH",
-        help_heading = "Remote access (--host)"
-    )]
-    token_file: Option<PathBuf>,
-    /// A registry (HOST[:PORT]) to pull from over plain HTTP (repeatable).
-    #[arg(
-        long = "insecure-registry",
-        global = true,
-        value_name = "HOST[:PORT]",
-        help_heading = "Registries"
-    )]
-    insecure_registries: Vec<String>,
-    /// error, warn, info, debug or trace.
-    #[arg(
-        long,
-        global = true,
-        value_name = "LEVEL",
-        default_value = "info",
-        value_parser = ["error", "warn", "info", "debug", "trace"],
-        ignore_case = true,
-        help_heading = "Global options"
-    )]
-    log_level: String,
-}
 
 #[derive(Subcommand, Debug)]
 enum Command {

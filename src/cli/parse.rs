@@ -1,8 +1,122 @@
-//! The command line, parsed.
+//! The command line: its top level (the global options) and how a line
+//! is parsed.
+
+use std::path::PathBuf;
 
 use clap::{Args, FromArgMatches, Parser};
 
-use super::{Cli, Global, RunArgs};
+use super::{Command, RunArgs};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rkstack",
+    version,
+    about = "Declarative container stacks for appliances: one binary, one TOML file"
+)]
+pub(super) struct Cli {
+    #[command(flatten)]
+    pub(super) global: Global,
+    #[command(subcommand)]
+    pub(super) command: Command,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct Global {
+    /// Which running stack to talk to (default: the only one running).
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        help_heading = "Global options"
+    )]
+    pub(super) stack: Option<String>,
+    /// The control socket of the supervisor to talk to.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help_heading = "Global options"
+    )]
+    pub(super) socket: Option<PathBuf>,
+    /// Where running stacks keep their sockets and state.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/run/rkstack",
+        help_heading = "Global options"
+    )]
+    pub(super) state_dir: PathBuf,
+    /// Where images, volumes and logs are kept.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/var/lib/rkstack",
+        help_heading = "Global options"
+    )]
+    pub(super) data_dir: PathBuf,
+    /// A remote supervisor: https://ADDR:PORT (its `up --listen`).
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        help_heading = "Remote access (--host)"
+    )]
+    pub(super) host: Option<String>,
+    /// With --host: the CA that signed the supervisor's certificate (PEM).
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help_heading = "Remote access (--host)"
+    )]
+    pub(super) ca: Option<PathBuf>,
+    /// With --host: this client's certificate (PEM), for a supervisor that asks for one.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help_heading = "Remote access (--host)"
+    )]
+    pub(super) cert: Option<PathBuf>,
+    /// With --host: the key of --cert (PEM).
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help_heading = "Remote access (--host)"
+    )]
+    pub(super) key: Option<PathBuf>,
+    /// The bearer token (a file holding it): the one a client sends with
+    /// --host, or the one `up --listen` requires.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help_heading = "Remote access (--host)"
+    )]
+    pub(super) token_file: Option<PathBuf>,
+    /// A registry (HOST[:PORT]) to pull from over plain HTTP (repeatable).
+    #[arg(
+        long = "insecure-registry",
+        global = true,
+        value_name = "HOST[:PORT]",
+        help_heading = "Registries"
+    )]
+    pub(super) insecure_registries: Vec<String>,
+    /// error, warn, info, debug or trace.
+    #[arg(
+        long,
+        global = true,
+        value_name = "LEVEL",
+        default_value = "info",
+        value_parser = ["error", "warn", "info", "debug", "trace"],
+        ignore_case = true,
+        help_heading = "Global options"
+    )]
+    pub(super) log_level: String,
+}
 
 /// The command line, parsed. `rkstack run` is a start path, and clap's
 /// tree of every command (33, each with the 11 global options) takes

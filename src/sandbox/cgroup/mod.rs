@@ -319,19 +319,23 @@ impl Cgroup {
                         let parent = cur.clone();
                         cur.push(comp);
                         match std::fs::create_dir(&cur) {
-                            Ok(()) => {
-                                if c == "cpuset" {
-                                    // A v1 cpuset starts empty and admits no task until filled from its parent.
-                                    for f in ["cpuset.cpus", "cpuset.mems"] {
-                                        let v = std::fs::read_to_string(parent.join(f))
-                                            .unwrap_or_default();
-                                        std::fs::write(cur.join(f), v.trim())
-                                            .map_err(io_err(&cur.join(f), "write"))?;
-                                    }
-                                }
-                            }
+                            Ok(()) => {}
                             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                             Err(e) => return Err(io_err(&cur, "create")(e)),
+                        }
+                        if c == "cpuset" {
+                            // A v1 cpuset starts empty and admits no task until
+                            // filled from its parent; one made by a supervisor
+                            // killed before it filled it is filled now.
+                            for f in ["cpuset.cpus", "cpuset.mems"] {
+                                let have = std::fs::read_to_string(cur.join(f)).unwrap_or_default();
+                                if have.trim().is_empty() {
+                                    let v =
+                                        std::fs::read_to_string(parent.join(f)).unwrap_or_default();
+                                    std::fs::write(cur.join(f), v.trim())
+                                        .map_err(io_err(&cur.join(f), "write"))?;
+                                }
+                            }
                         }
                     }
                 }

@@ -503,8 +503,12 @@ fn nothing_a_container_made_in_its_cgroup_or_the_stack_lock_outlives_it() {
          busybox mount -t cgroup -o $c none $d || continue; \
          [ -e $d/release_agent ] && echo HOST-ROOT $c; mkdir $d/sub || continue; \
          [ -e $d/sub/cpuset.cpus ] && cat $d/cpuset.cpus > $d/sub/cpuset.cpus && cat $d/cpuset.mems > $d/sub/cpuset.mems; \
-         (sleep 1000 & echo $! > $d/sub/cgroup.procs) && echo MADE $c; done; true"
+         (sleep 1000 & echo $! > $d/sub/cgroup.procs) && echo MADE $c; done; \
+         d=/tmp/cg2; mkdir -p $d && busybox mount -t cgroup2 none $d && \
+         {{ [ -e $d/cgroup.type ] || echo HOST-ROOT cgroup2; mkdir $d/sub && \
+         (sleep 1000 & echo $! > $d/sub/cgroup.procs) && echo MADE cgroup2; }}; true"
     );
+    let hybrid = mountinfo.contains(" - cgroup2 ") && !hierarchies.is_empty();
     let script = script.as_str();
     // `run` checks that no cgroup, mount or staging folder of it is left.
     let out = run(
@@ -523,6 +527,10 @@ fn nothing_a_container_made_in_its_cgroup_or_the_stack_lock_outlives_it() {
     assert!(!said.contains("HOST-ROOT"), "{said}");
     for h in &hierarchies {
         assert!(said.contains(&format!("MADE {h}")), "{h}: {said}");
+    }
+    if hybrid {
+        // The cgroup2 hierarchy beside the v1 ones: its own group there too.
+        assert!(said.contains("MADE cgroup2"), "{said}");
     }
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
         let left = h.path().join("sub");

@@ -68,6 +68,10 @@ const V1_CONTROLLERS: &[&str] = &[
     "misc",
 ];
 
+/// The key of a hybrid host's cgroup2 hierarchy among the v1 ones (it
+/// holds no controller rkstack sets limits with; `:` is in no v1 name).
+pub const UNIFIED: &str = ":unified";
+
 /// Resources a cgroup uses now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Usage {
@@ -121,6 +125,8 @@ impl Layout {
     pub fn from_mountinfo(text: &str) -> Result<Layout, CgroupError> {
         let mut controllers = BTreeMap::new();
         let mut v2: Option<PathBuf> = None;
+        // Any whole cgroup2 mount: the one unified hierarchy of a hybrid host.
+        let mut unified: Option<PathBuf> = None;
         for line in text.lines() {
             let Some((pre, post)) = line.split_once(" - ") else {
                 continue;
@@ -131,6 +137,9 @@ impl Layout {
                 continue;
             };
             let mnt = unescape(mnt);
+            if *fstype == "cgroup2" && unified.is_none() && fields.get(3) == Some(&"/") {
+                unified = Some(mnt.clone());
+            }
             match *fstype {
                 "cgroup2"
                     if mnt == Path::new("/sys/fs/cgroup")
@@ -152,6 +161,13 @@ impl Layout {
             }
         }
         if !controllers.is_empty() {
+            // Hybrid: the container has its own group in the cgroup2
+            // hierarchy too, for the reason it joins every v1 one: left in
+            // rkstack's, a container allowed to mount cgroupfs would find
+            // the host's tree there and make groups that outlive it.
+            if let Some(u) = unified {
+                controllers.insert(UNIFIED.to_string(), u);
+            }
             return Ok(Layout::V1 { controllers });
         }
         match v2 {

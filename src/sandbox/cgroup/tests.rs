@@ -39,9 +39,33 @@ fn hybrid_uses_v1_controllers() {
         PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")
     );
     assert_eq!(controllers["cpuacct"], controllers["cpu"]);
+    // The cgroup2 hierarchy is joined too.
+    assert_eq!(
+        controllers[UNIFIED],
+        PathBuf::from("/sys/fs/cgroup/unified")
+    );
     let cg = Cgroup::new(l, "rkstack/s/c");
     // cpu and cpuacct share one directory: listed once.
-    assert_eq!(cg.dirs().len(), 3);
+    assert_eq!(cg.dirs().len(), 4);
+    assert!(cg.procs_files().contains(&PathBuf::from(
+        "/sys/fs/cgroup/unified/rkstack/s/c/cgroup.procs"
+    )));
+}
+
+#[test]
+fn a_cgroup2_mount_of_a_subtree_is_not_the_unified_root() {
+    // A bind mount of one group (root field not `/`) is no hierarchy root.
+    let text = HYBRID.replace("0:27 / /sys/fs/cgroup/unified", "0:27 /x /mnt/x");
+    let Layout::V1 { controllers } = Layout::from_mountinfo(&text).unwrap() else {
+        panic!("not v1")
+    };
+    assert!(!controllers.contains_key(UNIFIED));
+    // Pure v1: nothing more.
+    let v1 = HYBRID.replace(" - cgroup2 cgroup2 rw,nsdelegate", " - tmpfs none rw");
+    let Layout::V1 { controllers } = Layout::from_mountinfo(&v1).unwrap() else {
+        panic!("not v1")
+    };
+    assert!(!controllers.contains_key(UNIFIED));
 }
 
 #[test]
@@ -268,10 +292,11 @@ fn every_v1_hierarchy_is_joined_named_ones_too() {
         "memory",
         "cpu,cpuacct",
         "pids",
+        "unified",
     ] {
         let want = Path::new("/sys/fs/cgroup").join(h).join("rkstack/s/c");
         assert!(dirs.contains(&want), "{want:?} not in {dirs:?}");
     }
     // Mount options are no hierarchies.
-    assert_eq!(dirs.len(), 6, "{dirs:?}");
+    assert_eq!(dirs.len(), 7, "{dirs:?}");
 }

@@ -51,9 +51,15 @@ impl Launcher for LinuxLauncher {
 
     fn start(&mut self, req: Start<'_>) -> Result<Started, String> {
         let cg = self.cgroup(req.name);
-        cg.create().map_err(|e| e.to_string())?;
-        let ended_unrecorded = cg.kill_all();
-        cg.apply(req.limits).map_err(|e| e.to_string())?;
+        let new = cg.create().map_err(|e| e.to_string())?;
+        // A group that was there may hold what a killed supervisor left.
+        let ended_unrecorded = !new && cg.kill_all();
+        if new {
+            cg.apply_new(req.limits)
+        } else {
+            cg.apply(req.limits)
+        }
+        .map_err(|e| e.to_string())?;
         cg.restrict_devices(req.devices)
             .map_err(|e| e.to_string())?;
         // A new run reads its own files (the cgroup may be new).

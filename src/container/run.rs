@@ -183,8 +183,11 @@ fn start_and_wait(
             eprintln!("rkstack: warning: {w}");
         }
     }
-    cg.create()?;
-    cg.apply(&limits)?;
+    if cg.create()? {
+        cg.apply_new(&limits)?;
+    } else {
+        cg.apply(&limits)?;
+    }
     cg.restrict_devices(&devices)?;
     let pid = sandbox::spawn(&spec, sandbox::Stdio3::Inherit)?;
     let exit = wait(pid, set);

@@ -286,9 +286,11 @@ impl Cgroup {
     }
 
     /// Creates the directories (and, on v2, enables the controllers along the
-    /// way). Another container's clean-up may remove a shared parent at the
-    /// same moment; the walk is then simply done again.
-    pub fn create(&self) -> Result<(), CgroupError> {
+    /// way); whether the container's own were all made now (a new group has
+    /// every limit at its default: see [`Cgroup::apply_new`]). Another
+    /// container's clean-up may remove a shared parent at the same moment;
+    /// the walk is then simply done again.
+    pub fn create(&self) -> Result<bool, CgroupError> {
         let mut tries = 0;
         loop {
             match self.create_once() {
@@ -302,10 +304,11 @@ impl Cgroup {
         }
     }
 
-    fn create_once(&self) -> Result<(), CgroupError> {
+    fn create_once(&self) -> Result<bool, CgroupError> {
         match &self.layout {
             Layout::V2 { root } => {
                 let mut cur = root.clone();
+                let mut new = false;
                 for comp in self.rel.components() {
                     let available =
                         std::fs::read_to_string(cur.join("cgroup.controllers")).unwrap_or_default();
@@ -320,42 +323,51 @@ impl Cgroup {
                         let _ = std::fs::write(&f, want.join(" "));
                     }
                     cur.push(comp);
-                    match std::fs::create_dir(&cur) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                        Err(e) => return Err(io_err(&cur, "create")(e)),
-                    }
+                    new = make_dir(&cur)?;
                 }
-                Ok(())
+                Ok(new)
             }
             Layout::V1 { controllers } => {
+                let mut all_new = true;
+                // Each hierarchy once (co-mounted controllers share one).
+                let mut roots: Vec<(&PathBuf, bool)> = Vec::new();
                 for (c, root) in controllers {
-                    let mut cur = root.clone();
-                    for comp in self.rel.components() {
-                        let parent = cur.clone();
-                        cur.push(comp);
-                        match std::fs::create_dir(&cur) {
-                            Ok(()) => {}
-                            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                            Err(e) => return Err(io_err(&cur, "create")(e)),
-                        }
-                        if c == "cpuset" {
-                            // A v1 cpuset starts empty and admits no task until
-                            // filled from its parent; one made by a supervisor
-                            // killed before it filled it is filled now.
-                            for f in ["cpuset.cpus", "cpuset.mems"] {
-                                let have = std::fs::read_to_string(cur.join(f)).unwrap_or_default();
-                                if have.trim().is_empty() {
-                                    let v =
-                                        std::fs::read_to_string(parent.join(f)).unwrap_or_default();
-                                    std::fs::write(cur.join(f), v.trim())
-                                        .map_err(io_err(&cur.join(f), "write"))?;
-                                }
-                            }
-                        }
+                    match roots.iter_mut().find(|(r, _)| *r == root) {
+                        Some((_, cpuset)) => *cpuset |= c == "cpuset",
+                        None => roots.push((root, c == "cpuset")),
                     }
                 }
-                Ok(())
+                for (root, cpuset) in roots {
+                    // The leaf first: its parents exist but for the first
+                    // container (or after a stack's last one went).
+                    let leaf = root.join(&self.rel);
+                    let new = match std::fs::create_dir(&leaf) {
+                        Ok(()) => true,
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                            let mut cur = root.clone();
+                            let mut new = false;
+                            for comp in self.rel.components() {
+                                cur.push(comp);
+                                new = make_dir(&cur)?;
+                                if cpuset {
+                                    fill_cpuset(&cur, root, false)?;
+                                }
+                            }
+                            all_new &= new;
+                            continue;
+                        }
+                        Err(e) => return Err(io_err(&leaf, "create")(e)),
+                    };
+                    if cpuset {
+                        // A v1 cpuset starts empty and admits no task until
+                        // filled from its parent; a parent made by a
+                        // supervisor killed before it filled it is filled now.
+                        fill_cpuset(&leaf, root, new)?;
+                    }
+                    all_new &= new;
+                }
+                Ok(all_new)
             }
         }
     }
@@ -407,9 +419,19 @@ impl Cgroup {
     /// Writes every limit (unset ones back to their defaults), now or on a running container.
     pub fn apply(&self, l: &Limits) -> Result<(), CgroupError> {
         if matches!(self.layout, Layout::V2 { .. }) {
-            self.apply_v2(l)
+            self.apply_v2(l, false)
         } else {
-            self.apply_v1(l)
+            self.apply_v1(l, false)
+        }
+    }
+
+    /// Writes the limits that are set, to a group [`Cgroup::create`] has
+    /// just made (its unset ones are at their defaults already).
+    pub fn apply_new(&self, l: &Limits) -> Result<(), CgroupError> {
+        if matches!(self.layout, Layout::V2 { .. }) {
+            self.apply_v2(l, true)
+        } else {
+            self.apply_v1(l, true)
         }
     }
 
@@ -543,9 +565,25 @@ impl Cgroup {
     /// Kills whatever is left and removes the directories (leaf first, then
     /// the empty parents rkstack made, see `removable_depth`).
     pub fn destroy(&self) -> Result<(), CgroupError> {
-        self.kill_all();
         let mut first_err = None;
+        // Most often the container's processes are gone and it made no
+        // groups of its own: each directory goes at the first try, and
+        // nothing is read (a v1 `cgroup.procs` read costs the kernel a
+        // list of pids). The kernel refuses to remove a group that still
+        // holds a process or a group.
+        let mut busy = Vec::new();
         for (_, dir) in self.dirs() {
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => self.remove_parents(&dir),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => self.remove_parents(&dir),
+                Err(_) => busy.push(dir),
+            }
+        }
+        if busy.is_empty() {
+            return Ok(());
+        }
+        self.kill_all();
+        for dir in busy {
             // Cgroups the container made under its own go first, deepest
             // first: the kernel removes only empty ones.
             let mut inner = subtree(&dir);
@@ -558,22 +596,13 @@ impl Cgroup {
                     first_err = Some(io_err(&d, "remove")(e));
                 }
             }
-            let mut d = dir.clone();
-            let depth = self.removable_depth();
-            for i in 0..depth {
-                match std::fs::remove_dir(&d) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        // A parent still in use by another container is fine.
-                        if i == 0 && first_err.is_none() {
-                            first_err = Some(io_err(&d, "remove")(e));
-                        }
-                        break;
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => self.remove_parents(&dir),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => self.remove_parents(&dir),
+                Err(e) => {
+                    if first_err.is_none() {
+                        first_err = Some(io_err(&dir, "remove")(e));
                     }
-                }
-                if !d.pop() {
-                    break;
                 }
             }
         }
@@ -582,6 +611,61 @@ impl Cgroup {
             None => Ok(()),
         }
     }
+
+    /// The empty parents of a removed group that go with it (see
+    /// `removable_depth`); one still in use by another container stays.
+    fn remove_parents(&self, dir: &Path) {
+        let mut d = dir.to_path_buf();
+        for _ in 1..self.removable_depth() {
+            if !d.pop() {
+                break;
+            }
+            match std::fs::remove_dir(&d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// Makes `dir`; whether it is new (false: it was there).
+fn make_dir(dir: &Path) -> Result<bool, CgroupError> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(io_err(dir, "create")(e)),
+    }
+}
+
+/// A small cgroup file's text (one read; cgroup files have no size to ask).
+fn read_small(path: &Path) -> String {
+    use std::io::Read;
+    let mut buf = [0u8; 4096];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut buf))
+        .unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).trim().to_string()
+}
+
+/// Fills a v1 cpuset's empty `cpus` and `mems` from its parent's (filling
+/// an empty parent first, up to `root`). `empty`: known to be empty (new).
+fn fill_cpuset(dir: &Path, root: &Path, empty: bool) -> Result<(), CgroupError> {
+    let Some(parent) = dir.parent() else {
+        return Ok(());
+    };
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        if !empty && !read_small(&dir.join(f)).is_empty() {
+            continue;
+        }
+        let mut v = read_small(&parent.join(f));
+        if v.is_empty() && parent != root && parent.starts_with(root) {
+            fill_cpuset(parent, root, false)?;
+            v = read_small(&parent.join(f));
+        }
+        std::fs::write(dir.join(f), &v).map_err(io_err(&dir.join(f), "write"))?;
+    }
+    Ok(())
 }
 
 /// `top` and every cgroup below it, children before their parents (the

@@ -300,3 +300,76 @@ fn every_v1_hierarchy_is_joined_named_ones_too() {
     // Mount options are no hierarchies.
     assert_eq!(dirs.len(), 7, "{dirs:?}");
 }
+
+/// A scratch v1 layout with these hierarchies under a temporary root.
+fn scratch_v1(names: &[&str]) -> (tempfile::TempDir, Cgroup) {
+    let root = tempfile::tempdir().unwrap();
+    let controllers: BTreeMap<String, PathBuf> = names
+        .iter()
+        .map(|c| (c.to_string(), root.path().join(c)))
+        .collect();
+    for d in controllers.values() {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    (root, Cgroup::new(Layout::V1 { controllers }, "rkstack/s/c"))
+}
+
+#[test]
+fn a_new_group_gets_only_the_limits_that_are_set() {
+    let (_root, cg) = scratch_v1(&["memory", "pids", "cpu"]);
+    assert!(cg.create().unwrap(), "made now");
+    assert!(!cg.create().unwrap(), "there already");
+    // A new group holds the defaults: nothing is read or written for an
+    // unset limit (a file that says otherwise stays as it is).
+    std::fs::write(cg.dir_of("cpu").unwrap().join("cpu.shares"), "7\n").unwrap();
+    cg.apply_new(&Limits {
+        pids: Some(5),
+        ..Limits::default()
+    })
+    .unwrap();
+    let read = |c: &str, f: &str| std::fs::read_to_string(cg.dir_of(c).unwrap().join(f));
+    assert_eq!(read("pids", "pids.max").unwrap(), "5");
+    assert_eq!(read("cpu", "cpu.shares").unwrap(), "7\n");
+    assert!(read("memory", "memory.limit_in_bytes").is_err());
+    // On a running container, the unset one goes back to its default.
+    cg.apply(&Limits::default()).unwrap();
+    assert_eq!(read("cpu", "cpu.shares").unwrap(), "1024");
+}
+
+#[test]
+fn a_v1_cpuset_is_filled_from_its_parents_even_one_left_empty() {
+    let (root, cg) = scratch_v1(&["cpuset"]);
+    let top = root.path().join("cpuset");
+    std::fs::write(top.join("cpuset.cpus"), "0-1\n").unwrap();
+    std::fs::write(top.join("cpuset.mems"), "0\n").unwrap();
+    assert!(cg.create().unwrap(), "made now, its parents too");
+    let leaf = cg.dir_of("cpuset").unwrap();
+    let read = |d: &Path, f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+    assert_eq!(read(&leaf, "cpuset.cpus"), "0-1");
+    assert_eq!(read(&leaf, "cpuset.mems"), "0");
+    // A supervisor killed between making `rkstack/s` and filling it.
+    std::fs::remove_dir_all(&leaf).unwrap();
+    let parent = top.join("rkstack/s");
+    std::fs::write(parent.join("cpuset.cpus"), "").unwrap();
+    std::fs::write(top.join("rkstack/cpuset.cpus"), "").unwrap();
+    assert!(cg.create().unwrap());
+    assert_eq!(read(&parent, "cpuset.cpus"), "0-1");
+    assert_eq!(read(&leaf, "cpuset.cpus"), "0-1");
+}
+
+#[test]
+fn an_empty_group_goes_at_once_with_the_parents_that_go_with_it() {
+    let (root, cg) = scratch_v1(&["memory", "pids"]);
+    cg.create().unwrap();
+    // Another container of the stack keeps the stack's folder in pids.
+    std::fs::create_dir(root.path().join("pids/rkstack/s/other")).unwrap();
+    cg.destroy().unwrap();
+    assert!(!root.path().join("memory/rkstack").exists());
+    assert!(!root.path().join("pids/rkstack/s/c").exists());
+    assert!(root.path().join("pids/rkstack/s/other").exists());
+    // A group the container made inside its own goes too.
+    cg.create().unwrap();
+    std::fs::create_dir(cg.dir_of("memory").unwrap().join("sub")).unwrap();
+    cg.destroy().unwrap();
+    assert!(!root.path().join("memory/rkstack").exists());
+}

@@ -5,12 +5,12 @@
 use super::*;
 
 impl Cgroup {
-    pub(super) fn apply_v1(&self, l: &Limits) -> Result<(), CgroupError> {
+    pub(super) fn apply_v1(&self, l: &Limits, new: bool) -> Result<(), CgroupError> {
         let num = |v: Option<u64>, max: &str| v.map_or(max.to_string(), |n| n.to_string());
         match l.memory {
             Some(n) => self.write("memory", "memory.limit_in_bytes", &n.to_string(), "memory")?,
             // Unlimited reads as the largest page-aligned count.
-            None if self.dir_of("memory").is_some() => {
+            None if !new && self.dir_of("memory").is_some() => {
                 self.reset("memory", "memory.limit_in_bytes", "-1", "memory", &|v| {
                     v.parse::<u64>().is_ok_and(|n| n >= 1 << 62)
                 })?
@@ -27,7 +27,7 @@ impl Cgroup {
         }
         match l.pids {
             Some(n) => self.write("pids", "pids.max", &n.to_string(), "pids")?,
-            None if self.dir_of("pids").is_some() => {
+            None if !new && self.dir_of("pids").is_some() => {
                 self.reset("pids", "pids.max", "max", "pids", &|v| v == "max")?
             }
             None => {}
@@ -39,7 +39,7 @@ impl Cgroup {
                 let quota = ((c * CPU_PERIOD as f64).round() as u64).max(1000);
                 self.write("cpu", "cpu.cfs_quota_us", &quota.to_string(), "cpus")?;
             }
-            None if self.dir_of("cpu").is_some() => {
+            None if !new && self.dir_of("cpu").is_some() => {
                 // The quota first: with it unlimited, any period is valid.
                 self.reset("cpu", "cpu.cfs_quota_us", "-1", "cpus", &|v| v == "-1")?;
                 self.reset("cpu", "cpu.cfs_period_us", &period, "cpus", &|v| {
@@ -54,7 +54,7 @@ impl Cgroup {
                 let shares = 2 + (u64::from(w.saturating_sub(1)) * 262_142) / 9_999;
                 self.write("cpu", "cpu.shares", &shares.to_string(), "cpu_weight")?;
             }
-            None if self.dir_of("cpu").is_some() => {
+            None if !new && self.dir_of("cpu").is_some() => {
                 self.reset("cpu", "cpu.shares", "1024", "cpu_weight", &|v| v == "1024")?
             }
             None => {}
@@ -95,6 +95,15 @@ impl Cgroup {
             return Ok(());
         }
         self.write("devices", "devices.deny", "a", "devices")?;
+        let allow = self
+            .dir_of("devices")
+            .map(|d| d.join("devices.allow"))
+            .unwrap_or_default();
+        // One rule per write, all through one open file.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&allow)
+            .map_err(io_err(&allow, "open"))?;
         let defaults = [
             "c 1:3 rwm",    // null
             "c 1:5 rwm",    // zero
@@ -112,7 +121,16 @@ impl Cgroup {
             .map(|s| s.to_string())
             .chain(extra.iter().cloned())
         {
-            self.write("devices", "devices.allow", &rule, "devices")?;
+            use std::io::Write;
+            match file.write(rule.as_bytes()) {
+                Ok(n) if n == rule.len() => {}
+                Ok(_) => {
+                    return Err(io_err(&allow, format!("write {rule:?}"))(
+                        io::ErrorKind::WriteZero.into(),
+                    ));
+                }
+                Err(e) => return Err(io_err(&allow, format!("write {rule:?}"))(e)),
+            }
         }
         Ok(())
     }

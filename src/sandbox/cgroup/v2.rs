@@ -4,14 +4,14 @@
 use super::*;
 
 impl Cgroup {
-    pub(super) fn apply_v2(&self, l: &Limits) -> Result<(), CgroupError> {
+    pub(super) fn apply_v2(&self, l: &Limits, new: bool) -> Result<(), CgroupError> {
         let num = |v: Option<u64>, max: &str| v.map_or(max.to_string(), |n| n.to_string());
         // Each limit: written when set; when unset, put back to its default
-        // where the file says otherwise (see `reset`).
+        // where the file says otherwise (see `reset`); a new group has them.
         let set =
             |controller: &str, file: &str, v: Option<String>, default: &str, what: &str| match v {
                 Some(v) => self.write(controller, file, &v, what),
-                None if self.dir_has(file) => {
+                None if !new && self.dir_has(file) => {
                     self.reset(controller, file, default, what, &|now| now == default)
                 }
                 None => Ok(()),
@@ -43,7 +43,7 @@ impl Cgroup {
         if let Some(c) = &l.cpuset {
             self.write("cpuset", "cpuset.cpus", c, "cpuset")?;
         }
-        if l.io_weight.is_some() || self.dir_has("io.weight") {
+        if l.io_weight.is_some() || !new && self.dir_has("io.weight") {
             self.write(
                 "io",
                 "io.weight",

@@ -411,7 +411,8 @@ pub fn warnings(c: &Container) -> Vec<String> {
 /// default profile for three architectures costs milliseconds on every
 /// start, the cached program a single read. The key covers everything the
 /// program depends on: this binary (size and time), the profile (for a file,
-/// its contents), the capabilities and the host architecture.
+/// its contents), the capabilities and the host architecture (and its
+/// kernel's x32 ABI).
 fn compiled_seccomp(
     profile: &Seccomp,
     caps: &[String],
@@ -425,6 +426,8 @@ fn compiled_seccomp(
     let mut h = Sha256::new();
     h.update(env!("CARGO_PKG_VERSION"));
     h.update(std::env::consts::ARCH);
+    // The program covers x32 only where the kernel runs it.
+    h.update([u8::from(seccomp::kernel_runs_x32())]);
     for c in caps {
         h.update(c.as_bytes());
         h.update([0]);

@@ -254,16 +254,19 @@ static int vsock_socketcall(void) {
     close((int)r);
     return 0;
 }
-#else
-static int vsock_i386(void) { return -1; }
-static int inet_i386(void) {
-    long r = int80(359, AF_INET, SOCK_DGRAM, 0);
-    if (r < 0) return (int)-r;
+/* socket(AF_VSOCK) under the x32 bit: EPERM where the kernel runs x32
+ * (the filter covers it), ENOSYS where it has no x32 ABI. */
+static int vsock_x32(void) {
+    long r = syscall(0x40000000 | SYS_socket, 40, SOCK_STREAM, 0);
+    if (r < 0) return errno;
     close((int)r);
     return 0;
 }
+#else
+static int vsock_i386(void) { return -1; }
 static int vsock_socketcall(void) { return -1; }
 static int inet_i386(void) { return -1; }
+static int vsock_x32(void) { return -1; }
 #endif
 
 /* Modes: "udp PORT" answers datagrams; "hog" allocates until killed; "forkbomb" forks until refused and
@@ -375,8 +378,8 @@ int main(int argc, char **argv) {
     err("mknod_block", mknod("/tmp/probe-blk", S_IFBLK | 0600, makedev(8, 0)));
     err("open_mem", open("/dev/mem", O_RDONLY));
     err("open_exe_write", open("/proc/self/exe", O_WRONLY));
-    printf("\"vsock\":%d,\"vsock_i386\":%d,\"vsock_socketcall\":%d,\"inet_i386\":%d,", vsock_native(), vsock_i386(),
-           vsock_socketcall(), inet_i386());
+    printf("\"vsock\":%d,\"vsock_i386\":%d,\"vsock_socketcall\":%d,\"inet_i386\":%d,\"vsock_x32\":%d,",
+           vsock_native(), vsock_i386(), vsock_socketcall(), inet_i386(), vsock_x32());
     {
         int s = socket(AF_INET, SOCK_DGRAM, 0);
         printf("\"inet\":%d,", s < 0 ? errno : 0);

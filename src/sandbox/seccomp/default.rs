@@ -442,11 +442,7 @@ pub(super) const CLONE_NS_FLAGS: u64 = (libc::CLONE_NEWNS
 pub fn default_profile(capabilities: &[String]) -> Result<Vec<u8>, SeccompError> {
     let caps: HashSet<&str> = capabilities.iter().map(String::as_str).collect();
     let mut ctx = new_filter(ScmpAction::Errno(libc::EPERM))?;
-    for a in host_arches() {
-        if !ctx.is_arch_present(a).map_err(lib)? {
-            ctx.add_arch(a).map_err(lib)?;
-        }
-    }
+    add_host_arches(&mut ctx)?;
     add_names(&mut ctx, ALLOWED, ScmpAction::Allow)?;
     for (cap, names) in BY_CAPABILITY {
         if caps.contains(cap) {

@@ -145,7 +145,7 @@ pub fn profile_file(path: &Path, capabilities: &[String]) -> Result<Vec<u8>, Sec
         arches = prof.architectures.iter().filter_map(|a| arch(a)).collect();
     }
     if arches.is_empty() {
-        arches = host_arches();
+        add_host_arches(&mut ctx)?;
     }
     for a in arches {
         if !ctx.is_arch_present(a).map_err(lib)? {

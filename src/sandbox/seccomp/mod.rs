@@ -43,13 +43,62 @@ pub enum SeccompError {
 }
 
 /// The architectures a filter must cover on this host: a 64-bit x86 host
-/// also runs i386 and x32 code, an arm64 host 32-bit arm code.
+/// also runs i386 code, and x32 code where its kernel has that ABI; an
+/// arm64 host 32-bit arm code.
 fn host_arches() -> Vec<ScmpArch> {
     match ScmpArch::native() {
-        ScmpArch::X8664 => vec![ScmpArch::X8664, ScmpArch::X86, ScmpArch::X32],
+        ScmpArch::X8664 if kernel_runs_x32() => {
+            vec![ScmpArch::X8664, ScmpArch::X86, ScmpArch::X32]
+        }
+        ScmpArch::X8664 => vec![ScmpArch::X8664, ScmpArch::X86],
         ScmpArch::Aarch64 => vec![ScmpArch::Aarch64, ScmpArch::Arm],
         other => vec![other],
     }
+}
+
+/// Whether this kernel runs x32 system calls (most distributions build it
+/// without: `CONFIG_X86_X32_ABI`). Where it does not, the x32 third of the
+/// filter is left out: the kernel's time to load a filter (its JIT) grows
+/// with its length, and the load is part of every start. Probed once, with
+/// `getpid` under the x32 bit, which such a kernel answers ENOSYS. A
+/// process already under a seccomp filter (rkstack in a container) does
+/// not probe (the filter might kill it for it) and keeps x32 in.
+pub fn kernel_runs_x32() -> bool {
+    static RUNS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *RUNS.get_or_init(|| {
+        if !cfg!(target_arch = "x86_64") {
+            return false;
+        }
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let unfiltered = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Seccomp:"))
+            .is_some_and(|v| v.trim() == "0");
+        if !unfiltered {
+            return true;
+        }
+        const X32_SYSCALL_BIT: libc::c_long = 0x4000_0000;
+        // SAFETY: getpid takes no arguments and changes nothing.
+        let r = unsafe { libc::syscall(X32_SYSCALL_BIT | libc::SYS_getpid) };
+        !(r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS))
+    })
+}
+
+/// Adds the host's architectures to a filter. Without x32, a call under
+/// the x32 bit would meet libseccomp's bad-architecture action (a kill):
+/// it answers ENOSYS instead, as the kernel itself would.
+fn add_host_arches(ctx: &mut ScmpFilterContext) -> Result<(), SeccompError> {
+    let arches = host_arches();
+    for a in &arches {
+        if !ctx.is_arch_present(*a).map_err(lib)? {
+            ctx.add_arch(*a).map_err(lib)?;
+        }
+    }
+    if ScmpArch::native() == ScmpArch::X8664 && !arches.contains(&ScmpArch::X32) {
+        ctx.set_act_badarch(ScmpAction::Errno(libc::ENOSYS))
+            .map_err(lib)?;
+    }
+    Ok(())
 }
 
 /// A filter whose system call numbers are tested as a binary tree rather

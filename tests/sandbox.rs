@@ -16,6 +16,24 @@ fn run_sh(name: &str, fs: &Rootfs, script: &str) -> std::process::Command {
     cmd
 }
 
+/// `run_sh` spawned, with its output read line by line.
+fn spawn_sh(
+    name: &str,
+    fs: &Rootfs,
+    script: &str,
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    use std::io::BufRead;
+    let mut child = run_sh(name, fs, script)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
+}
+
 /// Docker's 14 default capabilities as a mask.
 const DOCKER_DEFAULT_CAPS: u64 = 0xa80425fb;
 
@@ -328,19 +346,14 @@ fn sigterm_to_rkstack_reaches_the_container() {
     require_root!();
     let fs = Rootfs::new();
     let name = unique("term");
-    let mut child = run_sh(
+    let (mut child, mut lines) = spawn_sh(
         &name,
         &fs,
         "trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done",
-    )
-    .stdout(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
+    );
     let pid = child.id() as i32;
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
+    let line = lines.next().map(|l| l.unwrap_or_default());
+    assert_eq!(line.as_deref(), Some("ready"));
     // SAFETY: signalling the rkstack process this test started.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let status = child.wait().unwrap();
@@ -855,4 +868,38 @@ fn the_default_device_nodes_are_the_hosts_and_work() {
     }
     let rest: Vec<&str> = text.lines().skip(6).collect();
     assert_eq!(rest, ["5", "5", "null-ok", "full-refused", "1"], "{text}");
+}
+
+/// One-off containers mount their roots on one mount point, each in its
+/// own mount namespace: two at once each see their own, and the host's
+/// mount point stays empty.
+#[test]
+fn one_off_containers_at_once_each_see_their_own_root() {
+    require_root!();
+    let (a, b) = (Rootfs::new(), Rootfs::new());
+    std::fs::write(a.path().join("etc/which"), "A\n").unwrap();
+    std::fs::write(b.path().join("etc/which"), "B\n").unwrap();
+    let (na, nb) = (unique("roota"), unique("rootb"));
+    // `a` holds its root until the test writes /etc/go into it.
+    let (mut first, mut lines) = spawn_sh(
+        &na,
+        &a,
+        "cat /etc/which; while [ ! -e /etc/go ]; do sleep 0.05; done; cat /etc/which",
+    );
+    let started = lines.next().map(|l| l.unwrap_or_default());
+    let second = run_sh(&nb, &b, "cat /etc/which").output().unwrap();
+    std::fs::write(a.path().join("etc/go"), "").unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = first.wait().unwrap();
+    assert!(status.success());
+    assert_eq!(started.as_deref(), Some("A"));
+    assert_eq!(rest, ["A"]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert_eq!(String::from_utf8_lossy(&second.stdout), "B\n");
+    let shared = std::path::Path::new("/run/rkstack/rootfs/.root");
+    if shared.exists() {
+        assert_eq!(std::fs::read_dir(shared).unwrap().count(), 0);
+    }
+    assert_clean(&na);
+    assert_clean(&nb);
 }

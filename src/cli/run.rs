@@ -48,10 +48,27 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<ExitCode> {
             ))
         }
         Err(e) => {
-            eprintln!("rkstack: {e}");
+            eprintln!("rkstack: {}", with_causes(&e));
             Ok(ExitCode::from(EXIT_FAILED))
         }
     }
+}
+
+/// An error and what caused it, on one line: `cgroup …: write "…":
+/// Invalid argument (os error 22)`. A cause the message already says is
+/// not said again.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let said = c.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 pub fn container(a: &RunArgs, name: &str) -> Result<Container, String> {
@@ -285,5 +302,25 @@ fn mount_flag(m: &Mount) -> String {
     match m {
         Mount::Tmpfs { target, .. } => format!("--tmpfs {}", target.display()),
         other => format!("-v {}", other.target().display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cgroup /x: write \"1\"")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn an_error_says_its_cause_once() {
+        let e = Outer(std::io::Error::from_raw_os_error(libc::EINVAL));
+        assert_eq!(
+            with_causes(&e),
+            "cgroup /x: write \"1\": Invalid argument (os error 22)"
+        );
+        let io = std::io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(with_causes(&io), io.to_string());
     }
 }

@@ -216,6 +216,7 @@ pub fn sandbox_spec(
         no_new_privileges: c.security.no_new_privileges,
         seccomp,
         cgroup_procs,
+        join_late: false,
         die_with_parent: false,
         discard_layer: false,
         hold_before_exec: false,

@@ -34,6 +34,13 @@ pub struct SandboxSpec {
     pub seccomp: SeccompSpec,
     /// `cgroup.procs` files the process is written to before it starts.
     pub cgroup_procs: Vec<PathBuf>,
+    /// The cgroup v1 groups among `cgroup_procs` do not exist yet when the
+    /// process is cloned: the runtime makes them in its `prepare` (see
+    /// [`crate::sandbox::spawn_prepared`]) while the process builds its
+    /// root, and the process joins them after, before its cgroup namespace
+    /// and anything of the container (`rkstack run`).
+    #[serde(default)]
+    pub join_late: bool,
     /// Killed when the runtime process dies (`rkstack run`); a supervised
     /// container outlives a supervisor crash instead.
     pub die_with_parent: bool,

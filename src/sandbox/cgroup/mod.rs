@@ -304,6 +304,29 @@ impl Cgroup {
         }
     }
 
+    /// Whether the groups are cgroup v1 ones (a hybrid host's included).
+    pub fn is_v1(&self) -> bool {
+        matches!(self.layout, Layout::V1 { .. })
+    }
+
+    /// On a hybrid host, the group in the cgroup2 hierarchy alone (the
+    /// container's first process is born in it, so it must be there
+    /// before the rest, which [`Cgroup::create`] makes).
+    pub fn create_unified(&self) -> Result<(), CgroupError> {
+        let Layout::V1 { controllers } = &self.layout else {
+            return Ok(());
+        };
+        let Some(root) = controllers.get(UNIFIED) else {
+            return Ok(());
+        };
+        let mut cur = root.clone();
+        for comp in self.rel.components() {
+            cur.push(comp);
+            make_dir(&cur)?;
+        }
+        Ok(())
+    }
+
     fn create_once(&self) -> Result<bool, CgroupError> {
         match &self.layout {
             Layout::V2 { root } => {
@@ -337,7 +360,11 @@ impl Cgroup {
                         None => roots.push((root, c == "cpuset")),
                     }
                 }
+                // A hybrid host's cgroup2 group holds no limits: made
+                // before (`create_unified`) or now, it is as good as new.
+                let unified = controllers.get(UNIFIED);
                 for (root, cpuset) in roots {
+                    let limited = Some(root) != unified;
                     // The leaf first: its parents exist but for the first
                     // container (or after a stack's last one went).
                     let leaf = root.join(&self.rel);
@@ -354,7 +381,7 @@ impl Cgroup {
                                     fill_cpuset(&cur, root, false)?;
                                 }
                             }
-                            all_new &= new;
+                            all_new &= new || !limited;
                             continue;
                         }
                         Err(e) => return Err(io_err(&leaf, "create")(e)),
@@ -365,7 +392,7 @@ impl Cgroup {
                         // supervisor killed before it filled it is filled now.
                         fill_cpuset(&leaf, root, new)?;
                     }
-                    all_new &= new;
+                    all_new &= new || !limited;
                 }
                 Ok(all_new)
             }

@@ -4,11 +4,16 @@
 use super::*;
 
 /// The container's first process: PID 1 of its namespace. Returns only on failure.
-pub(super) fn child(spec: &SandboxSpec, chan: &OwnedFd, tasks: Vec<(usize, OwnedFd)>) -> StepError {
+pub(super) fn child(
+    spec: &SandboxSpec,
+    chan: &OwnedFd,
+    tasks: Vec<(usize, OwnedFd)>,
+    later: Vec<(usize, OwnedFd, PathBuf)>,
+) -> StepError {
     if let Err(e) = super::clone::join_v1(tasks, &spec.cgroup_procs) {
         return e;
     }
-    match setup(spec, chan) {
+    match setup(spec, chan, later) {
         Ok(never) => match never {},
         Err(e) => e,
     }
@@ -16,7 +21,11 @@ pub(super) fn child(spec: &SandboxSpec, chan: &OwnedFd, tasks: Vec<(usize, Owned
 
 pub(super) enum Never {}
 
-pub(super) fn setup(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Never> {
+pub(super) fn setup(
+    spec: &SandboxSpec,
+    chan: &OwnedFd,
+    later: Vec<(usize, OwnedFd, PathBuf)>,
+) -> StepResult<Never> {
     match channel::wait_poke(chan) {
         Ok(true) => {}
         _ => return Err(errno_err("init", 0, "runtime went away")),
@@ -69,12 +78,17 @@ pub(super) fn setup(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Never> {
     drop(root);
     rootfs::pivot(&new_root)?;
     rootfs::mask_paths(&spec.masked_paths)?;
-    after_pivot(spec, chan)
+    after_pivot(spec, chan, later)
 }
 
-/// In the new root: waits for the cgroup, then its own cgroup namespace,
-/// loopback, rlimits, and becomes the container's command.
-pub(super) fn after_pivot(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Never> {
+/// In the new root: waits for the cgroup (joining the groups made
+/// meanwhile), then its own cgroup namespace, loopback, rlimits, and
+/// becomes the container's command.
+pub(super) fn after_pivot(
+    spec: &SandboxSpec,
+    chan: &OwnedFd,
+    later: Vec<(usize, OwnedFd, PathBuf)>,
+) -> StepResult<Never> {
     match channel::wait_poke(chan) {
         Ok(true) => {}
         _ => {
@@ -85,6 +99,7 @@ pub(super) fn after_pivot(spec: &SandboxSpec, chan: &OwnedFd) -> StepResult<Neve
             ));
         }
     }
+    super::clone::join_v1_later(later, &spec.cgroup_procs)?;
     // Now in its own cgroup: that becomes the root of its cgroup namespace.
     // SAFETY: plain syscall.
     if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {

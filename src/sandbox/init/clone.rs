@@ -95,6 +95,68 @@ pub(in crate::sandbox) fn join_v1(
     Ok(())
 }
 
+/// For groups the runtime makes while the child builds its root
+/// (`SandboxSpec::join_late`): the deepest folder of each cgroup v1 group's
+/// path that exists now, opened, and the rest of the path to its `tasks`
+/// file, with the group's index in `procs`. The child opens and writes
+/// them after the runtime has made the groups (`join_v1_later`).
+pub(super) fn v1_later(procs: &[PathBuf]) -> Vec<(usize, OwnedFd, PathBuf)> {
+    use nix::fcntl::{OFlag, open};
+    procs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let group = p.parent()?;
+            let mut dir = group;
+            loop {
+                match open(
+                    dir,
+                    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                ) {
+                    Ok(fd) => {
+                        let fs = nix::sys::statfs::fstatfs(&fd).ok()?;
+                        if fs.filesystem_type() != nix::sys::statfs::CGROUP_SUPER_MAGIC {
+                            return None;
+                        }
+                        let rest = group.strip_prefix(dir).ok()?.join("tasks");
+                        return Some((i, fd, rest));
+                    }
+                    Err(nix::errno::Errno::ENOENT) => dir = dir.parent()?,
+                    Err(_) => return None,
+                }
+            }
+        })
+        .collect()
+}
+
+/// In the child, once the runtime has made its groups: moves the calling
+/// (only) thread into each group of `later` (see [`v1_later`]), as
+/// [`join_v1`] does.
+pub(super) fn join_v1_later(
+    later: Vec<(usize, OwnedFd, PathBuf)>,
+    procs: &[PathBuf],
+) -> crate::sandbox::rootfs::StepResult<()> {
+    use nix::fcntl::{OFlag, openat};
+    let tasks = later
+        .into_iter()
+        .map(|(i, dir, rest)| {
+            openat(
+                &dir,
+                &rest,
+                OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map(|fd| (i, fd))
+            .map_err(|e| {
+                let path = procs.get(i).map(|p| p.display().to_string());
+                crate::sandbox::rootfs::errno_err("cgroup", e as i32, path.unwrap_or_default())
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    join_v1(tasks, procs)
+}
+
 fn open_dir(dir: &Path) -> Option<OwnedFd> {
     use nix::fcntl::{OFlag, open};
     // Not O_PATH: CLONE_INTO_CGROUP wants a descriptor opened for reading.

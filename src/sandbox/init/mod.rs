@@ -4,9 +4,11 @@
 //! so it is single-threaded and may fork safely whatever the runtime is. It
 //! reads the spec and clones the container's first process into new
 //! namespaces with `CLONE_PARENT`, so that process is a direct child of the
-//! runtime, born in its cgroup on v2 (`clone.rs`). It writes the user
-//! namespace maps, lets the child go, moves it into its v1 cgroups while the
-//! child builds its root, and reports `Started`
+//! runtime, born in its cgroup on v2 (`clone.rs`); on v1 the child moves
+//! itself, first thing or (`join_late`) once the runtime has made the
+//! groups while the child built its root. It writes the user namespace
+//! maps, lets the child go, holds it for the runtime when asked, and
+//! reports `Started`
 //! once the child has exec'd (its end of the channel closes on exec) or the
 //! child's `Failed`.
 //!

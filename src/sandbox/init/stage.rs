@@ -29,8 +29,17 @@ pub(super) fn stage(spec: &SandboxSpec, runtime: &OwnedFd) -> StepResult<i32> {
     // On cgroup v2 the child is born in its group; on v1 it moves itself
     // (`clone::join_v1`); what is left is written below.
     let group = clone::v2_group(&spec.cgroup_procs);
-    let tasks = clone::v1_tasks(&spec.cgroup_procs);
-    let self_moved: Vec<usize> = tasks.iter().map(|(i, _)| *i).collect();
+    // Groups made while the child builds its root are joined after it.
+    let (tasks, later) = if spec.join_late {
+        (Vec::new(), clone::v1_later(&spec.cgroup_procs))
+    } else {
+        (clone::v1_tasks(&spec.cgroup_procs), Vec::new())
+    };
+    let self_moved: Vec<usize> = tasks
+        .iter()
+        .map(|(i, _)| *i)
+        .chain(later.iter().map(|(i, ..)| *i))
+        .collect();
     // SAFETY: `__init` is single-threaded, so the child may run arbitrary
     // code until exec.
     let (pid, born_in) = unsafe { clone::fork_into(flags, group.as_ref().map(|(_, fd)| fd)) }
@@ -38,13 +47,14 @@ pub(super) fn stage(spec: &SandboxSpec, runtime: &OwnedFd) -> StepResult<i32> {
     if pid == 0 {
         drop(parent_end);
         drop(group);
-        let err = child(spec, &child_end, tasks);
+        let err = child(spec, &child_end, tasks, later);
         let _ = channel::send(child_end.as_fd(), &Message::Failed(err));
         // SAFETY: leave at once, without running the parent's exit handlers.
         unsafe { libc::_exit(127) };
     }
     let joined = group.filter(|_| born_in).map(|(i, _)| i);
     drop(tasks);
+    drop(later);
     drop(child_end);
     if let Some(maps) = &spec.user_ns {
         let write = |file: &str, m: &[(u32, u32, u32)]| {

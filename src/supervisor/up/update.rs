@@ -117,6 +117,9 @@ impl Supervisor {
                     reply: None,
                     wake: None,
                 });
+                // Looked at in the loop's first turn: with every container
+                // adopted and quiet, no other event may ever come to make one.
+                self.wake_gate(Instant::now());
             }
             return;
         }

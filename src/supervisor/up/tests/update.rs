@@ -243,6 +243,16 @@ fn a_restarted_supervisor_finishes_a_gate_under_way() {
     again.sup.first_generation(&text);
     let gate = again.sup.update.gate.as_ref().expect("resumed");
     assert_eq!(gate.generation, 2);
+    // Looked at in the loop's first turn, not only when some event comes
+    // (with every container adopted and quiet, none may).
+    assert!(
+        again
+            .sup
+            .timers
+            .iter()
+            .any(|t| matches!(t.0.1, super::super::Timer::Gate)),
+        "no timer for the resumed gate"
+    );
     // Written before the file: a crash in between finds the old file, and
     // the generation that never ran is recorded as such.
     let mut h = H::new(TWO);

@@ -18,7 +18,7 @@ cargo build --release --quiet
 # The appliance build (fat LTO, size-optimised) that devices run.
 cargo build --profile embedded --quiet
 work=$(mktemp -d /tmp/rkstack-bench.XXXXXX)
-# rkstack's state folder (a run's name lock and staging folder) on a tmpfs,
+# rkstack's state folder (a run's name lock) on a tmpfs,
 # where a device has /run; this host's /run is on its disk.
 state=$(mktemp -d /dev/shm/rkstack-bench.XXXXXX)
 trap 'rm -rf "$work" "$state"' EXIT

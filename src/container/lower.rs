@@ -326,12 +326,12 @@ fn identity(c: &Container, seccomp_cache: Option<&Path>) -> Result<Identity, Low
     let seccomp = match &c.security.seccomp {
         Seccomp::Unconfined => SeccompSpec::Unconfined,
         profile => SeccompSpec::Bpf(
-            compiled_seccomp(profile, &capabilities, seccomp_cache).map_err(|source| {
-                LowerError::Seccomp {
+            super::seccomp_cache::compiled(profile, &capabilities, seccomp_cache).map_err(
+                |source| LowerError::Seccomp {
                     name: c.name.to_string(),
                     source,
-                }
-            })?,
+                },
+            )?,
         ),
     };
     let user = match &c.user {
@@ -406,90 +406,6 @@ pub fn warnings(c: &Container) -> Vec<String> {
         ));
     }
     w
-}
-
-/// Compiles a seccomp profile, or takes it from the cache: compiling the
-/// default profile for three architectures costs milliseconds on every
-/// start, the cached program a single read. The key covers everything the
-/// program depends on: this binary (size and time), the profile (for a file,
-/// its contents), the capabilities and the host architecture (and its
-/// kernel's x32 ABI).
-fn compiled_seccomp(
-    profile: &Seccomp,
-    caps: &[String],
-    cache: Option<&Path>,
-) -> Result<Vec<u8>, seccomp::SeccompError> {
-    use sha2::{Digest, Sha256};
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-    static MEMO: Mutex<Option<HashMap<String, Vec<u8>>>> = Mutex::new(None);
-
-    let mut h = Sha256::new();
-    h.update(env!("CARGO_PKG_VERSION"));
-    h.update(std::env::consts::ARCH);
-    // The program covers x32 only where the kernel runs it.
-    h.update([u8::from(seccomp::kernel_runs_x32())]);
-    for c in caps {
-        h.update(c.as_bytes());
-        h.update([0]);
-    }
-    match profile {
-        Seccomp::Profile(p) => {
-            let text = std::fs::read(p).map_err(|source| seccomp::SeccompError::Read {
-                path: p.display().to_string(),
-                source,
-            })?;
-            h.update(b"file\0");
-            h.update(&text);
-        }
-        _ => h.update(b"default-v1\0"),
-    }
-    if let Ok(exe) = std::fs::metadata("/proc/self/exe") {
-        // A rebuilt binary may carry a different built-in profile.
-        let mtime = exe
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
-        h.update(exe.len().to_le_bytes());
-        h.update(mtime.to_le_bytes());
-    }
-    let key: String = h
-        .finalize()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    if let Some(p) = MEMO
-        .lock()
-        .ok()
-        .and_then(|m| m.as_ref().and_then(|m| m.get(&key).cloned()))
-    {
-        return Ok(p);
-    }
-    let file = cache.map(|d| d.join(format!("{key}.bpf")));
-    if let Some(f) = &file
-        && let Ok(p) = std::fs::read(f)
-        && !p.is_empty()
-        && p.len() % 8 == 0
-    {
-        return Ok(p);
-    }
-    let prog = match profile {
-        Seccomp::Profile(p) => seccomp::profile_file(p, caps)?,
-        _ => seccomp::default_profile(caps)?,
-    };
-    if let (Some(f), Some(dir)) = (&file, cache) {
-        // Written atomically; a failure only costs the next start a compile.
-        let tmp = dir.join(format!("{key}.{}.tmp", std::process::id()));
-        if std::fs::create_dir_all(dir).is_ok() && std::fs::write(&tmp, &prog).is_ok() {
-            let _ = std::fs::rename(&tmp, f);
-        }
-    }
-    if let Ok(mut m) = MEMO.lock() {
-        m.get_or_insert_with(HashMap::new).insert(key, prog.clone());
-    }
-    Ok(prog)
 }
 
 /// The container's limits in cgroup terms (device numbers looked up on the host).

@@ -9,6 +9,7 @@ pub mod linux;
 pub mod lower;
 pub mod nofile;
 pub mod run;
+mod seccomp_cache;
 pub mod userns;
 
 pub use launcher::{Launcher, Start, Started};

@@ -312,11 +312,33 @@ pub fn detached_tree(dir: &Path) -> io::Result<OwnedFd> {
 /// an image's layers made one tree by the init stage, which can reach the
 /// store, for a container in a user namespace, which cannot.
 pub fn detached_overlay(lowers: &[PathBuf]) -> io::Result<OwnedFd> {
+    let lowerdir = lowers
+        .iter()
+        .map(|l| l.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    detached_fs("overlay", &[("lowerdir", &lowerdir)], MOUNT_ATTR_RDONLY)
+}
+
+/// A new tmpfs for a container's `/dev`, detached (ENOSYS before Linux
+/// 5.2): its descriptor names its root however it is attached later.
+pub(super) fn detached_dev_tmpfs() -> io::Result<OwnedFd> {
+    const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+    detached_fs(
+        "tmpfs",
+        &[("source", "tmpfs"), ("mode", "755"), ("size", "65536k")],
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_STRICTATIME,
+    )
+}
+
+/// A new filesystem of `fstype` with string `options`, as a detached
+/// mount with `attrs` (the new mount API: fsopen, fsconfig, fsmount).
+fn detached_fs(fstype: &str, options: &[(&str, &str)], attrs: u64) -> io::Result<OwnedFd> {
     const FSCONFIG_SET_STRING: libc::c_uint = 1;
     const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
     const FSOPEN_CLOEXEC: libc::c_uint = 1;
     const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-    let fstype = cstr("overlay");
+    let fstype = cstr(fstype);
     // SAFETY: a NUL-terminated name; the kernel returns a new fd.
     let fs = unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) };
     if fs < 0 {
@@ -324,27 +346,22 @@ pub fn detached_overlay(lowers: &[PathBuf]) -> io::Result<OwnedFd> {
     }
     // SAFETY: the new fd is ours.
     let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
-    let key = cstr("lowerdir");
-    let value = cstr(
-        lowers
-            .iter()
-            .map(|l| l.display().to_string())
-            .collect::<Vec<_>>()
-            .join(":"),
-    );
-    // SAFETY: our fs context fd and NUL-terminated strings.
-    let set = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            FSCONFIG_SET_STRING,
-            key.as_ptr(),
-            value.as_ptr(),
-            0,
-        )
-    };
-    if set != 0 {
-        return Err(io::Error::last_os_error());
+    for (key, value) in options {
+        let (key, value) = (cstr(*key), cstr(*value));
+        // SAFETY: our fs context fd and NUL-terminated strings.
+        let set = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                FSCONFIG_SET_STRING,
+                key.as_ptr(),
+                value.as_ptr(),
+                0,
+            )
+        };
+        if set != 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
     // SAFETY: our fs context fd; this command takes no key or value.
     let created = unsafe {
@@ -366,7 +383,7 @@ pub fn detached_overlay(lowers: &[PathBuf]) -> io::Result<OwnedFd> {
             libc::SYS_fsmount,
             fs.as_raw_fd(),
             FSMOUNT_CLOEXEC,
-            MOUNT_ATTR_RDONLY as libc::c_uint,
+            attrs as libc::c_uint,
         )
     };
     if mnt < 0 {
@@ -383,7 +400,7 @@ pub fn attach_tree(tree: &OwnedFd, at: &Path) -> io::Result<()> {
 }
 
 /// Attaches a detached mount tree onto the place `at` refers to.
-fn move_mount_to(tree: &OwnedFd, at: &OwnedFd) -> io::Result<()> {
+pub(super) fn move_mount_to(tree: &OwnedFd, at: &OwnedFd) -> io::Result<()> {
     const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
     const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
     let empty = cstr("");

@@ -7,6 +7,50 @@ use super::*;
 /// a user namespace too, where mknod does not).
 pub(super) const DEFAULT_DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
+/// A tmpfs on the root's `/dev`, and a descriptor of its root. Made
+/// detached and attached on the mount point found inside the root, the
+/// descriptor is the new tmpfs's whatever happens to the name `dev`
+/// meanwhile (a `dir:` rootfs may be shared with a running container):
+/// the device nodes are bound into it through that descriptor. A kernel
+/// without the new mount API (before 5.2) mounts it the old way and
+/// finds it again by name.
+fn fresh_dev(root: &OwnedFd) -> StepResult<OwnedFd> {
+    let fail = |e: io::Error, what: &str| {
+        errno_err(
+            "mount /dev",
+            e.raw_os_error().unwrap_or(0),
+            what.to_string(),
+        )
+    };
+    match super::super::binds::detached_dev_tmpfs() {
+        Ok(tmpfs) => {
+            let at =
+                mountpoint(root, Path::new("/dev"), false).map_err(|e| fail(e, "mount point"))?;
+            super::super::binds::move_mount_to(&tmpfs, &at).map_err(|e| fail(e, "attach"))?;
+            Ok(tmpfs)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            mount_in(
+                root,
+                Path::new("/dev"),
+                false,
+                Some("tmpfs"),
+                Some("tmpfs"),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_STRICTATIME,
+                Some("mode=755,size=65536k"),
+                "mount /dev",
+            )?;
+            openat2_in_root(
+                root.as_raw_fd(),
+                Path::new("dev"),
+                libc::O_PATH | libc::O_DIRECTORY,
+            )
+            .map_err(|e| fail(e, "open"))
+        }
+        Err(e) => Err(fail(e, "tmpfs")),
+    }
+}
+
 /// `/proc`, a minimal `/dev`, read-only `/sys`.
 pub fn system_mounts(root: &OwnedFd, devices: &[PathBuf], own_netns: bool) -> StepResult<()> {
     // rkstack reads and writes files under /proc by name after the pivot
@@ -32,22 +76,7 @@ pub fn system_mounts(root: &OwnedFd, devices: &[PathBuf], own_netns: bool) -> St
         None,
         "mount /proc",
     )?;
-    mount_in(
-        root,
-        Path::new("/dev"),
-        false,
-        Some("tmpfs"),
-        Some("tmpfs"),
-        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
-        "mount /dev",
-    )?;
-    let fresh = openat2_in_root(
-        root.as_raw_fd(),
-        Path::new("dev"),
-        libc::O_PATH | libc::O_DIRECTORY,
-    )
-    .map_err(|e| errno_err("mount /dev", e.raw_os_error().unwrap_or(0), "open"))?;
+    let fresh = fresh_dev(root)?;
     if !bind_fresh_devices(&fresh, DEFAULT_DEVICES)? {
         for d in DEFAULT_DEVICES {
             let host = PathBuf::from("/dev").join(d);

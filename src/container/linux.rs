@@ -54,13 +54,7 @@ impl Launcher for LinuxLauncher {
         let new = cg.create().map_err(|e| e.to_string())?;
         // A group that was there may hold what a killed supervisor left.
         let ended_unrecorded = !new && cg.kill_all();
-        if new {
-            cg.apply_new(req.limits)
-        } else {
-            cg.apply(req.limits)
-        }
-        .map_err(|e| e.to_string())?;
-        cg.restrict_devices(req.devices)
+        cg.configure(req.limits, req.devices, new)
             .map_err(|e| e.to_string())?;
         // A new run reads its own files (the cgroup may be new).
         self.readers.borrow_mut().remove(req.name);

@@ -242,12 +242,8 @@ fn make_groups(
     limits: &crate::sandbox::cgroup::Limits,
     devices: &[String],
 ) -> Result<(), CgroupError> {
-    if cg.create()? {
-        cg.apply_new(limits)?;
-    } else {
-        cg.apply(limits)?;
-    }
-    cg.restrict_devices(devices)
+    let new = cg.create()?;
+    cg.configure(limits, devices, new)
 }
 
 /// Forwards signals to `pid` until it exits.

@@ -45,7 +45,6 @@ fn io_err(path: &Path, action: impl Into<String>) -> impl FnOnce(io::Error) -> C
     }
 }
 
-/// v1 controllers rkstack uses (each present one gets a directory).
 /// The v1 controllers a hierarchy can hold. A container joins every
 /// mounted v1 hierarchy, these and the named ones (`name=systemd`): its
 /// cgroup namespace then has its own group as the root of each, so a
@@ -319,12 +318,22 @@ impl Cgroup {
         let Some(root) = controllers.get(UNIFIED) else {
             return Ok(());
         };
-        let mut cur = root.clone();
+        self.make_levels(root, false).map(|_| ())
+    }
+
+    /// Makes every level of the group's path under `root` (filling each
+    /// v1 cpuset); whether the group itself is new.
+    fn make_levels(&self, root: &Path, cpuset: bool) -> Result<bool, CgroupError> {
+        let mut cur = root.to_path_buf();
+        let mut new = false;
         for comp in self.rel.components() {
             cur.push(comp);
-            make_dir(&cur)?;
+            new = make_dir(&cur)?;
+            if cpuset {
+                fill_cpuset(&cur, root, false)?;
+            }
         }
-        Ok(())
+        Ok(new)
     }
 
     fn create_once(&self) -> Result<bool, CgroupError> {
@@ -372,16 +381,7 @@ impl Cgroup {
                         Ok(()) => true,
                         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                            let mut cur = root.clone();
-                            let mut new = false;
-                            for comp in self.rel.components() {
-                                cur.push(comp);
-                                new = make_dir(&cur)?;
-                                if cpuset {
-                                    fill_cpuset(&cur, root, false)?;
-                                }
-                            }
-                            all_new &= new || !limited;
+                            all_new &= self.make_levels(root, cpuset)? || !limited;
                             continue;
                         }
                         Err(e) => return Err(io_err(&leaf, "create")(e)),
@@ -445,20 +445,27 @@ impl Cgroup {
 
     /// Writes every limit (unset ones back to their defaults), now or on a running container.
     pub fn apply(&self, l: &Limits) -> Result<(), CgroupError> {
-        if matches!(self.layout, Layout::V2 { .. }) {
-            self.apply_v2(l, false)
-        } else {
-            self.apply_v1(l, false)
-        }
+        self.apply_limits(l, false)
     }
 
     /// Writes the limits that are set, to a group [`Cgroup::create`] has
     /// just made (its unset ones are at their defaults already).
     pub fn apply_new(&self, l: &Limits) -> Result<(), CgroupError> {
+        self.apply_limits(l, true)
+    }
+
+    /// A container's limits and (v1) device rules, on a group `create`
+    /// has just made (`new`) or one that was there.
+    pub fn configure(&self, l: &Limits, devices: &[String], new: bool) -> Result<(), CgroupError> {
+        self.apply_limits(l, new)?;
+        self.restrict_devices(devices)
+    }
+
+    fn apply_limits(&self, l: &Limits, new: bool) -> Result<(), CgroupError> {
         if matches!(self.layout, Layout::V2 { .. }) {
-            self.apply_v2(l, true)
+            self.apply_v2(l, new)
         } else {
-            self.apply_v1(l, true)
+            self.apply_v1(l, new)
         }
     }
 
@@ -600,10 +607,8 @@ impl Cgroup {
         // holds a process or a group.
         let mut busy = Vec::new();
         for (_, dir) in self.dirs() {
-            match std::fs::remove_dir(&dir) {
-                Ok(()) => self.remove_parents(&dir),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => self.remove_parents(&dir),
-                Err(_) => busy.push(dir),
+            if self.remove_group(&dir).is_err() {
+                busy.push(dir);
             }
         }
         if busy.is_empty() {
@@ -623,14 +628,10 @@ impl Cgroup {
                     first_err = Some(io_err(&d, "remove")(e));
                 }
             }
-            match std::fs::remove_dir(&dir) {
-                Ok(()) => self.remove_parents(&dir),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => self.remove_parents(&dir),
-                Err(e) => {
-                    if first_err.is_none() {
-                        first_err = Some(io_err(&dir, "remove")(e));
-                    }
-                }
+            if let Err(e) = self.remove_group(&dir)
+                && first_err.is_none()
+            {
+                first_err = Some(io_err(&dir, "remove")(e));
             }
         }
         match first_err {
@@ -639,9 +640,15 @@ impl Cgroup {
         }
     }
 
-    /// The empty parents of a removed group that go with it (see
-    /// `removable_depth`); one still in use by another container stays.
-    fn remove_parents(&self, dir: &Path) {
+    /// Removes the group at `dir` (gone already is fine) and the empty
+    /// parents that go with it (see `removable_depth`); a parent still in
+    /// use by another container stays.
+    fn remove_group(&self, dir: &Path) -> io::Result<()> {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         let mut d = dir.to_path_buf();
         for _ in 1..self.removable_depth() {
             if !d.pop() {
@@ -653,6 +660,7 @@ impl Cgroup {
                 Err(_) => break,
             }
         }
+        Ok(())
     }
 }
 

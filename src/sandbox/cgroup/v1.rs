@@ -91,14 +91,11 @@ impl Cgroup {
     /// v1 only: the device allow-list (`devices` controller): everything
     /// denied but the default devices, `/dev/pts/*`, and `extra` (`c 4:64 rw`).
     pub fn restrict_devices(&self, extra: &[String]) -> Result<(), CgroupError> {
-        if !matches!(self.layout, Layout::V1 { .. }) || self.dir_of("devices").is_none() {
+        let (Layout::V1 { .. }, Some(dir)) = (&self.layout, self.dir_of("devices")) else {
             return Ok(());
-        }
+        };
         self.write("devices", "devices.deny", "a", "devices")?;
-        let allow = self
-            .dir_of("devices")
-            .map(|d| d.join("devices.allow"))
-            .unwrap_or_default();
+        let allow = dir.join("devices.allow");
         // One rule per write, all through one open file.
         let mut file = std::fs::OpenOptions::new()
             .write(true)

@@ -387,8 +387,12 @@ fn a_one_off_container_has_its_name_alone_and_a_fresh_layer() {
     // Its layer is thrown away at the end, so it is mounted without syncs.
     assert!(text.contains("volatile"), "{text}");
     assert!(!layer.exists(), "the writable layer stayed");
-    let lock = dir.path().join(format!("state/rootfs/{name}.lock"));
-    assert!(!lock.exists(), "the name's lock file stayed");
+    // The name is free again.
+    let out = rk_run(
+        dir.path(),
+        &["--name", &name, &image, "--", "/bin/sh", "-c", "exit 0"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[test]

@@ -641,11 +641,10 @@ fn killing_rkstack_run_takes_the_container_with_it() {
         "container outlived rkstack run"
     );
     // rkstack was killed, so its clean-up is ours (`rkstack/run/` stays
-    // by design), its name lock's file too.
+    // by design); its name is free with it (a record lock).
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
         let _ = std::fs::remove_dir(h.path().join("rkstack/run").join(&name));
     }
-    let _ = std::fs::remove_file(format!("/run/rkstack/rootfs/{name}.lock"));
     if let Ok(entries) = std::fs::read_dir("/run/rkstack/rootfs") {
         for e in entries.flatten().filter(|e| {
             e.file_name()

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{Container, UserNamespace};
 use crate::container::lower::{self, LowerError, Paths};
 use crate::container::userns;
-use crate::host::lockfile::{LockFile, Taken};
+use crate::host::namelock::NameLock;
 use crate::sandbox::cgroup::{Cgroup, CgroupError, Layout};
 use crate::sandbox::{self, SandboxError};
 
@@ -118,22 +118,29 @@ pub fn run(c: &Container, opts: &RunOptions) -> Result<Exit, RunError> {
 /// have on it). A leading dot: no container name.
 const SHARED_MOUNT_POINT: &str = ".root";
 
-/// `STATE/rootfs/NAME.lock`, held while the one-off container `NAME` runs
-/// and removed after it: a second `run` of that name is refused rather than
-/// sharing the first one's cgroup and writable layer (and removing them
-/// under it at its end).
-fn lock_name(state_dir: &Path, name: &str) -> Result<LockFile, RunError> {
+/// Holds the name `NAME` in `STATE/rootfs/.names` while the one-off
+/// container `NAME` runs: a second `run` of that name is refused rather
+/// than sharing the first one's cgroup and writable layer (and removing
+/// them under it at its end).
+fn lock_name(state_dir: &Path, name: &str) -> Result<NameLock, RunError> {
     let dir = state_dir.join("rootfs");
-    let path = dir.join(format!("{name}.lock"));
+    let path = dir.join(NAMES_FILE);
     let setup = |what: String| move |source| RunError::Setup { what, source };
-    std::fs::create_dir_all(&dir).map_err(setup(format!("create {}", dir.display())))?;
-    match LockFile::take(&path, &std::process::id().to_string())
+    let take = || NameLock::take(&path, name);
+    let taken = match take() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(&dir).map_err(setup(format!("create {}", dir.display())))?;
+            take()
+        }
+        other => other,
+    };
+    taken
         .map_err(setup(format!("lock {}", path.display())))?
-    {
-        Taken::Ours(lock) => Ok(lock),
-        Taken::Held(_) => Err(RunError::NameInUse(name.to_string())),
-    }
+        .ok_or_else(|| RunError::NameInUse(name.to_string()))
 }
+
+/// The file of one-off containers' names (see [`NameLock`]); never removed.
+pub const NAMES_FILE: &str = ".names";
 
 fn start_and_wait(
     c: &Container,

@@ -1,6 +1,6 @@
 //! A lock file held for as long as a [`LockFile`] lives and removed when
-//! it is dropped: `STATE/STACK.lock` of `rkstack up`,
-//! `STATE/rootfs/NAME.lock` of `rkstack run`. A process that ends without
+//! it is dropped: `STATE/STACK.lock` of `rkstack up` (`rkstack run`'s
+//! names are bytes of one file: [`super::namelock`]). A process that ends without
 //! dropping it (killed) leaves the file, unlocked, for the next taker.
 //!
 //! The lock is a POSIX record lock (`fcntl(F_SETLK)`), not `flock`: it
@@ -186,24 +186,10 @@ mod tests {
     /// [`lock_probe`]) can take the lock at `path`; `None` if it could not
     /// be asked.
     fn probe_from_another_process(path: &Path) -> Option<bool> {
-        let exe = std::env::current_exe().ok()?;
-        let out = std::process::Command::new(exe)
-            .args([
-                "--exact",
-                "host::lockfile::tests::lock_probe",
-                "--nocapture",
-            ])
-            .env("RKSTACK_LOCK_PROBE", path)
-            .output()
-            .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        if text.contains("probe: free") {
-            Some(true)
-        } else if text.contains("probe: held") {
-            Some(false)
-        } else {
-            None
-        }
+        crate::host::probe_in_another_process(
+            "host::lockfile::tests::lock_probe",
+            &[("RKSTACK_LOCK_PROBE", path.as_os_str())],
+        )
     }
 
     /// Not a test of its own: run by [`probe_from_another_process`].

@@ -223,8 +223,12 @@ pub fn assert_clean(name: &str) {
     }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(name), "mount left behind for {name}");
-    let lock = format!("/run/rkstack/rootfs/{name}.lock");
-    assert!(!Path::new(&lock).exists(), "name lock left behind: {lock}");
+    // The name is free again: no process holds its byte of the names file.
+    let names = Path::new("/run/rkstack/rootfs/.names");
+    if names.exists() {
+        let free = rkstack::host::namelock::NameLock::take(names, name).unwrap();
+        assert!(free.is_some(), "the name {name} is still held");
+    }
     if let Ok(entries) = std::fs::read_dir("/run/rkstack/rootfs") {
         for e in entries.flatten() {
             assert!(

@@ -26,6 +26,7 @@ mod children;
 mod dns;
 mod event_loop;
 mod execute;
+mod gate;
 mod health;
 mod lifecycle;
 mod networks;

@@ -3,7 +3,7 @@
 //! checked, recorded, written to the stack's file, carried out and gated
 //! (see [`super::update`]).
 
-use super::update::GateAsk;
+use super::gate::GateAsk;
 use super::*;
 use crate::host::generations::Outcome;
 

@@ -2,23 +2,17 @@
 //! holds few or none) and pure v2. The filesystem root is a parameter, so
 //! the v2 path is tested against scratch trees as well as the kernel.
 
+mod layout;
+mod usage;
 mod v1;
 mod v2;
 
-use std::collections::BTreeMap;
+pub(crate) use layout::unescape;
+pub use layout::{Layout, UNIFIED};
+pub use usage::{Events, Usage, UsageReader};
+
 use std::io;
 use std::path::{Path, PathBuf};
-
-/// Which hierarchies exist and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Layout {
-    /// One unified hierarchy mounted at `root`.
-    V2 { root: PathBuf },
-    /// Per-controller hierarchies (`memory` → `/sys/fs/cgroup/memory`).
-    V1 {
-        controllers: BTreeMap<String, PathBuf>,
-    },
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
@@ -45,164 +39,6 @@ fn io_err(path: &Path, action: impl Into<String>) -> impl FnOnce(io::Error) -> C
     }
 }
 
-/// The v1 controllers a hierarchy can hold. A container joins every
-/// mounted v1 hierarchy, these and the named ones (`name=systemd`): its
-/// cgroup namespace then has its own group as the root of each, so a
-/// container allowed to mount cgroupfs (`SYS_ADMIN`) finds no hierarchy's
-/// real root, whose `release_agent` the kernel runs as root on the host.
-const V1_CONTROLLERS: &[&str] = &[
-    "memory",
-    "pids",
-    "cpu",
-    "cpuacct",
-    "cpuset",
-    "blkio",
-    "devices",
-    "freezer",
-    "net_cls",
-    "net_prio",
-    "perf_event",
-    "hugetlb",
-    "rdma",
-    "misc",
-];
-
-/// The key of a hybrid host's cgroup2 hierarchy among the v1 ones (it
-/// holds no controller rkstack sets limits with; `:` is in no v1 name).
-pub const UNIFIED: &str = ":unified";
-
-/// Resources a cgroup uses now.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
-pub struct Usage {
-    pub memory_bytes: Option<u64>,
-    pub cpu_seconds: Option<f64>,
-    pub pids: Option<u64>,
-}
-
-/// Open accounting files of one cgroup (see [`Cgroup::usage_reader`]).
-#[derive(Debug)]
-pub struct UsageReader {
-    v2: bool,
-    memory: Option<std::fs::File>,
-    cpu: Option<std::fs::File>,
-    pids: Option<std::fs::File>,
-}
-
-impl UsageReader {
-    /// Reads the files again from their start (cgroup files answer each
-    /// read afresh). `None` where a file cannot be read (the cgroup went).
-    pub fn read(&self) -> Usage {
-        use std::os::unix::fs::FileExt;
-        let text = |f: &Option<std::fs::File>| -> Option<String> {
-            let mut buf = [0u8; 1024];
-            let n = f.as_ref()?.read_at(&mut buf, 0).ok()?;
-            Some(String::from_utf8_lossy(&buf[..n]).into_owned())
-        };
-        let num = |t: Option<String>| t.and_then(|t| t.trim().parse::<u64>().ok());
-        let cpu = text(&self.cpu);
-        Usage {
-            memory_bytes: num(text(&self.memory)),
-            cpu_seconds: if self.v2 {
-                cpu.and_then(|t| {
-                    t.lines()
-                        .find_map(|l| l.strip_prefix("usage_usec "))
-                        .and_then(|n| n.trim().parse::<u64>().ok())
-                        .map(|us| us as f64 / 1e6)
-                })
-            } else {
-                num(cpu).map(|ns| ns as f64 / 1e9)
-            },
-            pids: num(text(&self.pids)),
-        }
-    }
-}
-
-impl Layout {
-    /// Reads the mount table (`/proc/self/mountinfo` text). A cgroup2 mount
-    /// with controllers at `expected_v2` makes a pure v2 layout; otherwise
-    /// the v1 controller mounts are used (hybrid hosts included).
-    pub fn from_mountinfo(text: &str) -> Result<Layout, CgroupError> {
-        let mut controllers = BTreeMap::new();
-        let mut v2: Option<PathBuf> = None;
-        // Any whole cgroup2 mount: the one unified hierarchy of a hybrid host.
-        let mut unified: Option<PathBuf> = None;
-        for line in text.lines() {
-            let Some((pre, post)) = line.split_once(" - ") else {
-                continue;
-            };
-            let fields: Vec<&str> = pre.split(' ').collect();
-            let post: Vec<&str> = post.split(' ').collect();
-            let (Some(mnt), Some(fstype)) = (fields.get(4), post.first()) else {
-                continue;
-            };
-            let mnt = unescape(mnt);
-            if *fstype == "cgroup2" && unified.is_none() && fields.get(3) == Some(&"/") {
-                unified = Some(mnt.clone());
-            }
-            match *fstype {
-                "cgroup2"
-                    if mnt == Path::new("/sys/fs/cgroup")
-                        || v2.is_none() && !mnt.starts_with("/sys/fs/cgroup/") =>
-                {
-                    v2 = Some(mnt);
-                }
-                "cgroup" => {
-                    let opts = post.get(2).copied().unwrap_or("");
-                    for o in opts.split(',') {
-                        if V1_CONTROLLERS.contains(&o) || o.starts_with("name=") {
-                            controllers
-                                .entry(o.to_string())
-                                .or_insert_with(|| mnt.clone());
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        if !controllers.is_empty() {
-            // Hybrid: the container has its own group in the cgroup2
-            // hierarchy too, for the reason it joins every v1 one: left in
-            // rkstack's, a container allowed to mount cgroupfs would find
-            // the host's tree there and make groups that outlive it.
-            if let Some(u) = unified {
-                controllers.insert(UNIFIED.to_string(), u);
-            }
-            return Ok(Layout::V1 { controllers });
-        }
-        match v2 {
-            Some(root) => Ok(Layout::V2 { root }),
-            None => Err(CgroupError::NotMounted("/proc/self/mountinfo".into())),
-        }
-    }
-
-    pub fn detect() -> Result<Layout, CgroupError> {
-        let text = std::fs::read_to_string("/proc/self/mountinfo")
-            .map_err(io_err(Path::new("/proc/self/mountinfo"), "read"))?;
-        Layout::from_mountinfo(&text)
-    }
-}
-
-/// A path of mountinfo as it is.
-pub(crate) fn unescape(s: &str) -> PathBuf {
-    // mountinfo escapes space, tab, newline and backslash as \ooo.
-    let mut out = Vec::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && let Some(Ok(v)) = s.get(i + 1..i + 4).map(|o| u8::from_str_radix(o, 8))
-        {
-            out.push(v);
-            i += 4;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    use std::os::unix::ffi::OsStringExt;
-    PathBuf::from(std::ffi::OsString::from_vec(out))
-}
-
 /// Limits in cgroup terms (the caller converts from the stack file).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Limits {
@@ -224,12 +60,6 @@ pub struct IoLimit {
     pub write_bps: Option<u64>,
     pub read_iops: Option<u64>,
     pub write_iops: Option<u64>,
-}
-
-/// What the cgroup saw of the process's end.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Events {
-    pub oom_kills: u64,
 }
 
 /// One container's cgroup (a directory per v1 controller, or one v2 directory).
@@ -471,75 +301,6 @@ impl Cgroup {
 
     fn dir_has(&self, file: &str) -> bool {
         self.dir_of("").is_some_and(|d| d.join(file).exists())
-    }
-
-    /// OOM kills seen by the cgroup so far.
-    pub fn events(&self) -> Events {
-        let file = match self.layout {
-            Layout::V2 { .. } => "memory.events",
-            Layout::V1 { .. } => "memory.oom_control",
-        };
-        let text = self
-            .dir_of("memory")
-            .and_then(|d| std::fs::read_to_string(d.join(file)).ok())
-            .unwrap_or_default();
-        let oom_kills = text
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("oom_kill ")
-                    .and_then(|n| n.trim().parse().ok())
-            })
-            .unwrap_or(0);
-        Events { oom_kills }
-    }
-
-    /// An open handle on the cgroup's accounting files, for reading its
-    /// usage often (no path lookups after the first).
-    pub fn usage_reader(&self) -> UsageReader {
-        let open = |controller: &str, file: &str| {
-            self.dir_of(controller)
-                .and_then(|d| std::fs::File::open(d.join(file)).ok())
-        };
-        match self.layout {
-            Layout::V2 { .. } => UsageReader {
-                v2: true,
-                memory: open("memory", "memory.current"),
-                cpu: open("cpu", "cpu.stat"),
-                pids: open("pids", "pids.current"),
-            },
-            Layout::V1 { .. } => UsageReader {
-                v2: false,
-                memory: open("memory", "memory.usage_in_bytes"),
-                cpu: open("cpuacct", "cpuacct.usage"),
-                pids: open("pids", "pids.current"),
-            },
-        }
-    }
-
-    /// What the cgroup uses now (what a controller does not account is `None`).
-    pub fn usage(&self) -> Usage {
-        let read = |controller: &str, file: &str| -> Option<String> {
-            self.dir_of(controller)
-                .and_then(|d| std::fs::read_to_string(d.join(file)).ok())
-        };
-        let num = |text: Option<String>| text.and_then(|t| t.trim().parse::<u64>().ok());
-        match self.layout {
-            Layout::V2 { .. } => Usage {
-                memory_bytes: num(read("memory", "memory.current")),
-                cpu_seconds: read("cpu", "cpu.stat").and_then(|t| {
-                    t.lines()
-                        .find_map(|l| l.strip_prefix("usage_usec "))
-                        .and_then(|n| n.trim().parse::<u64>().ok())
-                        .map(|us| us as f64 / 1e6)
-                }),
-                pids: num(read("pids", "pids.current")),
-            },
-            Layout::V1 { .. } => Usage {
-                memory_bytes: num(read("memory", "memory.usage_in_bytes")),
-                cpu_seconds: num(read("cpuacct", "cpuacct.usage")).map(|ns| ns as f64 / 1e9),
-                pids: num(read("pids", "pids.current")),
-            },
-        }
     }
 
     /// Pids still in the cgroup, or in any cgroup the container made

@@ -308,3 +308,30 @@ impl Drop for Stopped {
         let _ = self.0.wait();
     }
 }
+
+/// `rkstack run --name NAME ROOTFS -- /bin/sh -c SCRIPT`, to be spawned.
+pub fn run_sh(name: &str, fs: &Rootfs, script: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(rkstack());
+    cmd.args(["run", "--name", name])
+        .arg(fs.path())
+        .args(["--", "/bin/sh", "-c", script]);
+    cmd
+}
+
+/// `run_sh` spawned, with its output read line by line.
+pub fn spawn_sh(
+    name: &str,
+    fs: &Rootfs,
+    script: &str,
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    use std::io::BufRead;
+    let mut child = run_sh(name, fs, script)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
+}

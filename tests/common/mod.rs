@@ -335,3 +335,13 @@ pub fn spawn_sh(
     let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     (child, lines)
 }
+
+/// `rkstack run ARGS` with state and data under `dir`.
+pub fn rk_run(dir: &Path, args: &[&str]) -> std::process::Output {
+    rk_in(dir, &[&["run"], args].concat())
+}
+
+/// `rkstack ARGS` with state and data under `dir`.
+pub fn rk_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    rk_cmd(dir).args(args).output().unwrap()
+}

@@ -319,3 +319,14 @@ pub fn up_until_first(
     );
     (up, log, events)
 }
+
+/// A stack of `body` under `rkstack up`, `LAYOUT` standing for an OCI
+/// layout made for it (see [`layout`]).
+pub fn up_with_layout(tag: &str, body: &str) -> super::stack::Stack {
+    let mut s = super::stack::Stack::new(tag, Path::new(rkstack()));
+    let l = s.dir.path().join("layout");
+    layout(&l);
+    s.write(&body.replace("LAYOUT", &l.display().to_string()));
+    s.spawn(&[]);
+    s
+}

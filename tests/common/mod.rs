@@ -345,3 +345,8 @@ pub fn rk_run(dir: &Path, args: &[&str]) -> std::process::Output {
 pub fn rk_in(dir: &Path, args: &[&str]) -> std::process::Output {
     rk_cmd(dir).args(args).output().unwrap()
 }
+
+/// Whether `pid` is a living process (not a zombie).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}

@@ -216,3 +216,42 @@ impl Drop for Stack {
         remove_cgroups(&self.name);
     }
 }
+
+/// `rkstack up` of the shared fixture, with SIGTERM as the stop signal
+/// (the tests here check how containers are asked to stop).
+impl Stack {
+    pub fn start(stack: &str, body: &str) -> Stack {
+        Stack::start_env(stack, body, &[])
+    }
+
+    pub fn start_env(stack: &str, body: &str, env: &[(&str, String)]) -> Stack {
+        Stack::start_cmd(stack, body, |c| {
+            c.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        })
+    }
+
+    /// [`Stack::start`], with `adjust` applied to the `rkstack up` command.
+    pub fn start_cmd(stack: &str, body: &str, adjust: impl FnOnce(&mut Command)) -> Stack {
+        Stack::start_in(stack, body, PathBuf::from("stack.toml"), |_| {}, adjust)
+    }
+
+    /// [`Stack::start_cmd`] of the file at `path` (relative to its folder),
+    /// after `layout` made what leads there.
+    pub fn start_in(
+        stack: &str,
+        body: &str,
+        path: PathBuf,
+        layout: impl FnOnce(&Path),
+        adjust: impl FnOnce(&mut Command),
+    ) -> Stack {
+        let mut up = Stack::named(stack, Path::new(rkstack()));
+        up.defaults = "stop_timeout = \"300ms\"\n".to_string();
+        up.path = path;
+        layout(up.dir.path());
+        up.write(body);
+        let mut cmd = up.up_command(&[]);
+        adjust(&mut cmd);
+        up.child = Some(cmd.spawn().unwrap());
+        up
+    }
+}

@@ -34,7 +34,7 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<ExitCode> {
         insecure_registries: global.insecure_registries.clone(),
         state_dir: global.state_dir.clone(),
         data_dir: global.data_dir.clone(),
-        stack: "run".into(),
+        stack: defaults::ONE_OFF_STACK.into(),
     };
     match rkstack::container::run::run(&container, &opts) {
         Ok(exit) => {

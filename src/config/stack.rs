@@ -488,6 +488,11 @@ pub mod defaults {
         }
     }
     pub const STOP_TIMEOUT_SECS: u64 = 10;
+    /// The stack of `rkstack run`'s one-off containers: their cgroups are
+    /// `rkstack/run/NAME` and their writable layers `DATA/run/containers/
+    /// NAME`, so no stack file may take the name (a one-off container of
+    /// a stack container's name would share its group and remove its layer).
+    pub const ONE_OFF_STACK: &str = "run";
     pub const STOP_SIGNAL: Signal = Signal::TERM;
     pub const HEALTH_INTERVAL_SECS: u64 = 30;
     pub const HEALTH_TIMEOUT_SECS: u64 = 30;

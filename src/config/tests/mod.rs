@@ -273,6 +273,11 @@ fn rejects_missing_name_and_bad_names() {
         &errs("name = \"this-stack-name-is-far-too-long-for-us\"\n"),
         "at most 31",
     );
+    // One-off containers (`rkstack run`) live under the stack "run".
+    has(
+        &errs("name = \"run\"\n"),
+        "1:8: name: \"run\" is reserved for the one-off containers of `rkstack run`",
+    );
 }
 
 #[test]

@@ -24,7 +24,14 @@ impl Cx<'_> {
                 );
                 None
             }
-            Some(e) => self.parsed(&e.value, "name", |s| Name::parse(s, Name::STACK_MAX)),
+            Some(e) => self.parsed(&e.value, "name", |s| {
+                if s == crate::config::defaults::ONE_OFF_STACK {
+                    return Err(format!(
+                        "\"{s}\" is reserved for the one-off containers of `rkstack run`; give the stack another name"
+                    ));
+                }
+                Name::parse(s, Name::STACK_MAX)
+            }),
         };
 
         let mut networks = BTreeMap::new();

@@ -349,6 +349,7 @@ impl Cgroup {
         if !self.rel.starts_with("rkstack") {
             return 1;
         }
+        // `run`: config's `ONE_OFF_STACK`, a name no stack file may take.
         let kept = if self.rel.starts_with("rkstack/run") {
             2
         } else {

@@ -216,4 +216,13 @@ mounts = [{{ type = "bind", source = "{}", target = "/p", read_only = true }}]
     );
     let cat = as_nobody(format!("cat {}", layers.join("bin/busybox").display()));
     assert!(!cat.status.success(), "a host user read the image store");
+    // Opened, the stack's lock could be read-locked by a host user, which
+    // would keep the next supervisor from starting.
+    let lock = up.dir.path().join(format!("state/{}.lock", up.name));
+    assert_eq!(mode(&lock), 0o600);
+    let open = as_nobody(format!("exec 3<{}", lock.display()));
+    assert!(
+        !open.status.success(),
+        "a host user opened the stack's lock"
+    );
 }

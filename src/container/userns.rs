@@ -25,11 +25,7 @@ pub fn claim(state_dir: &Path) -> std::io::Result<Claim> {
     let dir = state_dir.join("userns");
     std::fs::create_dir_all(&dir)?;
     for i in 0..RANGES {
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(format!("{i}.lock")))?;
+        let f = crate::host::open_private(&dir.join(format!("{i}.lock")))?;
         // SAFETY: flock on a file we own.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
             return Ok(Claim {

@@ -73,12 +73,7 @@ impl LockFile {
             {
                 return Ok(Taken::Held(said));
             }
-            let mut f = std::fs::File::options()
-                .create(true)
-                .truncate(false)
-                .read(true)
-                .write(true)
-                .open(path)?;
+            let mut f = super::open_private(path)?;
             let ours = f.metadata()?;
             if let Some(said) = held_here(id_of(&ours)) {
                 // Put there by this process between the look and the open:

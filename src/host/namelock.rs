@@ -79,12 +79,7 @@ impl NameLock {
         let i = match here {
             Some(i) => i,
             None => {
-                let file = File::options()
-                    .create(true)
-                    .truncate(false)
-                    .read(true)
-                    .write(true)
-                    .open(path)?;
+                let file = super::open_private(path)?;
                 let m = file.metadata()?;
                 let id = (m.dev(), m.ino());
                 if let Some(i) = open.iter().position(|o| o.id == id) {
@@ -146,6 +141,7 @@ impl Drop for NameLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn a_name_is_held_once_and_free_again_when_dropped() {
@@ -169,6 +165,8 @@ mod tests {
         drop(db);
         assert_eq!(probe(&path, "db"), Some(true));
         assert!(path.exists(), "the names file is never removed");
+        let mode = std::fs::metadata(&path).map(|m| m.permissions().mode() & 0o777);
+        assert_eq!(mode.ok(), Some(0o600), "others could lock names");
         assert!(matches!(NameLock::take(&path, "web"), Ok(Some(_))));
     }
 

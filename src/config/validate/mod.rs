@@ -6,8 +6,10 @@
 mod attach;
 mod build;
 mod container;
-pub use container::local_name;
 mod cross;
+mod image;
+pub use image::local_name;
+mod lifecycle;
 mod mounts;
 mod resources;
 mod security;

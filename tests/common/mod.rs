@@ -350,3 +350,8 @@ pub fn rk_in(dir: &Path, args: &[&str]) -> std::process::Output {
 pub fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
 }
+
+/// What a command printed on its standard output.
+pub fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

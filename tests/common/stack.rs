@@ -255,3 +255,18 @@ impl Stack {
         up
     }
 }
+
+/// Two containers for the API tests: `web` ticking, restarted always;
+/// `db` ready at once, with only CHOWN.
+pub const API_BODY: &str = r#"
+[containers.web]
+image = "dir:ROOTFS"
+command = ["/bin/sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"]
+restart = "always"
+restart_backoff = { initial = "0" }
+[containers.db]
+image = "dir:ROOTFS"
+hostname = "dbhost"
+command = ["/bin/sh", "-c", "echo db-ready; exec /bin/sleep 1000"]
+security = { capabilities = { drop = ["ALL"], add = ["CHOWN"] } }
+"#;

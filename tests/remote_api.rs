@@ -168,18 +168,21 @@ fn the_api_over_tls_needs_a_client_certificate_or_a_token() {
     let args = listen(&["--token-file", &p("token")]);
     let s = Stack::start_with("tlstoken", BODY, &args);
     let url = format!("https://{}", s.tls_addr());
-    let out = Command::new(rkstack())
-        .args([
-            "--host",
-            &url,
-            "--ca",
-            &p("ca.pem"),
-            "--token-file",
-            &p("token"),
-            "ps",
-        ])
-        .output()
-        .unwrap();
+    let ps_with = |token: &str| {
+        Command::new(rkstack())
+            .args([
+                "--host",
+                &url,
+                "--ca",
+                &p("ca.pem"),
+                "--token-file",
+                token,
+                "ps",
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = ps_with(&p("token"));
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(text(&out).contains("web"));
     let (code, body) = {
@@ -199,18 +202,7 @@ fn the_api_over_tls_needs_a_client_certificate_or_a_token() {
         |s| s.events().contains("no valid bearer token"),
         "the refusal is logged",
     );
-    let out = Command::new(rkstack())
-        .args([
-            "--host",
-            &url,
-            "--ca",
-            &p("ca.pem"),
-            "--token-file",
-            &p("wrong"),
-            "ps",
-        ])
-        .output()
-        .unwrap();
+    let out = ps_with(&p("wrong"));
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("bearer token"), "{}", stderr(&out));
 }

@@ -8,6 +8,7 @@
 )]
 
 pub mod mender;
+pub mod net;
 pub mod oci;
 pub mod stack;
 

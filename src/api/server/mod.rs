@@ -3,9 +3,11 @@
 //! (logs, events, exec output) are served here from the supervisor's
 //! broadcasts and files, without holding up the loop.
 //!
-//! `exec.rs` holds `POST .../exec`: its streamed and interactive forms;
-//! `update.rs` apply, rollback and the generations.
+//! `auth.rs` decides who may call; `exec.rs` holds `POST .../exec`: its
+//! streamed and interactive forms; `update.rs` apply, rollback and the
+//! generations.
 
+mod auth;
 mod exec;
 mod update;
 
@@ -16,7 +18,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Path, Query, Request as HttpRequest, State};
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -27,6 +29,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::{Command, ControlError, ErrorKind, Exec, Reply, Request};
 use crate::supervisor::events::{self, Event};
 
+use auth::check;
+pub use auth::{Auth, Peer, Remote};
 use exec::exec;
 pub use exec::exit_code;
 
@@ -67,83 +71,6 @@ impl IntoResponse for ControlError {
     fn into_response(self) -> Response {
         (status_of(self.kind), Json(self)).into_response()
     }
-}
-
-/// The peer of a connection, from `SO_PEERCRED`.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer {
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    pub pid: Option<i32>,
-}
-
-/// Who may call: what the transport established.
-#[derive(Debug, Clone)]
-pub enum Auth {
-    /// The unix socket: the peer's credentials decide (root or the group).
-    Peer,
-    /// TCP with TLS: a bearer token is required (and a client certificate
-    /// too, when the server asks for one at the handshake).
-    Token(String),
-    /// TCP with TLS: the client certificate was verified at the handshake.
-    Verified,
-}
-
-/// The remote address of a TCP client (for the log).
-#[derive(Debug, Clone, Copy)]
-pub struct Remote(pub std::net::SocketAddr);
-
-/// Compares without stopping at the first difference.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn check(State(auth): State<Auth>, req: HttpRequest, next: Next) -> Response {
-    match &auth {
-        Auth::Verified => {}
-        Auth::Token(token) => {
-            let given = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            if !given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
-                let from = req.extensions().get::<Remote>().map(|r| r.0.to_string());
-                tracing::warn!(
-                    "API request refused: no valid bearer token (from {})",
-                    from.as_deref().unwrap_or("?")
-                );
-                return ControlError::new(
-                    ErrorKind::Unauthorized,
-                    "a valid bearer token is required",
-                )
-                .into_response();
-            }
-        }
-        Auth::Peer => {
-            let peer = req.extensions().get::<ConnectInfo<Peer>>().map(|c| c.0);
-            let ok = match peer {
-                Some(Peer {
-                    uid: Some(uid),
-                    gid: Some(gid),
-                    pid,
-                }) => super::peer::allowed_peer(uid, gid, pid),
-                _ => false,
-            };
-            if !ok {
-                tracing::warn!(
-                    ?peer,
-                    "API request refused: not root nor in the rkstack group"
-                );
-                return ControlError::forbidden(format!(
-                    "only root and members of the {} group may use this API",
-                    super::peer::GROUP
-                ))
-                .into_response();
-            }
-        }
-    }
-    next.run(req).await
 }
 
 /// Every route the API serves (method, path), as the OpenAPI file lists them.

@@ -140,7 +140,7 @@ fn lock_name(state_dir: &Path, name: &str) -> Result<NameLock, RunError> {
 }
 
 /// The file of one-off containers' names (see [`NameLock`]); never removed.
-pub const NAMES_FILE: &str = ".names";
+const NAMES_FILE: &str = ".names";
 
 fn start_and_wait(
     c: &Container,

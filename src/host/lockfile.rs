@@ -47,17 +47,26 @@ fn held_here(id: (u64, u64)) -> Option<String> {
         .and_then(|h| h.iter().find(|(i, _)| *i == id).map(|(_, w)| w.clone()))
 }
 
-fn id_of(m: &std::fs::Metadata) -> (u64, u64) {
+/// A file's (device, inode): which file a lock is on.
+pub(super) fn id_of(m: &std::fs::Metadata) -> (u64, u64) {
     (m.dev(), m.ino())
 }
 
-/// A lock request or test over the whole file.
-fn whole(kind: libc::c_int) -> libc::flock {
+/// A record lock request or test of `len` bytes from `start` (`len` 0:
+/// to the end of the file, however long it grows).
+pub(super) fn record(kind: libc::c_int, start: i64, len: i64) -> libc::flock {
     // SAFETY: flock is plain data; zero is a valid value of every field.
     let mut l: libc::flock = unsafe { std::mem::zeroed() };
     l.l_type = kind as libc::c_short;
     l.l_whence = libc::SEEK_SET as libc::c_short;
+    l.l_start = start;
+    l.l_len = len;
     l
+}
+
+/// A lock request or test over the whole file.
+fn whole(kind: libc::c_int) -> libc::flock {
+    record(kind, 0, 0)
 }
 
 impl LockFile {

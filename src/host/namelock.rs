@@ -4,7 +4,7 @@
 //! runs; a second run of that name finds the byte locked and is refused.
 //!
 //! A file per name (`NAME.lock`, made and removed by each run) did the same
-//! but cost ≈ 0.17 ms of every start where `/run` is on a journaled disk
+//! but cost ≈ 0.17–0.25 ms of every start where `/run` is on a journaled disk
 //! (an inode made, written and freed); this file is made once and never
 //! removed, and a lock on it touches no disk.
 //!
@@ -15,12 +15,13 @@
 
 use std::fs::File;
 use std::os::fd::AsFd;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Mutex;
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, fcntl};
+
+use super::lockfile::{id_of, record};
 
 /// The open `.names` file of this process and the offsets it holds.
 struct Open {
@@ -36,23 +37,13 @@ static OPEN: Mutex<Vec<Open>> = Mutex::new(Vec::new());
 /// to 62 bits so that the byte after it is still a valid file offset.
 /// Two names on one byte would refuse each other; among a thousand
 /// names running at once that happens once in 10¹³.
-pub fn offset(name: &str) -> i64 {
+fn offset(name: &str) -> i64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in name.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     i64::try_from(h >> 2).unwrap_or(0)
-}
-
-fn request(kind: libc::c_int, at: i64) -> libc::flock {
-    // SAFETY: flock is plain data; zero is a valid value of every field.
-    let mut l: libc::flock = unsafe { std::mem::zeroed() };
-    l.l_type = kind as libc::c_short;
-    l.l_whence = libc::SEEK_SET as libc::c_short;
-    l.l_start = at;
-    l.l_len = 1;
-    l
 }
 
 /// Held while it lives: the name is this process's until it is dropped.
@@ -74,16 +65,16 @@ impl NameLock {
         // second one and closing it would let go of what the first holds.
         let here = std::fs::metadata(path)
             .ok()
-            .map(|m| (m.dev(), m.ino()))
+            .map(|m| id_of(&m))
             .and_then(|id| open.iter().position(|o| o.id == id));
         let i = match here {
             Some(i) => i,
             None => {
                 let file = super::open_private(path)?;
-                let m = file.metadata()?;
-                let id = (m.dev(), m.ino());
+                let id = id_of(&file.metadata()?);
                 if let Some(i) = open.iter().position(|o| o.id == id) {
-                    // Appeared between the look and the open.
+                    // Ours after all (the look above failed): closing this
+                    // descriptor would let go of the bytes held through it.
                     std::mem::forget(file);
                     i
                 } else {
@@ -102,7 +93,7 @@ impl NameLock {
         }
         match fcntl(
             o.file.as_fd(),
-            FcntlArg::F_SETLK(&request(libc::F_WRLCK, at)),
+            FcntlArg::F_SETLK(&record(libc::F_WRLCK, at, 1)),
         ) {
             Ok(_) => {
                 o.held.push(at);
@@ -129,7 +120,7 @@ impl Drop for NameLock {
         let o = &mut open[i];
         let _ = fcntl(
             o.file.as_fd(),
-            FcntlArg::F_SETLK(&request(libc::F_UNLCK, self.at)),
+            FcntlArg::F_SETLK(&record(libc::F_UNLCK, self.at, 1)),
         );
         o.held.retain(|a| *a != self.at);
         if o.held.is_empty() {
